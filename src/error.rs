@@ -1,0 +1,94 @@
+//! The one public error type of the library.
+//!
+//! `Corrupt` ("this image is broken") stays apart from `Unsupported` ("valid, but not handled"),
+//! so that callers (and exit codes) can tell a damaged image from a feature gap.
+
+use std::fmt;
+
+/// What kind of failure an [`Error`] is. Stable: the CLI maps each kind to an exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// Reading or writing the file failed (permissions, disk full, EIO).
+    Io,
+    /// The image contradicts its own format (bad checksum, impossible sizes, truncated).
+    Corrupt,
+    /// The image is valid but of a kind this command does not handle (dynamic VHD, ...).
+    Unsupported,
+    /// The request does not fit the image (bad option, layout that cannot be converted).
+    InvalidInput,
+    /// Another process holds the image, or state on disk disagrees with the request.
+    Conflict,
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ErrorKind::Io => "I/O error",
+            ErrorKind::Corrupt => "corrupt input",
+            ErrorKind::Unsupported => "unsupported input",
+            ErrorKind::InvalidInput => "invalid input",
+            ErrorKind::Conflict => "conflict",
+        })
+    }
+}
+
+/// A library error: its kind, a message saying what was expected and what was found (offsets in
+/// hex), and the underlying I/O error if there is one.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+    #[source]
+    source: Option<std::io::Error>,
+}
+
+impl Error {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error {
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+    pub fn corrupt(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Corrupt, message)
+    }
+    pub fn unsupported(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unsupported, message)
+    }
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidInput, message)
+    }
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Conflict, message)
+    }
+    /// An I/O error with what was being done ("reading 512 bytes at 0x1ff000 of disk.vhd").
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        let context = context.into();
+        Error {
+            kind: ErrorKind::Io,
+            message: format!("{context}: {source}"),
+            source: Some(source),
+        }
+    }
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+    /// The same error with more context in front ("GPT header at 0x200: ...").
+    pub fn context(mut self, context: impl fmt::Display) -> Self {
+        self.message = format!("{context}: {}", self.message);
+        self
+    }
+    /// The raw OS error, if any (used to tell ENOSPC and EROFS apart).
+    pub fn raw_os_error(&self) -> Option<i32> {
+        self.source.as_ref().and_then(|e| e.raw_os_error())
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

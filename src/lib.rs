@@ -1,0 +1,16 @@
+//! vhdtool: offline inspection of disk images and conversion of Generation-1 (MBR, BIOS) virtual
+//! disks into Generation-2 (GPT, UEFI) ones.
+//!
+//! Every byte of an image is untrusted: parsers use checked arithmetic and bounded loops and
+//! never panic on input. `unsafe` lives in `disk/mmap.rs` only.
+
+pub mod disk;
+pub mod error;
+pub mod finding;
+pub mod fs;
+pub mod gpt;
+pub mod mbr;
+pub mod vhd;
+
+pub use error::{Error, ErrorKind, Result};
+pub use finding::{Finding, Severity};
