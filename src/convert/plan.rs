@@ -665,7 +665,7 @@ fn build_plan(
         (Format::VhdFixed, Some(_)) => {
             let mut raw = [0u8; 512];
             file.read_at(image.data_bytes, &mut raw)?;
-            Some(vhd::footer::resize_for_conversion(&raw, new_disk_bytes))
+            Some(converted_footer(&raw, new_disk_bytes)?)
         }
         _ => None,
     };
@@ -704,6 +704,35 @@ fn build_plan(
         footer,
         seed,
     })
+}
+
+/// Creator applications whose footers every QEMU sizes by the current size (QEMU 7.2's table;
+/// QEMU 10 trusts every creator but "vpc " and "qemu").
+const QEMU_TRUSTED_CREATORS: [[u8; 4]; 5] = [*b"win ", *b"qem2", *b"d2v ", *b"CTXS", *b"tap\0"];
+
+/// The footer of the converted disk: the old one with the new current size, the spec's
+/// geometry and a new checksum; unique id, timestamp and original size kept.
+///
+/// Hyper-V and Azure size a VHD by its current size; QEMU 7.2 does so only for the creators in
+/// [`QEMU_TRUSTED_CREATORS`] or for the maximum geometry 65535/16/255, and sizes every other
+/// footer by C*H*S, which would cut the disk short of the backup GPT. So a footer from another
+/// creator ("vpc ", "qemu", ...) gets the pair qemu-img's `force_size` writes, creator "qem2"
+/// with geometry 65535/16/255: every reader then takes the current size.
+pub fn converted_footer(raw: &[u8; 512], new_size: u64) -> Result<[u8; 512]> {
+    use crate::vhd::footer::{encode, resize_footer, FooterFields};
+    let mut f = FooterFields::from_bytes(raw);
+    let resized = if QEMU_TRUSTED_CREATORS.contains(&f.creator_application) {
+        resize_footer(raw, new_size)?
+    } else {
+        resize_footer(raw, new_size)?;
+        f.creator_application = *b"qem2";
+        f.creator_version = 0x0005_0003;
+        f.creator_host_os = *b"Wi2k";
+        f.current_size = new_size;
+        f.geometry = crate::vhd::geometry::MAX_CHS;
+        encode(&f)
+    };
+    Ok(resized)
 }
 
 /// Bytes for `--random-guids`: the time and the process id through a hash are enough for
