@@ -6,7 +6,7 @@ use serde::Serialize;
 use zerocopy::byteorder::big_endian::{U32, U64};
 use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout, Unaligned};
 
-use super::footer::{hex, ones_complement_sum, printable, FOOTER_SIZE};
+use super::footer::{hex, ones_complement_sum, printable};
 use super::{DynamicInfo, Footer};
 use crate::disk::Disk;
 use crate::error::{Error, Result};
@@ -150,9 +150,14 @@ pub fn bitmap_bytes(block_size: u32) -> u64 {
 }
 
 /// Read the header `footer` points at, check it, and count the allocated BAT entries (reading
-/// at most what the file holds). Problems become findings; `None` when there is no readable
-/// header at all.
-pub fn read(file: &dyn Disk, footer: &Footer, findings: &mut Vec<Finding>) -> Option<DynamicInfo> {
+/// at most what the file holds). Blocks must end by `data_end` (the offset of the footer at the
+/// end of the file). Problems become findings; `None` when there is no readable header at all.
+pub fn read(
+    file: &dyn Disk,
+    footer: &Footer,
+    data_end: u64,
+    findings: &mut Vec<Finding>,
+) -> Option<DynamicInfo> {
     let len = file.len();
     let at = footer.data_offset;
     let mut buf = [0u8; HEADER_SIZE];
@@ -223,7 +228,7 @@ pub fn read(file: &dyn Disk, footer: &Footer, findings: &mut Vec<Finding>) -> Op
             format!("differencing disk header at 0x{at:x}: the parent name is empty"),
         ));
     }
-    count_bat(file, &mut info, findings);
+    count_bat(file, &mut info, data_end, findings);
     for loc in &mut info.parent_locators {
         loc.path = read_locator_path(file, loc);
     }
@@ -231,7 +236,7 @@ pub fn read(file: &dyn Disk, footer: &Footer, findings: &mut Vec<Finding>) -> Op
 }
 
 /// Count allocated BAT entries, over at most the entries the file holds, in bounded chunks.
-fn count_bat(file: &dyn Disk, info: &mut DynamicInfo, findings: &mut Vec<Finding>) {
+fn count_bat(file: &dyn Disk, info: &mut DynamicInfo, data_end: u64, findings: &mut Vec<Finding>) {
     let len = file.len();
     let table = info.table_offset;
     let entries = u64::from(info.max_table_entries);
@@ -249,8 +254,6 @@ fn count_bat(file: &dyn Disk, info: &mut DynamicInfo, findings: &mut Vec<Finding
         ));
         readable
     };
-    // A block lies wholly before the footer at the end of the file.
-    let data_end = len.saturating_sub(FOOTER_SIZE as u64);
     let block_span = bitmap_bytes(info.block_size) + u64::from(info.block_size);
     let mut allocated = 0u64;
     let mut outside = 0u64;

@@ -140,6 +140,8 @@ pub fn probe(file: &dyn Disk) -> Image {
         };
     };
     let f = found.footer;
+    // blocks of a dynamic disk lie before the footer at the end of the file
+    let data_end = len.saturating_sub(found.size);
     check_footer(&f, &mut findings);
     let (format, data_bytes, dynamic) = match f.disk_type {
         DISK_TYPE_FIXED => (
@@ -153,7 +155,7 @@ pub fn probe(file: &dyn Disk) -> Image {
             } else {
                 Format::VhdDifferencing
             };
-            (format, 0, dynamic::read(file, &f, &mut findings))
+            (format, 0, dynamic::read(file, &f, data_end, &mut findings))
         }
         other => {
             // Not a type we know: lay it out by what its data offset says.
@@ -177,7 +179,7 @@ pub fn probe(file: &dyn Disk) -> Image {
                 (
                     Format::VhdDynamic,
                     0,
-                    dynamic::read(file, &f, &mut findings),
+                    dynamic::read(file, &f, data_end, &mut findings),
                 )
             }
         }
@@ -192,7 +194,8 @@ pub fn probe(file: &dyn Disk) -> Image {
     }
 }
 
-/// A footer and how many bytes it takes at its place (512, or 511 for a legacy footer).
+/// A footer, and how many bytes at the end of the file a footer takes (512; 511 for a legacy
+/// footer; 0 when the end holds none and the copy at offset 0 is used).
 struct Found {
     footer: Footer,
     size: u64,
@@ -287,7 +290,7 @@ fn find_footer(file: &dyn Disk, findings: &mut Vec<Finding>) -> Option<Found> {
         ));
         Some(Found {
             footer: copy,
-            size: footer_size,
+            size: 0,
         })
     } else {
         findings.push(Finding::warning(
@@ -861,6 +864,15 @@ mod tests {
         let got = ids(&img);
         assert!(got.contains(&"vhd.footer.copy-at-zero"), "{got:?}");
         assert!(got.contains(&"vhd.footer.checksum"), "{got:?}");
+        // the end footer cut off: the last block ends the file and is still inside it
+        let mut cut = dynamic(4 * MIB, &[1]);
+        cut.truncate(cut.len() - 512);
+        let img = probe(&MemDisk::new(cut));
+        assert_eq!(
+            ids(&img),
+            ["vhd.footer.copy-at-zero", "vhd.footer.qemu-size"]
+        );
+        assert_eq!(img.dynamic.unwrap().allocated_blocks, 1);
         // the end footer gone altogether (zeroed)
         v[n - 512..].fill(0);
         let img = probe(&MemDisk::new(v));
@@ -968,6 +980,44 @@ mod tests {
         let d = fixed(4096, b"win ").into_inner();
         for cut in 0..d.len() {
             let _ = probe(&MemDisk::new(d[cut..].to_vec()));
+        }
+    }
+
+    #[test]
+    fn mutated_images_do_not_panic() {
+        // deterministic xorshift mutations of footers, header and BAT, checksums made valid
+        // half of the time so that the checks behind them run too
+        let base = dynamic_with(256 << 10, 64 << 10, &[0, 1], None, |_, _| {});
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for round in 0..3000 {
+            let mut v = base.clone();
+            let n = v.len();
+            for _ in 0..(next() % 8 + 1) {
+                let r = next();
+                let pos = match r % 3 {
+                    0 => (r >> 8) as usize % 512,
+                    1 => 0x200 + (r >> 8) as usize % 0x500,
+                    _ => n - 512 + (r >> 8) as usize % 512,
+                };
+                v[pos] = (r >> 40) as u8;
+            }
+            if round % 2 == 0 {
+                for at in [0, n - 512] {
+                    let sum = footer::checksum(v[at..at + 512].try_into().unwrap());
+                    v[at + 0x40..at + 0x44].copy_from_slice(&sum.to_be_bytes());
+                }
+                let mut h: [u8; dynamic::HEADER_SIZE] = v[0x200..0x600].try_into().unwrap();
+                reseal(&mut h);
+                v[0x200..0x600].copy_from_slice(&h);
+            }
+            let img = probe(&MemDisk::new(v));
+            let _ = serde_json::to_string(&img).unwrap();
         }
     }
 
