@@ -995,7 +995,7 @@ mod tests {
             x ^= x << 17;
             x
         };
-        for round in 0..3000 {
+        for round in 0..1000 {
             let mut v = base.clone();
             let n = v.len();
             for _ in 0..(next() % 8 + 1) {
