@@ -6,6 +6,7 @@
 
 pub mod disk;
 pub mod error;
+pub mod esp;
 pub mod finding;
 pub mod fs;
 pub mod gpt;
