@@ -110,13 +110,17 @@ pub fn label_valid(s: &str) -> bool {
 /// `SOURCE_DATE_EPOCH` (reproducible-builds.org) when set to an integer, else
 /// [`DEFAULT_TIMESTAMP_UNIX`]. The builder itself never reads the environment or the clock.
 pub fn timestamp_from_env() -> Result<i64> {
-    match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) => v.trim().parse::<i64>().map_err(|_| {
+    parse_source_date_epoch(std::env::var("SOURCE_DATE_EPOCH").ok().as_deref())
+}
+
+fn parse_source_date_epoch(value: Option<&str>) -> Result<i64> {
+    match value {
+        Some(v) => v.trim().parse::<i64>().map_err(|_| {
             Error::invalid(format!(
                 "SOURCE_DATE_EPOCH: expected seconds since 1970 as an integer, found {v:?}"
             ))
         }),
-        Err(_) => Ok(DEFAULT_TIMESTAMP_UNIX),
+        None => Ok(DEFAULT_TIMESTAMP_UNIX),
     }
 }
 
@@ -487,5 +491,19 @@ mod tests {
             used_clusters: 1,
         };
         assert_eq!(empty.nonzero_regions().count(), 0);
+    }
+
+    #[test]
+    fn source_date_epoch() {
+        assert_eq!(
+            parse_source_date_epoch(None).unwrap(),
+            DEFAULT_TIMESTAMP_UNIX
+        );
+        assert_eq!(
+            parse_source_date_epoch(Some("1600000000\n")).unwrap(),
+            1_600_000_000
+        );
+        assert!(parse_source_date_epoch(Some("yesterday")).is_err());
+        assert!(parse_source_date_epoch(Some("")).is_err());
     }
 }
