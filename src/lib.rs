@@ -4,11 +4,13 @@
 //! Every byte of an image is untrusted: parsers use checked arithmetic and bounded loops and
 //! never panic on input. `unsafe` lives in `disk/mmap.rs` only.
 
+pub mod cli;
 pub mod disk;
 pub mod error;
 pub mod finding;
 pub mod fs;
 pub mod gpt;
+pub mod info;
 pub mod mbr;
 pub mod vhd;
 

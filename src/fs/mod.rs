@@ -4,6 +4,8 @@
 //! CONTRACT (stub, to be implemented): `probe(part) -> Option<FsInfo>`; `fat` module with a
 //! bounded reader able to answer "does this path exist" (case-insensitive, long names).
 
+pub mod fat;
+
 use serde::Serialize;
 
 use crate::disk::Disk;

@@ -1,0 +1,74 @@
+//! The command line: clap definitions, one file per subcommand, exit codes.
+//!
+//! Commands build a report value; `output.rs` renders it as text or JSON.
+
+mod info;
+pub mod output;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::error::{Error, ErrorKind};
+
+/// Exit codes (documented in README.md; scripts rely on them).
+pub mod exit {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// The command ran and found problems: findings of severity error (`info`), a failed check
+    /// (`validate`), differences (`diff`, `verify`).
+    pub const FINDINGS: u8 = 1;
+    /// Bad command line (clap's own code).
+    pub const USAGE: u8 = 2;
+    /// Reading or writing failed (permissions, disk full, EIO).
+    pub const IO: u8 = 3;
+    /// The image is corrupt.
+    pub const CORRUPT: u8 = 4;
+    /// The image is valid but not handled by this command (dynamic VHD, ...).
+    pub const UNSUPPORTED: u8 = 5;
+    /// The image is locked by another vhdtool, or read-only.
+    pub const CONFLICT: u8 = 6;
+    /// The request does not fit the image (an option, a layout that cannot be converted).
+    pub const INVALID: u8 = 7;
+}
+
+/// Offline inspection and Generation-1 to Generation-2 conversion of VHD disk images.
+#[derive(Debug, Parser)]
+#[command(name = "vhdtool", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show what an image holds: footer, partition tables, filesystems, findings and the
+    /// Azure / Generation-2 readiness verdicts. Reads metadata only.
+    Info(info::InfoArgs),
+}
+
+/// Parse the command line, run the command, and give the exit code.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Info(args) => info::run(&args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            output::error(&e);
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+/// The exit code for a library error.
+pub fn exit_code(e: &Error) -> u8 {
+    match e.kind() {
+        ErrorKind::Io => exit::IO,
+        ErrorKind::Corrupt => exit::CORRUPT,
+        ErrorKind::Unsupported => exit::UNSUPPORTED,
+        ErrorKind::Conflict => exit::CONFLICT,
+        ErrorKind::InvalidInput => exit::INVALID,
+    }
+}

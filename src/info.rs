@@ -1,0 +1,606 @@
+//! `vhdtool info`: everything an image says about itself, as one serializable report.
+//!
+//! Building the report never prints and never fails on a readable file: a damaged image is a
+//! report with error findings. Only the few sectors that hold metadata are read (footer, MBR and
+//! EBRs, GPT headers and arrays, filesystem superblocks, the ESP's directories), so the cost does
+//! not grow with the disk size.
+
+use serde::Serialize;
+
+use crate::disk::{Disk, Window};
+use crate::finding::{Finding, Severity};
+use crate::fs::{self, FsInfo, FsKind};
+use crate::gpt::{self, Gpt};
+use crate::mbr::{self, Mbr};
+use crate::vhd::{self, DynamicInfo, Footer, Format};
+
+/// Bytes in a MiB.
+pub const MIB: u64 = 1 << 20;
+/// Azure direct upload: smallest virtual size (docs "disks-upload-vhd-to-managed-disk-cli").
+pub const AZURE_MIN_BYTES: u64 = 20 * MIB;
+/// Azure direct upload: largest virtual size (32 TiB).
+pub const AZURE_MAX_BYTES: u64 = 32 << 40;
+/// Azure OS disk limit for Generation-1 VMs (2 TiB, MBR).
+pub const AZURE_GEN1_OS_MAX_BYTES: u64 = 2 << 40;
+/// Azure OS disk limit for Generation-2 VMs (4 TiB).
+pub const AZURE_GEN2_OS_MAX_BYTES: u64 = 4 << 40;
+
+/// Which partition table the disk carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TableKind {
+    Mbr,
+    Gpt,
+    Hybrid,
+    None,
+}
+
+/// Partitioning scheme a partition entry comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheme {
+    Mbr,
+    Gpt,
+}
+
+/// MBR facts other than the partitions.
+#[derive(Debug, Clone, Serialize)]
+pub struct MbrSummary {
+    pub disk_signature: u32,
+    pub boot_code_present: bool,
+    pub boot_code_kind: Option<String>,
+    pub protective: bool,
+}
+
+/// GPT facts other than the partitions.
+#[derive(Debug, Clone, Serialize)]
+pub struct GptSummary {
+    pub disk_guid: String,
+    pub used: gpt::Copy,
+    pub primary_ok: bool,
+    pub backup_ok: bool,
+    pub header: gpt::GptHeader,
+}
+
+/// One partition, from whichever table is in use.
+#[derive(Debug, Clone, Serialize)]
+pub struct PartitionReport {
+    pub index: u32,
+    pub start_lba: u64,
+    /// Inclusive.
+    pub end_lba: u64,
+    pub sectors: u64,
+    pub size_bytes: u64,
+    pub scheme: Scheme,
+    /// MBR: "0x83"; GPT: the lowercase type GUID.
+    #[serde(rename = "type")]
+    pub type_id: String,
+    pub type_name: Option<String>,
+    pub bootable: bool,
+    pub extended: bool,
+    pub logical: bool,
+    pub name: Option<String>,
+    pub guid: Option<String>,
+    pub attributes: Option<u64>,
+    pub filesystem: Option<FsInfo>,
+}
+
+/// A run of sectors no partition uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Unallocated {
+    pub start_lba: u64,
+    pub end_lba: u64,
+    pub sectors: u64,
+    pub size_bytes: u64,
+}
+
+/// The whole `info` report (the JSON schema is documented in README.md).
+#[derive(Debug, Clone, Serialize)]
+pub struct InfoReport {
+    pub path: String,
+    pub file_bytes: u64,
+    pub format: Format,
+    pub footer: Option<Footer>,
+    pub dynamic: Option<DynamicInfo>,
+    pub virtual_bytes: u64,
+    pub data_bytes: u64,
+    pub sector_bytes: u32,
+    pub partition_table: TableKind,
+    pub mbr: Option<MbrSummary>,
+    pub gpt: Option<GptSummary>,
+    pub partitions: Vec<PartitionReport>,
+    pub unallocated: Vec<Unallocated>,
+    pub findings: Vec<Finding>,
+    pub azure_ready: bool,
+    pub gen2_ready: bool,
+}
+
+impl InfoReport {
+    /// The highest severity among the findings.
+    pub fn worst(&self) -> Option<Severity> {
+        self.findings.iter().map(|f| f.severity).max()
+    }
+}
+
+/// The partition tables of a disk, read once: what `info`, `validate` and `convert` plan from.
+#[derive(Debug, Clone)]
+pub struct Tables {
+    pub sector_bytes: u32,
+    pub mbr: Option<Mbr>,
+    pub gpt: Option<Gpt>,
+    pub kind: TableKind,
+    pub findings: Vec<Finding>,
+}
+
+/// Read the MBR and the GPT of `data` (the virtual disk), trying 512-byte sectors, then 4096
+/// for a GPT (4K-native disks; a VHD always has 512).
+pub fn read_tables(data: &dyn Disk, allow_4k: bool) -> Tables {
+    let mut findings = Vec::new();
+    let mbr = match mbr::read(data, 512) {
+        Ok(m) => m,
+        Err(e) => {
+            findings.push(Finding::error("mbr.unreadable", format!("MBR at 0x0: {e}")));
+            None
+        }
+    };
+    let mut sector_bytes = 512;
+    let mut gpt = read_gpt(data, 512, &mut findings);
+    if gpt.is_none() && allow_4k && data.len() >= 3 * 4096 {
+        let mut f4k = Vec::new();
+        if let Some(g) = read_gpt(data, 4096, &mut f4k) {
+            sector_bytes = 4096;
+            gpt = Some(g);
+            findings.append(&mut f4k);
+        }
+    }
+    let protective = mbr.as_ref().is_some_and(|m| m.protective);
+    let kind = match (&mbr, &gpt) {
+        (Some(m), Some(_)) if m.protective && m.primaries.iter().any(|p| p.type_id != 0xee) => {
+            TableKind::Hybrid
+        }
+        (_, Some(_)) => {
+            if !protective {
+                findings.push(Finding::warning(
+                    "gpt.no-protective-mbr",
+                    "a GPT is present but sector 0 holds no protective MBR (no 0xEE entry); MBR-only tools may overwrite the disk",
+                ));
+            }
+            TableKind::Gpt
+        }
+        (Some(m), None) if m.protective => {
+            findings.push(Finding::error(
+                "gpt.missing",
+                "the MBR is protective (type 0xEE) but neither the primary nor the backup GPT header was found",
+            ));
+            TableKind::None
+        }
+        (Some(m), None) if m.primaries.is_empty() => TableKind::None,
+        (Some(_), None) => TableKind::Mbr,
+        (None, None) => TableKind::None,
+    };
+    if let Some(m) = &mbr {
+        // a protective MBR's findings (the 0xEE entry covering the disk) are the GPT's business
+        if kind != TableKind::Gpt {
+            findings.extend(m.findings.iter().cloned());
+        }
+    }
+    if let Some(g) = &gpt {
+        findings.extend(g.findings.iter().cloned());
+    }
+    Tables {
+        sector_bytes,
+        mbr,
+        gpt,
+        kind,
+        findings,
+    }
+}
+
+fn read_gpt(data: &dyn Disk, sector_bytes: u32, findings: &mut Vec<Finding>) -> Option<Gpt> {
+    match gpt::read(data, sector_bytes) {
+        Ok(g) => g,
+        Err(e) => {
+            findings.push(Finding::error(
+                "gpt.unreadable",
+                format!("GPT ({sector_bytes}-byte sectors): {e}"),
+            ));
+            None
+        }
+    }
+}
+
+/// Inspect a whole image file (`file` is the file as stored: data plus footer).
+pub fn inspect(file: &dyn Disk, path: &str) -> InfoReport {
+    let image = vhd::probe(file);
+    let mut findings = image.findings.clone();
+    let mut report = InfoReport {
+        path: path.to_string(),
+        file_bytes: file.len(),
+        format: image.format,
+        footer: image.footer.clone(),
+        dynamic: image.dynamic.clone(),
+        virtual_bytes: image.virtual_bytes,
+        data_bytes: image.data_bytes,
+        sector_bytes: 512,
+        partition_table: TableKind::None,
+        mbr: None,
+        gpt: None,
+        partitions: Vec::new(),
+        unallocated: Vec::new(),
+        findings: Vec::new(),
+        azure_ready: false,
+        gen2_ready: false,
+    };
+    let data = match Window::new(file, 0, image.data_bytes.min(file.len())) {
+        Ok(w) => w,
+        Err(e) => {
+            findings.push(Finding::error("image.data-outside-file", e.to_string()));
+            report.findings = findings;
+            return report;
+        }
+    };
+    if matches!(image.format, Format::VhdDynamic | Format::VhdDifferencing) {
+        findings.push(Finding::info(
+            "vhd.dynamic.not-inspected",
+            "the partitions of a dynamic or differencing VHD are not read; make it fixed first: qemu-img convert -f vpc -O vpc -o subformat=fixed,force_size=on IN.vhd OUT.vhd",
+        ));
+    } else {
+        let tables = read_tables(&data, image.format == Format::Raw);
+        findings.extend(tables.findings.iter().cloned());
+        report.sector_bytes = tables.sector_bytes;
+        report.partition_table = tables.kind;
+        report.mbr = tables.mbr.as_ref().map(|m| MbrSummary {
+            disk_signature: m.disk_signature,
+            boot_code_present: m.boot_code_present,
+            boot_code_kind: m.boot_code_kind.clone(),
+            protective: m.protective,
+        });
+        report.gpt = tables.gpt.as_ref().map(|g| GptSummary {
+            disk_guid: g.header.disk_guid.to_string(),
+            used: g.used,
+            primary_ok: g.primary_ok,
+            backup_ok: g.backup_ok,
+            header: g.header.clone(),
+        });
+        report.partitions = partitions(&tables);
+        for p in &mut report.partitions {
+            probe_partition(&data, report.sector_bytes, p, &mut findings);
+        }
+        report.unallocated = unallocated(&tables, &report.partitions, data.len());
+        report.gen2_ready = gen2_verdict(&data, &report, &mut findings);
+    }
+    report.azure_ready = azure_verdict(&report, &image, &mut findings);
+    report.findings = findings;
+    report
+}
+
+/// The partitions of whichever table is in use, in a common shape.
+pub fn partitions(tables: &Tables) -> Vec<PartitionReport> {
+    let sb = u64::from(tables.sector_bytes);
+    match (tables.kind, &tables.gpt, &tables.mbr) {
+        (TableKind::Gpt | TableKind::Hybrid, Some(g), _) => g
+            .partitions
+            .iter()
+            .map(|p| {
+                let sectors = p.last_lba.saturating_sub(p.first_lba).saturating_add(1);
+                PartitionReport {
+                    index: p.index,
+                    start_lba: p.first_lba,
+                    end_lba: p.last_lba,
+                    sectors,
+                    size_bytes: sectors.saturating_mul(sb),
+                    scheme: Scheme::Gpt,
+                    type_id: p.type_guid.to_string(),
+                    type_name: p.type_name.map(str::to_string),
+                    bootable: p.attributes & (1 << 2) != 0,
+                    extended: false,
+                    logical: false,
+                    name: Some(p.name.clone()),
+                    guid: Some(p.unique_guid.to_string()),
+                    attributes: Some(p.attributes),
+                    filesystem: None,
+                }
+            })
+            .collect(),
+        (TableKind::Mbr, _, Some(m)) => m
+            .primaries
+            .iter()
+            .chain(m.logicals.iter())
+            .map(|p| PartitionReport {
+                index: p.index,
+                start_lba: p.start_lba,
+                end_lba: p.start_lba.saturating_add(p.sectors).saturating_sub(1),
+                sectors: p.sectors,
+                size_bytes: p.sectors.saturating_mul(sb),
+                scheme: Scheme::Mbr,
+                type_id: format!("0x{:02x}", p.type_id),
+                type_name: mbr_type_name(p.type_id).map(str::to_string),
+                bootable: p.bootable,
+                extended: p.extended,
+                logical: p.logical,
+                name: None,
+                guid: None,
+                attributes: None,
+                filesystem: None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn probe_partition(
+    data: &dyn Disk,
+    sector_bytes: u32,
+    p: &mut PartitionReport,
+    findings: &mut Vec<Finding>,
+) {
+    if p.extended || p.sectors == 0 {
+        return;
+    }
+    let sb = u64::from(sector_bytes);
+    let Some(start) = p.start_lba.checked_mul(sb) else {
+        return;
+    };
+    // a partition that runs past the disk is probed over the part that exists (the table's own
+    // finding already says it is outside)
+    let len = p.size_bytes.min(data.len().saturating_sub(start));
+    let Ok(window) = Window::new(data, start, len) else {
+        return;
+    };
+    if len == 0 {
+        return;
+    }
+    p.filesystem = fs::probe(&window);
+    if let Some(info) = &p.filesystem {
+        if let Some(fs_bytes) = info.fs_bytes {
+            if fs_bytes > p.size_bytes {
+                findings.push(Finding::error(
+                    "fs.larger-than-partition",
+                    format!(
+                        "partition {}: the {:?} filesystem says it has {} bytes, the partition holds {} bytes",
+                        p.index, info.kind, fs_bytes, p.size_bytes
+                    ),
+                ));
+            }
+        }
+        if info.encrypted {
+            findings.push(Finding::warning(
+                "fs.encrypted",
+                format!(
+                    "partition {} is an encrypted volume ({:?}); vhdtool never writes inside it, and the Azure Gen1 to Trusted Launch upgrade does not support BitLocker-encrypted OS volumes",
+                    p.index, info.kind
+                ),
+            ));
+        }
+    }
+}
+
+/// Runs of sectors that no partition covers, inside the area partitions may use.
+pub fn unallocated(
+    tables: &Tables,
+    parts: &[PartitionReport],
+    data_bytes: u64,
+) -> Vec<Unallocated> {
+    let sb = u64::from(tables.sector_bytes);
+    let total = data_bytes / sb;
+    let (first, last) = match (&tables.gpt, tables.kind) {
+        (Some(g), TableKind::Gpt | TableKind::Hybrid) => {
+            (g.header.first_usable_lba, g.header.last_usable_lba)
+        }
+        _ if total == 0 => return Vec::new(),
+        _ => (1, total - 1),
+    };
+    let mut used: Vec<(u64, u64)> = parts
+        .iter()
+        .filter(|p| !p.logical && p.sectors > 0)
+        .map(|p| (p.start_lba, p.end_lba))
+        .collect();
+    used.sort_unstable();
+    let mut out = Vec::new();
+    let mut cursor = first;
+    for (s, e) in used {
+        if s > cursor && cursor <= last {
+            let end = (s - 1).min(last);
+            out.push(range(cursor, end, sb));
+        }
+        cursor = cursor.max(e.saturating_add(1));
+    }
+    if cursor <= last && last < total.max(1) {
+        out.push(range(cursor, last, sb));
+    }
+    out
+}
+
+fn range(start_lba: u64, end_lba: u64, sb: u64) -> Unallocated {
+    let sectors = end_lba - start_lba + 1;
+    Unallocated {
+        start_lba,
+        end_lba,
+        sectors,
+        size_bytes: sectors.saturating_mul(sb),
+    }
+}
+
+fn azure_verdict(report: &InfoReport, image: &vhd::Image, findings: &mut Vec<Finding>) -> bool {
+    let mut ready = true;
+    let mut no = |id: &'static str, msg: String, findings: &mut Vec<Finding>| {
+        ready = false;
+        findings.push(Finding::warning(id, msg));
+    };
+    match (&image.format, &image.footer) {
+        (Format::VhdFixed, Some(f)) => {
+            if f.checksum != f.computed_checksum {
+                no("azure.footer-invalid", "the footer checksum is wrong; Azure rejects the upload".into(), findings);
+            }
+            if f.current_size != image.data_bytes {
+                no(
+                    "azure.size-mismatch",
+                    format!(
+                        "the file must be exactly current size + 512 bytes: current size {}, file {} bytes",
+                        f.current_size, report.file_bytes
+                    ),
+                    findings,
+                );
+            }
+        }
+        (Format::Raw, _) => no(
+            "azure.not-vhd",
+            "Azure takes fixed VHDs only; this is a raw disk (wrap it: qemu-img convert -f raw -O vpc -o subformat=fixed,force_size=on IN OUT.vhd)".into(),
+            findings,
+        ),
+        _ => no(
+            "azure.not-fixed-vhd",
+            "Azure takes fixed VHDs only (qemu-img convert -f vpc -O vpc -o subformat=fixed,force_size=on IN OUT.vhd)".into(),
+            findings,
+        ),
+    }
+    let size = image.virtual_bytes;
+    if size % MIB != 0 {
+        no(
+            "azure.size-not-mib-aligned",
+            format!(
+                "virtual size {size} bytes is not a whole number of MiB (Azure: \"unsupported virtual size\"); the next valid size is {} bytes",
+                size.div_ceil(MIB).saturating_mul(MIB)
+            ),
+            findings,
+        );
+    }
+    if size < AZURE_MIN_BYTES {
+        no(
+            "azure.size-too-small",
+            format!("virtual size {size} bytes is below Azure's minimum of 20 MiB"),
+            findings,
+        );
+    }
+    if size > AZURE_MAX_BYTES {
+        no(
+            "azure.size-too-large",
+            format!("virtual size {size} bytes is above Azure's maximum of 32 TiB"),
+            findings,
+        );
+    }
+    if ready {
+        if size > AZURE_GEN2_OS_MAX_BYTES {
+            findings.push(Finding::info(
+                "azure.data-disk-only",
+                "larger than 4 TiB: usable as a data disk only (OS disks: Gen1 up to 2 TiB, Gen2 up to 4 TiB)",
+            ));
+        } else if size > AZURE_GEN1_OS_MAX_BYTES {
+            findings.push(Finding::info(
+                "azure.gen2-os-disk-only",
+                "larger than 2 TiB: as an OS disk it needs a Generation-2 VM (Gen1 OS disks stop at 2 TiB)",
+            ));
+        }
+    }
+    ready
+}
+
+/// The ESP (GPT type EFI System) of the report, if there is one.
+pub fn esp_partition(report: &InfoReport) -> Option<&PartitionReport> {
+    let esp = gpt::guid::ESP.to_string();
+    report
+        .partitions
+        .iter()
+        .find(|p| p.scheme == Scheme::Gpt && p.type_id == esp)
+}
+
+/// The boot loaders UEFI firmware would start from an ESP, in the order the checks name them.
+pub const UEFI_LOADERS: [&str; 2] = ["EFI/BOOT/BOOTX64.EFI", "EFI/Microsoft/Boot/bootmgfw.efi"];
+
+fn gen2_verdict(data: &dyn Disk, report: &InfoReport, findings: &mut Vec<Finding>) -> bool {
+    let mut no = |id: &'static str, msg: String| {
+        findings.push(Finding::warning(id, msg));
+        false
+    };
+    if report.partition_table != TableKind::Gpt {
+        return no(
+            "gen2.no-gpt",
+            format!(
+                "Generation-2 VMs boot from GPT disks; this disk has {} (vhdtool convert makes it GPT)",
+                match report.partition_table {
+                    TableKind::Mbr => "an MBR partition table",
+                    TableKind::Hybrid => "a hybrid MBR",
+                    _ => "no partition table",
+                }
+            ),
+        );
+    }
+    let Some(esp) = esp_partition(report) else {
+        return no(
+            "gen2.no-esp",
+            "no EFI System Partition (type c12a7328-f81f-11d2-ba4b-00a0c93ec93b)".into(),
+        );
+    };
+    if !matches!(
+        esp.filesystem.as_ref().map(|f| f.kind),
+        Some(FsKind::Fat12 | FsKind::Fat16 | FsKind::Fat32)
+    ) {
+        return no(
+            "gen2.esp-not-fat",
+            format!(
+                "the EFI System Partition (partition {}) is not FAT formatted",
+                esp.index
+            ),
+        );
+    }
+    let sb = u64::from(report.sector_bytes);
+    let found = esp
+        .start_lba
+        .checked_mul(sb)
+        .and_then(|start| Window::new(data, start, esp.size_bytes).ok())
+        .and_then(|w| {
+            let fat = fs::fat::Fat::open(&w).ok()?;
+            UEFI_LOADERS
+                .iter()
+                .find(|p| fat.exists(p).unwrap_or(false))
+                .map(|p| p.to_string())
+        });
+    match found {
+        Some(_) => true,
+        None => no(
+            "gen2.no-boot-loader",
+            format!(
+                "the EFI System Partition (partition {}) holds neither \\EFI\\BOOT\\BOOTX64.EFI nor \\EFI\\Microsoft\\Boot\\bootmgfw.efi",
+                esp.index
+            ),
+        ),
+    }
+}
+
+/// Names of common MBR partition types (as fdisk names them).
+pub fn mbr_type_name(t: u8) -> Option<&'static str> {
+    Some(match t {
+        0x01 => "FAT12",
+        0x04 => "FAT16 <32M",
+        0x05 => "Extended",
+        0x06 => "FAT16",
+        0x07 => "HPFS/NTFS/exFAT",
+        0x0b => "W95 FAT32",
+        0x0c => "W95 FAT32 (LBA)",
+        0x0e => "W95 FAT16 (LBA)",
+        0x0f => "W95 Ext'd (LBA)",
+        0x11 => "Hidden FAT12",
+        0x12 => "Compaq diagnostics",
+        0x14 => "Hidden FAT16 <32M",
+        0x16 => "Hidden FAT16",
+        0x17 => "Hidden HPFS/NTFS",
+        0x1b => "Hidden W95 FAT32",
+        0x1c => "Hidden W95 FAT32 (LBA)",
+        0x1e => "Hidden W95 FAT16 (LBA)",
+        0x27 => "Hidden NTFS WinRE",
+        0x42 => "SFS",
+        0x82 => "Linux swap / Solaris",
+        0x83 => "Linux",
+        0x85 => "Linux extended",
+        0x8e => "Linux LVM",
+        0xa5 => "FreeBSD",
+        0xa6 => "OpenBSD",
+        0xa8 => "Darwin UFS",
+        0xa9 => "NetBSD",
+        0xaf => "HFS / HFS+",
+        0xee => "GPT",
+        0xef => "EFI (FAT-12/16/32)",
+        0xfd => "Linux raid autodetect",
+        _ => return None,
+    })
+}
