@@ -11,8 +11,9 @@
 #   NAME.force.vhd  fixed VHD, size kept (force_size=on, creator "qem2")
 #   NAME.chs.vhd    fixed VHD, size rounded up to a CHS-representable size (creator "qemu")
 #   NAME.dyn.vhd    dynamic VHD
-# and linux-mbr.diff.vhd is a differencing VHD (crafted: qemu-img cannot create one) whose parent
-# is linux-mbr.dyn.vhd.
+# (gpt-4k, a disk with 4096-byte sectors, is raw only: VHD sectors are 512 bytes), and
+# linux-mbr.diff.vhd is a differencing VHD (crafted: qemu-img cannot create one) whose parent is
+# linux-mbr.dyn.vhd.
 #
 # Output: the images and OUTDIR/manifest.tsv, also printed on stdout. One line per image, columns
 # separated by one TAB:
@@ -53,6 +54,7 @@ need mkfs.btrfs btrfs-progs
 need cryptsetup cryptsetup-bin
 need qemu-img qemu-utils
 need python3 python3
+need mcopy mtools
 
 OUT=$1
 mkdir -p "$OUT"
@@ -186,6 +188,20 @@ geom() {
     else
         sfdisk -d "$1" | awk -v dev="$1$2" '$1 == dev { gsub(",", ""); print $4, $6 }'
     fi
+}
+
+# esp_loader DISK START_LBA SECTOR_BYTES DIR FILE: put a stand-in UEFI loader into a FAT partition
+# with mtools (no mount), e.g. EFI/BOOT BOOTX64.EFI.
+esp_loader() {
+    local img="$1@@$(($2 * $3))" dir="" part
+    export MTOOLS_SKIP_CHECK=1
+    for part in ${4//\// }; do
+        dir="$dir/$part"
+        mmd -i "$img" "::$dir"
+    done
+    printf 'MZ stand-in UEFI loader for vhdtool tests\n' >"$1.loader"
+    mcopy -i "$img" "$1.loader" "::$dir/$5"
+    rm -f -- "$1.loader"
 }
 
 # sgdisk on a plain file; fails loudly.
@@ -323,9 +339,10 @@ gpt $d -o -U 8a1b2c3d-0000-4000-8000-000000000000 \
     -n 4:0:0 -t 4:2700 -c 4:"Recovery" -u 4:8a1b2c3d-0004-4000-8000-000000000004 \
     -A 4:set:0 -A 4:set:63
 fs_fat $d 2048 204800 512 32 SYSTEM 8a1b0001
+esp_loader $d 2048 512 EFI/Microsoft/Boot bootmgfw.efi
 fs_ntfs $d 239616 245760 Windows 8A1B2C3D00000003
 fs_ntfs $d $(geom $d 4 512) Recovery 8A1B2C3D00000004
-wrap gpt-win 512 gpt "windows-like GPT: ESP FAT32, MSR, basic data NTFS, recovery NTFS with attributes"
+wrap gpt-win 512 gpt "windows-like GPT: ESP FAT32 with bootmgfw.efi, MSR, basic data NTFS, recovery NTFS with attributes"
 
 # Linux-like GPT: BIOS boot, ESP, Linux file system to the last usable sector.
 d=gpt-linux.raw
@@ -335,8 +352,9 @@ gpt $d -o -U 9b2c3d4e-0000-4000-8000-000000000000 \
     -n 2:0:+48M -t 2:ef00 -c 2:"EFI System" -u 2:9b2c3d4e-0002-4000-8000-000000000002 \
     -n 3:0:0 -t 3:8300 -c 3:"Linux filesystem" -u 3:9b2c3d4e-0003-4000-8000-000000000003
 fs_fat $d 4096 98304 512 32 ESP 9b2c0002
+esp_loader $d 4096 512 EFI/BOOT BOOTX64.EFI
 fs_ext $d $(geom $d 3 512) 512 ext4 root 9b2c3d4e-1003-4000-8000-000000000003
-wrap gpt-linux 512 gpt "linux-like GPT: BIOS boot, ESP FAT32, Linux ext4 to the last usable sector"
+wrap gpt-linux 512 gpt "linux-like GPT: BIOS boot, ESP FAT32 with BOOTX64.EFI, Linux ext4 to the last usable sector"
 
 # Misc GPT: XFS, Btrfs, swap, LUKS1, LUKS2, BitLocker, FAT16 basic data.
 d=gpt-misc.raw
@@ -405,7 +423,8 @@ w
 EOF
 fs_fat $d $(geom $d 1 4096) 4096 32 ESP4K 4c4c0001
 fs_ext $d $(geom $d 2 4096) 4096 ext4 root4k 4c4c4c4c-1002-4000-8000-000000000002
-wrap gpt-4k 4096 gpt "GPT on 4096-byte sectors (fdisk -b 4096): ESP FAT32 + Linux ext4"
+# Raw only: a VHD has 512-byte sectors by definition, so there is no VHD form of this disk.
+manifest gpt-4k.raw raw gpt-4k.raw 4096 gpt "GPT on 4096-byte sectors (fdisk -b 4096): ESP FAT32 + Linux ext4"
 
 # ---------------------------------------------------------------------------------------------
 # No partition table
