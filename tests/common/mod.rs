@@ -144,7 +144,10 @@ where
 
 /// `vhdtool info --json PATH`: asserts a sane run, exit 0 or 1, and JSON on stdout.
 pub fn info_json(path: &Path, timeout: Duration) -> (Run, serde_json::Value) {
-    let run = vhdtool_timeout([OsStr::new("info"), OsStr::new("--json"), path.as_os_str()], timeout);
+    let run = vhdtool_timeout(
+        [OsStr::new("info"), OsStr::new("--json"), path.as_os_str()],
+        timeout,
+    );
     let code = run.exit_code();
     assert!(
         code == 0 || code == 1,
@@ -217,11 +220,12 @@ pub fn require_tool(name: &str, apt_pkg: &str) -> bool {
 
 /// `require_tool` over a list; all must be present.
 pub fn require_tools(tools: &[(&str, &str)]) -> bool {
-    // check all so that one message lists everything missing
-    tools
+    // check every tool (no short circuit) so that the messages list everything missing
+    let present: Vec<bool> = tools
         .iter()
         .map(|(name, pkg)| require_tool(name, pkg))
-        .fold(true, |all, ok| all && ok)
+        .collect();
+    present.into_iter().all(|ok| ok)
 }
 
 /// A directory under the target dir, removed on drop.
@@ -361,7 +365,10 @@ pub fn parse_manifest(text: &str) -> Result<Vec<Image>, String> {
         .map(|(n, line)| {
             let cols: Vec<&str> = line.split('\t').collect();
             let [file, form, base, sector, scheme, description] = cols[..] else {
-                return Err(format!("manifest line {}: expected 6 columns: {line:?}", n + 1));
+                return Err(format!(
+                    "manifest line {}: expected 6 columns: {line:?}",
+                    n + 1
+                ));
             };
             Ok(Image {
                 file: file.to_string(),
@@ -402,8 +409,8 @@ fn generate_images() -> Images {
     fs::create_dir_all(&tmp).expect("create target tmp dir");
     let dir = tmp.join("images");
     let lock_path = tmp.join("images.lock");
-    let lock = File::create(&lock_path)
-        .unwrap_or_else(|e| panic!("create {}: {e}", lock_path.display()));
+    let lock =
+        File::create(&lock_path).unwrap_or_else(|e| panic!("create {}: {e}", lock_path.display()));
     lock.lock()
         .unwrap_or_else(|e| panic!("lock {}: {e}", lock_path.display()));
     let stamp = dir.join("make-images.sh.used");
