@@ -5,8 +5,10 @@
 //! never panic on input. `unsafe` lives in `disk/mmap.rs` only.
 
 pub mod cli;
+pub mod convert;
 pub mod disk;
 pub mod error;
+pub mod esp;
 pub mod finding;
 pub mod fs;
 pub mod gpt;

@@ -2,6 +2,7 @@
 //!
 //! Commands build a report value; `output.rs` renders it as text or JSON.
 
+mod convert;
 mod info;
 pub mod output;
 
@@ -30,6 +31,8 @@ pub mod exit {
     pub const CONFLICT: u8 = 6;
     /// The request does not fit the image (an option, a layout that cannot be converted).
     pub const INVALID: u8 = 7;
+    /// `validate`/`convert`: the disk already has a GPT; nothing to do.
+    pub const ALREADY_GPT: u8 = 8;
 }
 
 /// Offline inspection and Generation-1 to Generation-2 conversion of VHD disk images.
@@ -45,6 +48,14 @@ pub enum Command {
     /// Show what an image holds: footer, partition tables, filesystems, findings and the
     /// Azure / Generation-2 readiness verdicts. Reads metadata only.
     Info(info::InfoArgs),
+    /// Run every layout check MBR2GPT runs, and more, each with its reason and fix; then print
+    /// the plan `convert` would carry out. Writes nothing.
+    Validate(convert::ValidateArgs),
+    /// Convert an MBR disk to GPT with an EFI System Partition, in place (behind an undo
+    /// journal) or into a copy (-o).
+    Convert(convert::ConvertArgs),
+    /// Undo an in-place conversion from its journal, byte for byte.
+    Rollback(convert::RollbackArgs),
 }
 
 /// Parse the command line, run the command, and give the exit code.
@@ -52,6 +63,9 @@ pub fn run() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info(args) => info::run(&args),
+        Command::Validate(args) => convert::run_validate(&args),
+        Command::Convert(args) => convert::run_convert(&args),
+        Command::Rollback(args) => convert::run_rollback(&args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

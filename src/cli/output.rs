@@ -297,3 +297,137 @@ pub fn render_info(r: &InfoReport) -> String {
     );
     o
 }
+
+/// A progress bar on stderr, shown only when stderr is a terminal and the work is large.
+pub struct Progress {
+    label: &'static str,
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Progress {
+    /// Below this many bytes the work takes well under a second: no bar.
+    const MIN_BYTES: u64 = 256 << 20;
+
+    pub fn new(label: &'static str) -> Self {
+        Progress { label, bar: None }
+    }
+
+    pub fn update(&mut self, done: u64, total: u64) {
+        use std::io::IsTerminal;
+        if self.bar.is_none() && total >= Self::MIN_BYTES && io::stderr().is_terminal() {
+            let bar = indicatif::ProgressBar::with_draw_target(Some(total), indicatif::ProgressDrawTarget::stderr());
+            if let Ok(style) = indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}") {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar.set_message(self.label);
+            self.bar = Some(bar);
+        }
+        if let Some(b) = &self.bar {
+            b.set_position(done);
+        }
+    }
+
+    pub fn finish(&mut self) {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+    }
+}
+
+fn status_word(s: crate::convert::CheckStatus) -> &'static str {
+    match s {
+        crate::convert::CheckStatus::Pass => "pass",
+        crate::convert::CheckStatus::Warn => "WARN",
+        crate::convert::CheckStatus::Fail => "FAIL",
+    }
+}
+
+/// The checks, the notes and the plan, as `validate` and `convert` print them.
+pub fn render_validation(image: &str, v: &crate::convert::Validation) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "{image}: layout checks");
+    for c in &v.checks {
+        let _ = writeln!(o, "  {:<4}  {:<24} {}", status_word(c.status), c.id, c.detail);
+        if c.status != crate::convert::CheckStatus::Pass {
+            if let Some(fix) = &c.fix {
+                let _ = writeln!(o, "        {:<24} fix: {fix}", "");
+            }
+        }
+    }
+    if !v.notes.is_empty() {
+        let _ = writeln!(o, "\nnotes");
+        render_findings(&mut o, &v.notes);
+    }
+    if v.already_gpt {
+        let _ = writeln!(o, "\nthe disk is already GPT: nothing to convert");
+        return o;
+    }
+    match &v.plan {
+        Some(p) => render_plan(&mut o, p),
+        None => {
+            let failed = v.checks.iter().filter(|c| c.status == crate::convert::CheckStatus::Fail).count();
+            let _ = writeln!(o, "\nresult: {failed} check(s) failed; no plan, nothing would be written");
+        }
+    }
+    o
+}
+
+fn render_plan(o: &mut String, p: &crate::convert::Plan) {
+    let _ = writeln!(o, "\nplan");
+    let _ = writeln!(o, "  room for the ESP     {:?}: {}", p.room, p.room_reason);
+    let _ = writeln!(o, "  disk size            {} -> {}", bytes(p.old_disk_bytes), bytes(p.new_disk_bytes));
+    let _ = writeln!(o, "  file size            {} -> {}", bytes(p.old_file_bytes), bytes(p.new_file_bytes));
+    let _ = writeln!(o, "  disk GUID            {}", p.disk_guid);
+    let _ = writeln!(o, "  protective MBR       boot code {}", p.boot_code);
+    let _ = writeln!(o, "\n  new partition table (GPT, 128 entries, {}-byte sectors)", p.sector_bytes);
+    let _ = writeln!(o, "  {:>3}  {:>12}  {:>12}  {:>10}  {:<22} {:<36} from", "#", "start LBA", "end LBA", "size", "type", "partition GUID");
+    let sb = u64::from(p.sector_bytes);
+    for e in &p.partitions {
+        let size = (e.last_lba - e.first_lba + 1) * sb;
+        let _ = writeln!(
+            o,
+            "  {:>3}  {:>12}  {:>12}  {:>10}  {:<22} {:<36} {}",
+            e.index,
+            e.first_lba,
+            e.last_lba,
+            human(size),
+            e.type_name.unwrap_or("?"),
+            e.unique_guid.to_string(),
+            e.from
+        );
+    }
+    let _ = writeln!(o, "\n  regions written (file offsets)");
+    for r in &p.regions {
+        let _ = writeln!(o, "    0x{:012x} +{:<12} {}", r.offset, r.length, r.what);
+    }
+}
+
+/// The human form of `convert`.
+pub fn render_convert(r: &crate::convert::apply::ConvertReport) -> String {
+    let mut o = render_validation(&r.image, &r.validation);
+    if !r.validation.passed() {
+        let _ = writeln!(o, "\nnot converted: the image was not modified");
+        return o;
+    }
+    if !r.esp_files.is_empty() {
+        let _ = writeln!(o, "\n  ESP files: {}", r.esp_files.join(", "));
+    }
+    for w in &r.warnings {
+        let _ = writeln!(o, "\nwarning: {w}");
+    }
+    if r.dry_run {
+        let _ = writeln!(o, "\ndry run: nothing was written");
+        return o;
+    }
+    let _ = writeln!(o, "\nconverted: {} ({} bytes written)", r.output, r.bytes_written);
+    if let Some(j) = &r.journal {
+        let _ = writeln!(o, "  undo journal: {j} (vhdtool rollback {} restores the original)", r.image);
+    }
+    if let Some(u) = &r.upload {
+        let _ = writeln!(o, "\nupload");
+        let _ = writeln!(o, "  file size            {} bytes", u.file_bytes);
+        let _ = writeln!(o, "  hyperVGeneration     {}", u.hyper_v_generation);
+        let _ = writeln!(o, "  {}", u.az_disk_create);
+    }
+    o
+}

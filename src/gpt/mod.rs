@@ -1,17 +1,54 @@
-//! GUID Partition Table (UEFI spec, chapter 5.3): both headers and entry arrays, CRC32s,
-//! validation, fallback to the backup.
+//! GUID Partition Table (UEFI spec 2.10, chapter 5.3): both headers and entry arrays, CRC32s,
+//! validation, fallback to the backup, and an encoder for new tables.
 //!
-//! CONTRACT (stub, to be implemented).
+//! Our own reader: third-party GPT crates panic or abort on crafted tables. Every size field
+//! is checked before it is used: the entry array must lie inside the disk and be at most
+//! [`MAX_ENTRY_ARRAY_BYTES`] long before anything is allocated.
+//!
+//! What [`read`] returns:
+//! - `Ok(None)`: neither LBA 1 nor the backup location carries "EFI PART".
+//! - `Ok(Some(gpt))` with `primary_ok`/`backup_ok` telling which copies are valid; the
+//!   partitions come from the primary when it is valid, else from the backup (finding
+//!   `gpt.primary.bad`, error). A bad or missing backup is the finding `gpt.backup.bad` (error).
+//! - When a signature is present but neither copy is usable, still `Ok(Some(gpt))` so that an
+//!   inspection can show what was found: `primary_ok = backup_ok = false`, `partitions` empty,
+//!   `header` decoded (untrusted) from the copy that had the signature, and findings saying why.
+//! - `Err` only for I/O errors and a `sector_bytes` that is not a power of two in 512..=65536.
+#![deny(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used,
+    clippy::as_conversions
+)]
 
 pub mod guid;
+pub mod raw;
 
 use serde::Serialize;
+use zerocopy::little_endian::{U16, U32, U64};
+use zerocopy::{FromBytes, IntoBytes};
 
-pub use guid::Guid;
+pub use guid::{type_name, Guid};
+use raw::{
+    RawGptEntry, RawGptHeader, ENTRY_BYTES, HEADER_BYTES, NAME_UNITS, REVISION_1_0, SIGNATURE,
+};
 
 use crate::disk::Disk;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::finding::Finding;
+
+/// Largest entry we accept (a page; the spec allows any 128 * 2^n, nobody uses more than 128).
+pub const MAX_ENTRY_BYTES: u32 = 4096;
+/// Largest entry array we read (8192 entries of 128 bytes; the spec minimum is 16 KiB and
+/// every tool we know writes exactly that). Larger arrays make the copy unusable, so a hostile
+/// `num_partition_entries` can never make us allocate much.
+pub const MAX_ENTRY_ARRAY_BYTES: u64 = 1 << 20;
+/// Entries the encoder writes by default (16 KiB array, UEFI spec minimum).
+pub const DEFAULT_NUM_ENTRIES: u32 = 128;
+/// Smallest entry array the spec allows (5.3.2: "a minimum of 16,384 bytes").
+pub const MIN_ENTRY_ARRAY_BYTES: u64 = 16384;
+/// Most findings of one kind about entries, so a crafted array cannot flood a report.
+const MAX_ENTRY_FINDINGS: usize = 16;
 
 /// A decoded GPT header (field names from the UEFI spec).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -38,13 +75,23 @@ pub struct GptPartition {
     /// 1-based entry number in the array (as gdisk and Linux number them).
     pub index: u32,
     pub type_guid: Guid,
-    /// Well-known name of the type ("EFI System", "Microsoft basic data", ...).
+    /// Well-known name of the type as gdisk prints it ("EFI system partition", ...).
     pub type_name: Option<&'static str>,
     pub unique_guid: Guid,
     pub first_lba: u64,
     pub last_lba: u64,
     pub attributes: u64,
     pub name: String,
+}
+
+impl GptPartition {
+    /// Length in sectors (0 for a reversed entry).
+    pub fn sectors(&self) -> u64 {
+        self.last_lba
+            .checked_sub(self.first_lba)
+            .and_then(|d| d.checked_add(1))
+            .unwrap_or(0)
+    }
 }
 
 /// Which copy the partition list came from.
@@ -69,8 +116,1329 @@ pub struct Gpt {
     pub findings: Vec<Finding>,
 }
 
+/// One copy (header + array) as loaded from the disk.
+enum Loaded {
+    /// No "EFI PART" at that LBA (or the LBA is not on the disk).
+    NoSignature,
+    /// A signature, but the copy is unusable; the header is decoded if it could be.
+    Bad { header: GptHeader, reason: String },
+    /// Header and array valid.
+    Good {
+        header: GptHeader,
+        array: Vec<u8>,
+        notes: Vec<Finding>,
+    },
+}
+
+/// Sizes derived from a sector size and a disk length.
+#[derive(Clone, Copy)]
+struct Geometry {
+    sector_bytes: u32,
+    disk_sectors: u64,
+}
+
+impl Geometry {
+    fn offset(&self, lba: u64) -> Option<u64> {
+        lba.checked_mul(u64::from(self.sector_bytes))
+    }
+    /// Sectors needed for `bytes` bytes.
+    fn sectors_for(&self, bytes: u64) -> Option<u64> {
+        let sb = u64::from(self.sector_bytes);
+        bytes.checked_add(sb.checked_sub(1)?)?.checked_div(sb)
+    }
+}
+
+fn check_sector_bytes(sector_bytes: u32) -> Result<()> {
+    if (512..=65536).contains(&sector_bytes) && sector_bytes.is_power_of_two() {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "sector size: expected a power of two in 512..=65536, found {sector_bytes}"
+        )))
+    }
+}
+
 /// Read the GPT of a disk with `sector_bytes` sectors. `Ok(None)` when neither the primary nor
-/// the backup header carries the "EFI PART" signature.
-pub fn read(_disk: &dyn Disk, _sector_bytes: u32) -> Result<Option<Gpt>> {
-    unimplemented!("gpt::read")
+/// the backup header carries the "EFI PART" signature. See the module docs for what a damaged
+/// table gives.
+pub fn read(disk: &dyn Disk, sector_bytes: u32) -> Result<Option<Gpt>> {
+    check_sector_bytes(sector_bytes)?;
+    let geo = Geometry {
+        sector_bytes,
+        disk_sectors: disk.len().checked_div(u64::from(sector_bytes)).unwrap_or(0),
+    };
+    let last_lba = geo.disk_sectors.checked_sub(1);
+    let primary = load(disk, geo, 1)?;
+
+    // Where to look for the backup: where a valid primary says, then the last LBA, then where
+    // a damaged primary says (a hint only: one more bounded read, validated like any other).
+    let mut candidates: Vec<u64> = Vec::with_capacity(3);
+    if let Loaded::Good { header, .. } = &primary {
+        candidates.push(header.alternate_lba);
+    }
+    if let Some(l) = last_lba {
+        candidates.push(l);
+    }
+    if let Loaded::Bad { header, .. } = &primary {
+        candidates.push(header.alternate_lba);
+    }
+    candidates.dedup();
+    let mut backup = Loaded::NoSignature;
+    let mut backup_lba = candidates.first().copied().unwrap_or(0);
+    for &lba in candidates.iter().filter(|&&l| l > 1) {
+        let b = load(disk, geo, lba)?;
+        let good = matches!(b, Loaded::Good { .. });
+        if good || matches!(backup, Loaded::NoSignature) {
+            backup = b;
+            backup_lba = lba;
+        }
+        if good {
+            break;
+        }
+    }
+
+    let mut findings = Vec::new();
+    let primary_ok = matches!(primary, Loaded::Good { .. });
+    let backup_ok = matches!(backup, Loaded::Good { .. });
+    match &primary {
+        Loaded::Good { .. } => {}
+        Loaded::NoSignature if matches!(backup, Loaded::NoSignature) => return Ok(None),
+        Loaded::NoSignature => findings.push(Finding::error(
+            "gpt.primary.bad",
+            format!(
+                "primary GPT header at 0x{:x} (LBA 1): no \"EFI PART\" signature",
+                sector_bytes
+            ),
+        )),
+        Loaded::Bad { reason, .. } => findings.push(Finding::error(
+            "gpt.primary.bad",
+            format!("primary GPT at LBA 1: {reason}"),
+        )),
+    }
+    match &backup {
+        Loaded::Good { .. } => {}
+        Loaded::NoSignature => findings.push(Finding::error(
+            "gpt.backup.bad",
+            format!("backup GPT header at LBA {backup_lba}: no \"EFI PART\" signature"),
+        )),
+        Loaded::Bad { reason, .. } => findings.push(Finding::error(
+            "gpt.backup.bad",
+            format!("backup GPT at LBA {backup_lba}: {reason}"),
+        )),
+    }
+    if primary_ok && !backup_ok {
+        findings.push(Finding::info(
+            "gpt.using-primary",
+            "partitions read from the primary table",
+        ));
+    }
+    if !primary_ok && backup_ok {
+        findings.push(Finding::warning(
+            "gpt.using-backup",
+            format!("partitions read from the backup table at LBA {backup_lba}"),
+        ));
+    }
+
+    if let (Loaded::Good { header: p, .. }, Loaded::Good { header: b, .. }) = (&primary, &backup) {
+        compare_copies(p, b, &mut findings);
+    }
+    if let Some(l) = last_lba {
+        let expected = match (&primary, backup_ok) {
+            (Loaded::Good { header, .. }, _) => Some(header.alternate_lba),
+            (_, true) => Some(backup_lba),
+            _ => None,
+        };
+        if let Some(at) = expected.filter(|&at| at != l) {
+            findings.push(Finding::warning(
+                "gpt.backup.not-at-end",
+                format!(
+                    "the backup GPT header is at LBA {at}, but the disk's last LBA is {l} (disk resized?)"
+                ),
+            ));
+        }
+    }
+
+    let (used, chosen) = match (primary, backup) {
+        (p @ Loaded::Good { .. }, _) => (Copy::Primary, p),
+        (_, b @ Loaded::Good { .. }) => (Copy::Backup, b),
+        (p @ Loaded::Bad { .. }, _) => (Copy::Primary, p),
+        (_, b) => (Copy::Backup, b),
+    };
+    let (header, partitions) = match chosen {
+        Loaded::Good {
+            header,
+            array,
+            notes,
+        } => {
+            findings.extend(notes);
+            let partitions = decode_entries(&header, &array, &mut findings);
+            (header, partitions)
+        }
+        Loaded::Bad { header, .. } => (header, Vec::new()),
+        // unreachable by the matches above (NoSignature on both returned None); keep it total
+        Loaded::NoSignature => return Ok(None),
+    };
+    Ok(Some(Gpt {
+        sector_bytes,
+        used,
+        header,
+        primary_ok,
+        backup_ok,
+        partitions,
+        findings,
+    }))
+}
+
+/// Decode the header fields of a sector that starts with "EFI PART"; `None` otherwise.
+fn decode_header(sector: &[u8]) -> Option<GptHeader> {
+    let (raw, _) = RawGptHeader::read_from_prefix(sector).ok()?;
+    if raw.signature != SIGNATURE {
+        return None;
+    }
+    // CRC over header_size bytes when that fits the sector, else over the 92 defined bytes
+    let size = usize::try_from(raw.header_size.get()).ok();
+    let covered = size
+        .and_then(|n| sector.get(..n))
+        .filter(|_| raw.header_size.get() >= HEADER_BYTES)
+        .unwrap_or_else(|| raw.as_bytes());
+    Some(GptHeader {
+        revision: raw.revision.get(),
+        header_size: raw.header_size.get(),
+        header_crc32: raw.header_crc32.get(),
+        computed_header_crc32: raw::header_crc32(covered),
+        my_lba: raw.my_lba.get(),
+        alternate_lba: raw.alternate_lba.get(),
+        first_usable_lba: raw.first_usable_lba.get(),
+        last_usable_lba: raw.last_usable_lba.get(),
+        disk_guid: Guid(raw.disk_guid),
+        partition_entry_lba: raw.partition_entry_lba.get(),
+        num_partition_entries: raw.num_partition_entries.get(),
+        size_of_partition_entry: raw.size_of_partition_entry.get(),
+        partition_entry_array_crc32: raw.partition_entry_array_crc32.get(),
+        computed_partition_entry_array_crc32: 0,
+    })
+}
+
+/// Check a header read at `lba` on its own (everything but the array CRC). Returns the array's
+/// byte length, or why the header is unusable.
+fn validate_header(h: &GptHeader, lba: u64, geo: Geometry) -> std::result::Result<u64, String> {
+    let sb = geo.sector_bytes;
+    if h.header_size < HEADER_BYTES || h.header_size > sb {
+        return Err(format!(
+            "header_size is {}, expected {HEADER_BYTES}..={sb}",
+            h.header_size
+        ));
+    }
+    if h.header_crc32 != h.computed_header_crc32 {
+        return Err(format!(
+            "header CRC32 is 0x{:08x}, computed 0x{:08x}",
+            h.header_crc32, h.computed_header_crc32
+        ));
+    }
+    if h.my_lba != lba {
+        return Err(format!(
+            "my_lba is {}, but the header was read at LBA {lba}",
+            h.my_lba
+        ));
+    }
+    if h.first_usable_lba > h.last_usable_lba || h.last_usable_lba >= geo.disk_sectors {
+        return Err(format!(
+            "usable LBAs {}..={} are not an ordered range inside the disk ({} sectors)",
+            h.first_usable_lba, h.last_usable_lba, geo.disk_sectors
+        ));
+    }
+    if (h.first_usable_lba..=h.last_usable_lba).contains(&lba) {
+        return Err(format!(
+            "the header's own LBA {lba} lies inside the usable LBAs {}..={}",
+            h.first_usable_lba, h.last_usable_lba
+        ));
+    }
+    let esize = h.size_of_partition_entry;
+    if esize < ENTRY_BYTES || !esize.is_power_of_two() || esize > MAX_ENTRY_BYTES {
+        return Err(format!(
+            "size_of_partition_entry is {esize}, expected 128 * 2^n up to {MAX_ENTRY_BYTES}"
+        ));
+    }
+    let array_bytes = u64::from(h.num_partition_entries).saturating_mul(u64::from(esize));
+    if array_bytes > MAX_ENTRY_ARRAY_BYTES {
+        return Err(format!(
+            "entry array of {} entries x {esize} bytes = {array_bytes} bytes is larger than the {MAX_ENTRY_ARRAY_BYTES} bytes we read",
+            h.num_partition_entries
+        ));
+    }
+    let array_sectors = geo.sectors_for(array_bytes).unwrap_or(u64::MAX);
+    let array_end = h.partition_entry_lba.checked_add(array_sectors);
+    let Some(array_end) = array_end.filter(|&e| e <= geo.disk_sectors) else {
+        return Err(format!(
+            "entry array at LBA {} ({array_sectors} sectors) does not fit in the disk ({} sectors)",
+            h.partition_entry_lba, geo.disk_sectors
+        ));
+    };
+    if array_sectors > 0 {
+        let start = h.partition_entry_lba;
+        if start <= h.last_usable_lba && h.first_usable_lba < array_end {
+            return Err(format!(
+                "entry array LBA {start}..{array_end} overlaps the usable LBAs {}..={}",
+                h.first_usable_lba, h.last_usable_lba
+            ));
+        }
+        if (start..array_end).contains(&lba) {
+            return Err(format!(
+                "entry array LBA {start}..{array_end} covers the header's own LBA {lba}"
+            ));
+        }
+    }
+    Ok(array_bytes)
+}
+
+/// Load and validate the copy whose header is at `lba`.
+fn load(disk: &dyn Disk, geo: Geometry, lba: u64) -> Result<Loaded> {
+    let sb = u64::from(geo.sector_bytes);
+    let Some(offset) = geo.offset(lba).filter(|_| lba < geo.disk_sectors) else {
+        return Ok(Loaded::NoSignature);
+    };
+    let sector = disk.read_vec(offset, sb)?;
+    let Some(mut header) = decode_header(&sector) else {
+        return Ok(Loaded::NoSignature);
+    };
+    let array_bytes = match validate_header(&header, lba, geo) {
+        Ok(n) => n,
+        Err(reason) => {
+            return Ok(Loaded::Bad {
+                header,
+                reason: format!("header at 0x{offset:x}: {reason}"),
+            })
+        }
+    };
+    // in range: validate_header checked the array lies inside the disk
+    let array_offset = geo.offset(header.partition_entry_lba).unwrap_or(u64::MAX);
+    let array = disk.read_vec(array_offset, array_bytes)?;
+    header.computed_partition_entry_array_crc32 = crc32fast::hash(&array);
+    if header.computed_partition_entry_array_crc32 != header.partition_entry_array_crc32 {
+        let reason = format!(
+            "entry array at 0x{array_offset:x}: CRC32 is 0x{:08x}, computed 0x{:08x}",
+            header.partition_entry_array_crc32, header.computed_partition_entry_array_crc32
+        );
+        return Ok(Loaded::Bad { header, reason });
+    }
+    let mut notes = Vec::new();
+    if header.revision != REVISION_1_0 {
+        notes.push(Finding::warning(
+            "gpt.header.revision",
+            format!(
+                "GPT header at LBA {lba}: revision is 0x{:08x}, expected 0x{REVISION_1_0:08x}",
+                header.revision
+            ),
+        ));
+    }
+    if header.size_of_partition_entry != ENTRY_BYTES {
+        let severity_warn = header.size_of_partition_entry > geo.sector_bytes;
+        let msg = format!(
+            "GPT header at LBA {lba}: entries are {} bytes (128 is usual{})",
+            header.size_of_partition_entry,
+            if severity_warn {
+                "; larger than a sector"
+            } else {
+                ""
+            }
+        );
+        notes.push(if severity_warn {
+            Finding::warning("gpt.entry-size", msg)
+        } else {
+            Finding::info("gpt.entry-size", msg)
+        });
+    }
+    Ok(Loaded::Good {
+        header,
+        array,
+        notes,
+    })
+}
+
+/// Findings when two valid copies disagree.
+fn compare_copies(p: &GptHeader, b: &GptHeader, findings: &mut Vec<Finding>) {
+    let mut diffs = Vec::new();
+    if p.alternate_lba != b.my_lba {
+        diffs.push(format!(
+            "primary alternate_lba {} vs backup at LBA {}",
+            p.alternate_lba, b.my_lba
+        ));
+    }
+    if b.alternate_lba != p.my_lba {
+        diffs.push(format!(
+            "backup alternate_lba is {}, expected 1",
+            b.alternate_lba
+        ));
+    }
+    if p.disk_guid != b.disk_guid {
+        diffs.push(format!("disk GUID {} vs {}", p.disk_guid, b.disk_guid));
+    }
+    if (p.first_usable_lba, p.last_usable_lba) != (b.first_usable_lba, b.last_usable_lba) {
+        diffs.push(format!(
+            "usable LBAs {}..={} vs {}..={}",
+            p.first_usable_lba, p.last_usable_lba, b.first_usable_lba, b.last_usable_lba
+        ));
+    }
+    if (p.num_partition_entries, p.size_of_partition_entry)
+        != (b.num_partition_entries, b.size_of_partition_entry)
+    {
+        diffs.push(format!(
+            "entries {} x {} vs {} x {}",
+            p.num_partition_entries,
+            p.size_of_partition_entry,
+            b.num_partition_entries,
+            b.size_of_partition_entry
+        ));
+    }
+    if p.partition_entry_array_crc32 != b.partition_entry_array_crc32 {
+        diffs.push(format!(
+            "entry array CRC32 0x{:08x} vs 0x{:08x}",
+            p.partition_entry_array_crc32, b.partition_entry_array_crc32
+        ));
+    }
+    if !diffs.is_empty() {
+        findings.push(Finding::error(
+            "gpt.copies.differ",
+            format!(
+                "primary and backup GPT disagree: {}; the primary is used",
+                diffs.join("; ")
+            ),
+        ));
+    }
+}
+
+/// Decode the used entries of a validated array, with findings about their placement.
+fn decode_entries(h: &GptHeader, array: &[u8], findings: &mut Vec<Finding>) -> Vec<GptPartition> {
+    let esize = usize::try_from(h.size_of_partition_entry).unwrap_or(usize::MAX);
+    let mut parts = Vec::new();
+    for (index, chunk) in (1u32..).zip(array.chunks_exact(esize.max(1))) {
+        let Ok((e, _)) = RawGptEntry::read_from_prefix(chunk) else {
+            continue;
+        };
+        let type_guid = Guid(e.partition_type_guid);
+        if type_guid.is_nil() {
+            continue;
+        }
+        let units: Vec<u16> = e
+            .partition_name
+            .iter()
+            .map(|u| u.get())
+            .take_while(|&u| u != 0)
+            .collect();
+        parts.push(GptPartition {
+            index,
+            type_guid,
+            type_name: type_name(&type_guid),
+            unique_guid: Guid(e.unique_partition_guid),
+            first_lba: e.starting_lba.get(),
+            last_lba: e.ending_lba.get(),
+            attributes: e.attributes.get(),
+            name: String::from_utf16_lossy(&units),
+        });
+    }
+    check_entries(h, &parts, findings);
+    parts
+}
+
+/// Findings about entries: reversed, outside the usable LBAs, overlapping.
+fn check_entries(h: &GptHeader, parts: &[GptPartition], findings: &mut Vec<Finding>) {
+    let mut reversed = 0usize;
+    let mut outside = 0usize;
+    for p in parts {
+        if p.first_lba > p.last_lba {
+            if reversed < MAX_ENTRY_FINDINGS {
+                findings.push(Finding::error(
+                    "gpt.partition.reversed",
+                    format!(
+                        "partition {}: first LBA {} is after last LBA {}",
+                        p.index, p.first_lba, p.last_lba
+                    ),
+                ));
+            }
+            reversed = reversed.saturating_add(1);
+        } else if p.first_lba < h.first_usable_lba || p.last_lba > h.last_usable_lba {
+            if outside < MAX_ENTRY_FINDINGS {
+                findings.push(Finding::error(
+                    "gpt.partition.outside-usable",
+                    format!(
+                        "partition {} (LBA {}..={}) is not inside the usable LBAs {}..={}",
+                        p.index, p.first_lba, p.last_lba, h.first_usable_lba, h.last_usable_lba
+                    ),
+                ));
+            }
+            outside = outside.saturating_add(1);
+        }
+    }
+    // Overlaps: sweep in start order, remembering the entry reaching furthest so far.
+    let mut order: Vec<&GptPartition> =
+        parts.iter().filter(|p| p.first_lba <= p.last_lba).collect();
+    order.sort_by_key(|p| (p.first_lba, p.last_lba, p.index));
+    let mut reach: Option<&GptPartition> = None;
+    let mut overlaps = 0usize;
+    for p in order {
+        match reach {
+            Some(r) if p.first_lba <= r.last_lba => {
+                if overlaps < MAX_ENTRY_FINDINGS {
+                    findings.push(Finding::error(
+                        "gpt.partition.overlap",
+                        format!(
+                            "partitions {} (LBA {}..={}) and {} (LBA {}..={}) overlap",
+                            r.index, r.first_lba, r.last_lba, p.index, p.first_lba, p.last_lba
+                        ),
+                    ));
+                }
+                overlaps = overlaps.saturating_add(1);
+                if p.last_lba > r.last_lba {
+                    reach = Some(p);
+                }
+            }
+            _ => reach = Some(p),
+        }
+    }
+    for (id, n) in [
+        ("gpt.partition.reversed", reversed),
+        ("gpt.partition.outside-usable", outside),
+        ("gpt.partition.overlap", overlaps),
+    ] {
+        if n > MAX_ENTRY_FINDINGS {
+            findings.push(Finding::error(
+                id,
+                format!(
+                    "{} more like this not listed",
+                    n.saturating_sub(MAX_ENTRY_FINDINGS)
+                ),
+            ));
+        }
+    }
+}
+
+/// A freshly encoded GPT: the bytes to write at two places of the disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GptImage {
+    /// Always 1: `primary` is written at byte `primary_header_lba * sector_bytes`.
+    pub primary_header_lba: u64,
+    /// Primary header sector followed by the entry array sectors (LBA 1 ..).
+    pub primary: Vec<u8>,
+    /// Where `backup` starts: the backup entry array, then the backup header at the last LBA.
+    pub backup_entries_lba: u64,
+    /// Backup entry array sectors followed by the backup header sector.
+    pub backup: Vec<u8>,
+    pub first_usable_lba: u64,
+    pub last_usable_lba: u64,
+}
+
+/// The usable LBAs (first, last) of a standard GPT layout (as gdisk makes it) with
+/// `num_entries` 128-byte entries on a disk of `disk_sectors` sectors.
+pub fn usable_lbas(num_entries: u32, sector_bytes: u32, disk_sectors: u64) -> Result<(u64, u64)> {
+    check_sector_bytes(sector_bytes)?;
+    let geo = Geometry {
+        sector_bytes,
+        disk_sectors,
+    };
+    let array_bytes = u64::from(num_entries)
+        .checked_mul(u64::from(ENTRY_BYTES))
+        .filter(|b| (MIN_ENTRY_ARRAY_BYTES..=MAX_ENTRY_ARRAY_BYTES).contains(b))
+        .ok_or_else(|| {
+            Error::invalid(format!(
+                "GPT entry count: expected {}..={} entries of 128 bytes, found {num_entries}",
+                MIN_ENTRY_ARRAY_BYTES / 128,
+                MAX_ENTRY_ARRAY_BYTES / 128
+            ))
+        })?;
+    let array_sectors = geo
+        .sectors_for(array_bytes)
+        .ok_or_else(|| Error::invalid("GPT entry array size overflows"))?;
+    let first = array_sectors.checked_add(2);
+    let last = disk_sectors
+        .checked_sub(2)
+        .and_then(|n| n.checked_sub(array_sectors));
+    match (first, last) {
+        (Some(f), Some(l)) if f <= l => Ok((f, l)),
+        _ => Err(Error::invalid(format!(
+            "a GPT with {num_entries} entries does not fit a disk of {disk_sectors} sectors"
+        ))),
+    }
+}
+
+/// Encode a GPT in the standard layout (as gdisk writes it): primary header at LBA 1, primary
+/// entries at LBA 2, first usable = 2 + array sectors, last usable = disk_sectors - 2 - array
+/// sectors, backup entries right after the last usable LBA, backup header at the last LBA.
+///
+/// Each partition goes to slot `index - 1` (`type_name` is ignored). Fails (InvalidInput) when
+/// a partition is outside the usable LBAs, reversed, overlapping another, of nil type, in a
+/// slot that does not exist or is taken, or has a name longer than 36 UTF-16 units or with a
+/// NUL. The result is read back by [`read`] before it is returned.
+pub fn encode(
+    disk_guid: Guid,
+    partitions: &[GptPartition],
+    num_entries: u32,
+    sector_bytes: u32,
+    disk_sectors: u64,
+) -> Result<GptImage> {
+    let (first_usable, last_usable) = usable_lbas(num_entries, sector_bytes, disk_sectors)?;
+    let sb = usize::try_from(sector_bytes).map_err(|_| Error::invalid("sector size"))?;
+    let entry_bytes = usize::try_from(ENTRY_BYTES).unwrap_or(128);
+    let num = usize::try_from(num_entries).map_err(|_| Error::invalid("entry count"))?;
+    let array_bytes = num
+        .checked_mul(entry_bytes)
+        .ok_or_else(|| Error::invalid("entry array size overflows"))?;
+    let array_sectors = first_usable.saturating_sub(2);
+    let padded = usize::try_from(array_sectors)
+        .ok()
+        .and_then(|n| n.checked_mul(sb))
+        .ok_or_else(|| Error::invalid("entry array size overflows"))?;
+
+    let mut array = vec![0u8; padded];
+    for p in partitions {
+        let bad = |why: &str| {
+            Error::invalid(format!(
+                "GPT partition {} ({}..={}): {why}",
+                p.index, p.first_lba, p.last_lba
+            ))
+        };
+        if p.type_guid.is_nil() {
+            return Err(bad("the type GUID is nil (that marks an unused entry)"));
+        }
+        if p.first_lba > p.last_lba || p.first_lba < first_usable || p.last_lba > last_usable {
+            return Err(bad(&format!(
+                "not an ordered range inside the usable LBAs {first_usable}..={last_usable}"
+            )));
+        }
+        if let Some(o) = partitions
+            .iter()
+            .find(|o| o.index != p.index && o.first_lba <= p.last_lba && p.first_lba <= o.last_lba)
+        {
+            return Err(bad(&format!("overlaps partition {}", o.index)));
+        }
+        let units: Vec<u16> = p.name.encode_utf16().collect();
+        if units.len() > NAME_UNITS || units.contains(&0) {
+            return Err(bad("the name must be at most 36 UTF-16 units without NUL"));
+        }
+        let mut name = [U16::new(0); NAME_UNITS];
+        for (slot, u) in name.iter_mut().zip(units) {
+            *slot = U16::new(u);
+        }
+        let raw = RawGptEntry {
+            partition_type_guid: p.type_guid.0,
+            unique_partition_guid: p.unique_guid.0,
+            starting_lba: U64::new(p.first_lba),
+            ending_lba: U64::new(p.last_lba),
+            attributes: U64::new(p.attributes),
+            partition_name: name,
+        };
+        let slot = p
+            .index
+            .checked_sub(1)
+            .and_then(|i| usize::try_from(i).ok())
+            .filter(|&i| i < num)
+            .and_then(|i| i.checked_mul(entry_bytes))
+            .and_then(|at| array.get_mut(at..at.checked_add(entry_bytes)?))
+            .ok_or_else(|| bad(&format!("index must be 1..={num_entries}")))?;
+        if slot.iter().any(|&b| b != 0) {
+            return Err(bad("index given twice"));
+        }
+        slot.copy_from_slice(raw.as_bytes());
+    }
+    let array_crc = crc32fast::hash(array.get(..array_bytes).unwrap_or(&array));
+
+    let last_lba = disk_sectors.saturating_sub(1);
+    let backup_entries_lba = last_usable.saturating_add(1);
+    let header = |my_lba: u64, alternate_lba: u64, entries_lba: u64| -> Vec<u8> {
+        let mut raw = RawGptHeader {
+            signature: SIGNATURE,
+            revision: U32::new(REVISION_1_0),
+            header_size: U32::new(HEADER_BYTES),
+            header_crc32: U32::new(0),
+            reserved: U32::new(0),
+            my_lba: U64::new(my_lba),
+            alternate_lba: U64::new(alternate_lba),
+            first_usable_lba: U64::new(first_usable),
+            last_usable_lba: U64::new(last_usable),
+            disk_guid: disk_guid.0,
+            partition_entry_lba: U64::new(entries_lba),
+            num_partition_entries: U32::new(num_entries),
+            size_of_partition_entry: U32::new(ENTRY_BYTES),
+            partition_entry_array_crc32: U32::new(array_crc),
+        };
+        raw.header_crc32 = U32::new(raw::header_crc32(raw.as_bytes()));
+        let mut sector = vec![0u8; sb];
+        if let Some(dst) = sector.get_mut(..raw.as_bytes().len()) {
+            dst.copy_from_slice(raw.as_bytes());
+        }
+        sector
+    };
+    let mut primary = header(1, last_lba, 2);
+    primary.extend_from_slice(&array);
+    let mut backup = array;
+    backup.extend_from_slice(&header(last_lba, 1, backup_entries_lba));
+
+    let image = GptImage {
+        primary_header_lba: 1,
+        primary,
+        backup_entries_lba,
+        backup,
+        first_usable_lba: first_usable,
+        last_usable_lba: last_usable,
+    };
+    verify(&image, partitions, sector_bytes, disk_sectors)?;
+    Ok(image)
+}
+
+/// Read an encoded image back through [`read`] (over a sparse view of the disk: nothing of
+/// disk size is allocated) and check it gives the same partitions with no findings.
+fn verify(image: &GptImage, partitions: &[GptPartition], sb: u32, disk_sectors: u64) -> Result<()> {
+    let view = Overlay {
+        len: disk_sectors.saturating_mul(u64::from(sb)),
+        regions: [
+            (u64::from(sb), image.primary.as_slice()),
+            (
+                image.backup_entries_lba.saturating_mul(u64::from(sb)),
+                image.backup.as_slice(),
+            ),
+        ],
+    };
+    let internal = |why: String| Error::invalid(format!("encoded GPT does not read back: {why}"));
+    let gpt = read(&view, sb)?.ok_or_else(|| internal("no signature".into()))?;
+    if !gpt.primary_ok || !gpt.backup_ok || !gpt.findings.is_empty() {
+        return Err(internal(format!("{:?}", gpt.findings)));
+    }
+    let mut want: Vec<(u32, Guid, Guid, u64, u64, u64, &str)> = partitions
+        .iter()
+        .map(|p| {
+            (
+                p.index,
+                p.type_guid,
+                p.unique_guid,
+                p.first_lba,
+                p.last_lba,
+                p.attributes,
+                p.name.as_str(),
+            )
+        })
+        .collect();
+    want.sort();
+    let got: Vec<_> = gpt
+        .partitions
+        .iter()
+        .map(|p| {
+            (
+                p.index,
+                p.type_guid,
+                p.unique_guid,
+                p.first_lba,
+                p.last_lba,
+                p.attributes,
+                p.name.as_str(),
+            )
+        })
+        .collect();
+    if got != want {
+        return Err(internal("partitions differ".into()));
+    }
+    Ok(())
+}
+
+/// A read-only disk of `len` zero bytes with a few regions of data laid over it.
+struct Overlay<'a> {
+    len: u64,
+    regions: [(u64, &'a [u8]); 2],
+}
+
+impl Disk for Overlay<'_> {
+    fn len(&self) -> u64 {
+        self.len
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let n = u64::try_from(buf.len()).unwrap_or(u64::MAX);
+        crate::disk::check_range(self.len, offset, n)?;
+        buf.fill(0);
+        let end = offset.saturating_add(n);
+        for &(start, data) in &self.regions {
+            let dlen = u64::try_from(data.len()).unwrap_or(u64::MAX);
+            let lo = start.max(offset);
+            let hi = start.saturating_add(dlen).min(end);
+            if lo >= hi {
+                continue;
+            }
+            let src = usize::try_from(lo.saturating_sub(start)).ok();
+            let dst = usize::try_from(lo.saturating_sub(offset)).ok();
+            let len = usize::try_from(hi.saturating_sub(lo)).ok();
+            if let (Some(s), Some(d), Some(l)) = (src, dst, len) {
+                let from = data.get(s..s.saturating_add(l));
+                let to = buf.get_mut(d..d.saturating_add(l));
+                if let (Some(from), Some(to)) = (from, to) {
+                    to.copy_from_slice(from);
+                }
+            }
+        }
+        Ok(())
+    }
+    fn write_at(&mut self, _offset: u64, _data: &[u8]) -> Result<()> {
+        Err(Error::invalid("an overlay view cannot be written"))
+    }
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::arithmetic_side_effects,
+    clippy::as_conversions
+)] // tests: a panic is a failed test
+mod tests {
+    use super::*;
+    use crate::disk::MemDisk;
+    use std::process::Command;
+
+    const MIB: u64 = 1 << 20;
+
+    fn part(index: u32, type_guid: Guid, first: u64, last: u64, name: &str) -> GptPartition {
+        GptPartition {
+            index,
+            type_guid,
+            type_name: type_name(&type_guid),
+            unique_guid: Guid::from_hash(format!("part {index}").as_bytes()),
+            first_lba: first,
+            last_lba: last,
+            attributes: if index == 3 { 0x8000_0000_0000_0001 } else { 0 },
+            name: name.to_string(),
+        }
+    }
+
+    fn sample_parts(sb: u32) -> Vec<GptPartition> {
+        let s = MIB / sb as u64; // sectors per MiB
+        vec![
+            part(1, guid::ESP, s, 3 * s - 1, "EFI system partition"),
+            part(2, guid::BASIC_DATA, 3 * s, 10 * s - 1, "Basic data"),
+            part(3, guid::WINRE, 10 * s, 12 * s - 1, "Récupération ✓"),
+        ]
+    }
+
+    /// A disk of `disk_sectors` sectors with a protective MBR and an encoded GPT.
+    fn disk(sb: u32, disk_sectors: u64, parts: &[GptPartition]) -> Vec<u8> {
+        let img = encode(Guid::from_hash(b"disk"), parts, 128, sb, disk_sectors).unwrap();
+        let mut d = vec![0u8; (disk_sectors * sb as u64) as usize];
+        d[..512].copy_from_slice(&crate::mbr::protective_mbr(&[0; 440], disk_sectors));
+        let p = sb as usize;
+        d[p..p + img.primary.len()].copy_from_slice(&img.primary);
+        let b = (img.backup_entries_lba * sb as u64) as usize;
+        d[b..b + img.backup.len()].copy_from_slice(&img.backup);
+        d
+    }
+
+    fn ids(g: &Gpt) -> Vec<&'static str> {
+        g.findings.iter().map(|f| f.id).collect()
+    }
+
+    fn header_at(d: &mut [u8], sb: u32, lba: u64) -> &mut RawGptHeader {
+        let at = (lba * sb as u64) as usize;
+        RawGptHeader::mut_from_prefix(&mut d[at..]).unwrap().0
+    }
+
+    /// Change a header field and fix its CRC.
+    fn patch_header(d: &mut [u8], sb: u32, lba: u64, f: impl FnOnce(&mut RawGptHeader)) {
+        let h = header_at(d, sb, lba);
+        f(h);
+        let size = (h.header_size.get() as usize).clamp(92, sb as usize);
+        let at = (lba * sb as u64) as usize;
+        let crc = raw::header_crc32(&d[at..at + size]);
+        header_at(d, sb, lba).header_crc32 = U32::new(crc);
+    }
+
+    /// Change entry `index` of the copy whose header is at `lba` and fix both CRCs.
+    fn patch_entry(
+        d: &mut [u8],
+        sb: u32,
+        lba: u64,
+        index: usize,
+        f: impl FnOnce(&mut RawGptEntry),
+    ) {
+        let h = *header_at(d, sb, lba);
+        let start = (h.partition_entry_lba.get() * sb as u64) as usize;
+        let esize = h.size_of_partition_entry.get() as usize;
+        let at = start + (index - 1) * esize;
+        f(RawGptEntry::mut_from_prefix(&mut d[at..]).unwrap().0);
+        let len = h.num_partition_entries.get() as usize * esize;
+        let crc = crc32fast::hash(&d[start..start + len]);
+        patch_header(d, sb, lba, |h| {
+            h.partition_entry_array_crc32 = U32::new(crc)
+        });
+    }
+
+    fn read_vec(d: Vec<u8>, sb: u32) -> Option<Gpt> {
+        read(&MemDisk::new(d), sb).unwrap()
+    }
+
+    #[test]
+    fn encode_read_round_trip() {
+        for sb in [512u32, 4096] {
+            let sectors = 16 * MIB / sb as u64;
+            let parts = sample_parts(sb);
+            let g = read_vec(disk(sb, sectors, &parts), sb).unwrap();
+            assert!(g.findings.is_empty(), "{:?}", g.findings);
+            assert!(g.primary_ok && g.backup_ok);
+            assert_eq!(g.used, Copy::Primary);
+            assert_eq!(g.partitions, parts);
+            let h = &g.header;
+            let array_sectors = 16384 / sb as u64;
+            assert_eq!(h.first_usable_lba, 2 + array_sectors);
+            assert_eq!(h.last_usable_lba, sectors - 2 - array_sectors);
+            assert_eq!(h.alternate_lba, sectors - 1);
+            assert_eq!(h.partition_entry_lba, 2);
+            assert_eq!(g.partitions[2].type_name, Some("Windows RE"));
+        }
+        assert_eq!(usable_lbas(128, 512, 32768).unwrap(), (34, 32734));
+    }
+
+    #[test]
+    fn encode_rejects_bad_input() {
+        let sb = 512;
+        let n = 32768;
+        let g = Guid::from_hash(b"d");
+        let ok = part(1, guid::LINUX_FS, 2048, 4095, "x");
+        let cases = [
+            vec![GptPartition {
+                type_guid: Guid::NIL,
+                ..ok.clone()
+            }],
+            vec![GptPartition {
+                first_lba: 33,
+                ..ok.clone()
+            }],
+            vec![GptPartition {
+                last_lba: 32735,
+                ..ok.clone()
+            }],
+            vec![GptPartition {
+                first_lba: 5000,
+                ..ok.clone()
+            }],
+            vec![GptPartition {
+                index: 0,
+                ..ok.clone()
+            }],
+            vec![GptPartition {
+                index: 129,
+                ..ok.clone()
+            }],
+            vec![GptPartition {
+                name: "n".repeat(37),
+                ..ok.clone()
+            }],
+            vec![GptPartition {
+                name: "a\0b".into(),
+                ..ok.clone()
+            }],
+            vec![
+                ok.clone(),
+                GptPartition {
+                    index: 2,
+                    first_lba: 4095,
+                    last_lba: 5000,
+                    ..ok.clone()
+                },
+            ],
+            vec![
+                ok.clone(),
+                GptPartition {
+                    first_lba: 8192,
+                    last_lba: 9000,
+                    ..ok.clone()
+                },
+            ],
+        ];
+        for c in &cases {
+            assert!(encode(g, c, 128, sb, n).is_err(), "{c:?}");
+        }
+        assert!(encode(g, std::slice::from_ref(&ok), 127, sb, n).is_err());
+        assert!(encode(g, std::slice::from_ref(&ok), u32::MAX, sb, n).is_err());
+        assert!(encode(g, std::slice::from_ref(&ok), 128, 1000, n).is_err());
+        assert!(encode(g, &[], 128, sb, 60).is_err());
+        assert!(encode(
+            g,
+            &[GptPartition {
+                name: "n".repeat(36),
+                ..ok
+            }],
+            128,
+            sb,
+            n
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn no_gpt() {
+        assert!(read_vec(vec![0; 1 << 16], 512).is_none());
+        assert!(read_vec(vec![0; 100], 512).is_none());
+        assert!(read_vec(vec![], 4096).is_none());
+        assert!(read(&MemDisk::new(vec![0; 4096]), 520).is_err());
+    }
+
+    #[test]
+    fn bad_primary_header_crc_uses_backup() {
+        let mut d = disk(512, 32768, &sample_parts(512));
+        d[512 + 0x20] ^= 1; // alternate_lba, CRC not fixed
+        let g = read_vec(d, 512).unwrap();
+        assert!(!g.primary_ok && g.backup_ok);
+        assert_eq!(g.used, Copy::Backup);
+        assert_eq!(g.partitions, sample_parts(512));
+        assert_eq!(ids(&g), ["gpt.primary.bad", "gpt.using-backup"]);
+        assert!(
+            g.findings[0].message.contains("CRC32"),
+            "{}",
+            g.findings[0].message
+        );
+        assert_eq!(g.header.my_lba, 32767);
+    }
+
+    #[test]
+    fn bad_entries_crc() {
+        let mut d = disk(512, 32768, &sample_parts(512));
+        d[1024 + 0x38] ^= 1; // first entry's name, array CRC not fixed
+        let g = read_vec(d.clone(), 512).unwrap();
+        assert_eq!(g.used, Copy::Backup);
+        assert!(
+            g.findings[0].message.contains("entry array"),
+            "{:?}",
+            g.findings
+        );
+        // the backup's array damaged instead
+        let mut d = disk(512, 32768, &sample_parts(512));
+        let b = (32768 - 33) * 512;
+        d[b] ^= 1;
+        let g = read_vec(d, 512).unwrap();
+        assert!(g.primary_ok && !g.backup_ok);
+        assert_eq!(ids(&g), ["gpt.backup.bad", "gpt.using-primary"]);
+    }
+
+    #[test]
+    fn hostile_sizes() {
+        let base = disk(512, 32768, &sample_parts(512));
+        type Patch = fn(&mut RawGptHeader);
+        let cases: [(Patch, &str); 7] = [
+            (
+                |h| h.num_partition_entries = U32::new(u32::MAX),
+                "entry array",
+            ),
+            (
+                |h| h.size_of_partition_entry = U32::new(0),
+                "size_of_partition_entry",
+            ),
+            (
+                |h| h.size_of_partition_entry = U32::new(100),
+                "size_of_partition_entry",
+            ),
+            (
+                |h| h.size_of_partition_entry = U32::new(8192),
+                "size_of_partition_entry",
+            ),
+            (|h| h.header_size = U32::new(0), "header_size"),
+            (|h| h.header_size = U32::new(10000), "header_size"),
+            (|h| h.last_usable_lba = U64::new(u64::MAX), "usable"),
+        ];
+        for (f, word) in cases {
+            let mut d = base.clone();
+            patch_header(&mut d, 512, 1, f);
+            let g = read_vec(d.clone(), 512).unwrap();
+            assert!(!g.primary_ok && g.backup_ok, "{word}");
+            assert!(g.findings[0].message.contains(word), "{:?}", g.findings);
+            // both copies broken: still Some, nothing trusted
+            patch_header(&mut d, 512, 32767, f);
+            let g = read_vec(d, 512).unwrap();
+            assert!(!g.primary_ok && !g.backup_ok && g.partitions.is_empty());
+            assert_eq!(ids(&g), ["gpt.primary.bad", "gpt.backup.bad"]);
+        }
+        // more entries than the disk holds, within the read cap
+        let mut d = base.clone();
+        patch_header(&mut d, 512, 1, |h| h.num_partition_entries = U32::new(8192));
+        let g = read_vec(d, 512).unwrap();
+        assert!(
+            !g.primary_ok,
+            "8192 entries at LBA 2 overlap the usable LBAs"
+        );
+        // my_lba wrong
+        let mut d = base;
+        patch_header(&mut d, 512, 1, |h| h.my_lba = U64::new(2));
+        assert!(read_vec(d, 512).unwrap().findings[0]
+            .message
+            .contains("my_lba"));
+    }
+
+    #[test]
+    fn large_entries_are_accepted_with_a_finding() {
+        // 4 entries of 4096 bytes = 16 KiB: same array sectors as 128 x 128
+        let mut d = disk(512, 32768, &sample_parts(512));
+        let mut array = vec![0u8; 16384];
+        for i in 0..3 {
+            array[i * 4096..i * 4096 + 128]
+                .copy_from_slice(&d[1024 + i * 128..1024 + (i + 1) * 128]);
+        }
+        let crc = crc32fast::hash(&array);
+        for (hdr, arr) in [(1u64, 2u64), (32767, 32735)] {
+            d[arr as usize * 512..arr as usize * 512 + 16384].copy_from_slice(&array);
+            patch_header(&mut d, 512, hdr, |h| {
+                h.size_of_partition_entry = U32::new(4096);
+                h.num_partition_entries = U32::new(4);
+                h.partition_entry_array_crc32 = U32::new(crc);
+            });
+        }
+        let g = read_vec(d, 512).unwrap();
+        assert!(g.primary_ok && g.backup_ok);
+        assert_eq!(g.partitions, sample_parts(512));
+        assert_eq!(ids(&g), ["gpt.entry-size"]);
+    }
+
+    #[test]
+    fn entry_findings() {
+        let mut d = disk(512, 32768, &sample_parts(512));
+        for lba in [1, 32767] {
+            patch_entry(&mut d, 512, lba, 2, |e| e.starting_lba = U64::new(4000)); // overlaps 1
+            patch_entry(&mut d, 512, lba, 3, |e| e.ending_lba = U64::new(40000)); // outside
+            patch_entry(&mut d, 512, lba, 5, |e| {
+                e.partition_type_guid = guid::LINUX_FS.0;
+                e.starting_lba = U64::new(100);
+                e.ending_lba = U64::new(50); // reversed
+            });
+            patch_entry(&mut d, 512, lba, 6, |e| {
+                e.partition_type_guid = guid::LINUX_FS.0;
+                e.starting_lba = U64::new(1000);
+                e.ending_lba = U64::new(1001);
+                e.partition_name[0] = U16::new(0xD800); // lone surrogate
+                e.partition_name[1] = U16::new(u16::from(b'z'));
+            });
+            patch_header(&mut d, 512, lba, |h| h.revision = U32::new(0x0002_0000));
+        }
+        let g = read_vec(d, 512).unwrap();
+        assert!(g.primary_ok && g.backup_ok);
+        let mut f = ids(&g);
+        f.sort();
+        assert_eq!(
+            f,
+            [
+                "gpt.header.revision",
+                "gpt.partition.outside-usable",
+                "gpt.partition.overlap",
+                "gpt.partition.reversed"
+            ]
+        );
+        assert_eq!(g.partitions.len(), 5);
+        assert_eq!(g.partitions[4].name, "\u{FFFD}z");
+        assert_eq!(g.partitions[3].sectors(), 0);
+    }
+
+    #[test]
+    fn resized_disk_and_differing_copies() {
+        // a GPT made for 32768 sectors on a disk grown to 40000: backup found where the
+        // primary says, with a finding
+        let mut d = disk(512, 32768, &sample_parts(512));
+        d.resize(40000 * 512, 0);
+        let g = read_vec(d.clone(), 512).unwrap();
+        assert!(g.primary_ok && g.backup_ok);
+        assert_eq!(ids(&g), ["gpt.backup.not-at-end"]);
+        // the primary's CRC damaged too: its alternate_lba is still tried as a hint
+        d[512 + 0x30] ^= 1;
+        let g = read_vec(d.clone(), 512).unwrap();
+        assert_eq!(g.used, Copy::Backup);
+        assert_eq!(g.partitions, sample_parts(512));
+        assert_eq!(
+            ids(&g),
+            [
+                "gpt.primary.bad",
+                "gpt.using-backup",
+                "gpt.backup.not-at-end"
+            ]
+        );
+        // without a primary signature there is nothing to say where the backup is
+        d[512] = 0;
+        assert!(read_vec(d, 512).is_none());
+        // copies with different disk GUIDs
+        let mut d = disk(512, 32768, &sample_parts(512));
+        patch_header(&mut d, 512, 32767, |h| h.disk_guid = [7; 16]);
+        let g = read_vec(d, 512).unwrap();
+        assert_eq!(ids(&g), ["gpt.copies.differ"]);
+    }
+
+    /// Skip (or fail under CI) when a tool is missing.
+    fn have(tool: &str, package: &str) -> bool {
+        let ok = Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {tool}"))
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        if !ok {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{tool} is missing: apt-get install {package}"
+            );
+            eprintln!("skipped: {tool} is missing (apt-get install {package})");
+        }
+        ok
+    }
+
+    fn temp(name: &str) -> std::path::PathBuf {
+        std::env::temp_dir().join(format!("vhdtool-gpt-{}-{name}.img", std::process::id()))
+    }
+
+    #[test]
+    fn sgdisk_accepts_our_gpt() {
+        if !have("sgdisk", "gdisk") {
+            return;
+        }
+        for sb in [512u32, 4096] {
+            let path = temp(&format!("verify{sb}"));
+            std::fs::write(&path, disk(sb, 16 * MIB / sb as u64, &sample_parts(sb))).unwrap();
+            let out = Command::new("sgdisk")
+                .arg("-v")
+                .arg(&path)
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            let _ = std::fs::remove_file(&path);
+            if sb == 512 {
+                assert!(text.contains("No problems found"), "{text}");
+            } else {
+                // sgdisk takes a regular file to have 512-byte sectors: it must find no GPT
+                // damage other than the sector-size mismatch
+                assert!(!text.contains("CRC"), "{text}");
+            }
+        }
+    }
+
+    #[test]
+    fn sgdisk_fixture() {
+        if !have("sgdisk", "gdisk") {
+            return;
+        }
+        let path = temp("fixture");
+        std::fs::write(&path, vec![0u8; (32 * MIB) as usize]).unwrap();
+        let st = Command::new("sgdisk")
+            .args([
+                "-n",
+                "1:2048:+1M",
+                "-t",
+                "1:ef00",
+                "-c",
+                "1:EFI system partition",
+            ])
+            .args(["-n", "2:0:+8M", "-t", "2:0700", "-c", "2:data"])
+            .args([
+                "-n",
+                "5:0:0",
+                "-t",
+                "5:8300",
+                "-u",
+                "5:01234567-89ab-cdef-0123-456789abcdef",
+            ])
+            .arg("-U")
+            .arg("aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee")
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(st.status.success(), "{st:?}");
+        let bytes = std::fs::read(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        let g = read_vec(bytes.clone(), 512).unwrap();
+        assert!(g.findings.is_empty(), "{:?}", g.findings);
+        assert_eq!(
+            g.header.disk_guid.to_string(),
+            "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
+        );
+        let p: Vec<_> = g
+            .partitions
+            .iter()
+            .map(|p| {
+                (
+                    p.index,
+                    p.type_name,
+                    p.first_lba,
+                    p.last_lba,
+                    p.name.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            p,
+            [
+                (
+                    1,
+                    Some("EFI system partition"),
+                    2048,
+                    4095,
+                    "EFI system partition"
+                ),
+                (2, Some("Microsoft basic data"), 4096, 20479, "data"),
+                (5, Some("Linux filesystem"), 20480, 65502, ""),
+            ]
+        );
+        assert_eq!(
+            g.partitions[2].unique_guid.to_string(),
+            "01234567-89ab-cdef-0123-456789abcdef"
+        );
+        // re-encoding gdisk's table gives gdisk's bytes
+        let img = encode(g.header.disk_guid, &g.partitions, 128, 512, 65536).unwrap();
+        assert_eq!(img.primary.as_slice(), &bytes[512..512 * 34]);
+        assert_eq!(img.backup.as_slice(), &bytes[512 * (65536 - 33)..]);
+        let m = crate::mbr::read(&MemDisk::new(bytes), 512)
+            .unwrap()
+            .unwrap();
+        assert!(m.protective && !m.is_hybrid() && m.findings.is_empty());
+    }
+
+    fn xorshift(state: &mut u64) -> u64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *state
+    }
+
+    #[test]
+    fn random_disks_never_panic() {
+        // 64 KiB disks: a valid GPT with random bytes changed, CRCs fixed in half the rounds,
+        // and pure noise with the signatures in place
+        let mut st = 0x2545_F491_4F6C_DD1Du64;
+        let parts = [part(1, guid::LINUX_FS, 40, 90, "p")];
+        let valid = disk(512, 128, &parts);
+        for round in 0..3000 {
+            let mut d = valid.clone();
+            if round % 3 == 0 {
+                for chunk in d.chunks_mut(8) {
+                    chunk.copy_from_slice(&xorshift(&mut st).to_le_bytes()[..chunk.len()]);
+                }
+                d[512..520].copy_from_slice(&SIGNATURE);
+                d[127 * 512..127 * 512 + 8].copy_from_slice(&SIGNATURE);
+            }
+            for _ in 0..(1 + xorshift(&mut st) % 8) {
+                // mostly the headers and the first entries
+                let at = match xorshift(&mut st) % 4 {
+                    0 => 512 + (xorshift(&mut st) % 92) as usize,
+                    1 => 127 * 512 + (xorshift(&mut st) % 92) as usize,
+                    2 => 1024 + (xorshift(&mut st) % 256) as usize,
+                    _ => (xorshift(&mut st) % d.len() as u64) as usize,
+                };
+                d[at] = xorshift(&mut st) as u8;
+            }
+            if round % 2 == 0 {
+                for lba in [1u64, 127] {
+                    let h = *header_at(&mut d, 512, lba);
+                    let start = h.partition_entry_lba.get().saturating_mul(512);
+                    let len = u64::from(h.num_partition_entries.get())
+                        .saturating_mul(u64::from(h.size_of_partition_entry.get()));
+                    if let Some(a) = d.get(start as usize..start.saturating_add(len) as usize) {
+                        let crc = crc32fast::hash(a);
+                        header_at(&mut d, 512, lba).partition_entry_array_crc32 = U32::new(crc);
+                    }
+                    patch_header(&mut d, 512, lba, |_| {});
+                }
+            }
+            let disk = MemDisk::new(d);
+            for sb in [512, 4096] {
+                if let Ok(Some(g)) = read(&disk, sb) {
+                    // whatever was trusted re-encodes or is refused, without panicking
+                    let _ = encode(g.header.disk_guid, &g.partitions, 128, 512, 128);
+                }
+            }
+        }
+    }
 }

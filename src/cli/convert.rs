@@ -1,0 +1,199 @@
+//! `vhdtool validate`, `vhdtool convert` and `vhdtool rollback`.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::exit;
+use super::output;
+use crate::convert::apply::{self, ConvertReport};
+use crate::convert::journal;
+use crate::convert::plan::{self, Options, RoomChoice, Validation};
+use crate::disk::{Access, MmapDisk};
+use crate::error::{Error, ErrorKind, Result};
+use crate::esp::EspTree;
+use crate::gpt::Guid;
+
+/// Options shared by `validate` and `convert`: they decide the plan.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Where the ESP's room comes from: free space, a larger disk, or auto (free if it fits,
+    /// else grow).
+    #[arg(long, value_enum, default_value_t = RoomChoice::Auto)]
+    pub room: RoomChoice,
+    /// ESP size, e.g. 100M, 260MiB, 1G (default 100 MiB; 260 MiB on 4096-byte sectors).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub esp_size: Option<u64>,
+    /// Logical sector size of a raw image (512 or 4096; a VHD is always 512).
+    #[arg(long, value_name = "BYTES")]
+    pub sector_size: Option<u32>,
+    /// GPT type for an MBR type the built-in table does not know: --map 0x12=<type GUID>.
+    #[arg(long = "map", value_name = "MBRTYPE=GUID", value_parser = parse_map)]
+    pub maps: Vec<(u8, Guid)>,
+    /// Random disk and partition GUIDs (default: derived from the image, so the same input
+    /// always gives the same output).
+    #[arg(long)]
+    pub random_guids: bool,
+    /// Boot files: the tree of this folder is copied into the ESP as is (for example
+    /// EFI/BOOT/BOOTX64.EFI, EFI/BOOT/grubx64.efi, EFI/BOOT/grub.cfg).
+    #[arg(long, value_name = "DIR")]
+    pub boot_files: Option<PathBuf>,
+    /// Print as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// The image: fixed VHD or raw disk.
+    pub image: PathBuf,
+    #[command(flatten)]
+    pub plan: PlanArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ConvertArgs {
+    /// The image: fixed VHD or raw disk. Converted in place unless -o is given.
+    pub image: PathBuf,
+    /// Write the converted disk to this new file (sparse copy) and leave IMAGE untouched.
+    #[arg(short = 'o', long, value_name = "OUTPUT")]
+    pub output: Option<PathBuf>,
+    /// Undo journal path for an in-place conversion (default: IMAGE.vhdtool-journal).
+    #[arg(long, value_name = "FILE")]
+    pub journal: Option<PathBuf>,
+    /// Print the plan and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub plan: PlanArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The image that was converted in place.
+    pub image: PathBuf,
+    /// The undo journal (default: IMAGE.vhdtool-journal).
+    #[arg(long, value_name = "FILE")]
+    pub journal: Option<PathBuf>,
+    /// Restore even if the image's length matches neither the original nor the converted one.
+    #[arg(long)]
+    pub force: bool,
+    /// Print as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// "100M", "260MiB", "1G", "104857600".
+pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a size (examples: 100M, 260MiB, 1G)"))?;
+    let mul: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" | "kb" => 1 << 10,
+        "m" | "mib" | "mb" => 1 << 20,
+        "g" | "gib" | "gb" => 1 << 30,
+        "t" | "tib" | "tb" => 1 << 40,
+        u => return Err(format!("unknown size unit {u:?} (use K, M, G or T: binary units)")),
+    };
+    n.checked_mul(mul).ok_or_else(|| format!("{s:?} is too large"))
+}
+
+fn parse_map(s: &str) -> std::result::Result<(u8, Guid), String> {
+    let (t, g) = s.split_once('=').ok_or_else(|| format!("{s:?}: expected MBRTYPE=GUID, e.g. 0x12=ebd0a0a2-b9e5-4433-87c0-68b6b72699c7"))?;
+    let t = t.trim();
+    let hex = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")).unwrap_or(t);
+    let ty = u8::from_str_radix(hex, 16).map_err(|_| format!("{t:?} is not an MBR type (00-ff)"))?;
+    let guid: Guid = g.trim().parse().map_err(|_| format!("{g:?} is not a GUID"))?;
+    Ok((ty, guid))
+}
+
+fn options(a: &PlanArgs) -> Options {
+    Options {
+        room: a.room,
+        esp_bytes: a.esp_size,
+        sector_bytes: a.sector_size,
+        maps: a.maps.clone(),
+        random_guids: a.random_guids,
+        boot_files_bytes: 0,
+        esp_label: "SYSTEM".into(),
+    }
+}
+
+fn tree(a: &PlanArgs) -> Result<EspTree> {
+    match &a.boot_files {
+        Some(dir) => EspTree::from_dir(dir),
+        None => Ok(EspTree::new()),
+    }
+}
+
+/// Exit code of a refused plan.
+fn refusal_code(v: &Validation) -> u8 {
+    if v.already_gpt {
+        return exit::ALREADY_GPT;
+    }
+    match v.first_failure().map(|c| c.kind) {
+        Some(ErrorKind::Unsupported) => exit::UNSUPPORTED,
+        Some(ErrorKind::Corrupt) => exit::CORRUPT,
+        Some(_) => exit::INVALID,
+        None => exit::OK,
+    }
+}
+
+pub fn run_validate(args: &ValidateArgs) -> Result<u8> {
+    let t = tree(&args.plan)?;
+    let mut opts = options(&args.plan);
+    opts.boot_files_bytes = t.total_bytes();
+    let disk = MmapDisk::open(&args.image, Access::ReadOnly)?;
+    let v = plan::validate(&disk, &opts);
+    if args.plan.json {
+        output::json(&v)?;
+    } else {
+        output::text(&output::render_validation(&args.image.display().to_string(), &v))?;
+    }
+    Ok(match refusal_code(&v) {
+        exit::OK => exit::OK,
+        exit::ALREADY_GPT => exit::ALREADY_GPT,
+        _ => exit::FINDINGS,
+    })
+}
+
+pub fn run_convert(args: &ConvertArgs) -> Result<u8> {
+    let t = tree(&args.plan)?;
+    let opts = options(&args.plan);
+    let mut bar = output::Progress::new("copying");
+    let report: ConvertReport = apply::convert(
+        &args.image,
+        args.output.as_deref(),
+        args.journal.clone(),
+        &opts,
+        &t,
+        args.dry_run,
+        &mut |done, total| bar.update(done, total),
+    )?;
+    bar.finish();
+    if args.plan.json {
+        output::json(&report)?;
+    } else {
+        output::text(&output::render_convert(&report))?;
+    }
+    Ok(refusal_code(&report.validation))
+}
+
+pub fn run_rollback(args: &RollbackArgs) -> Result<u8> {
+    let jp = args.journal.clone().unwrap_or_else(|| journal::default_path(&args.image));
+    if !args.image.exists() {
+        return Err(Error::invalid(format!("{} does not exist", args.image.display())));
+    }
+    let r = journal::rollback(&args.image, &jp, args.force)?;
+    if args.json {
+        output::json(&r)?;
+    } else {
+        output::text(&format!(
+            "{}: {} ({} regions, {} bytes written, file is {} bytes); journal {} removed\n",
+            r.image, r.outcome, r.regions_restored, r.bytes_written, r.file_bytes, r.journal
+        ))?;
+    }
+    Ok(exit::OK)
+}
