@@ -8,8 +8,6 @@ pub mod fat;
 mod ntfs;
 mod probe;
 
-pub mod fat;
-
 use serde::Serialize;
 
 use crate::disk::{Disk, Window};
