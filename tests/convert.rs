@@ -253,7 +253,7 @@ fn killed_at_every_write_rollback_restores_the_original() {
     let Some(images) = common::images() else { return };
     let tmp = TempDir::new("convert-faults");
     let boot = boot_files(tmp.path());
-    for name in ["linux-mbr.force.vhd", "extended.force.vhd"] {
+    for name in ["linux-mbr.force.vhd", "ext-logicals.force.vhd"] {
         let Some(img) = images.list.iter().find(|i| i.file == name) else { panic!("{name} missing from the manifest") };
         let src = images.path(&img.file);
         let original = file_crc(&src);
