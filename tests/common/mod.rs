@@ -5,6 +5,8 @@
 //! Each test binary compiles this module and uses a part of it.
 #![allow(dead_code)]
 
+pub mod corpus;
+
 use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::Read;
