@@ -144,7 +144,7 @@ fn refusal_code(v: &Validation) -> u8 {
 pub fn run_validate(args: &ValidateArgs) -> Result<u8> {
     let t = tree(&args.plan)?;
     let mut opts = options(&args.plan);
-    opts.boot_files_bytes = t.total_bytes();
+    opts.boot_files_bytes = t.file_bytes();
     let disk = MmapDisk::open(&args.image, Access::ReadOnly)?;
     let v = plan::validate(&disk, &opts);
     if args.plan.json {

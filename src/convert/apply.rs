@@ -107,8 +107,26 @@ pub fn build_esp(plan: &Plan, tree: &EspTree) -> Result<Vec<u8>> {
         volume_id: plan.esp.volume_id,
         label: plan.esp.label.clone(),
         timestamp_unix: epoch(),
+        // BPB_HiddSec: the partition's start, as mkfs.fat and Windows write it (0 past 2^32)
+        hidden_sectors: u32::try_from(plan.esp.first_lba).unwrap_or(0),
     };
-    crate::esp::build_esp(&spec, tree)
+    Ok(crate::esp::build_esp(&spec, tree)?.into_bytes())
+}
+
+/// The files of a tree, as paths inside the ESP, in the tree's (deterministic) order.
+pub fn tree_paths(tree: &EspTree) -> Vec<String> {
+    fn walk(dir: &crate::esp::EspDir, prefix: &str, out: &mut Vec<String>) {
+        for (name, node) in dir.entries() {
+            let path = if prefix.is_empty() { name.to_string() } else { format!("{prefix}/{name}") };
+            match node {
+                crate::esp::EspNode::File(_) => out.push(path),
+                crate::esp::EspNode::Dir(d) => walk(d, &path, out),
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(tree.root(), "", &mut out);
+    out
 }
 
 /// Carry out `plan` on the open image. With `journal_path`, the undo journal is written (and
@@ -172,7 +190,7 @@ pub fn convert(
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<ConvertReport> {
     let mut opts = opts.clone();
-    opts.boot_files_bytes = tree.total_bytes();
+    opts.boot_files_bytes = tree.file_bytes();
     // plan on the source, under its lock (shared for a copy, exclusive in place)
     let access = if output.is_none() && !dry_run { Access::ReadWrite } else { Access::ReadOnly };
     let disk = MmapDisk::open(image, access)?;
@@ -184,7 +202,7 @@ pub fn convert(
         validation,
         journal: None,
         bytes_written: 0,
-        esp_files: tree.paths(),
+        esp_files: tree_paths(tree),
         warnings: Vec::new(),
         upload: None,
     };
@@ -195,7 +213,7 @@ pub fn convert(
     let Some(plan) = report.validation.plan.clone() else {
         return Err(Error::invalid("validation passed but produced no plan"));
     };
-    if tree.is_empty() {
+    if tree.entry_count() == 0 {
         report.warnings.push(
             "no --boot-files: the ESP is created empty, and the disk will not boot under UEFI until boot files are added (EFI/BOOT/BOOTX64.EFI)".into(),
         );

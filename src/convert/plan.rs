@@ -677,7 +677,7 @@ fn build_plan(
         regions.push(Region { offset: image.data_bytes, length: 512, what: "old VHD footer (now disk space, zeroed)".into() });
     }
     regions.push(Region { offset: esp_first * sbu, length: esp_sectors * sbu, what: format!("partition {esp_index}: EFI system partition (FAT32)") });
-    regions.push(Region { offset: image_gpt.backup_lba * sbu, length: image_gpt.backup.len() as u64, what: "backup GPT entries and header".into() });
+    regions.push(Region { offset: image_gpt.backup_entries_lba * sbu, length: image_gpt.backup.len() as u64, what: "backup GPT entries and header".into() });
     regions.push(Region { offset: sbu, length: image_gpt.primary.len() as u64, what: format!("LBA 1-{}: primary GPT header and entries", image_gpt.primary.len() as u64 / sbu) });
     regions.push(Region { offset: 0, length: 512, what: "LBA 0: protective MBR".into() });
     if footer.is_some() {
@@ -700,7 +700,7 @@ fn build_plan(
         boot_code,
         protective_mbr,
         gpt_primary: (sbu, image_gpt.primary),
-        gpt_backup: (image_gpt.backup_lba * sbu, image_gpt.backup),
+        gpt_backup: (image_gpt.backup_entries_lba * sbu, image_gpt.backup),
         footer,
         seed,
     })

@@ -258,13 +258,3 @@ mod tests {
     }
 }
 
-/// EFI System Partition (contract placeholder; the implementation parses the canonical form).
-pub const ESP: Guid = Guid([
-    0x28, 0x73, 0x2a, 0xc1, 0x1f, 0xf8, 0xd2, 0x11, 0xba, 0x4b, 0x00, 0xa0, 0xc9, 0x3e, 0xc9, 0x3b,
-]);
-
-impl std::fmt::Display for Guid {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:?}", self.0)
-    }
-}

@@ -6,7 +6,7 @@ use serde::Serialize;
 use zerocopy::byteorder::big_endian::{U32, U64};
 use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout, Unaligned};
 
-use super::footer::{hex, ones_complement_sum, printable, FOOTER_SIZE};
+use super::footer::{hex, ones_complement_sum, printable};
 use super::{DynamicInfo, Footer};
 use crate::disk::Disk;
 use crate::error::{Error, Result};
@@ -150,9 +150,14 @@ pub fn bitmap_bytes(block_size: u32) -> u64 {
 }
 
 /// Read the header `footer` points at, check it, and count the allocated BAT entries (reading
-/// at most what the file holds). Problems become findings; `None` when there is no readable
-/// header at all.
-pub fn read(file: &dyn Disk, footer: &Footer, findings: &mut Vec<Finding>) -> Option<DynamicInfo> {
+/// at most what the file holds). Blocks must end by `data_end` (the offset of the footer at the
+/// end of the file). Problems become findings; `None` when there is no readable header at all.
+pub fn read(
+    file: &dyn Disk,
+    footer: &Footer,
+    data_end: u64,
+    findings: &mut Vec<Finding>,
+) -> Option<DynamicInfo> {
     let len = file.len();
     let at = footer.data_offset;
     let mut buf = [0u8; HEADER_SIZE];
@@ -192,7 +197,7 @@ pub fn read(file: &dyn Disk, footer: &Footer, findings: &mut Vec<Finding>) -> Op
         ));
     }
     let bs = info.block_size;
-    if bs == 0 || u64::from(bs) % SECTOR != 0 {
+    if bs == 0 || !u64::from(bs).is_multiple_of(SECTOR) {
         findings.push(Finding::error(
             "vhd.dynamic.block-size",
             format!(
@@ -223,7 +228,7 @@ pub fn read(file: &dyn Disk, footer: &Footer, findings: &mut Vec<Finding>) -> Op
             format!("differencing disk header at 0x{at:x}: the parent name is empty"),
         ));
     }
-    count_bat(file, &mut info, findings);
+    count_bat(file, &mut info, data_end, findings);
     for loc in &mut info.parent_locators {
         loc.path = read_locator_path(file, loc);
     }
@@ -231,7 +236,7 @@ pub fn read(file: &dyn Disk, footer: &Footer, findings: &mut Vec<Finding>) -> Op
 }
 
 /// Count allocated BAT entries, over at most the entries the file holds, in bounded chunks.
-fn count_bat(file: &dyn Disk, info: &mut DynamicInfo, findings: &mut Vec<Finding>) {
+fn count_bat(file: &dyn Disk, info: &mut DynamicInfo, data_end: u64, findings: &mut Vec<Finding>) {
     let len = file.len();
     let table = info.table_offset;
     let entries = u64::from(info.max_table_entries);
@@ -249,8 +254,6 @@ fn count_bat(file: &dyn Disk, info: &mut DynamicInfo, findings: &mut Vec<Finding
         ));
         readable
     };
-    // A block lies wholly before the footer at the end of the file.
-    let data_end = len.saturating_sub(FOOTER_SIZE as u64);
     let block_span = bitmap_bytes(info.block_size) + u64::from(info.block_size);
     let mut allocated = 0u64;
     let mut outside = 0u64;
@@ -349,4 +352,89 @@ pub fn encode_header(
     let sum = checksum(&bytes);
     bytes[CHECKSUM_OFFSET..CHECKSUM_OFFSET + 4].copy_from_slice(&sum.to_be_bytes());
     bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The first 0x28 bytes of the header `qemu-img create -f vpc F 10M` wrote at 0x200 (QEMU
+    /// 10.0.2); the rest of the 1024 bytes is zero.
+    const QEMU_HEADER_10M_HEAD: [u8; 0x28] = [
+        b'c', b'x', b's', b'p', b'a', b'r', b's', b'e', // 0x00 cookie
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, // 0x08 data offset: unused
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x06, 0x00, // 0x10 table offset 0x600
+        0x00, 0x01, 0x00, 0x00, // 0x18 header version 1.0
+        0x00, 0x00, 0x00, 0x06, // 0x1c max table entries 6
+        0x00, 0x20, 0x00, 0x00, // 0x20 block size 2 MiB
+        0xff, 0xff, 0xf4, 0x71, // 0x24 checksum
+    ];
+
+    fn qemu_header() -> [u8; HEADER_SIZE] {
+        let mut b = [0u8; HEADER_SIZE];
+        b[..0x28].copy_from_slice(&QEMU_HEADER_10M_HEAD);
+        b
+    }
+
+    #[test]
+    fn decodes_a_qemu_header() {
+        let b = qemu_header();
+        let d = decode(&b, 0x200, false).unwrap();
+        assert_eq!(d.table_offset, 0x600);
+        assert_eq!(d.header_version, HEADER_VERSION);
+        assert_eq!(d.max_table_entries, 6);
+        assert_eq!(d.block_size, DEFAULT_BLOCK_SIZE);
+        assert_eq!(d.checksum, 0xffff_f471);
+        assert_eq!(d.computed_checksum, 0xffff_f471);
+        assert_eq!(d.parent_name, None);
+        assert_eq!(d.parent_unique_id, "0".repeat(32));
+        assert!(d.parent_locators.is_empty());
+        assert_eq!(encode_header(0x600, 6, DEFAULT_BLOCK_SIZE, None), b);
+    }
+
+    #[test]
+    fn differencing_header_names_its_parent() {
+        let b = encode_header(
+            0x600,
+            6,
+            DEFAULT_BLOCK_SIZE,
+            Some(([7; 16], 42, "bäse.vhd")),
+        );
+        let d = decode(&b, 0x200, true).unwrap();
+        assert_eq!(d.checksum, d.computed_checksum);
+        assert_eq!(d.parent_name.as_deref(), Some("bäse.vhd"));
+        assert_eq!(d.parent_unique_id, "07".repeat(16));
+        assert_eq!(d.parent_timestamp, 42);
+        // 256 UTF-16 units without a NUL: the whole field, no overrun
+        let long = "x".repeat(300);
+        let b = encode_header(0x600, 6, DEFAULT_BLOCK_SIZE, Some(([0; 16], 0, &long)));
+        let d = decode(&b, 0, true).unwrap();
+        assert_eq!(d.parent_name.unwrap().len(), 256);
+    }
+
+    #[test]
+    fn bad_cookie_and_checksum() {
+        let mut b = qemu_header();
+        b[0x1c..0x20].copy_from_slice(&[0xff; 4]); // hostile max table entries
+        let d = decode(&b, 0x200, false).unwrap();
+        assert_eq!(d.max_table_entries, u32::MAX);
+        assert_ne!(d.checksum, d.computed_checksum);
+        b[0] = b'X';
+        let e = decode(&b, 0x200, false).unwrap_err();
+        assert!(
+            e.message().contains("0x200") && e.message().contains("Xxsparse"),
+            "{e}"
+        );
+        assert!(decode(&[0xff; HEADER_SIZE], 0, false).is_err());
+    }
+
+    #[test]
+    fn bitmap_sizes() {
+        assert_eq!(bitmap_bytes(DEFAULT_BLOCK_SIZE), 512);
+        assert_eq!(bitmap_bytes(512), 512);
+        assert_eq!(bitmap_bytes(0), 0);
+        // 2^31 bytes = 2^22 sectors = 2^19 bitmap bytes
+        assert_eq!(bitmap_bytes(1 << 31), 1 << 19);
+        assert_eq!(bitmap_bytes(u32::MAX), 1 << 20);
+    }
 }

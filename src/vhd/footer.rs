@@ -298,7 +298,7 @@ pub fn resize_footer(raw: &[u8; FOOTER_SIZE], new_size: u64) -> Result<[u8; FOOT
             f.checksum
         )));
     }
-    if new_size % 512 != 0 {
+    if !new_size.is_multiple_of(512) {
         return Err(Error::invalid(format!(
             "VHD current size must be a multiple of 512 bytes, got {new_size}"
         )));
@@ -365,7 +365,6 @@ pub fn describe_creator(app: [u8; 4]) -> &'static str {
         b"d2v\0" | b"d2v " => "Disk2vhd (Sysinternals)",
         b"tap\0" | b"tap " => "Xen blktap (vhd-util)",
         b"CTXS" => "Citrix XenServer",
-        b"wa\0\0" | b"wa  " => "Azure (Windows Azure)",
         b"vbox" => "VirtualBox",
         _ => "unknown creator",
     }
