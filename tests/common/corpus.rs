@@ -367,8 +367,8 @@ pub fn small_cases() -> Vec<Case> {
     add("mbr-overlap-zero-size", m, Some("mbr."), Some("raw"));
 
     // extended partition at LBA 2; the second EBR (LBA 4) links to itself
-    let mut m = vec![0u8; 8 * 512];
-    mbr_entry(&mut m[0..512], 0, 0, 0x05, 2, 6);
+    let mut m = vec![0u8; 7 * 512];
+    mbr_entry(&mut m[0..512], 0, 0, 0x05, 2, 5);
     mbr_entry(&mut m[1024..1536], 0, 0, 0x83, 1, 1); // logical at LBA 3
     mbr_entry(&mut m[1024..1536], 1, 0, 0x05, 2, 2); // next EBR at extended + 2 = LBA 4
     mbr_entry(&mut m[2048..2560], 0, 0, 0x83, 1, 1); // logical at LBA 5
