@@ -65,10 +65,18 @@ fn check_case(dir: &TempDir, case: &Case) {
     let path = dir.write(&format!("{}.bin", case.name), &case.bytes);
     let json = check_input(&path, case.name);
     if let Some(format) = case.expect_format {
-        assert_eq!(json["format"].as_str(), Some(format), "{}: format", case.name);
+        assert_eq!(
+            json["format"].as_str(),
+            Some(format),
+            "{}: format",
+            case.name
+        );
     }
     if let Some(prefix) = case.expect_finding {
-        let ids: Vec<String> = common::findings(&json).into_iter().map(|(id, _)| id).collect();
+        let ids: Vec<String> = common::findings(&json)
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
         assert!(
             ids.iter().any(|id| id.starts_with(prefix)),
             "{}: expected a finding starting with {prefix:?}, got {ids:?}",
@@ -121,8 +129,14 @@ fn sound_small_gpt_is_read() {
     assert_eq!(json["gpt"]["used"], "primary");
     assert_eq!(json["gpt"]["primary_ok"], true);
     assert_eq!(json["gpt"]["backup_ok"], true);
-    assert_eq!(json["gpt"]["disk_guid"], "22222222-2222-2222-2222-222222222222");
-    assert_eq!(json["partitions"][0]["guid"], "11111111-1111-1111-1111-111111111111");
+    assert_eq!(
+        json["gpt"]["disk_guid"],
+        "22222222-2222-2222-2222-222222222222"
+    );
+    assert_eq!(
+        json["partitions"][0]["guid"],
+        "11111111-1111-1111-1111-111111111111"
+    );
 }
 
 #[test]
@@ -139,7 +153,10 @@ fn gpt_with_4096_byte_entries() {
     let refused = common::findings(&json)
         .iter()
         .any(|(id, _)| id.starts_with("gpt."));
-    assert!(read || refused, "4096-byte entries neither read nor refused: {json}");
+    assert!(
+        read || refused,
+        "4096-byte entries neither read nor refused: {json}"
+    );
 }
 
 #[test]
@@ -155,14 +172,23 @@ fn dynamic_and_differencing_are_reported() {
     assert_eq!(dyn_json["dynamic"]["max_table_entries"], 2);
     assert_eq!(dyn_json["dynamic"]["allocated_blocks"], 0);
 
-    let diff_json = check_input(&dir.write("c.vhd", &get("differencing-empty").bytes), "diff");
+    let diff_json = check_input(
+        &dir.write("c.vhd", &get("differencing-empty").bytes),
+        "diff",
+    );
     assert_eq!(diff_json["format"], "vhd-differencing");
     assert_eq!(diff_json["footer"]["disk_type"], 4);
     assert_eq!(diff_json["dynamic"]["parent_name"], "parent.vhd");
-    assert_eq!(diff_json["dynamic"]["parent_unique_id"], "77777777777777777777777777777777");
+    assert_eq!(
+        diff_json["dynamic"]["parent_unique_id"],
+        "77777777777777777777777777777777"
+    );
 
     let large = corpus::large_cases();
-    let one = large.iter().find(|c| c.name == "dynamic-one-block").expect("case");
+    let one = large
+        .iter()
+        .find(|c| c.name == "dynamic-one-block")
+        .expect("case");
     let json = check_input(&dir.write("one.vhd", &one.bytes), one.name);
     assert_eq!(json["dynamic"]["allocated_blocks"], 1);
 }
@@ -174,7 +200,10 @@ fn random_inputs_never_crash() {
     for seed in 0..RANDOM_SEEDS {
         let bytes = corpus::random_case(seed, &small);
         let path = dir.write(&format!("random-{seed}.bin"), &bytes);
-        check_input(&path, &format!("random seed {seed} ({} bytes)", bytes.len()));
+        check_input(
+            &path,
+            &format!("random seed {seed} ({} bytes)", bytes.len()),
+        );
     }
 }
 
@@ -237,15 +266,29 @@ fn unreadable_paths_fail_cleanly() {
             HOSTILE_TIMEOUT,
         );
         let code = run.exit_code();
-        assert!(codes.contains(&code), "{what}: exit {code}, expected one of {codes:?}: {}", run.stderr);
-        assert!(!run.stderr.trim().is_empty(), "{what}: no message on stderr");
-        assert!(run.stdout.trim().is_empty(), "{what}: no report expected on stdout");
+        assert!(
+            codes.contains(&code),
+            "{what}: exit {code}, expected one of {codes:?}: {}",
+            run.stderr
+        );
+        assert!(
+            !run.stderr.trim().is_empty(),
+            "{what}: no message on stderr"
+        );
+        assert!(
+            run.stdout.trim().is_empty(),
+            "{what}: no report expected on stdout"
+        );
     }
 }
 
 #[test]
 fn usage_errors_exit_2() {
-    for args in [vec!["info"], vec!["no-such-command"], vec!["info", "--no-such-flag", "x"]] {
+    for args in [
+        vec!["info"],
+        vec!["no-such-command"],
+        vec!["info", "--no-such-flag", "x"],
+    ] {
         let run = common::vhdtool_timeout(&args, HOSTILE_TIMEOUT);
         assert_eq!(run.exit_code(), 2, "{args:?}: {}", run.stderr);
     }

@@ -326,7 +326,6 @@ fn fdisk_gpt_4k(path: &Path) -> Table {
     let disk_id = after(&text, "Disk identifier:")
         .expect("fdisk disk identifier")
         .to_lowercase();
-    let total = std::fs::metadata(path).expect("stat").len() / 4096;
     let parts = text
         .lines()
         .filter(|l| l.starts_with(device))
@@ -346,10 +345,20 @@ fn fdisk_gpt_4k(path: &Path) -> Table {
             }
         })
         .collect();
-    // 128 entries of 128 bytes = 4 sectors of 4096 bytes after the header
+    let details = must(
+        common::tool("fdisk")
+            .args(["-b", "4096", "-l", "-x"])
+            .arg(path),
+        "fdisk -b 4096 -l -x",
+    );
+    let lba = |key: &str| -> u64 {
+        after(&details, key)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("fdisk -l -x: no {key:?}"))
+    };
     Table {
         disk_id,
-        usable: Some((6, total - 6)),
+        usable: Some((lba("First usable LBA:"), lba("Last usable LBA:"))),
         parts,
     }
 }
@@ -896,7 +905,9 @@ fn dynamic_and_differencing_headers_match_bytes() {
                     )
                 },
             );
-            c.ok(ctx, allocated > 0, || "qemu-img allocated no block".into());
+            if img.base != "blank.raw" {
+                c.ok(ctx, allocated > 0, || "qemu-img allocated no block".into());
+            }
         }
     }
     c.finish("dynamic_and_differencing_headers_match_bytes");

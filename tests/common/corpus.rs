@@ -142,7 +142,13 @@ fn gpt_entries(spec: &GptSpec) -> Vec<u8> {
 }
 
 /// A GPT header (92 bytes in a sector) with valid CRCs over `entries`.
-fn gpt_header(spec: &GptSpec, my_lba: u64, alt_lba: u64, entries_lba: u64, entries: &[u8]) -> [u8; 512] {
+fn gpt_header(
+    spec: &GptSpec,
+    my_lba: u64,
+    alt_lba: u64,
+    entries_lba: u64,
+    entries: &[u8],
+) -> [u8; 512] {
     let entry_sectors = entries.len().div_ceil(SECTOR) as u64;
     let mut h = [0u8; 512];
     h[0..8].copy_from_slice(b"EFI PART"); // 0x00 signature
@@ -263,7 +269,12 @@ pub fn small_cases() -> Vec<Case> {
     };
     add("empty", Vec::new(), None, Some("raw"));
     add("one-byte", vec![0x42], None, Some("raw"));
-    add("footer-only", vhd_footer(0, FIXED, u64::MAX).to_vec(), None, None);
+    add(
+        "footer-only",
+        vhd_footer(0, FIXED, u64::MAX).to_vec(),
+        None,
+        None,
+    );
 
     let mut v = fixed_vhd(1024);
     v[1024 + 64] ^= 0x01;
@@ -274,14 +285,29 @@ pub fn small_cases() -> Vec<Case> {
     put_be(&mut v[at..], 48, 8, 1 << 40); // current size 1 TiB, file 1.5 KiB
     put_be(&mut v[at..], 40, 8, 1 << 40);
     reseal_footer(&mut v[at..at + 512]);
-    add("footer-size-exceeds-file", v, Some("vhd.footer.size-mismatch"), Some("vhd-fixed"));
+    add(
+        "footer-size-exceeds-file",
+        v,
+        Some("vhd.footer.size-mismatch"),
+        Some("vhd-fixed"),
+    );
 
     let mut v = fixed_vhd(1024);
     put_be(&mut v[1024..], 60, 4, 7); // disk type 7
     reseal_footer(&mut v[1024..1536]);
-    add("footer-unknown-disk-type", v, Some("vhd.footer.disk-type"), None);
+    add(
+        "footer-unknown-disk-type",
+        v,
+        Some("vhd.footer.disk-type"),
+        None,
+    );
 
-    add("dynamic-empty", sparse_vhd(DYNAMIC, None), None, Some("vhd-dynamic"));
+    add(
+        "dynamic-empty",
+        sparse_vhd(DYNAMIC, None),
+        None,
+        Some("vhd-dynamic"),
+    );
     add(
         "differencing-empty",
         sparse_vhd(DIFFERENCING, Some("parent.vhd")),
@@ -292,17 +318,32 @@ pub fn small_cases() -> Vec<Case> {
     let mut v = sparse_vhd(DYNAMIC, None);
     put_be(&mut v[512..], 28, 4, u64::from(u32::MAX)); // max table entries 2^32-1
     reseal_dynamic(&mut v[512..1536]);
-    add("dynamic-bat-huge", v, Some("vhd.dynamic"), Some("vhd-dynamic"));
+    add(
+        "dynamic-bat-huge",
+        v,
+        Some("vhd.dynamic"),
+        Some("vhd-dynamic"),
+    );
 
     let mut v = sparse_vhd(DYNAMIC, None);
     put_be(&mut v[512..], 32, 4, 0); // block size 0
     reseal_dynamic(&mut v[512..1536]);
-    add("dynamic-block-size-zero", v, Some("vhd.dynamic"), Some("vhd-dynamic"));
+    add(
+        "dynamic-block-size-zero",
+        v,
+        Some("vhd.dynamic"),
+        Some("vhd-dynamic"),
+    );
 
     let mut v = sparse_vhd(DYNAMIC, None);
     put_be(&mut v[512..], 16, 8, u64::MAX - 100); // BAT far outside the file
     reseal_dynamic(&mut v[512..1536]);
-    add("dynamic-bat-outside", v, Some("vhd.dynamic"), Some("vhd-dynamic"));
+    add(
+        "dynamic-bat-outside",
+        v,
+        Some("vhd.dynamic"),
+        Some("vhd-dynamic"),
+    );
 
     let mut v = sparse_vhd(DYNAMIC, None);
     v[1536..1540].copy_from_slice(&[0, 0, 0, 1]); // block 0 at sector 1 = inside the footer copy
@@ -358,7 +399,12 @@ pub fn small_cases() -> Vec<Case> {
     let mut m = vec![0u8; 2048];
     mbr_entry(&mut m, 0, 0x80, 0x83, 1, 1_000_000_000);
     mbr_entry(&mut m, 1, 0x00, 0x07, u32::MAX, u32::MAX);
-    add("mbr-past-end", m, Some("mbr.partition.outside-disk"), Some("raw"));
+    add(
+        "mbr-past-end",
+        m,
+        Some("mbr.partition.outside-disk"),
+        Some("raw"),
+    );
 
     let mut m = vec![0u8; 2048];
     mbr_entry(&mut m, 0, 0x80, 0x83, 1, 3);
