@@ -1,16 +1,1049 @@
-//! CONTRACT placeholder: bounded read-only FAT reader.
-use crate::disk::Disk;
-use crate::error::Result;
+//! Read-only, bounded access to FAT12/16/32 volumes (Microsoft "FAT: General Overview of On-Disk
+//! Format", fatgen103, 2000), enough to answer the questions the ESP checks ask: does
+//! `\EFI\BOOT\BOOTX64.EFI` exist, what does it contain, what is in a directory.
+//!
+//! Everything read from the volume is untrusted:
+//! - the BPB is validated before any other read (sizes, powers of two, region order, the volume
+//!   fits in the partition);
+//! - cluster numbers are checked against the cluster count before use; a chain that is longer
+//!   than the volume could hold, loops, or runs into a free/bad/reserved entry is `Corrupt`;
+//! - directories are bounded by the spec limit of 65 536 entries (2 MiB), files by the volume
+//!   size; nothing is allocated that the image cannot hold.
+//!
+//! Name matching is case-insensitive (Unicode simple upper-casing) on long names (VFAT LFN,
+//! UTF-16) and on 8.3 short names (OEM code page 437).
 
+#![deny(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used
+)]
+
+use std::collections::HashSet;
+
+use serde::Serialize;
+use zerocopy::little_endian::{U16, U32};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
+
+use crate::disk::Disk;
+use crate::error::{Error, Result};
+
+// ---------------------------------------------------------------------------------------------
+// On-disk structures
+// ---------------------------------------------------------------------------------------------
+
+/// fatgen103 §3.1 "Boot Sector and BPB Structure": the fields common to FAT12/16/32.
+#[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+pub(crate) struct RawBpb {
+    pub jmp_boot: [u8; 3],  // 0x00 EB xx 90 or E9 xx xx
+    pub oem_name: [u8; 8],  // 0x03
+    pub bytes_per_sec: U16, // 0x0B 512, 1024, 2048 or 4096
+    pub sec_per_clus: u8,   // 0x0D power of two
+    pub rsvd_sec_cnt: U16,  // 0x0E never 0
+    pub num_fats: u8,       // 0x10 usually 2
+    pub root_ent_cnt: U16,  // 0x11 FAT12/16 root entries; 0 on FAT32
+    pub tot_sec16: U16,     // 0x13 0 when tot_sec32 is used
+    pub media: u8,          // 0x15 F0, F8..FF
+    pub fat_sz16: U16,      // 0x16 sectors per FAT; 0 on FAT32
+    pub sec_per_trk: U16,   // 0x18
+    pub num_heads: U16,     // 0x1A
+    pub hidd_sec: U32,      // 0x1C
+    pub tot_sec32: U32,     // 0x20
+}
+const _: () = assert!(size_of::<RawBpb>() == 0x24);
+
+/// fatgen103 §3.2 "FAT12 and FAT16 Structure Starting at Offset 36".
+#[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+pub(crate) struct RawBpb16 {
+    pub drv_num: u8,           // 0x24
+    pub reserved1: u8,         // 0x25
+    pub boot_sig: u8,          // 0x26 0x29 when the next three fields are present
+    pub vol_id: [u8; 4],       // 0x27
+    pub vol_lab: [u8; 11],     // 0x2B
+    pub fil_sys_type: [u8; 8], // 0x36 informational only ("FAT12   ")
+}
+const _: () = assert!(size_of::<RawBpb16>() == 0x3E - 0x24);
+
+/// fatgen103 §3.3 "FAT32 Structure Starting at Offset 36".
+#[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+pub(crate) struct RawBpb32 {
+    pub fat_sz32: U32,         // 0x24 sectors per FAT
+    pub ext_flags: U16,        // 0x28 bit 7: mirroring off, bits 0-3: active FAT
+    pub fs_ver: U16,           // 0x2A must be 0
+    pub root_clus: U32,        // 0x2C first cluster of the root directory
+    pub fs_info: U16,          // 0x30
+    pub bk_boot_sec: U16,      // 0x32
+    pub reserved: [u8; 12],    // 0x34
+    pub drv_num: u8,           // 0x40
+    pub reserved1: u8,         // 0x41
+    pub boot_sig: u8,          // 0x42 0x29
+    pub vol_id: [u8; 4],       // 0x43
+    pub vol_lab: [u8; 11],     // 0x47
+    pub fil_sys_type: [u8; 8], // 0x52 "FAT32   "
+}
+const _: () = assert!(size_of::<RawBpb32>() == 0x5A - 0x24);
+
+/// fatgen103 §6 "FAT Directory Structure": a short (8.3) directory entry.
+#[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+pub(crate) struct RawDirEntry {
+    pub name: [u8; 11], // 0x00 8.3, space padded; [0]: 0x00 end, 0xE5 free, 0x05 = 0xE5
+    pub attr: u8,       // 0x0B ATTR_*
+    pub nt_res: u8,     // 0x0C bit 3: base lower case, bit 4: extension lower case
+    pub crt_time_tenth: u8, // 0x0D
+    pub crt_time: U16,  // 0x0E
+    pub crt_date: U16,  // 0x10
+    pub lst_acc_date: U16, // 0x12
+    pub fst_clus_hi: U16, // 0x14 high half of the first cluster (FAT32)
+    pub wrt_time: U16,  // 0x16
+    pub wrt_date: U16,  // 0x18
+    pub fst_clus_lo: U16, // 0x1A
+    pub file_size: U32, // 0x1C
+}
+const _: () = assert!(size_of::<RawDirEntry>() == DIR_ENTRY_BYTES);
+
+/// fatgen103 §7 "FAT Long Directory Entries".
+#[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct RawLfnEntry {
+    ord: u8,          // 0x00 sequence number 1..=20, 0x40 on the last (first stored) one
+    name1: [U16; 5],  // 0x01 characters 1-5
+    attr: u8,         // 0x0B ATTR_LONG_NAME
+    kind: u8,         // 0x0C 0
+    chksum: u8,       // 0x0D checksum of the short name
+    name2: [U16; 6],  // 0x0E characters 6-11
+    fst_clus_lo: U16, // 0x1A 0
+    name3: [U16; 2],  // 0x1C characters 12-13
+}
+const _: () = assert!(size_of::<RawLfnEntry>() == DIR_ENTRY_BYTES);
+
+pub(crate) const DIR_ENTRY_BYTES: usize = 32;
+const ATTR_READ_ONLY: u8 = 0x01;
+const ATTR_HIDDEN: u8 = 0x02;
+const ATTR_SYSTEM: u8 = 0x04;
+pub(crate) const ATTR_VOLUME_ID: u8 = 0x08;
+pub(crate) const ATTR_DIRECTORY: u8 = 0x10;
+/// fatgen103 §7: READ_ONLY | HIDDEN | SYSTEM | VOLUME_ID.
+pub(crate) const ATTR_LONG_NAME: u8 = ATTR_READ_ONLY | ATTR_HIDDEN | ATTR_SYSTEM | ATTR_VOLUME_ID;
+const ATTR_LONG_NAME_MASK: u8 = 0x3F;
+const LFN_LAST: u8 = 0x40;
+/// fatgen103 §7: a long name is at most 255 characters, i.e. 20 entries of 13.
+const LFN_MAX_ENTRIES: u8 = 20;
+const LFN_CHARS_PER_ENTRY: usize = 13;
+const ENTRY_END: u8 = 0x00;
+const ENTRY_FREE: u8 = 0xE5;
+const ENTRY_KANJI_E5: u8 = 0x05;
+const NT_LOWER_BASE: u8 = 0x08;
+const NT_LOWER_EXT: u8 = 0x10;
+/// fatgen103 §6: "a directory may not be larger than 65 536 32-byte entries".
+const MAX_DIR_ENTRIES: u64 = 65_536;
+const MAX_DIR_BYTES: u64 = MAX_DIR_ENTRIES * DIR_ENTRY_BYTES as u64;
+/// fatgen103 §3.5: the cluster count limits that decide the FAT type.
+const FAT12_MAX_CLUSTERS: u64 = 4084;
+const FAT16_MAX_CLUSTERS: u64 = 65_524;
+/// FAT32 entries are 28 bits; 0x0FFFFFF7 is "bad", so the last usable cluster is 0x0FFFFFF6.
+const FAT32_MAX_CLUSTERS: u64 = 0x0FFF_FFF5;
+/// The deepest path we walk; the names come from the caller, this only stops silly input.
+const MAX_PATH_COMPONENTS: usize = 128;
+/// First data cluster number (clusters 0 and 1 are reserved).
+const FIRST_CLUSTER: u32 = 2;
+
+// ---------------------------------------------------------------------------------------------
+// Validated geometry
+// ---------------------------------------------------------------------------------------------
+
+/// FAT width.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FatType {
+    Fat12,
+    Fat16,
+    Fat32,
+}
+
+/// The layout of a FAT volume, decoded from a validated BPB. All offsets are in bytes from the
+/// start of the volume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Geometry {
+    pub fat_type: FatType,
+    pub bytes_per_sector: u32,
+    pub cluster_bytes: u32,
+    /// Data clusters (numbered 2 ..= cluster_count + 1).
+    pub cluster_count: u32,
+    pub total_sectors: u32,
+    /// The FAT copy we read (the active one when FAT32 mirroring is off).
+    pub fat_offset: u64,
+    pub fat_bytes: u64,
+    /// FAT12/16 fixed root directory.
+    pub root_dir_offset: u64,
+    pub root_dir_bytes: u64,
+    /// FAT32 root directory first cluster.
+    pub root_cluster: u32,
+    pub data_offset: u64,
+    pub volume_bytes: u64,
+    pub volume_id: [u8; 4],
+    /// The label in the BPB (the root directory may hold another one).
+    pub boot_label: [u8; 11],
+    /// Extended boot signature 0x29 present (volume id and label are meaningful).
+    pub has_ext_sig: bool,
+}
+
+fn is_pow2(v: u32) -> bool {
+    v != 0 && v & v.wrapping_sub(1) == 0
+}
+
+fn overflow(what: &str) -> Error {
+    Error::corrupt(format!("FAT boot sector: {what} overflows"))
+}
+
+impl Geometry {
+    /// Decode and validate the boot sector (at least 0x5A bytes; 512 are normally given).
+    ///
+    /// FAT12 vs FAT16 is decided by the cluster count (fatgen103 §3.5), never by the
+    /// `fil_sys_type` string. FAT32 is the layout with `fat_sz16 == 0` (as Linux and blkid
+    /// decide it): a FAT32 BPB has no fixed root directory and no 16-bit FAT size, so it cannot
+    /// be read as FAT16 even when it has fewer than 65 525 clusters (dosfstools makes such
+    /// volumes with a warning). A 16-bit layout with 65 525 clusters or more is `Corrupt`.
+    pub fn parse(sector: &[u8]) -> Result<Geometry> {
+        let (bpb, rest) = RawBpb::read_from_prefix(sector)
+            .map_err(|_| Error::corrupt("FAT boot sector: shorter than 0x24 bytes"))?;
+        let bps = u32::from(bpb.bytes_per_sec.get());
+        if !is_pow2(bps) || !(512..=4096).contains(&bps) {
+            return Err(Error::corrupt(format!(
+                "FAT boot sector at 0xb: bytes per sector {bps}, expected 512, 1024, 2048 or 4096"
+            )));
+        }
+        let spc = u32::from(bpb.sec_per_clus);
+        if !is_pow2(spc) {
+            return Err(Error::corrupt(format!(
+                "FAT boot sector at 0xd: sectors per cluster {spc}, expected a power of two"
+            )));
+        }
+        let reserved = u32::from(bpb.rsvd_sec_cnt.get());
+        if reserved == 0 {
+            return Err(Error::corrupt("FAT boot sector at 0xe: 0 reserved sectors"));
+        }
+        let num_fats = u32::from(bpb.num_fats);
+        if num_fats == 0 {
+            return Err(Error::corrupt("FAT boot sector at 0x10: 0 FATs"));
+        }
+        if !(bpb.media == 0xF0 || bpb.media >= 0xF8) {
+            return Err(Error::corrupt(format!(
+                "FAT boot sector at 0x15: media 0x{:02x}, expected 0xf0 or 0xf8..0xff",
+                bpb.media
+            )));
+        }
+        let is_fat32_layout = bpb.fat_sz16.get() == 0;
+        let (fat_sectors, root_cluster, ext_flags, volume_id, boot_label, boot_sig) =
+            if is_fat32_layout {
+                let (b32, _) = RawBpb32::read_from_prefix(rest)
+                    .map_err(|_| Error::corrupt("FAT32 boot sector: shorter than 0x5a bytes"))?;
+                (
+                    b32.fat_sz32.get(),
+                    b32.root_clus.get(),
+                    b32.ext_flags.get(),
+                    b32.vol_id,
+                    b32.vol_lab,
+                    b32.boot_sig,
+                )
+            } else {
+                let (b16, _) = RawBpb16::read_from_prefix(rest)
+                    .map_err(|_| Error::corrupt("FAT boot sector: shorter than 0x3e bytes"))?;
+                (
+                    u32::from(bpb.fat_sz16.get()),
+                    0,
+                    0,
+                    b16.vol_id,
+                    b16.vol_lab,
+                    b16.boot_sig,
+                )
+            };
+        if fat_sectors == 0 {
+            return Err(Error::corrupt(
+                "FAT boot sector at 0x24: FAT size is 0 sectors",
+            ));
+        }
+        let total_sectors = match bpb.tot_sec16.get() {
+            0 => bpb.tot_sec32.get(),
+            n => u32::from(n),
+        };
+        let root_entries = u64::from(bpb.root_ent_cnt.get());
+        if is_fat32_layout && root_entries != 0 {
+            return Err(Error::corrupt(format!(
+                "FAT32 boot sector at 0x11: {root_entries} root entries, expected 0"
+            )));
+        }
+        let bps64 = u64::from(bps);
+        // fatgen103 §3.5: RootDirSectors = ceil(RootEntCnt * 32 / BytsPerSec).
+        let root_dir_bytes = root_entries
+            .checked_mul(DIR_ENTRY_BYTES as u64)
+            .ok_or_else(|| overflow("root directory size"))?;
+        let root_dir_sectors = root_dir_bytes.div_ceil(bps64);
+        let all_fats = u64::from(fat_sectors)
+            .checked_mul(u64::from(num_fats))
+            .ok_or_else(|| overflow("FAT area"))?;
+        let meta_sectors = u64::from(reserved)
+            .checked_add(all_fats)
+            .and_then(|v| v.checked_add(root_dir_sectors))
+            .ok_or_else(|| overflow("metadata area"))?;
+        let data_sectors = u64::from(total_sectors)
+            .checked_sub(meta_sectors)
+            .filter(|&d| d > 0)
+            .ok_or_else(|| {
+                Error::corrupt(format!(
+                    "FAT boot sector: {total_sectors} total sectors leave no data area after \
+                     {meta_sectors} reserved/FAT/root sectors"
+                ))
+            })?;
+        let clusters = data_sectors
+            .checked_div(u64::from(spc))
+            .ok_or_else(|| overflow("cluster count"))?;
+        let fat_type = if is_fat32_layout {
+            if clusters > FAT32_MAX_CLUSTERS {
+                return Err(Error::corrupt(format!(
+                    "FAT32 boot sector: {clusters} clusters, at most {FAT32_MAX_CLUSTERS}"
+                )));
+            }
+            FatType::Fat32
+        } else if clusters <= FAT12_MAX_CLUSTERS {
+            FatType::Fat12
+        } else if clusters <= FAT16_MAX_CLUSTERS {
+            FatType::Fat16
+        } else {
+            return Err(Error::corrupt(format!(
+                "FAT boot sector: {clusters} clusters need FAT32, but the BPB at 0x16 has a \
+                 16-bit FAT size"
+            )));
+        };
+        if clusters == 0 {
+            return Err(Error::corrupt("FAT boot sector: no data clusters"));
+        }
+        let cluster_count = u32::try_from(clusters).map_err(|_| overflow("cluster count"))?;
+        // The FAT must hold an entry for every cluster (plus the two reserved ones).
+        let entries_needed = clusters
+            .checked_add(u64::from(FIRST_CLUSTER))
+            .ok_or_else(|| overflow("FAT entries"))?;
+        let fat_bytes = u64::from(fat_sectors)
+            .checked_mul(bps64)
+            .ok_or_else(|| overflow("FAT size"))?;
+        let bits_needed = entries_needed
+            .checked_mul(match fat_type {
+                FatType::Fat12 => 12,
+                FatType::Fat16 => 16,
+                FatType::Fat32 => 32,
+            })
+            .ok_or_else(|| overflow("FAT size"))?;
+        if bits_needed.div_ceil(8) > fat_bytes {
+            return Err(Error::corrupt(format!(
+                "FAT boot sector: a FAT of {fat_bytes} bytes cannot map {clusters} clusters"
+            )));
+        }
+        let active_fat = if fat_type == FatType::Fat32 && ext_flags & 0x80 != 0 {
+            u64::from(ext_flags & 0x0F)
+        } else {
+            0
+        };
+        if active_fat >= u64::from(num_fats) {
+            return Err(Error::corrupt(format!(
+                "FAT32 boot sector at 0x28: active FAT {active_fat}, only {num_fats} FATs"
+            )));
+        }
+        let reserved_bytes = u64::from(reserved)
+            .checked_mul(bps64)
+            .ok_or_else(|| overflow("reserved area"))?;
+        let fat_offset = active_fat
+            .checked_mul(fat_bytes)
+            .and_then(|v| v.checked_add(reserved_bytes))
+            .ok_or_else(|| overflow("FAT offset"))?;
+        let root_dir_offset = all_fats
+            .checked_mul(bps64)
+            .and_then(|v| v.checked_add(reserved_bytes))
+            .ok_or_else(|| overflow("root directory offset"))?;
+        let data_offset = meta_sectors
+            .checked_mul(bps64)
+            .ok_or_else(|| overflow("data offset"))?;
+        let volume_bytes = u64::from(total_sectors)
+            .checked_mul(bps64)
+            .ok_or_else(|| overflow("volume size"))?;
+        let cluster_bytes = bps
+            .checked_mul(spc)
+            .ok_or_else(|| overflow("cluster size"))?;
+        if fat_type == FatType::Fat32
+            && (root_cluster < FIRST_CLUSTER || root_cluster > last_cluster(cluster_count))
+        {
+            return Err(Error::corrupt(format!(
+                "FAT32 boot sector at 0x2c: root cluster {root_cluster}, expected 2..={}",
+                last_cluster(cluster_count)
+            )));
+        }
+        Ok(Geometry {
+            fat_type,
+            bytes_per_sector: bps,
+            cluster_bytes,
+            cluster_count,
+            total_sectors,
+            fat_offset,
+            fat_bytes,
+            root_dir_offset,
+            root_dir_bytes,
+            root_cluster,
+            data_offset,
+            volume_bytes,
+            volume_id,
+            boot_label,
+            has_ext_sig: boot_sig == 0x29,
+        })
+    }
+
+    /// Byte offset of a data cluster (already range-checked by the caller).
+    fn cluster_offset(&self, cluster: u32) -> Result<u64> {
+        u64::from(cluster)
+            .checked_sub(u64::from(FIRST_CLUSTER))
+            .and_then(|n| n.checked_mul(u64::from(self.cluster_bytes)))
+            .and_then(|n| n.checked_add(self.data_offset))
+            .ok_or_else(|| Error::corrupt(format!("FAT: cluster {cluster} is out of range")))
+    }
+
+    fn is_valid_cluster(&self, cluster: u32) -> bool {
+        cluster >= FIRST_CLUSTER && cluster <= last_cluster(self.cluster_count)
+    }
+}
+
+fn last_cluster(cluster_count: u32) -> u32 {
+    // cluster_count <= FAT32_MAX_CLUSTERS, so this cannot saturate in practice
+    cluster_count.saturating_add(1)
+}
+
+/// How [`Fat::chain`] treats its length bound `max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChainMode {
+    /// A file: exactly the first `max` clusters; the chain must have at least that many (what
+    /// follows is not walked).
+    Exact,
+    /// A directory: the whole chain, which must end within `max` clusters.
+    Within,
+    /// The first `max` clusters at most, a shorter chain is fine (label scan).
+    Prefix,
+}
+
+/// What a FAT entry says about the cluster after this one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FatEntry {
+    Free,
+    Next(u32),
+    Bad,
+    End,
+    /// A reserved value or a cluster number beyond the volume.
+    Invalid(u32),
+}
+
+// ---------------------------------------------------------------------------------------------
+// Directory entries
+// ---------------------------------------------------------------------------------------------
+
+/// One entry of a directory listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DirEntryInfo {
+    /// The long name when there is a valid one, else the short name.
+    pub name: String,
+    /// The 8.3 name as stored ("BOOTX64.EFI"), with the NT lower-case flags applied.
+    pub short_name: String,
+    pub is_dir: bool,
+    /// File size in bytes (0 for directories).
+    pub size: u32,
+    pub first_cluster: u32,
+    /// Raw attribute byte (read-only 0x01, hidden 0x02, system 0x04, dir 0x10, archive 0x20).
+    pub attributes: u8,
+}
+
+/// Code page 437, bytes 0x80..=0xFF (the OEM code page FAT short names use by default).
+const CP437_HIGH: &str = "ÇüéâäàåçêëèïîìÄÅÉæÆôöòûùÿÖÜ¢£¥₧ƒáíóúñÑªº¿⌐¬½¼¡«»░▒▓│┤╡╢╖╕╣║╗╝╜╛┐└┴┬├─┼╞╟╚╔╩╦╠═╬╧╨╤╥╙╘╒╓╫╪┘┌█▄▌▐▀αßΓπΣσµτΦΘΩδ∞φε∩≡±≥≤⌠⌡÷≈°∙·√ⁿ²■\u{a0}";
+
+fn cp437_char(b: u8) -> char {
+    if b < 0x80 {
+        char::from(b)
+    } else {
+        CP437_HIGH
+            .chars()
+            .nth(usize::from(b.wrapping_sub(0x80)))
+            .unwrap_or(char::REPLACEMENT_CHARACTER)
+    }
+}
+
+/// Decode 8.3 bytes (space padded) to text, as in OEM code page 437.
+pub(crate) fn decode_oem(bytes: &[u8]) -> String {
+    let end = bytes
+        .iter()
+        .rposition(|&b| b != b' ' && b != 0)
+        .map_or(0, |p| p.saturating_add(1));
+    bytes
+        .get(..end)
+        .unwrap_or(&[])
+        .iter()
+        .map(|&b| cp437_char(b))
+        .collect()
+}
+
+/// "NAME.EXT" from the 11 stored bytes.
+fn short_name(raw: &[u8; 11], nt_res: u8) -> String {
+    let mut name = *raw;
+    if name[0] == ENTRY_KANJI_E5 {
+        name[0] = ENTRY_FREE;
+    }
+    let (base, ext) = name.split_at(8);
+    let mut base = decode_oem(base);
+    let mut ext = decode_oem(ext);
+    if nt_res & NT_LOWER_BASE != 0 {
+        base = base.to_ascii_lowercase();
+    }
+    if nt_res & NT_LOWER_EXT != 0 {
+        ext = ext.to_ascii_lowercase();
+    }
+    if ext.is_empty() {
+        base
+    } else {
+        format!("{base}.{ext}")
+    }
+}
+
+/// fatgen103 §7 "ChkSum": the checksum long-name entries carry of their short name.
+fn short_name_checksum(name: &[u8; 11]) -> u8 {
+    name.iter()
+        .fold(0u8, |sum, &b| sum.rotate_right(1).wrapping_add(b))
+}
+
+/// Assembles a long name from LFN entries as they appear (last part first).
+struct LfnBuilder {
+    units: Vec<u16>,
+    next_ord: u8,
+    checksum: u8,
+}
+
+impl LfnBuilder {
+    fn start(e: &RawLfnEntry) -> Option<LfnBuilder> {
+        let n = e.ord & !LFN_LAST;
+        if n == 0 || n > LFN_MAX_ENTRIES {
+            return None;
+        }
+        let mut b = LfnBuilder {
+            units: vec![0xFFFF; usize::from(n).checked_mul(LFN_CHARS_PER_ENTRY)?],
+            next_ord: n,
+            checksum: e.chksum,
+        };
+        b.add(e).then_some(b)
+    }
+
+    /// Add the entry with the expected sequence number; false when it does not fit.
+    fn add(&mut self, e: &RawLfnEntry) -> bool {
+        let ord = e.ord & !LFN_LAST;
+        if ord != self.next_ord || ord == 0 || e.chksum != self.checksum {
+            return false;
+        }
+        let Some(prev) = ord.checked_sub(1) else {
+            return false;
+        };
+        let Some(start) = usize::from(prev).checked_mul(LFN_CHARS_PER_ENTRY) else {
+            return false;
+        };
+        let chars = e
+            .name1
+            .iter()
+            .chain(e.name2.iter())
+            .chain(e.name3.iter())
+            .map(|u| u.get());
+        for (i, c) in chars.enumerate() {
+            if let Some(slot) = start.checked_add(i).and_then(|j| self.units.get_mut(j)) {
+                *slot = c;
+            }
+        }
+        self.next_ord = prev;
+        true
+    }
+
+    /// The name, if every part arrived and it belongs to this short name.
+    fn finish(self, short: &[u8; 11]) -> Option<String> {
+        if self.next_ord != 0 || self.checksum != short_name_checksum(short) {
+            return None;
+        }
+        let end = self
+            .units
+            .iter()
+            .position(|&u| u == 0 || u == 0xFFFF)
+            .unwrap_or(self.units.len());
+        let name = String::from_utf16_lossy(self.units.get(..end)?);
+        (!name.is_empty()).then_some(name)
+    }
+}
+
+/// Parse the entries of a directory held in `buf` (stops at the end marker).
+/// Skips free entries, the volume label, "." and "..".
+fn parse_dir(buf: &[u8]) -> Vec<DirEntryInfo> {
+    let mut out = Vec::new();
+    let mut lfn: Option<LfnBuilder> = None;
+    for chunk in buf.chunks_exact(DIR_ENTRY_BYTES) {
+        let Ok(e) = RawDirEntry::ref_from_bytes(chunk) else {
+            break;
+        };
+        match e.name[0] {
+            ENTRY_END => break,
+            ENTRY_FREE => {
+                lfn = None;
+                continue;
+            }
+            _ => {}
+        }
+        if e.attr & ATTR_LONG_NAME_MASK == ATTR_LONG_NAME {
+            let Ok(l) = RawLfnEntry::ref_from_bytes(chunk) else {
+                break;
+            };
+            lfn = if l.ord & LFN_LAST != 0 {
+                LfnBuilder::start(l)
+            } else {
+                lfn.and_then(|mut b| b.add(l).then_some(b))
+            };
+            continue;
+        }
+        let long = lfn.take().and_then(|b| b.finish(&e.name));
+        if e.attr & ATTR_VOLUME_ID != 0 || e.name == *b".          " || e.name == *b"..         " {
+            continue;
+        }
+        let short = short_name(&e.name, e.nt_res);
+        let is_dir = e.attr & ATTR_DIRECTORY != 0;
+        out.push(DirEntryInfo {
+            name: long.unwrap_or_else(|| short.clone()),
+            short_name: short,
+            is_dir,
+            size: if is_dir { 0 } else { e.file_size.get() },
+            first_cluster: (u32::from(e.fst_clus_hi.get()) << 16) | u32::from(e.fst_clus_lo.get()),
+            attributes: e.attr,
+        });
+    }
+    out
+}
+
+/// Case-insensitive name comparison (Unicode simple upper case, as FAT does for long names).
+fn name_eq(a: &str, b: &str) -> bool {
+    a.chars()
+        .flat_map(char::to_uppercase)
+        .eq(b.chars().flat_map(char::to_uppercase))
+}
+
+/// Where a directory's entries live.
+#[derive(Debug, Clone, Copy)]
+enum DirLoc {
+    /// The fixed FAT12/16 root directory.
+    FixedRoot,
+    Chain(u32),
+}
+
+// ---------------------------------------------------------------------------------------------
+// The reader
+// ---------------------------------------------------------------------------------------------
+
+/// A read-only FAT12/16/32 volume.
 pub struct Fat<'a> {
-    _part: &'a dyn Disk,
+    part: &'a dyn Disk,
+    geo: Geometry,
+}
+
+impl std::fmt::Debug for Fat<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fat").field("geo", &self.geo).finish()
+    }
 }
 
 impl<'a> Fat<'a> {
-    pub fn open(_part: &'a dyn Disk) -> Result<Fat<'a>> {
-        unimplemented!("fat::open")
+    /// Read and validate the boot sector of the FAT volume at the start of `part`.
+    pub fn open(part: &'a dyn Disk) -> Result<Fat<'a>> {
+        let mut sector = [0u8; 512];
+        part.read_at(0, &mut sector)
+            .map_err(|e| e.context("FAT boot sector"))?;
+        let geo = Geometry::parse(&sector)?;
+        if geo.volume_bytes > part.len() {
+            return Err(Error::corrupt(format!(
+                "FAT boot sector at 0x13/0x20: the volume claims 0x{:x} bytes, the partition \
+                 holds 0x{:x}",
+                geo.volume_bytes,
+                part.len()
+            )));
+        }
+        Ok(Fat { part, geo })
     }
-    pub fn exists(&self, _path: &str) -> Result<bool> {
-        unimplemented!("fat::exists")
+
+    pub fn fat_type(&self) -> FatType {
+        self.geo.fat_type
     }
+
+    pub fn cluster_bytes(&self) -> u32 {
+        self.geo.cluster_bytes
+    }
+
+    pub fn cluster_count(&self) -> u32 {
+        self.geo.cluster_count
+    }
+
+    /// Size of the volume in bytes, from the BPB.
+    pub fn volume_bytes(&self) -> u64 {
+        self.geo.volume_bytes
+    }
+
+    /// The volume serial number as blkid prints it ("ABCD-1234").
+    pub fn volume_id(&self) -> String {
+        format_volume_id(self.geo.volume_id)
+    }
+
+    pub(crate) fn raw_volume_id(&self) -> [u8; 4] {
+        self.geo.volume_id
+    }
+
+    /// The volume label from the root directory (what Windows and blkid show), if any.
+    pub fn volume_label(&self) -> Result<Option<String>> {
+        Ok(self.root_label_raw()?.map(|l| decode_oem(&l)))
+    }
+
+    /// Does `path` ("EFI/BOOT/BOOTX64.EFI", '/' or '\\' separated) name a file or directory?
+    pub fn exists(&self, path: &str) -> Result<bool> {
+        Ok(self.lookup(path)?.is_some())
+    }
+
+    /// The entry `path` names, `None` when it does not exist. The root has no entry: `stat("/")`
+    /// gives a synthetic directory entry.
+    pub fn stat(&self, path: &str) -> Result<Option<DirEntryInfo>> {
+        self.lookup(path)
+    }
+
+    /// The contents of the file at `path`, `None` when there is no such file or directory.
+    /// A directory is `InvalidInput`; a size or chain the volume cannot hold is `Corrupt`.
+    pub fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>> {
+        let Some(entry) = self.lookup(path)? else {
+            return Ok(None);
+        };
+        if entry.is_dir {
+            return Err(Error::invalid(format!(
+                "FAT: {path} is a directory, not a file"
+            )));
+        }
+        self.read_entry(&entry).map(Some)
+    }
+
+    /// The entries of the directory at `path` (without "." and ".."). A missing path or a file is
+    /// `InvalidInput`.
+    pub fn list_dir(&self, path: &str) -> Result<Vec<DirEntryInfo>> {
+        match self.lookup(path)? {
+            Some(e) if e.is_dir => Ok(parse_dir(&self.read_dir_bytes(self.dir_loc(&e)?)?)),
+            Some(_) => Err(Error::invalid(format!(
+                "FAT: {path} is a file, not a directory"
+            ))),
+            None => Err(Error::invalid(format!("FAT: no such directory: {path}"))),
+        }
+    }
+
+    // --- internals -------------------------------------------------------------------------
+
+    fn root_entry(&self) -> DirEntryInfo {
+        DirEntryInfo {
+            name: String::new(),
+            short_name: String::new(),
+            is_dir: true,
+            size: 0,
+            first_cluster: if self.geo.fat_type == FatType::Fat32 {
+                self.geo.root_cluster
+            } else {
+                0
+            },
+            attributes: ATTR_DIRECTORY,
+        }
+    }
+
+    fn dir_loc(&self, e: &DirEntryInfo) -> Result<DirLoc> {
+        // A ".." entry pointing at the root stores cluster 0, on FAT32 too.
+        if e.first_cluster == 0 {
+            return Ok(match self.geo.fat_type {
+                FatType::Fat32 => DirLoc::Chain(self.geo.root_cluster),
+                _ => DirLoc::FixedRoot,
+            });
+        }
+        if !self.geo.is_valid_cluster(e.first_cluster) {
+            return Err(Error::corrupt(format!(
+                "FAT: directory {} starts at cluster {}, outside 2..={}",
+                e.name,
+                e.first_cluster,
+                last_cluster(self.geo.cluster_count)
+            )));
+        }
+        Ok(DirLoc::Chain(e.first_cluster))
+    }
+
+    fn lookup(&self, path: &str) -> Result<Option<DirEntryInfo>> {
+        let parts: Vec<&str> = path
+            .split(['/', '\\'])
+            .filter(|p| !p.is_empty() && *p != ".")
+            .collect();
+        if parts.len() > MAX_PATH_COMPONENTS {
+            return Err(Error::invalid(format!(
+                "FAT: path has {} components, at most {MAX_PATH_COMPONENTS}",
+                parts.len()
+            )));
+        }
+        let mut cur = self.root_entry();
+        for part in parts {
+            if !cur.is_dir {
+                return Ok(None);
+            }
+            let entries = parse_dir(&self.read_dir_bytes(self.dir_loc(&cur)?)?);
+            match entries
+                .into_iter()
+                .find(|e| name_eq(&e.name, part) || name_eq(&e.short_name, part))
+            {
+                Some(e) => cur = e,
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(cur))
+    }
+
+    fn fat_entry(&self, cluster: u32) -> Result<FatEntry> {
+        let c = u64::from(cluster);
+        let (off, width) = match self.geo.fat_type {
+            FatType::Fat12 => (c.checked_add(c / 2), 2u64),
+            FatType::Fat16 => (c.checked_mul(2), 2),
+            FatType::Fat32 => (c.checked_mul(4), 4),
+        };
+        let off = off.ok_or_else(|| overflow("FAT entry offset"))?;
+        let end = off
+            .checked_add(width)
+            .ok_or_else(|| overflow("FAT entry offset"))?;
+        if end > self.geo.fat_bytes {
+            return Err(Error::corrupt(format!(
+                "FAT: entry for cluster {cluster} at 0x{off:x} is beyond the FAT (0x{:x} bytes)",
+                self.geo.fat_bytes
+            )));
+        }
+        let pos = self
+            .geo
+            .fat_offset
+            .checked_add(off)
+            .ok_or_else(|| overflow("FAT entry offset"))?;
+        let mut b = [0u8; 4];
+        let slice = b
+            .get_mut(..usize::try_from(width).unwrap_or(4))
+            .ok_or_else(|| overflow("FAT entry width"))?;
+        self.part
+            .read_at(pos, slice)
+            .map_err(|e| e.context(format!("FAT entry for cluster {cluster}")))?;
+        let raw = u32::from_le_bytes(b);
+        let (value, bad, end_min) = match self.geo.fat_type {
+            FatType::Fat12 => {
+                let v = if cluster & 1 == 1 { raw >> 4 } else { raw } & 0xFFF;
+                (v, 0xFF7, 0xFF8)
+            }
+            FatType::Fat16 => (raw & 0xFFFF, 0xFFF7, 0xFFF8),
+            FatType::Fat32 => (raw & 0x0FFF_FFFF, 0x0FFF_FFF7, 0x0FFF_FFF8),
+        };
+        Ok(match value {
+            0 => FatEntry::Free,
+            v if v >= end_min => FatEntry::End,
+            v if v == bad => FatEntry::Bad,
+            v if self.geo.is_valid_cluster(v) => FatEntry::Next(v),
+            v => FatEntry::Invalid(v),
+        })
+    }
+
+    /// The clusters of a chain from `start`, at most `max` of them (see [`ChainMode`]).
+    fn chain(&self, start: u32, max: u64, mode: ChainMode) -> Result<Vec<u32>> {
+        let limit = max.min(u64::from(self.geo.cluster_count));
+        let mut out = Vec::new();
+        let mut seen = HashSet::new();
+        let mut cur = start;
+        loop {
+            if !self.geo.is_valid_cluster(cur) {
+                return Err(Error::corrupt(format!(
+                    "FAT: chain from cluster {start} reaches cluster {cur}, outside 2..={}",
+                    last_cluster(self.geo.cluster_count)
+                )));
+            }
+            if !seen.insert(cur) {
+                return Err(Error::corrupt(format!(
+                    "FAT: chain from cluster {start} loops back to cluster {cur}"
+                )));
+            }
+            out.push(cur);
+            if mode != ChainMode::Within && out.len() as u64 >= max {
+                return Ok(out);
+            }
+            match self.fat_entry(cur)? {
+                FatEntry::End => break,
+                FatEntry::Next(n) => {
+                    if mode == ChainMode::Within && out.len() as u64 >= limit {
+                        return Err(Error::corrupt(format!(
+                            "FAT: chain from cluster {start} is longer than {limit} clusters"
+                        )));
+                    }
+                    cur = n;
+                }
+                other => {
+                    return Err(Error::corrupt(format!(
+                        "FAT: chain from cluster {start}: entry of cluster {cur} is {other:?}"
+                    )))
+                }
+            }
+        }
+        if mode == ChainMode::Exact && (out.len() as u64) < max {
+            return Err(Error::corrupt(format!(
+                "FAT: chain from cluster {start} has {} clusters, the size needs {max}",
+                out.len()
+            )));
+        }
+        Ok(out)
+    }
+
+    /// Read the clusters of `chain` into one buffer of `len` bytes (`len` <= chain bytes).
+    fn read_chain(&self, chain: &[u32], len: u64) -> Result<Vec<u8>> {
+        let n = usize::try_from(len).map_err(|_| overflow("read size"))?;
+        let cb = usize::try_from(self.geo.cluster_bytes).map_err(|_| overflow("cluster size"))?;
+        let mut buf = vec![0u8; n];
+        let mut i = 0usize;
+        let mut filled = 0usize;
+        while filled < n {
+            // coalesce a run of consecutive clusters into one read
+            let first = *chain.get(i).ok_or_else(|| overflow("chain length"))?;
+            let mut run = 1usize;
+            while chain
+                .get(i.saturating_add(run))
+                .zip(first.checked_add(u32::try_from(run).unwrap_or(u32::MAX)))
+                .is_some_and(|(&c, want)| c == want)
+            {
+                run = run.saturating_add(1);
+            }
+            let want = run.saturating_mul(cb).min(n.saturating_sub(filled));
+            let dst = buf
+                .get_mut(filled..filled.saturating_add(want))
+                .ok_or_else(|| overflow("read size"))?;
+            self.part
+                .read_at(self.geo.cluster_offset(first)?, dst)
+                .map_err(|e| e.context(format!("FAT: cluster {first}")))?;
+            filled = filled.saturating_add(want);
+            i = i.saturating_add(run);
+        }
+        Ok(buf)
+    }
+
+    fn read_dir_bytes(&self, loc: DirLoc) -> Result<Vec<u8>> {
+        match loc {
+            DirLoc::FixedRoot => self
+                .part
+                .read_vec(self.geo.root_dir_offset, self.geo.root_dir_bytes)
+                .map_err(|e| e.context("FAT root directory")),
+            DirLoc::Chain(start) => {
+                let max = MAX_DIR_BYTES.div_ceil(u64::from(self.geo.cluster_bytes));
+                let chain = self.chain(start, max, ChainMode::Within)?;
+                let bytes = (chain.len() as u64)
+                    .checked_mul(u64::from(self.geo.cluster_bytes))
+                    .ok_or_else(|| overflow("directory size"))?;
+                self.read_chain(&chain, bytes)
+            }
+        }
+    }
+
+    fn read_entry(&self, e: &DirEntryInfo) -> Result<Vec<u8>> {
+        let size = u64::from(e.size);
+        if size == 0 {
+            return Ok(Vec::new());
+        }
+        let data_bytes = u64::from(self.geo.cluster_count)
+            .checked_mul(u64::from(self.geo.cluster_bytes))
+            .ok_or_else(|| overflow("data area"))?;
+        if size > data_bytes {
+            return Err(Error::corrupt(format!(
+                "FAT: file {} claims {size} bytes, the data area holds {data_bytes}",
+                e.name
+            )));
+        }
+        let needed = size.div_ceil(u64::from(self.geo.cluster_bytes));
+        let chain = self.chain(e.first_cluster, needed, ChainMode::Exact)?;
+        self.read_chain(&chain, size)
+    }
+
+    /// The volume-label entry of the root directory, found the way blkid does: the first entry
+    /// with VOLUME_ID (and not DIRECTORY) set, no cluster, not a long-name part. Reads one sector
+    /// at a time and stops at the end marker; at most [`MAX_LABEL_SCAN_BYTES`].
+    pub(crate) fn root_label_raw(&self) -> Result<Option<[u8; 11]>> {
+        let bps = u64::from(self.geo.bytes_per_sector);
+        let mut sectors: Vec<u64> = Vec::new();
+        match self.geo.fat_type {
+            FatType::Fat32 => {
+                let per_cluster = u64::from(self.geo.cluster_bytes)
+                    .checked_div(bps)
+                    .ok_or_else(|| overflow("sector size"))?;
+                let max_clusters = MAX_LABEL_SCAN_BYTES.div_ceil(u64::from(self.geo.cluster_bytes));
+                let chain = self.chain(self.geo.root_cluster, max_clusters, ChainMode::Prefix)?;
+                for c in chain {
+                    let base = self.geo.cluster_offset(c)?;
+                    for s in 0..per_cluster {
+                        sectors.push(
+                            s.checked_mul(bps)
+                                .and_then(|o| o.checked_add(base))
+                                .ok_or_else(|| overflow("root directory"))?,
+                        );
+                    }
+                }
+            }
+            _ => {
+                let n = self
+                    .geo
+                    .root_dir_bytes
+                    .min(MAX_LABEL_SCAN_BYTES)
+                    .div_ceil(bps.max(1));
+                for s in 0..n {
+                    sectors.push(
+                        s.checked_mul(bps)
+                            .and_then(|o| o.checked_add(self.geo.root_dir_offset))
+                            .ok_or_else(|| overflow("root directory"))?,
+                    );
+                }
+            }
+        }
+        let mut buf = vec![0u8; usize::try_from(bps).map_err(|_| overflow("sector size"))?];
+        for off in sectors.into_iter().take(MAX_LABEL_SCAN_SECTORS) {
+            self.part.read_at(off, &mut buf)?;
+            for chunk in buf.chunks_exact(DIR_ENTRY_BYTES) {
+                let Ok(e) = RawDirEntry::ref_from_bytes(chunk) else {
+                    break;
+                };
+                match e.name[0] {
+                    ENTRY_END => return Ok(None),
+                    ENTRY_FREE => continue,
+                    _ => {}
+                }
+                if e.attr & ATTR_LONG_NAME_MASK == ATTR_LONG_NAME
+                    || e.fst_clus_hi.get() != 0
+                    || e.fst_clus_lo.get() != 0
+                {
+                    continue;
+                }
+                if e.attr & (ATTR_VOLUME_ID | ATTR_DIRECTORY) == ATTR_VOLUME_ID {
+                    let mut name = e.name;
+                    if name[0] == ENTRY_KANJI_E5 {
+                        name[0] = ENTRY_FREE;
+                    }
+                    return Ok(Some(name));
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// The label scan reads at most this much of the root directory (the label entry is normally
+/// the first one; mkfs.fat and Windows put it there).
+const MAX_LABEL_SCAN_BYTES: u64 = 64 * 1024;
+const MAX_LABEL_SCAN_SECTORS: usize = 128;
+
+/// "ABCD-1234" from the little-endian serial bytes, as blkid prints FAT and exFAT serials.
+pub(crate) fn format_volume_id(id: [u8; 4]) -> String {
+    let [a, b, c, d] = id;
+    format!("{d:02X}{c:02X}-{b:02X}{a:02X}")
 }
