@@ -280,6 +280,8 @@ pub const GENERATOR_TOOLS: &[(&str, &str)] = &[
     ("cryptsetup", "cryptsetup-bin"),
     ("qemu-img", "qemu-utils"),
     ("python3", "python3"),
+    ("mmd", "mtools"),
+    ("mcopy", "mtools"),
 ];
 
 /// How an image stores its disk (manifest column `form`).
