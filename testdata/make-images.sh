@@ -204,6 +204,32 @@ esp_loader() {
     rm -f -- "$1.loader"
 }
 
+# fs_lvm2 DISK START_LBA SECTORS PV_UUID(32 characters)
+# An LVM2 physical volume label as pvcreate writes it (LVM2 "label_header" + "pv_header" in
+# sector 1), crafted because pvcreate needs a block device. LVM's CRC is CRC-32 (0xEDB88320)
+# started at 0xf597a6cf without the final inversion, over bytes 0x14..0x200 of the label sector.
+fs_lvm2() {
+    python3 - "$1" $(($2 * 512)) $(($3 * 512)) "$4" <<'PY'
+import struct, sys, zlib
+disk, off, size, uuid = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4].encode()
+assert len(uuid) == 32
+label = bytearray(512)
+label[0:8] = b"LABELONE"                      # 0x00 id
+struct.pack_into("<Q", label, 8, 1)           # 0x08 sector_xl: this label's sector
+struct.pack_into("<I", label, 20, 32)         # 0x14 offset_xl: pv_header at 0x20
+label[24:32] = b"LVM2 001"                    # 0x18 type
+label[32:64] = uuid                           # 0x20 pv_header.pv_uuid
+struct.pack_into("<Q", label, 64, size)       # 0x40 device_size_xl
+# disk areas: data area from 1 MiB to the end, then a terminator; metadata area at 4 KiB
+struct.pack_into("<QQQQQQQQ", label, 72, 1 << 20, 0, 0, 0, 4096, (1 << 20) - 4096, 0, 0)
+crc = zlib.crc32(bytes(label[20:512]), 0xf597a6cf ^ 0xFFFFFFFF) ^ 0xFFFFFFFF
+struct.pack_into("<I", label, 16, crc)        # 0x10 crc_xl
+with open(disk, "r+b") as f:
+    f.seek(off + 512)
+    f.write(label)
+PY
+}
+
 # sgdisk on a plain file; fails loudly.
 gpt() { # gpt DISK ARGS...
     local disk=$1
@@ -324,6 +350,17 @@ start=2048, type=1, bootable
 EOF
 fs_fat $d 2048 $((8 * 2048 - 2048)) 512 12 TINY 77777777
 wrap tiny-fat12 512 mbr "8 MiB MBR disk: FAT12 0x01 to the last sector (below the Azure minimum)"
+
+# LVM2 physical volume (crafted label) in an MBR partition of type 0x8e.
+d=lvm-mbr.raw
+blank $d $((32 * MIB))
+sfdisk -q $d <<'EOF'
+label: dos
+label-id: 0x8e8e8e8e
+start=2048, type=8e
+EOF
+fs_lvm2 $d 2048 $((32 * 2048 - 2048)) Abc123DefGhiJklMnoPqrStuVwxYz456
+wrap lvm-mbr 512 mbr "MBR: one LVM2 physical volume 0x8e (crafted label) to the last sector"
 
 # ---------------------------------------------------------------------------------------------
 # GPT layouts

@@ -5,6 +5,8 @@
 //! Each test binary compiles this module and uses a part of it.
 #![allow(dead_code)]
 
+pub mod corpus;
+
 use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::Read;
@@ -278,6 +280,8 @@ pub const GENERATOR_TOOLS: &[(&str, &str)] = &[
     ("cryptsetup", "cryptsetup-bin"),
     ("qemu-img", "qemu-utils"),
     ("python3", "python3"),
+    ("mmd", "mtools"),
+    ("mcopy", "mtools"),
 ];
 
 /// How an image stores its disk (manifest column `form`).
