@@ -8,6 +8,11 @@ pub mod fat;
 mod ntfs;
 mod probe;
 
+#[cfg(test)]
+mod oracle_tests;
+#[cfg(test)]
+mod testutil;
+
 use serde::Serialize;
 
 use crate::disk::{Disk, Window};

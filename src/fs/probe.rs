@@ -96,37 +96,6 @@ pub(crate) fn uuid_string(u: &[u8; 16]) -> Option<String> {
     Some(s)
 }
 
-/// CRC-32C (Castagnoli, reflected 0x82F63B78) without pre/post inversion, as ext4 and blkid
-/// call `crc32c(~0, ...)`.
-pub(crate) fn crc32c_raw(mut crc: u32, data: &[u8]) -> u32 {
-    // Evaluated at compile time: an out-of-range index or an overflow would fail the build.
-    #[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
-    const TABLE: [u32; 256] = {
-        let mut t = [0u32; 256];
-        let mut i = 0;
-        while i < 256 {
-            let mut c = i as u32;
-            let mut k = 0;
-            while k < 8 {
-                c = if c & 1 != 0 {
-                    (c >> 1) ^ 0x82F6_3B78
-                } else {
-                    c >> 1
-                };
-                k += 1;
-            }
-            t[i] = c;
-            i += 1;
-        }
-        t
-    };
-    for &b in data {
-        let idx = usize::from((crc as u8) ^ b);
-        crc = (crc >> 8) ^ TABLE.get(idx).copied().unwrap_or(0);
-    }
-    crc
-}
-
 fn info(kind: FsKind) -> FsInfo {
     FsInfo {
         kind,
@@ -670,7 +639,6 @@ const EXT_MAGIC: u16 = 0xEF53;
 const EXT3_FEATURE_COMPAT_HAS_JOURNAL: u32 = 0x0004;
 const EXT3_FEATURE_INCOMPAT_JOURNAL_DEV: u32 = 0x0008;
 const EXT4_FEATURE_INCOMPAT_64BIT: u32 = 0x0080;
-const EXT4_FEATURE_RO_COMPAT_METADATA_CSUM: u32 = 0x0400;
 /// blkid `ext.c`: what ext2 and ext3 understand (FILETYPE | META_BG, + RECOVER for ext3;
 /// SPARSE_SUPER | LARGE_FILE | BTREE_DIR). Anything else makes it ext4.
 const EXT2_FEATURE_INCOMPAT_SUPP: u32 = 0x0002 | 0x0010;
@@ -680,8 +648,9 @@ const EXT_FEATURE_RO_COMPAT_SUPP: u32 = 0x0001 | 0x0002 | 0x0004;
 const EXT_MAX_LOG_BLOCK_SIZE: u32 = 6;
 
 /// ext2/3/4: magic 0xEF53 at 0x438; the kind as blkid decides it (journal -> ext3 unless a
-/// feature ext3 does not know is set -> ext4; external journal devices are not filesystems);
-/// with metadata_csum the superblock checksum must hold (blkid checks it too).
+/// feature ext3 does not know is set -> ext4; external journal devices are not filesystems).
+/// The metadata_csum superblock checksum is not required to hold (blkid 2.38 does not check it
+/// either): a damaged ext4 is still reported as ext4.
 fn ext(part: &dyn Disk) -> Option<FsInfo> {
     let mut raw = [0u8; 1024];
     part.read_at(EXT_SUPERBLOCK_OFFSET, &mut raw).ok()?;
@@ -694,12 +663,6 @@ fn ext(part: &dyn Disk) -> Option<FsInfo> {
     let ro_compat = sb.s_feature_ro_compat.get();
     if incompat & EXT3_FEATURE_INCOMPAT_JOURNAL_DEV != 0 {
         return None;
-    }
-    if ro_compat & EXT4_FEATURE_RO_COMPAT_METADATA_CSUM != 0 {
-        let covered = raw.get(..0x3FC)?;
-        if crc32c_raw(!0, covered) != sb.s_checksum.get() {
-            return None;
-        }
     }
     let ro_extra = ro_compat & !EXT_FEATURE_RO_COMPAT_SUPP != 0;
     let kind = if compat & EXT3_FEATURE_COMPAT_HAS_JOURNAL != 0 {
