@@ -1077,7 +1077,7 @@ pub(crate) mod tests {
         for fat in 0..2 {
             let base = (1 + fat) * BPS; // FATs follow the one reserved sector
             let off = base + cluster + cluster / 2;
-            if cluster % 2 == 0 {
+            if cluster.is_multiple_of(2) {
                 img[off] = value as u8;
                 img[off + 1] = (img[off + 1] & 0xF0) | ((value >> 8) as u8 & 0x0F);
             } else {
@@ -1104,10 +1104,10 @@ pub(crate) mod tests {
     /// Long-name entries for `name` (stored order: last part first), bound to `short`.
     fn lfn_entries(name: &str, short: &[u8; 11]) -> Vec<[u8; 32]> {
         let mut units: Vec<u16> = name.encode_utf16().collect();
-        if units.len() % 13 != 0 {
+        if !units.len().is_multiple_of(13) {
             units.push(0);
         }
-        while units.len() % 13 != 0 {
+        while !units.len().is_multiple_of(13) {
             units.push(0xFFFF);
         }
         let n = units.len() / 13;

@@ -11,6 +11,8 @@ mod probe;
 #[cfg(test)]
 mod oracle_tests;
 #[cfg(test)]
+mod robustness_tests;
+#[cfg(test)]
 mod testutil;
 
 use serde::Serialize;

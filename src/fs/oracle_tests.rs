@@ -141,7 +141,14 @@ fn ntfs_matches_blkid() {
     if !have_tool("mkntfs", "ntfs-3g") || !have_tool("blkid", "util-linux") {
         return;
     }
-    for (size, cluster) in [(64 * MIB, "4096"), (64 * MIB, "512"), (300 * MIB, "65536")] {
+    // 128 KiB clusters use the negative-exponent encoding (0xF8 sectors per cluster)
+    let cases = [
+        (64 * MIB, "4096"),
+        (64 * MIB, "512"),
+        (300 * MIB, "65536"),
+        (1024 * MIB, "131072"),
+    ];
+    for (size, cluster) in cases {
         let img = TempImage::new("ntfs", size);
         run(
             "mkntfs",

@@ -62,6 +62,10 @@ impl TempImage {
         std::fs::write(&t.path, bytes).unwrap();
         t
     }
+    /// The file mapped read-only (large sparse images are not read into memory).
+    pub fn disk(&self) -> crate::disk::MmapDisk {
+        crate::disk::MmapDisk::open(&self.path, crate::disk::Access::ReadOnly).unwrap()
+    }
     pub fn bytes(&self) -> Vec<u8> {
         std::fs::read(&self.path).unwrap()
     }
@@ -160,7 +164,7 @@ pub fn blkid_type(kind: FsKind) -> &'static str {
 
 /// Probe the image file and check TYPE, UUID and LABEL against blkid; returns our result.
 pub fn probe_matches_blkid(img: &TempImage) -> FsInfo {
-    let disk = crate::disk::MemDisk::new(img.bytes());
+    let disk = img.disk();
     let info = super::probe(&disk).unwrap_or_else(|| panic!("probe found nothing in {}", img.s()));
     let b = blkid(&img.path);
     assert_eq!(
