@@ -187,8 +187,6 @@ pub(crate) struct Geometry {
     pub volume_id: [u8; 4],
     /// The label in the BPB (the root directory may hold another one).
     pub boot_label: [u8; 11],
-    /// Extended boot signature 0x29 present (volume id and label are meaningful).
-    pub has_ext_sig: bool,
 }
 
 fn is_pow2(v: u32) -> bool {
@@ -237,30 +235,21 @@ impl Geometry {
             )));
         }
         let is_fat32_layout = bpb.fat_sz16.get() == 0;
-        let (fat_sectors, root_cluster, ext_flags, volume_id, boot_label, boot_sig) =
-            if is_fat32_layout {
-                let (b32, _) = RawBpb32::read_from_prefix(rest)
-                    .map_err(|_| Error::corrupt("FAT32 boot sector: shorter than 0x5a bytes"))?;
-                (
-                    b32.fat_sz32.get(),
-                    b32.root_clus.get(),
-                    b32.ext_flags.get(),
-                    b32.vol_id,
-                    b32.vol_lab,
-                    b32.boot_sig,
-                )
-            } else {
-                let (b16, _) = RawBpb16::read_from_prefix(rest)
-                    .map_err(|_| Error::corrupt("FAT boot sector: shorter than 0x3e bytes"))?;
-                (
-                    u32::from(bpb.fat_sz16.get()),
-                    0,
-                    0,
-                    b16.vol_id,
-                    b16.vol_lab,
-                    b16.boot_sig,
-                )
-            };
+        let (fat_sectors, root_cluster, ext_flags, volume_id, boot_label) = if is_fat32_layout {
+            let (b32, _) = RawBpb32::read_from_prefix(rest)
+                .map_err(|_| Error::corrupt("FAT32 boot sector: shorter than 0x5a bytes"))?;
+            (
+                b32.fat_sz32.get(),
+                b32.root_clus.get(),
+                b32.ext_flags.get(),
+                b32.vol_id,
+                b32.vol_lab,
+            )
+        } else {
+            let (b16, _) = RawBpb16::read_from_prefix(rest)
+                .map_err(|_| Error::corrupt("FAT boot sector: shorter than 0x3e bytes"))?;
+            (u32::from(bpb.fat_sz16.get()), 0, 0, b16.vol_id, b16.vol_lab)
+        };
         if fat_sectors == 0 {
             return Err(Error::corrupt(
                 "FAT boot sector at 0x24: FAT size is 0 sectors",
@@ -394,7 +383,6 @@ impl Geometry {
             volume_bytes,
             volume_id,
             boot_label,
-            has_ext_sig: boot_sig == 0x29,
         })
     }
 
@@ -485,6 +473,13 @@ pub(crate) fn decode_oem(bytes: &[u8]) -> String {
         .iter()
         .map(|&b| cp437_char(b))
         .collect()
+}
+
+/// A label as blkid shows it: cut at the first NUL, trailing spaces removed, empty is none.
+pub(crate) fn label_text(raw: &[u8; 11]) -> Option<String> {
+    let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+    let s = decode_oem(raw.get(..end)?);
+    (!s.is_empty()).then_some(s)
 }
 
 /// "NAME.EXT" from the 11 stored bytes.
@@ -701,7 +696,12 @@ impl<'a> Fat<'a> {
 
     /// The volume label from the root directory (what Windows and blkid show), if any.
     pub fn volume_label(&self) -> Result<Option<String>> {
-        Ok(self.root_label_raw()?.map(|l| decode_oem(&l)))
+        Ok(self.root_label_raw()?.and_then(|l| label_text(&l)))
+    }
+
+    /// The label copy in the boot sector (blkid's LABEL_FATBOOT); "NO NAME" counts as none.
+    pub fn boot_label(&self) -> Option<String> {
+        label_text(&self.geo.boot_label).filter(|l| l != "NO NAME")
     }
 
     /// Does `path` ("EFI/BOOT/BOOTX64.EFI", '/' or '\\' separated) name a file or directory?
@@ -1250,6 +1250,7 @@ pub(crate) mod tests {
             ErrorKind::InvalidInput
         );
         assert_eq!(fs.volume_label().unwrap().as_deref(), Some("FIXTURE"));
+        assert_eq!(fs.boot_label().as_deref(), Some("BOOTLABEL"));
     }
 
     #[test]

@@ -248,6 +248,7 @@ pub(crate) fn probe(part: &dyn Disk) -> Option<FsInfo> {
         encrypted: false,
         block_bytes: u32::try_from(cluster_bytes).ok(),
         fs_bytes: total_sectors.checked_mul(bps),
+        uuid_sub: None,
         version: vol.version,
     })
 }

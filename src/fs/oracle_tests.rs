@@ -307,6 +307,7 @@ fn fat_reader_agrees_with_mtools() {
         ("32", 100 * MIB, &["-S", "512", "-s", "1"], FatType::Fat32),
         ("16", 100 * MIB, &[], FatType::Fat16),
         ("12", 4 * MIB, &[], FatType::Fat12),
+        ("32", 300 * MIB, &["-S", "4096"], FatType::Fat32),
     ];
     let env = [("MTOOLS_SKIP_CHECK", "1")];
     for (bits, size, extra, want) in cases {
@@ -334,7 +335,7 @@ fn fat_reader_agrees_with_mtools() {
             );
         }
         run("fsck.fat", &["-n", img.s()]);
-        let d = MemDisk::new(img.bytes());
+        let d = img.disk();
         let fs = Fat::open(&d).unwrap();
         assert_eq!(fs.fat_type(), *want);
         for (path, data) in &files {

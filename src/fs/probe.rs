@@ -104,8 +104,27 @@ fn info(kind: FsKind) -> FsInfo {
         encrypted: false,
         block_bytes: None,
         fs_bytes: None,
+        uuid_sub: None,
         version: None,
     }
+}
+
+/// A mixed-endian GUID (first three fields little-endian) as Windows prints it:
+/// "{4967D63B-2E29-4AD8-8399-F6A339E3D001}"; `None` when all zero.
+fn windows_guid(g: &[u8; 16]) -> Option<String> {
+    if g.iter().all(|&b| b == 0) {
+        return None;
+    }
+    let [a0, a1, a2, a3, b0, b1, c0, c1, rest @ ..] = *g;
+    let tail: String = rest.iter().map(|b| format!("{b:02X}")).collect();
+    Some(format!(
+        "{{{:08X}-{:04X}-{:04X}-{}-{}}}",
+        u32::from_le_bytes([a0, a1, a2, a3]),
+        u16::from_le_bytes([b0, b1]),
+        u16::from_le_bytes([c0, c1]),
+        tail.get(..4)?,
+        tail.get(4..)?
+    ))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -365,6 +384,11 @@ fn bitlocker(part: &dyn Disk) -> Option<FsInfo> {
         let serial = i32::from_le_bytes(win7.volume_serial.get().to_le_bytes());
         return Some(FsInfo {
             uuid: (!vista && serial != 0).then(|| format!("{serial:016}")),
+            uuid_sub: if vista {
+                None
+            } else {
+                windows_guid(&win7.guid)
+            },
             encrypted: true,
             version: version.map(|v| v.to_string()),
             ..info(FsKind::Bitlocker)
@@ -375,6 +399,7 @@ fn bitlocker(part: &dyn Disk) -> Option<FsInfo> {
         let version = fve_version(part, togo.fve_metadata_offset[0].get())?;
         return Some(FsInfo {
             encrypted: true,
+            uuid_sub: windows_guid(&togo.guid),
             version: Some(version.to_string()),
             ..info(FsKind::Bitlocker)
         });
@@ -559,10 +584,7 @@ fn fat(part: &dyn Disk) -> Option<FsInfo> {
         return None;
     }
     let fs = Fat::open(part).ok()?;
-    let label = fs.root_label_raw().ok().flatten().and_then(|l| {
-        let s = fat::decode_oem(&l);
-        (!s.is_empty()).then_some(s)
-    });
+    let label = fs.volume_label().ok().flatten();
     let id = fs.raw_volume_id();
     Some(FsInfo {
         label,
@@ -843,6 +865,7 @@ fn btrfs(part: &dyn Disk) -> Option<FsInfo> {
     Some(FsInfo {
         label: byte_label(&sb.label),
         uuid: uuid_string(&sb.fsid),
+        uuid_sub: uuid_string(&sb.dev_item.uuid),
         block_bytes: (sectorsize.is_power_of_two()).then_some(sectorsize),
         fs_bytes: Some(sb.dev_item.total_bytes.get()),
         ..info(FsKind::Btrfs)
@@ -1138,6 +1161,10 @@ pub(crate) mod tests {
         assert_eq!(info.kind, FsKind::Bitlocker);
         assert!(info.encrypted);
         assert_eq!(info.uuid.as_deref(), Some("0000000305419896"));
+        assert_eq!(
+            info.uuid_sub.as_deref(),
+            Some("{4967D63B-2E29-4AD8-8399-F6A339E3D001}")
+        );
         assert_eq!(info.version.as_deref(), Some("2"));
         let info = check("bde7neg", &bitlocker_image([0xEB, 0x58, 0x90], 0xFFFF_FFFE));
         assert_eq!(info.uuid.as_deref(), Some("-000000000000002"));
