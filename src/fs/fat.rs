@@ -146,8 +146,9 @@ const FAT12_MAX_CLUSTERS: u64 = 4084;
 const FAT16_MAX_CLUSTERS: u64 = 65_524;
 /// FAT32 entries are 28 bits; 0x0FFFFFF7 is "bad", so the last usable cluster is 0x0FFFFFF6.
 const FAT32_MAX_CLUSTERS: u64 = 0x0FFF_FFF5;
-/// The deepest path we walk; the names come from the caller, this only stops silly input.
-const MAX_PATH_COMPONENTS: usize = 128;
+/// The deepest path we walk; the names come from the caller, this only stops silly input (each
+/// level may read a directory of up to 2 MiB).
+const MAX_PATH_COMPONENTS: usize = 32;
 /// First data cluster number (clusters 0 and 1 are reserved).
 const FIRST_CLUSTER: u32 = 2;
 

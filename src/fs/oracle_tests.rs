@@ -9,7 +9,9 @@
     clippy::arithmetic_side_effects
 )]
 
-use super::testutil::{have_tool, probe_matches_blkid, run, run_env, TempImage};
+use super::testutil::{
+    have_tool, probe_at_matches_blkid, probe_matches_blkid, run, run_env, TempImage,
+};
 use super::{probe, probe_at, Fat, FatType, FsKind};
 use crate::disk::MemDisk;
 
@@ -258,19 +260,34 @@ fn luks1_and_luks2_match_blkid() {
 }
 
 #[test]
-fn probe_at_finds_a_partition_inside_a_disk() {
-    if !have_tool("mkfs.fat", "dosfstools") {
+fn probe_at_matches_blkid_with_offsets() {
+    if !have_tool("mkfs.fat", "dosfstools")
+        || !have_tool("mke2fs", "e2fsprogs")
+        || !have_tool("blkid", "util-linux")
+    {
         return;
     }
-    let part = TempImage::new("part", 4 * MIB);
-    run("mkfs.fat", &["-F", "12", "-n", "INNER", part.s()]);
+    // a disk: 1 MiB gap, a FAT12 partition, an ext4 partition, 1 MiB tail
+    let fat = TempImage::new("part-fat", 4 * MIB);
+    run("mkfs.fat", &["-F", "12", "-n", "INNER", fat.s()]);
+    let ext = TempImage::new("part-ext", 8 * MIB);
+    run(
+        "mke2fs",
+        &["-q", "-F", "-t", "ext4", "-L", "second", ext.s()],
+    );
     let mut disk = vec![0u8; MIB as usize];
-    disk.extend(part.bytes());
-    let d = MemDisk::new(disk);
-    let info = probe_at(&d, MIB, 4 * MIB).unwrap();
+    disk.extend(fat.bytes());
+    disk.extend(ext.bytes());
+    disk.extend(vec![0u8; MIB as usize]);
+    let img = TempImage::with_bytes("disk", &disk);
+    let info = probe_at_matches_blkid(&img, Some((MIB, 4 * MIB)));
     assert_eq!(info.kind, FsKind::Fat12);
     assert_eq!(info.label.as_deref(), Some("INNER"));
-    assert_eq!(probe_at(&d, MIB, 8 * MIB), None); // beyond the disk
+    let info = probe_at_matches_blkid(&img, Some((5 * MIB, 8 * MIB)));
+    assert_eq!(info.kind, FsKind::Ext4);
+    let d = MemDisk::new(disk);
+    assert_eq!(probe_at(&d, MIB, 20 * MIB), None); // beyond the disk
+    assert_eq!(probe_at(&d, u64::MAX, 2), None);
     assert_eq!(probe(&d), None);
 }
 

@@ -99,11 +99,22 @@ pub fn run_env(cmd: &str, args: &[&str], env: &[(&str, &str)]) {
     );
 }
 
-/// `blkid -p -o export FILE` as a map (empty when blkid finds nothing). LABEL is read again with
-/// `-o value`, which prints it unescaped (export mangles non-ASCII bytes as `M-C...`).
-pub fn blkid(path: &Path) -> HashMap<String, String> {
+/// `blkid -p -o export FILE` as a map (empty when blkid finds nothing), on `len` bytes from
+/// `offset` when a range is given (`-O OFFSET -S LEN`). LABEL is read again with `-o value`,
+/// which prints it unescaped (export mangles non-ASCII bytes as `M-C...`).
+pub fn blkid_at(path: &Path, range: Option<(u64, u64)>) -> HashMap<String, String> {
+    let mut extra: Vec<String> = Vec::new();
+    if let Some((offset, len)) = range {
+        extra = vec![
+            "-O".into(),
+            offset.to_string(),
+            "-S".into(),
+            len.to_string(),
+        ];
+    }
     let out = Command::new("blkid")
         .args(["-p", "-o", "export"])
+        .args(&extra)
         .arg(path)
         .output()
         .unwrap();
@@ -115,6 +126,7 @@ pub fn blkid(path: &Path) -> HashMap<String, String> {
     if map.contains_key("LABEL") {
         let out = Command::new("blkid")
             .args(["-p", "-o", "value", "-s", "LABEL"])
+            .args(&extra)
             .arg(path)
             .output()
             .unwrap();
@@ -164,9 +176,18 @@ pub fn blkid_type(kind: FsKind) -> &'static str {
 
 /// Probe the image file and check TYPE, UUID and LABEL against blkid; returns our result.
 pub fn probe_matches_blkid(img: &TempImage) -> FsInfo {
+    probe_at_matches_blkid(img, None)
+}
+
+/// [`probe_matches_blkid`] on a byte range of the file (`probe_at` vs `blkid -O -S`).
+pub fn probe_at_matches_blkid(img: &TempImage, range: Option<(u64, u64)>) -> FsInfo {
     let disk = img.disk();
-    let info = super::probe(&disk).unwrap_or_else(|| panic!("probe found nothing in {}", img.s()));
-    let b = blkid(&img.path);
+    let found = match range {
+        Some((offset, len)) => super::probe_at(&disk, offset, len),
+        None => super::probe(&disk),
+    };
+    let info = found.unwrap_or_else(|| panic!("probe found nothing in {} {range:?}", img.s()));
+    let b = blkid_at(&img.path, range);
     assert_eq!(
         b.get("TYPE").map(String::as_str),
         Some(blkid_type(info.kind)),
