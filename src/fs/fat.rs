@@ -654,10 +654,8 @@ impl std::fmt::Debug for Fat<'_> {
 impl<'a> Fat<'a> {
     /// Read and validate the boot sector of the FAT volume at the start of `part`.
     pub fn open(part: &'a dyn Disk) -> Result<Fat<'a>> {
-        let mut sector = [0u8; 512];
-        part.read_at(0, &mut sector)
-            .map_err(|e| e.context("FAT boot sector"))?;
-        let geo = Geometry::parse(&sector)?;
+        let fs = Fat::open_truncated(part)?;
+        let geo = &fs.geo;
         if geo.volume_bytes > part.len() {
             return Err(Error::corrupt(format!(
                 "FAT boot sector at 0x13/0x20: the volume claims 0x{:x} bytes, the partition \
@@ -666,6 +664,16 @@ impl<'a> Fat<'a> {
                 part.len()
             )));
         }
+        Ok(fs)
+    }
+
+    /// Like [`Fat::open`], but a volume larger than the partition is accepted (the probe
+    /// identifies truncated volumes too; reads past the end then fail as `Corrupt`).
+    pub(crate) fn open_truncated(part: &'a dyn Disk) -> Result<Fat<'a>> {
+        let mut sector = [0u8; 512];
+        part.read_at(0, &mut sector)
+            .map_err(|e| e.context("FAT boot sector"))?;
+        let geo = Geometry::parse(&sector)?;
         Ok(Fat { part, geo })
     }
 

@@ -583,7 +583,8 @@ fn fat(part: &dyn Disk) -> Option<FsInfo> {
     if !has_magic && (!marker || typ16 == b"JFS     " || typ16 == b"HPFS    ") {
         return None;
     }
-    let fs = Fat::open(part).ok()?;
+    // a truncated volume is still FAT (blkid does not compare sizes either); fs_bytes tells
+    let fs = Fat::open_truncated(part).ok()?;
     let label = fs.volume_label().ok().flatten();
     let id = fs.raw_volume_id();
     Some(FsInfo {
@@ -1217,6 +1218,8 @@ pub(crate) mod tests {
         assert_eq!(info.version.as_deref(), Some("3.4"));
         assert_eq!(info.block_bytes, Some(65536));
         assert_eq!(info.fs_bytes, Some(1 << 20));
+        img[0] = 0xEB; // blkid's magic wants the jump bytes zero
+        assert_eq!(refs(&MemDisk::new(img)), None);
     }
 
     /// An ISO 9660 image: primary descriptor, optional Joliet descriptor, terminator.
@@ -1265,6 +1268,13 @@ pub(crate) mod tests {
         assert_eq!(info.fs_bytes, Some(40 * 2048));
         let info = check("isojoliet", &iso_image(Some("My ISO label")));
         assert_eq!(info.label.as_deref(), Some("My ISO label"));
+        let mut bad = iso_image(None);
+        bad[0x8001] = b'X'; // standard id "XD001"
+        assert_eq!(iso9660(&MemDisk::new(bad)), None);
+        assert_eq!(
+            iso9660(&MemDisk::new(iso_image(None)[..0x8100].to_vec())),
+            None
+        );
     }
 
     /// LUKS headers: LUKS1 phdr, LUKS2 binary header with a label.
@@ -1423,6 +1433,14 @@ pub(crate) mod tests {
         assert_eq!(info.label.as_deref(), Some("FIXTURE"));
         assert_eq!(info.uuid.as_deref(), Some("1234-ABCD"));
         assert_eq!(info.version.as_deref(), Some("FAT12"));
+        // truncated after the root directory: still FAT12, with the size it claims
+        let img = crate::fs::fat::tests::fat12_image();
+        let info = probe(&MemDisk::new(img[..4096].to_vec())).unwrap();
+        assert_eq!(info.kind, FsKind::Fat12);
+        assert_eq!(info.label.as_deref(), Some("FIXTURE"));
+        assert_eq!(info.fs_bytes, Some(img.len() as u64));
+        // truncated inside the boot sector: nothing
+        assert_eq!(probe(&MemDisk::new(img[..300].to_vec())), None);
     }
 
     #[test]
