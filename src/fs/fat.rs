@@ -146,8 +146,9 @@ const FAT12_MAX_CLUSTERS: u64 = 4084;
 const FAT16_MAX_CLUSTERS: u64 = 65_524;
 /// FAT32 entries are 28 bits; 0x0FFFFFF7 is "bad", so the last usable cluster is 0x0FFFFFF6.
 const FAT32_MAX_CLUSTERS: u64 = 0x0FFF_FFF5;
-/// The deepest path we walk; the names come from the caller, this only stops silly input.
-const MAX_PATH_COMPONENTS: usize = 128;
+/// The deepest path we walk; the names come from the caller, this only stops silly input (each
+/// level may read a directory of up to 2 MiB).
+const MAX_PATH_COMPONENTS: usize = 32;
 /// First data cluster number (clusters 0 and 1 are reserved).
 const FIRST_CLUSTER: u32 = 2;
 
@@ -187,8 +188,6 @@ pub(crate) struct Geometry {
     pub volume_id: [u8; 4],
     /// The label in the BPB (the root directory may hold another one).
     pub boot_label: [u8; 11],
-    /// Extended boot signature 0x29 present (volume id and label are meaningful).
-    pub has_ext_sig: bool,
 }
 
 fn is_pow2(v: u32) -> bool {
@@ -237,30 +236,21 @@ impl Geometry {
             )));
         }
         let is_fat32_layout = bpb.fat_sz16.get() == 0;
-        let (fat_sectors, root_cluster, ext_flags, volume_id, boot_label, boot_sig) =
-            if is_fat32_layout {
-                let (b32, _) = RawBpb32::read_from_prefix(rest)
-                    .map_err(|_| Error::corrupt("FAT32 boot sector: shorter than 0x5a bytes"))?;
-                (
-                    b32.fat_sz32.get(),
-                    b32.root_clus.get(),
-                    b32.ext_flags.get(),
-                    b32.vol_id,
-                    b32.vol_lab,
-                    b32.boot_sig,
-                )
-            } else {
-                let (b16, _) = RawBpb16::read_from_prefix(rest)
-                    .map_err(|_| Error::corrupt("FAT boot sector: shorter than 0x3e bytes"))?;
-                (
-                    u32::from(bpb.fat_sz16.get()),
-                    0,
-                    0,
-                    b16.vol_id,
-                    b16.vol_lab,
-                    b16.boot_sig,
-                )
-            };
+        let (fat_sectors, root_cluster, ext_flags, volume_id, boot_label) = if is_fat32_layout {
+            let (b32, _) = RawBpb32::read_from_prefix(rest)
+                .map_err(|_| Error::corrupt("FAT32 boot sector: shorter than 0x5a bytes"))?;
+            (
+                b32.fat_sz32.get(),
+                b32.root_clus.get(),
+                b32.ext_flags.get(),
+                b32.vol_id,
+                b32.vol_lab,
+            )
+        } else {
+            let (b16, _) = RawBpb16::read_from_prefix(rest)
+                .map_err(|_| Error::corrupt("FAT boot sector: shorter than 0x3e bytes"))?;
+            (u32::from(bpb.fat_sz16.get()), 0, 0, b16.vol_id, b16.vol_lab)
+        };
         if fat_sectors == 0 {
             return Err(Error::corrupt(
                 "FAT boot sector at 0x24: FAT size is 0 sectors",
@@ -394,7 +384,6 @@ impl Geometry {
             volume_bytes,
             volume_id,
             boot_label,
-            has_ext_sig: boot_sig == 0x29,
         })
     }
 
@@ -485,6 +474,13 @@ pub(crate) fn decode_oem(bytes: &[u8]) -> String {
         .iter()
         .map(|&b| cp437_char(b))
         .collect()
+}
+
+/// A label as blkid shows it: cut at the first NUL, trailing spaces removed, empty is none.
+pub(crate) fn label_text(raw: &[u8; 11]) -> Option<String> {
+    let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+    let s = decode_oem(raw.get(..end)?);
+    (!s.is_empty()).then_some(s)
 }
 
 /// "NAME.EXT" from the 11 stored bytes.
@@ -658,10 +654,8 @@ impl std::fmt::Debug for Fat<'_> {
 impl<'a> Fat<'a> {
     /// Read and validate the boot sector of the FAT volume at the start of `part`.
     pub fn open(part: &'a dyn Disk) -> Result<Fat<'a>> {
-        let mut sector = [0u8; 512];
-        part.read_at(0, &mut sector)
-            .map_err(|e| e.context("FAT boot sector"))?;
-        let geo = Geometry::parse(&sector)?;
+        let fs = Fat::open_truncated(part)?;
+        let geo = &fs.geo;
         if geo.volume_bytes > part.len() {
             return Err(Error::corrupt(format!(
                 "FAT boot sector at 0x13/0x20: the volume claims 0x{:x} bytes, the partition \
@@ -670,6 +664,16 @@ impl<'a> Fat<'a> {
                 part.len()
             )));
         }
+        Ok(fs)
+    }
+
+    /// Like [`Fat::open`], but a volume larger than the partition is accepted (the probe
+    /// identifies truncated volumes too; reads past the end then fail as `Corrupt`).
+    pub(crate) fn open_truncated(part: &'a dyn Disk) -> Result<Fat<'a>> {
+        let mut sector = [0u8; 512];
+        part.read_at(0, &mut sector)
+            .map_err(|e| e.context("FAT boot sector"))?;
+        let geo = Geometry::parse(&sector)?;
         Ok(Fat { part, geo })
     }
 
@@ -701,7 +705,12 @@ impl<'a> Fat<'a> {
 
     /// The volume label from the root directory (what Windows and blkid show), if any.
     pub fn volume_label(&self) -> Result<Option<String>> {
-        Ok(self.root_label_raw()?.map(|l| decode_oem(&l)))
+        Ok(self.root_label_raw()?.and_then(|l| label_text(&l)))
+    }
+
+    /// The label copy in the boot sector (blkid's LABEL_FATBOOT); "NO NAME" counts as none.
+    pub fn boot_label(&self) -> Option<String> {
+        label_text(&self.geo.boot_label).filter(|l| l != "NO NAME")
     }
 
     /// Does `path` ("EFI/BOOT/BOOTX64.EFI", '/' or '\\' separated) name a file or directory?
@@ -1046,4 +1055,343 @@ const MAX_LABEL_SCAN_SECTORS: usize = 128;
 pub(crate) fn format_volume_id(id: [u8; 4]) -> String {
     let [a, b, c, d] = id;
     format!("{d:02X}{c:02X}-{b:02X}{a:02X}")
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used
+)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::disk::MemDisk;
+    use crate::error::ErrorKind;
+
+    const BPS: usize = 512;
+    const TOTAL_SECTORS: usize = 128;
+    /// reserved 1 + 2 FATs of 1 sector + 1 root directory sector
+    const DATA_SECTOR: usize = 4;
+    const ROOT_SECTOR: usize = 3;
+
+    /// The fixture's file contents: `BOOTX64.EFI` spans clusters 7, 9, 8 (out of order).
+    pub(crate) fn bootx64_content() -> Vec<u8> {
+        (0..1300u32).map(|i| (i * 7 % 251) as u8).collect()
+    }
+    pub(crate) fn long_content() -> Vec<u8> {
+        (0..700u32).map(|i| (i % 13) as u8 + b'a').collect()
+    }
+
+    fn set_fat12(img: &mut [u8], cluster: usize, value: u16) {
+        for fat in 0..2 {
+            let base = (1 + fat) * BPS; // FATs follow the one reserved sector
+            let off = base + cluster + cluster / 2;
+            if cluster.is_multiple_of(2) {
+                img[off] = value as u8;
+                img[off + 1] = (img[off + 1] & 0xF0) | ((value >> 8) as u8 & 0x0F);
+            } else {
+                img[off] = (img[off] & 0x0F) | (((value & 0xF) as u8) << 4);
+                img[off + 1] = (value >> 4) as u8;
+            }
+        }
+    }
+
+    fn cluster_off(c: usize) -> usize {
+        (DATA_SECTOR + c - 2) * BPS
+    }
+
+    /// A 32-byte short entry.
+    fn short_entry(name: &[u8; 11], attr: u8, cluster: u16, size: u32) -> [u8; 32] {
+        let mut e = [0u8; 32];
+        e[..11].copy_from_slice(name); // 0x00 name
+        e[0x0B] = attr; // 0x0B attributes
+        e[0x1A..0x1C].copy_from_slice(&cluster.to_le_bytes()); // 0x1A first cluster (low)
+        e[0x1C..0x20].copy_from_slice(&size.to_le_bytes()); // 0x1C size
+        e
+    }
+
+    /// Long-name entries for `name` (stored order: last part first), bound to `short`.
+    fn lfn_entries(name: &str, short: &[u8; 11]) -> Vec<[u8; 32]> {
+        let mut units: Vec<u16> = name.encode_utf16().collect();
+        if !units.len().is_multiple_of(13) {
+            units.push(0);
+        }
+        while !units.len().is_multiple_of(13) {
+            units.push(0xFFFF);
+        }
+        let n = units.len() / 13;
+        let sum = short_name_checksum(short);
+        (0..n)
+            .rev()
+            .map(|i| {
+                let mut e = [0u8; 32];
+                e[0] = (i + 1) as u8 | if i + 1 == n { LFN_LAST } else { 0 }; // ord
+                e[0x0B] = ATTR_LONG_NAME; // attributes
+                e[0x0D] = sum; // checksum of the short name
+                let part = &units[i * 13..i * 13 + 13];
+                let slots = (0..5)
+                    .map(|k| 1 + 2 * k)
+                    .chain((0..6).map(|k| 0x0E + 2 * k))
+                    .chain((0..2).map(|k| 0x1C + 2 * k));
+                for (slot, u) in slots.zip(part) {
+                    e[slot..slot + 2].copy_from_slice(&u.to_le_bytes());
+                }
+                e
+            })
+            .collect()
+    }
+
+    fn put_entries(img: &mut [u8], mut off: usize, entries: &[[u8; 32]]) {
+        for e in entries {
+            img[off..off + 32].copy_from_slice(e);
+            off += 32;
+        }
+    }
+
+    /// A 64 KiB FAT12 volume built field by field:
+    /// `/FIXTURE` label, `/Long File Name.txt` (700 bytes, clusters 3-4),
+    /// `/EFI/BOOT/BOOTX64.EFI` (1300 bytes, clusters 7 -> 9 -> 8), `/EFI/Empty` (0 bytes).
+    pub(crate) fn fat12_image() -> Vec<u8> {
+        let mut img = vec![0u8; TOTAL_SECTORS * BPS];
+        let b = &mut img[..BPS];
+        b[0..3].copy_from_slice(&[0xEB, 0x3C, 0x90]); // 0x00 jump
+        b[3..11].copy_from_slice(b"MSWIN4.1"); // 0x03 OEM name
+        b[0x0B..0x0D].copy_from_slice(&(BPS as u16).to_le_bytes()); // bytes per sector
+        b[0x0D] = 1; // sectors per cluster
+        b[0x0E..0x10].copy_from_slice(&1u16.to_le_bytes()); // reserved sectors
+        b[0x10] = 2; // FATs
+        b[0x11..0x13].copy_from_slice(&16u16.to_le_bytes()); // root entries: one sector
+        b[0x13..0x15].copy_from_slice(&(TOTAL_SECTORS as u16).to_le_bytes()); // total sectors
+        b[0x15] = 0xF8; // media
+        b[0x16..0x18].copy_from_slice(&1u16.to_le_bytes()); // sectors per FAT
+        b[0x26] = 0x29; // extended boot signature
+        b[0x27..0x2B].copy_from_slice(&0x1234_ABCDu32.to_le_bytes()); // volume id
+        b[0x2B..0x36].copy_from_slice(b"BOOTLABEL  "); // boot-sector label
+        b[0x36..0x3E].copy_from_slice(b"FAT12   "); // type string
+        b[0x1FE] = 0x55;
+        b[0x1FF] = 0xAA;
+        set_fat12(&mut img, 0, 0xFF8); // media copy
+        set_fat12(&mut img, 1, 0xFFF);
+        set_fat12(&mut img, 3, 4); // long file: 3 -> 4 -> end
+        set_fat12(&mut img, 4, 0xFFF);
+        set_fat12(&mut img, 5, 0xFFF); // EFI directory
+        set_fat12(&mut img, 6, 0xFFF); // EFI/BOOT directory
+        set_fat12(&mut img, 7, 9); // BOOTX64.EFI: 7 -> 9 -> 8 -> end
+        set_fat12(&mut img, 9, 8);
+        set_fat12(&mut img, 8, 0xFFF);
+
+        let long_short = *b"LONGFI~1TXT";
+        let mut root = vec![short_entry(b"FIXTURE    ", ATTR_VOLUME_ID, 0, 0)];
+        root.extend(lfn_entries("Long File Name.txt", &long_short));
+        root.push(short_entry(&long_short, 0x20, 3, 700));
+        root.push(short_entry(b"EFI        ", ATTR_DIRECTORY, 5, 0));
+        let mut deleted = short_entry(b"GONE    TXT", 0x20, 0, 0);
+        deleted[0] = ENTRY_FREE;
+        root.push(deleted);
+        put_entries(&mut img, ROOT_SECTOR * BPS, &root);
+
+        let efi = [
+            short_entry(b".          ", ATTR_DIRECTORY, 5, 0),
+            short_entry(b"..         ", ATTR_DIRECTORY, 0, 0),
+            short_entry(b"BOOT       ", ATTR_DIRECTORY, 6, 0),
+        ];
+        let mut efi = efi.to_vec();
+        efi.extend(lfn_entries("Empty", b"EMPTY      "));
+        efi.push(short_entry(b"EMPTY      ", 0x20, 0, 0));
+        put_entries(&mut img, cluster_off(5), &efi);
+        let boot = [
+            short_entry(b".          ", ATTR_DIRECTORY, 6, 0),
+            short_entry(b"..         ", ATTR_DIRECTORY, 5, 0),
+            short_entry(b"BOOTX64 EFI", 0x20, 7, 1300),
+        ];
+        put_entries(&mut img, cluster_off(6), &boot);
+
+        let data = bootx64_content();
+        for (i, c) in [7usize, 9, 8].iter().enumerate() {
+            let chunk = &data[i * BPS..((i + 1) * BPS).min(data.len())];
+            img[cluster_off(*c)..cluster_off(*c) + chunk.len()].copy_from_slice(chunk);
+        }
+        let long = long_content();
+        img[cluster_off(3)..cluster_off(3) + 700].copy_from_slice(&long);
+        img
+    }
+
+    #[test]
+    fn geometry_of_the_fixture() {
+        let img = fat12_image();
+        let g = Geometry::parse(&img[..512]).unwrap();
+        assert_eq!(g.fat_type, FatType::Fat12);
+        assert_eq!(g.cluster_count, 124);
+        assert_eq!(g.data_offset, 4 * 512);
+        assert_eq!(g.root_dir_offset, 3 * 512);
+        assert_eq!(g.volume_bytes, 128 * 512);
+        assert_eq!(format_volume_id(g.volume_id), "1234-ABCD");
+    }
+
+    #[test]
+    fn reads_files_case_insensitively() {
+        let d = MemDisk::new(fat12_image());
+        let fs = Fat::open(&d).unwrap();
+        assert!(fs.exists("/EFI/BOOT/BOOTX64.EFI").unwrap());
+        assert!(fs.exists("efi\\boot\\bootx64.efi").unwrap());
+        assert!(fs.exists("/").unwrap());
+        assert!(!fs.exists("/EFI/BOOT/BOOTIA32.EFI").unwrap());
+        assert!(!fs.exists("/EFI/BOOT/BOOTX64.EFI/x").unwrap());
+        assert_eq!(
+            fs.read_file("EFI/BOOT/BOOTX64.EFI").unwrap().unwrap(),
+            bootx64_content()
+        );
+        assert_eq!(
+            fs.read_file("/long file name.TXT").unwrap().unwrap(),
+            long_content()
+        );
+        assert_eq!(
+            fs.read_file("/LONGFI~1.TXT").unwrap().unwrap(),
+            long_content()
+        );
+        assert_eq!(
+            fs.read_file("/efi/empty").unwrap().unwrap(),
+            Vec::<u8>::new()
+        );
+        assert_eq!(fs.read_file("/nope").unwrap(), None);
+        assert_eq!(
+            fs.read_file("/EFI").unwrap_err().kind(),
+            ErrorKind::InvalidInput
+        );
+        assert_eq!(fs.volume_label().unwrap().as_deref(), Some("FIXTURE"));
+        assert_eq!(fs.boot_label().as_deref(), Some("BOOTLABEL"));
+    }
+
+    #[test]
+    fn lists_directories() {
+        let d = MemDisk::new(fat12_image());
+        let fs = Fat::open(&d).unwrap();
+        let root = fs.list_dir("/").unwrap();
+        let names: Vec<&str> = root.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["Long File Name.txt", "EFI"]);
+        assert_eq!(root[0].short_name, "LONGFI~1.TXT");
+        assert_eq!(root[0].size, 700);
+        assert!(root[1].is_dir);
+        let efi = fs.list_dir("/EFI").unwrap();
+        let names: Vec<&str> = efi.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["BOOT", "Empty"]);
+        assert_eq!(
+            fs.list_dir("/nope").unwrap_err().kind(),
+            ErrorKind::InvalidInput
+        );
+        assert_eq!(
+            fs.list_dir("/EFI/BOOT/BOOTX64.EFI").unwrap_err().kind(),
+            ErrorKind::InvalidInput
+        );
+    }
+
+    #[test]
+    fn lfn_with_wrong_checksum_is_ignored() {
+        let mut img = fat12_image();
+        // the checksum byte of the first LFN entry of "Long File Name.txt" (root entry 1)
+        img[ROOT_SECTOR * BPS + 32 + 0x0D] ^= 0xFF;
+        let d = MemDisk::new(img);
+        let fs = Fat::open(&d).unwrap();
+        assert!(!fs.exists("/Long File Name.txt").unwrap());
+        assert!(fs.exists("/LONGFI~1.TXT").unwrap());
+    }
+
+    #[test]
+    fn chain_loop_is_corrupt() {
+        let mut img = fat12_image();
+        set_fat12(&mut img, 8, 7); // 7 -> 9 -> 8 -> 7
+        let mut grown = img.clone();
+        let d = MemDisk::new(img);
+        let fs = Fat::open(&d).unwrap();
+        // the file needs 3 clusters: the loop is not reached
+        assert!(fs.read_file("/EFI/BOOT/BOOTX64.EFI").is_ok());
+        // a directory chain that loops
+        set_fat12(&mut grown, 6, 6);
+        let d = MemDisk::new(grown);
+        let fs = Fat::open(&d).unwrap();
+        let err = fs.exists("/EFI/BOOT/BOOTX64.EFI").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Corrupt);
+        assert!(err.message().contains("loops"), "{err}");
+    }
+
+    #[test]
+    fn file_loop_within_its_size_is_corrupt() {
+        let mut img = fat12_image();
+        set_fat12(&mut img, 9, 7); // 7 -> 9 -> 7: the third cluster is the first again
+        let d = MemDisk::new(img);
+        let fs = Fat::open(&d).unwrap();
+        let err = fs.read_file("/EFI/BOOT/BOOTX64.EFI").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Corrupt);
+    }
+
+    #[test]
+    fn short_chains_free_and_out_of_range_clusters_are_corrupt() {
+        for (cluster, value) in [(9usize, 0xFFFu16), (9, 0), (9, 0xFF7), (9, 0x500)] {
+            let mut img = fat12_image();
+            set_fat12(&mut img, cluster, value);
+            let d = MemDisk::new(img);
+            let fs = Fat::open(&d).unwrap();
+            let err = fs.read_file("/EFI/BOOT/BOOTX64.EFI").unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Corrupt, "value 0x{value:x}: {err}");
+        }
+    }
+
+    #[test]
+    fn oversized_file_is_corrupt() {
+        let mut img = fat12_image();
+        let off = cluster_off(6) + 2 * 32 + 0x1C; // BOOTX64.EFI size
+        img[off..off + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        let d = MemDisk::new(img);
+        let fs = Fat::open(&d).unwrap();
+        let err = fs.read_file("/EFI/BOOT/BOOTX64.EFI").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Corrupt);
+        assert!(err.message().contains("claims"), "{err}");
+    }
+
+    #[test]
+    fn rejects_bad_bpbs() {
+        let cases: &[(usize, &[u8], &str)] = &[
+            (0x0B, &[0, 3], "bytes per sector"), // 768
+            (0x0D, &[3], "sectors per cluster"), // not a power of two
+            (0x0E, &[0, 0], "reserved"),         // no reserved sectors
+            (0x10, &[0], "0 FATs"),              // no FAT
+            (0x15, &[0x12], "media"),            // bad media byte
+            (0x13, &[4, 0], "no data area"),     // 4 sectors total
+            (0x16, &[0, 0], "root entries"),     // FAT32 layout with a FAT12 root
+        ];
+        for (off, bytes, want) in cases {
+            let mut img = fat12_image();
+            img[*off..off + bytes.len()].copy_from_slice(bytes);
+            let err = Fat::open(&MemDisk::new(img)).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Corrupt);
+            assert!(err.message().contains(want), "{want}: {err}");
+        }
+        // the volume claims more than the partition holds
+        let img = fat12_image();
+        let err = Fat::open(&MemDisk::new(img[..32 * 1024].to_vec())).unwrap_err();
+        assert!(err.message().contains("partition holds"), "{err}");
+        assert!(Fat::open(&MemDisk::new(vec![0; 100])).is_err());
+    }
+
+    #[test]
+    fn short_names_and_checksum() {
+        assert_eq!(short_name(b"BOOTX64 EFI", 0), "BOOTX64.EFI");
+        assert_eq!(
+            short_name(b"BOOTX64 EFI", NT_LOWER_BASE | NT_LOWER_EXT),
+            "bootx64.efi"
+        );
+        assert_eq!(short_name(b"README     ", 0), "README");
+        assert_eq!(short_name(b"\x05BC     TXT", 0), "σBC.TXT"); // 0x05 stands for 0xE5
+        assert_eq!(decode_oem(b"\x80\xFF"), "Ç\u{a0}");
+        // fatgen103 §7 worked by hand: "A       TXT"
+        let mut sum = 0u8;
+        for &b in b"A          " {
+            sum = (if sum & 1 != 0 { 0x80u8 } else { 0 })
+                .wrapping_add(sum >> 1)
+                .wrapping_add(b);
+        }
+        assert_eq!(short_name_checksum(b"A          "), sum);
+        assert!(name_eq("bootx64.efi", "BOOTX64.EFI"));
+        assert!(name_eq("Ünïcode", "üNÏCODE"));
+    }
 }

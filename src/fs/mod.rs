@@ -8,6 +8,13 @@ pub mod fat;
 mod ntfs;
 mod probe;
 
+#[cfg(test)]
+mod oracle_tests;
+#[cfg(test)]
+mod robustness_tests;
+#[cfg(test)]
+mod testutil;
+
 use serde::Serialize;
 
 use crate::disk::{Disk, Window};
@@ -51,6 +58,10 @@ pub struct FsInfo {
     pub block_bytes: Option<u32>,
     /// The size the filesystem believes it has, in bytes (compare with the partition).
     pub fs_bytes: Option<u64>,
+    /// A second identifier: blkid's UUID_SUB for btrfs (this device's UUID), and for BitLocker
+    /// the volume GUID of the header at 0xA0 (the identifier `manage-bde -status` shows for
+    /// the volume; formatted as a mixed-endian GUID, upper-case, in braces).
+    pub uuid_sub: Option<String>,
     /// Format version as blkid's VERSION prints it ("FAT32", "1.0", "2" for LUKS2, ...).
     pub version: Option<String>,
 }

@@ -248,6 +248,7 @@ pub(crate) fn probe(part: &dyn Disk) -> Option<FsInfo> {
         encrypted: false,
         block_bytes: u32::try_from(cluster_bytes).ok(),
         fs_bytes: total_sectors.checked_mul(bps),
+        uuid_sub: None,
         version: vol.version,
     })
 }
@@ -272,7 +273,7 @@ fn volume_record(
     clippy::arithmetic_side_effects,
     clippy::unwrap_used
 )]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::disk::MemDisk;
 
@@ -335,7 +336,7 @@ mod tests {
         r
     }
 
-    fn image(label: &str) -> Vec<u8> {
+    pub(crate) fn image(label: &str) -> Vec<u8> {
         let mut img = vec![0u8; 1 << 20];
         img[..512].copy_from_slice(&boot_sector());
         let rec_off = 4 * 4096 + 3 * 1024;

@@ -96,37 +96,6 @@ pub(crate) fn uuid_string(u: &[u8; 16]) -> Option<String> {
     Some(s)
 }
 
-/// CRC-32C (Castagnoli, reflected 0x82F63B78) without pre/post inversion, as ext4 and blkid
-/// call `crc32c(~0, ...)`.
-pub(crate) fn crc32c_raw(mut crc: u32, data: &[u8]) -> u32 {
-    // Evaluated at compile time: an out-of-range index or an overflow would fail the build.
-    #[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
-    const TABLE: [u32; 256] = {
-        let mut t = [0u32; 256];
-        let mut i = 0;
-        while i < 256 {
-            let mut c = i as u32;
-            let mut k = 0;
-            while k < 8 {
-                c = if c & 1 != 0 {
-                    (c >> 1) ^ 0x82F6_3B78
-                } else {
-                    c >> 1
-                };
-                k += 1;
-            }
-            t[i] = c;
-            i += 1;
-        }
-        t
-    };
-    for &b in data {
-        let idx = usize::from((crc as u8) ^ b);
-        crc = (crc >> 8) ^ TABLE.get(idx).copied().unwrap_or(0);
-    }
-    crc
-}
-
 fn info(kind: FsKind) -> FsInfo {
     FsInfo {
         kind,
@@ -135,8 +104,27 @@ fn info(kind: FsKind) -> FsInfo {
         encrypted: false,
         block_bytes: None,
         fs_bytes: None,
+        uuid_sub: None,
         version: None,
     }
+}
+
+/// A mixed-endian GUID (first three fields little-endian) as Windows prints it:
+/// "{4967D63B-2E29-4AD8-8399-F6A339E3D001}"; `None` when all zero.
+fn windows_guid(g: &[u8; 16]) -> Option<String> {
+    if g.iter().all(|&b| b == 0) {
+        return None;
+    }
+    let [a0, a1, a2, a3, b0, b1, c0, c1, rest @ ..] = *g;
+    let tail: String = rest.iter().map(|b| format!("{b:02X}")).collect();
+    Some(format!(
+        "{{{:08X}-{:04X}-{:04X}-{}-{}}}",
+        u32::from_le_bytes([a0, a1, a2, a3]),
+        u16::from_le_bytes([b0, b1]),
+        u16::from_le_bytes([c0, c1]),
+        tail.get(..4)?,
+        tail.get(4..)?
+    ))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -396,6 +384,11 @@ fn bitlocker(part: &dyn Disk) -> Option<FsInfo> {
         let serial = i32::from_le_bytes(win7.volume_serial.get().to_le_bytes());
         return Some(FsInfo {
             uuid: (!vista && serial != 0).then(|| format!("{serial:016}")),
+            uuid_sub: if vista {
+                None
+            } else {
+                windows_guid(&win7.guid)
+            },
             encrypted: true,
             version: version.map(|v| v.to_string()),
             ..info(FsKind::Bitlocker)
@@ -406,6 +399,7 @@ fn bitlocker(part: &dyn Disk) -> Option<FsInfo> {
         let version = fve_version(part, togo.fve_metadata_offset[0].get())?;
         return Some(FsInfo {
             encrypted: true,
+            uuid_sub: windows_guid(&togo.guid),
             version: Some(version.to_string()),
             ..info(FsKind::Bitlocker)
         });
@@ -436,18 +430,20 @@ struct RawRefsBootSector {
 }
 const _: () = assert!(size_of::<RawRefsBootSector>() == 0x40);
 
-/// ReFS: "ReFS\0\0\0\0" at 3 and "FSRS" at 0x10; UUID = serial in lower-case hex.
+/// ReFS: blkid's magic, three zero bytes then "ReFS\0" (blkid 2.38 reports TYPE only, so no
+/// UUID is given here either; the serial at 0x38 is not what any tool calls the UUID). Version
+/// and sizes come from the FSRS block when it is there.
 fn refs(part: &dyn Disk) -> Option<FsInfo> {
     let b: RawRefsBootSector = read_struct(part, 0)?;
-    if &b.fs_name != b"ReFS\0\0\0\0" || &b.identifier != b"FSRS" {
+    if b.jump != [0; 3] || !b.fs_name.starts_with(b"ReFS\0") {
         return None;
     }
+    if &b.identifier != b"FSRS" {
+        return Some(info(FsKind::Refs));
+    }
     let bps = b.bytes_per_sector.get();
-    let cluster = bps.checked_mul(b.sectors_per_cluster.get());
-    let serial = b.volume_serial.get();
     Some(FsInfo {
-        uuid: (serial != 0).then(|| format!("{serial:016x}")),
-        block_bytes: cluster,
+        block_bytes: bps.checked_mul(b.sectors_per_cluster.get()),
         fs_bytes: b.sectors.get().checked_mul(u64::from(bps)),
         version: Some(format!("{}.{}", b.major_version, b.minor_version)),
         ..info(FsKind::Refs)
@@ -587,11 +583,9 @@ fn fat(part: &dyn Disk) -> Option<FsInfo> {
     if !has_magic && (!marker || typ16 == b"JFS     " || typ16 == b"HPFS    ") {
         return None;
     }
-    let fs = Fat::open(part).ok()?;
-    let label = fs.root_label_raw().ok().flatten().and_then(|l| {
-        let s = fat::decode_oem(&l);
-        (!s.is_empty()).then_some(s)
-    });
+    // a truncated volume is still FAT (blkid does not compare sizes either); fs_bytes tells
+    let fs = Fat::open_truncated(part).ok()?;
+    let label = fs.volume_label().ok().flatten();
     let id = fs.raw_volume_id();
     Some(FsInfo {
         label,
@@ -670,7 +664,6 @@ const EXT_MAGIC: u16 = 0xEF53;
 const EXT3_FEATURE_COMPAT_HAS_JOURNAL: u32 = 0x0004;
 const EXT3_FEATURE_INCOMPAT_JOURNAL_DEV: u32 = 0x0008;
 const EXT4_FEATURE_INCOMPAT_64BIT: u32 = 0x0080;
-const EXT4_FEATURE_RO_COMPAT_METADATA_CSUM: u32 = 0x0400;
 /// blkid `ext.c`: what ext2 and ext3 understand (FILETYPE | META_BG, + RECOVER for ext3;
 /// SPARSE_SUPER | LARGE_FILE | BTREE_DIR). Anything else makes it ext4.
 const EXT2_FEATURE_INCOMPAT_SUPP: u32 = 0x0002 | 0x0010;
@@ -680,8 +673,9 @@ const EXT_FEATURE_RO_COMPAT_SUPP: u32 = 0x0001 | 0x0002 | 0x0004;
 const EXT_MAX_LOG_BLOCK_SIZE: u32 = 6;
 
 /// ext2/3/4: magic 0xEF53 at 0x438; the kind as blkid decides it (journal -> ext3 unless a
-/// feature ext3 does not know is set -> ext4; external journal devices are not filesystems);
-/// with metadata_csum the superblock checksum must hold (blkid checks it too).
+/// feature ext3 does not know is set -> ext4; external journal devices are not filesystems).
+/// The metadata_csum superblock checksum is not required to hold (blkid 2.38 does not check it
+/// either): a damaged ext4 is still reported as ext4.
 fn ext(part: &dyn Disk) -> Option<FsInfo> {
     let mut raw = [0u8; 1024];
     part.read_at(EXT_SUPERBLOCK_OFFSET, &mut raw).ok()?;
@@ -694,12 +688,6 @@ fn ext(part: &dyn Disk) -> Option<FsInfo> {
     let ro_compat = sb.s_feature_ro_compat.get();
     if incompat & EXT3_FEATURE_INCOMPAT_JOURNAL_DEV != 0 {
         return None;
-    }
-    if ro_compat & EXT4_FEATURE_RO_COMPAT_METADATA_CSUM != 0 {
-        let covered = raw.get(..0x3FC)?;
-        if crc32c_raw(!0, covered) != sb.s_checksum.get() {
-            return None;
-        }
     }
     let ro_extra = ro_compat & !EXT_FEATURE_RO_COMPAT_SUPP != 0;
     let kind = if compat & EXT3_FEATURE_COMPAT_HAS_JOURNAL != 0 {
@@ -878,6 +866,7 @@ fn btrfs(part: &dyn Disk) -> Option<FsInfo> {
     Some(FsInfo {
         label: byte_label(&sb.label),
         uuid: uuid_string(&sb.fsid),
+        uuid_sub: uuid_string(&sb.dev_item.uuid),
         block_bytes: (sectorsize.is_power_of_two()).then_some(sectorsize),
         fs_bytes: Some(sb.dev_item.total_bytes.get()),
         ..info(FsKind::Btrfs)
@@ -989,4 +978,492 @@ fn iso9660(part: &dyn Disk) -> Option<FsInfo> {
         fs_bytes: u64::from(pvd.volume_space_size_le.get()).checked_mul(u64::from(block)),
         ..info(FsKind::Iso9660)
     })
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used
+)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::disk::MemDisk;
+    use crate::fs::testutil::{have_tool, probe_matches_blkid, TempImage};
+
+    fn put(b: &mut [u8], off: usize, v: &[u8]) {
+        b[off..off + v.len()].copy_from_slice(v);
+    }
+
+    /// Our result on `img`; when blkid is installed it must agree on TYPE, UUID and LABEL.
+    fn check(tag: &str, img: &[u8]) -> FsInfo {
+        let ours = probe(&MemDisk::new(img.to_vec())).unwrap();
+        if have_tool("blkid", "util-linux") {
+            let f = TempImage::with_bytes(tag, img);
+            assert_eq!(probe_matches_blkid(&f), ours);
+        }
+        ours
+    }
+
+    /// LVM2 PV label as pvcreate writes it: label_header in sector 1, pv_header after it.
+    /// 4 MiB: blkid does not look for RAID members (LVM) on floppy-sized devices.
+    pub(crate) fn lvm2_image() -> Vec<u8> {
+        let mut img = vec![0u8; 4 << 20];
+        let s = 512;
+        put(&mut img, s, b"LABELONE"); // 0x00 id
+        put(&mut img, s + 0x08, &1u64.to_le_bytes()); // 0x08 sector_xl: this is sector 1
+        put(&mut img, s + 0x14, &32u32.to_le_bytes()); // 0x14 offset_xl of pv_header
+        put(&mut img, s + 0x18, b"LVM2 001"); // 0x18 type
+        put(&mut img, s + 0x20, b"abcdefGHIJKLmnopqrSTUVWXyz012345"); // pv_uuid
+        put(&mut img, s + 0x40, &(1u64 << 20).to_le_bytes()); // device_size_xl
+        put(&mut img, s + 0x48, &(1u64 << 19).to_le_bytes()); // data area 0: offset
+                                                              // (size 0 = rest of the device), then a zero list terminator, metadata area list
+        put(&mut img, s + 0x68, &4096u64.to_le_bytes()); // metadata area 0: offset
+        put(&mut img, s + 0x70, &(4096u64 * 100).to_le_bytes()); // metadata area 0: size
+        let crc = lvm_crc(&img[s + 0x14..s + 0x200]);
+        put(&mut img, s + 0x10, &crc.to_le_bytes()); // 0x10 crc_xl
+        img
+    }
+
+    #[test]
+    fn lvm2_label() {
+        let info = check("lvm2", &lvm2_image());
+        assert_eq!(info.kind, FsKind::Lvm2);
+        assert_eq!(
+            info.uuid.as_deref(),
+            Some("abcdef-GHIJ-KLmn-opqr-STUV-WXyz-012345")
+        );
+        let mut bad = lvm2_image();
+        bad[512 + 0x30] ^= 1; // inside the CRC-covered area
+        assert_eq!(lvm2(&MemDisk::new(bad)), None);
+        let mut moved = lvm2_image();
+        moved[512 + 0x08] = 2; // sector_xl does not name the sector it is in
+        assert_eq!(lvm2(&MemDisk::new(moved)), None);
+    }
+
+    #[test]
+    fn lvm_crc_is_the_nibble_table_crc() {
+        // lvm2's own calc_crc, transcribed: 4 bits at a time, initial 0xf597a6cf, no final xor
+        const T: [u32; 16] = [
+            0x00000000, 0x1db71064, 0x3b6e20c8, 0x26d930ac, 0x76dc4190, 0x6b6b51f4, 0x4db26158,
+            0x5005713c, 0xedb88320, 0xf00f9344, 0xd6d6a3e8, 0xcb61b38c, 0x9b64c2b0, 0x86d3d2d4,
+            0xa00ae278, 0xbdbdf21c,
+        ];
+        let data: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
+        let mut crc = LVM_INITIAL_CRC;
+        for &b in &data {
+            crc ^= u32::from(b);
+            crc = (crc >> 4) ^ T[(crc & 0xf) as usize];
+            crc = (crc >> 4) ^ T[(crc & 0xf) as usize];
+        }
+        assert_eq!(lvm_crc(&data), crc);
+    }
+
+    /// exFAT boot region (sectors 0..=11 with the boot checksum) and a root directory holding a
+    /// label entry. 512-byte sectors, 4 KiB clusters, 8 MiB.
+    pub(crate) fn exfat_image(label: &str) -> Vec<u8> {
+        let mut img = vec![0u8; 8 << 20];
+        let b = &mut img[..512];
+        put(b, 0, &[0xEB, 0x76, 0x90]); // jump
+        put(b, 3, b"EXFAT   "); // file system name
+        put(b, 0x48, &16384u64.to_le_bytes()); // volume length (sectors)
+        put(b, 0x50, &128u32.to_le_bytes()); // FAT offset
+        put(b, 0x54, &128u32.to_le_bytes()); // FAT length
+        put(b, 0x58, &256u32.to_le_bytes()); // cluster heap offset
+        put(b, 0x5C, &2016u32.to_le_bytes()); // cluster count
+        put(b, 0x60, &4u32.to_le_bytes()); // root directory cluster
+        put(b, 0x64, &0xDEAD_BEEFu32.to_le_bytes()); // serial
+        put(b, 0x68, &0x0100u16.to_le_bytes()); // revision 1.0
+        b[0x6C] = 9; // bytes per sector shift
+        b[0x6D] = 3; // sectors per cluster shift
+        b[0x6E] = 1; // number of FATs
+        b[0x6F] = 0x80; // drive select
+        put(b, 0x1FE, &[0x55, 0xAA]); // boot signature
+        for s in 1..=8 {
+            put(&mut img, s * 512 + 508, &[0, 0, 0x55, 0xAA]); // extended boot signatures
+        }
+        // exFAT §3.4 boot checksum over sectors 0..=10, skipping VolumeFlags and PercentInUse
+        let mut sum = 0u32;
+        for (i, &byte) in img[..11 * 512].iter().enumerate() {
+            if matches!(i, 0x6A | 0x6B | 0x70) {
+                continue;
+            }
+            sum = sum.rotate_right(1).wrapping_add(u32::from(byte));
+        }
+        for k in 0..128 {
+            put(&mut img, 11 * 512 + 4 * k, &sum.to_le_bytes());
+        }
+        // FAT: media + reserved entry, clusters 2-3 (bitmap, upcase), 4 = root: end of chain
+        for (c, v) in [(0usize, 0xFFFF_FFF8u32), (1, !0), (2, !0), (3, !0), (4, !0)] {
+            put(&mut img, 128 * 512 + 4 * c, &v.to_le_bytes());
+        }
+        let root = 256 * 512 + 2 * 4096;
+        let units: Vec<u16> = label.encode_utf16().collect();
+        img[root] = 0x83; // volume label entry
+        img[root + 1] = units.len() as u8; // character count
+        for (i, u) in units.iter().enumerate() {
+            put(&mut img, root + 2 + 2 * i, &u.to_le_bytes());
+        }
+        img
+    }
+
+    #[test]
+    fn exfat_boot_sector_and_label() {
+        let info = check("exfat", &exfat_image("Ëxfat Vol"));
+        assert_eq!(info.kind, FsKind::Exfat);
+        assert_eq!(info.uuid.as_deref(), Some("DEAD-BEEF"));
+        assert_eq!(info.label.as_deref(), Some("Ëxfat Vol"));
+        assert_eq!(info.block_bytes, Some(4096));
+        assert_eq!(info.fs_bytes, Some(8 << 20));
+        assert_eq!(info.version.as_deref(), Some("1.0"));
+        let mut bad = exfat_image("x");
+        bad[0x20] = 1; // inside the must-be-zero area
+        assert_ne!(
+            probe(&MemDisk::new(bad)).map(|i| i.kind),
+            Some(FsKind::Exfat)
+        );
+    }
+
+    /// A Windows 7+ BitLocker header with its first FVE metadata block at 64 KiB.
+    pub(crate) fn bitlocker_image(jump: [u8; 3], serial: u32) -> Vec<u8> {
+        let mut img = vec![0u8; 1 << 20];
+        put(&mut img, 0, &jump); // jump
+        put(&mut img, 3, b"-FVE-FS-"); // signature
+        put(&mut img, 0x0B, &512u16.to_le_bytes()); // bytes per sector
+        img[0x0D] = 8; // sectors per cluster
+        img[0x15] = 0xF8; // media
+        put(&mut img, 0x43, &serial.to_le_bytes()); // volume serial
+        put(&mut img, 0x47, b"NO NAME    "); // label
+        put(
+            &mut img,
+            0xA0,
+            &[0x3B, 0xD6, 0x67, 0x49, 0x29, 0x2E, 0xD8, 0x4A],
+        ); // GUID
+        put(
+            &mut img,
+            0xA8,
+            &[0x83, 0x99, 0xF6, 0xA3, 0x39, 0xE3, 0xD0, 0x01],
+        );
+        put(&mut img, 0xB0, &0x10000u64.to_le_bytes()); // FVE metadata block 1
+        put(&mut img, 0xB8, &0x20000u64.to_le_bytes()); // FVE metadata block 2
+        put(&mut img, 0xC0, &0x30000u64.to_le_bytes()); // FVE metadata block 3
+        put(&mut img, 0x1FE, &[0x55, 0xAA]);
+        for off in [0x10000usize, 0x20000, 0x30000] {
+            put(&mut img, off, b"-FVE-FS-"); // FVE block signature
+            put(&mut img, off + 8, &0x40u16.to_le_bytes()); // size
+            put(&mut img, off + 10, &2u16.to_le_bytes()); // version 2
+        }
+        img
+    }
+
+    #[test]
+    fn bitlocker_windows7_vista_and_to_go() {
+        let info = check("bde7", &bitlocker_image([0xEB, 0x58, 0x90], 305_419_896));
+        assert_eq!(info.kind, FsKind::Bitlocker);
+        assert!(info.encrypted);
+        assert_eq!(info.uuid.as_deref(), Some("0000000305419896"));
+        assert_eq!(
+            info.uuid_sub.as_deref(),
+            Some("{4967D63B-2E29-4AD8-8399-F6A339E3D001}")
+        );
+        assert_eq!(info.version.as_deref(), Some("2"));
+        let info = check("bde7neg", &bitlocker_image([0xEB, 0x58, 0x90], 0xFFFF_FFFE));
+        assert_eq!(info.uuid.as_deref(), Some("-000000000000002"));
+        let info = check("bdevista", &bitlocker_image([0xEB, 0x52, 0x90], 7));
+        assert_eq!((info.kind, info.uuid), (FsKind::Bitlocker, None));
+
+        // To Go: a FAT32 look-alike with the FVE pointers at 0x1B8
+        let mut togo = vec![0u8; 1 << 20];
+        put(&mut togo, 0, &[0xEB, 0x58, 0x90]);
+        put(&mut togo, 3, b"MSWIN4.1");
+        put(&mut togo, 0x0B, &512u16.to_le_bytes());
+        togo[0x0D] = 8;
+        put(&mut togo, 0x0E, &32u16.to_le_bytes());
+        togo[0x10] = 2;
+        togo[0x15] = 0xF8;
+        put(&mut togo, 0x20, &2048u32.to_le_bytes());
+        put(&mut togo, 0x24, &8u32.to_le_bytes());
+        put(&mut togo, 0x2C, &2u32.to_le_bytes());
+        put(&mut togo, 0x52, b"FAT32   ");
+        put(&mut togo, 0x1B8, &0x10000u64.to_le_bytes()); // FVE metadata block 1
+        put(&mut togo, 0x1FE, &[0x55, 0xAA]);
+        put(&mut togo, 0x10000, b"-FVE-FS-");
+        put(&mut togo, 0x1000A, &2u16.to_le_bytes());
+        let info = check("bdetogo", &togo);
+        assert_eq!(info.kind, FsKind::Bitlocker);
+        assert!(info.encrypted);
+        // without the FVE block it is the FAT32 it pretends to be
+        put(&mut togo, 0x10000, b"--------");
+        assert_ne!(
+            bitlocker(&MemDisk::new(togo)).map(|i| i.kind),
+            Some(FsKind::Bitlocker)
+        );
+    }
+
+    #[test]
+    fn refs_boot_sector() {
+        let mut img = vec![0u8; 1 << 20];
+        put(&mut img, 3, b"ReFS\0\0\0\0"); // file system name (jump is zero)
+        put(&mut img, 0x10, b"FSRS"); // identifier
+        put(&mut img, 0x14, &0x200u16.to_le_bytes()); // length
+        put(&mut img, 0x18, &2048u64.to_le_bytes()); // sectors
+        put(&mut img, 0x20, &512u32.to_le_bytes()); // bytes per sector
+        put(&mut img, 0x24, &128u32.to_le_bytes()); // sectors per cluster: 64 KiB
+        img[0x28] = 3; // major version
+        img[0x29] = 4; // minor version
+        put(&mut img, 0x38, &0x0123_4567_89AB_CDEFu64.to_le_bytes()); // serial
+        let info = check("refs", &img);
+        assert_eq!(info.kind, FsKind::Refs);
+        assert_eq!(info.uuid, None);
+        assert_eq!(info.version.as_deref(), Some("3.4"));
+        assert_eq!(info.block_bytes, Some(65536));
+        assert_eq!(info.fs_bytes, Some(1 << 20));
+        img[0] = 0xEB; // blkid's magic wants the jump bytes zero
+        assert_eq!(refs(&MemDisk::new(img)), None);
+    }
+
+    /// An ISO 9660 image: primary descriptor, optional Joliet descriptor, terminator.
+    pub(crate) fn iso_image(joliet: Option<&str>) -> Vec<u8> {
+        let mut img = vec![0u8; 40 * 2048];
+        let mut vd = 0x8000;
+        let descriptor = |img: &mut Vec<u8>, off: usize, kind: u8| {
+            img[off] = kind; // type
+            put(img, off + 1, b"CD001"); // standard id
+            img[off + 6] = 1; // version
+            put(img, off + 0x50, &40u32.to_le_bytes()); // space size, LE
+            put(img, off + 0x54, &40u32.to_be_bytes()); // space size, BE
+            put(img, off + 0x80, &2048u16.to_le_bytes()); // block size, LE
+            put(img, off + 0x82, &2048u16.to_be_bytes()); // block size, BE
+            put(img, off + 0x32D, b"2024010203040506\x04"); // creation date, GMT+1
+            put(img, off + 0x33E, b"0000000000000000\0"); // modification date: unset
+        };
+        descriptor(&mut img, vd, 1);
+        put(&mut img, vd + 0x08, &[b' '; 32]); // system id
+        let mut vol = [b' '; 32];
+        vol[..12].copy_from_slice(b"MY_ISO_LABEL");
+        put(&mut img, vd + 0x28, &vol); // volume id
+        vd += 2048;
+        if let Some(j) = joliet {
+            descriptor(&mut img, vd, 2);
+            put(&mut img, vd + 0x58, b"%/E"); // Joliet UCS-2 level 3
+            let mut units: Vec<u8> = j.encode_utf16().flat_map(u16::to_be_bytes).collect();
+            while units.len() < 32 {
+                units.extend_from_slice(&[0, b' ']);
+            }
+            put(&mut img, vd + 0x28, &units[..32]); // volume id, UCS-2BE
+            vd += 2048;
+        }
+        img[vd] = 255; // terminator
+        put(&mut img, vd + 1, b"CD001");
+        img[vd + 6] = 1;
+        img
+    }
+
+    #[test]
+    fn iso9660_primary_and_joliet() {
+        let info = check("iso", &iso_image(None));
+        assert_eq!(info.kind, FsKind::Iso9660);
+        assert_eq!(info.label.as_deref(), Some("MY_ISO_LABEL"));
+        assert_eq!(info.uuid.as_deref(), Some("2024-01-02-03-04-05-06"));
+        assert_eq!(info.fs_bytes, Some(40 * 2048));
+        let info = check("isojoliet", &iso_image(Some("My ISO label")));
+        assert_eq!(info.label.as_deref(), Some("My ISO label"));
+        let mut bad = iso_image(None);
+        bad[0x8001] = b'X'; // standard id "XD001"
+        assert_eq!(iso9660(&MemDisk::new(bad)), None);
+        assert_eq!(
+            iso9660(&MemDisk::new(iso_image(None)[..0x8100].to_vec())),
+            None
+        );
+    }
+
+    /// LUKS headers: LUKS1 phdr, LUKS2 binary header with a label.
+    #[test]
+    fn luks_headers() {
+        for version in [1u16, 2] {
+            let mut img = vec![0u8; 1 << 20];
+            put(&mut img, 0, LUKS_MAGIC); // magic
+            put(&mut img, 6, &version.to_be_bytes()); // version, big-endian
+            put(&mut img, 0xA8, b"0f1e2d3c-4b5a-4968-8776-655443322110"); // uuid text
+            if version == 2 {
+                put(&mut img, 0x08, &16384u64.to_be_bytes()); // hdr_size
+                put(&mut img, 0x18, b"vault"); // label
+                put(&mut img, 0x48, b"sha256"); // checksum algorithm
+            } else {
+                put(&mut img, 0x08, b"aes"); // cipher name
+            }
+            let info = luks(&MemDisk::new(img.clone())).unwrap();
+            assert_eq!(
+                info.kind,
+                if version == 1 {
+                    FsKind::Luks1
+                } else {
+                    FsKind::Luks2
+                }
+            );
+            assert!(info.encrypted);
+            assert_eq!(
+                info.uuid.as_deref(),
+                Some("0f1e2d3c-4b5a-4968-8776-655443322110")
+            );
+            assert_eq!(info.label.as_deref(), (version == 2).then_some("vault"));
+            put(&mut img, 6, &3u16.to_be_bytes());
+            assert_eq!(luks(&MemDisk::new(img)), None);
+        }
+    }
+
+    /// ext superblock fixture: block size, counts and features as given.
+    pub(crate) fn ext_image(compat: u32, incompat: u32, ro_compat: u32, hi: u32) -> Vec<u8> {
+        let mut img = vec![0u8; 4096];
+        let s = 1024;
+        put(&mut img, s + 0x04, &8192u32.to_le_bytes()); // s_blocks_count_lo
+        put(&mut img, s + 0x18, &2u32.to_le_bytes()); // s_log_block_size: 4 KiB
+        put(&mut img, s + 0x38, &0xEF53u16.to_le_bytes()); // s_magic
+        put(&mut img, s + 0x4C, &1u32.to_le_bytes()); // s_rev_level
+        put(&mut img, s + 0x5C, &compat.to_le_bytes()); // s_feature_compat
+        put(&mut img, s + 0x60, &incompat.to_le_bytes()); // s_feature_incompat
+        put(&mut img, s + 0x64, &ro_compat.to_le_bytes()); // s_feature_ro_compat
+        put(&mut img, s + 0x68, &[0x11; 16]); // s_uuid
+        put(&mut img, s + 0x78, b"root\0garbage"); // s_volume_name: cut at NUL
+        put(&mut img, s + 0x150, &hi.to_le_bytes()); // s_blocks_count_hi
+        img
+    }
+
+    #[test]
+    fn ext_kind_follows_blkid_feature_rules() {
+        let kind = |c, i, r| ext(&MemDisk::new(ext_image(c, i, r, 0))).unwrap().kind;
+        assert_eq!(kind(0, 0x2, 0x3), FsKind::Ext2); // filetype, sparse_super + large_file
+        assert_eq!(kind(0x4, 0x2, 0x3), FsKind::Ext3); // + has_journal
+        assert_eq!(kind(0x4, 0x6, 0x3), FsKind::Ext3); // + needs_recovery
+        assert_eq!(kind(0x4, 0x42, 0x3), FsKind::Ext4); // + extents
+        assert_eq!(kind(0, 0x2, 0x8), FsKind::Ext4); // huge_file without a journal
+        assert_eq!(kind(0, 0x6, 0), FsKind::Ext4); // recovery flag without journal: blkid says ext4
+        assert_eq!(ext(&MemDisk::new(ext_image(0x4, 0x8, 0, 0))), None); // journal device
+        let info = ext(&MemDisk::new(ext_image(0, 0x80, 0, 1))).unwrap();
+        assert_eq!(info.fs_bytes, Some(((1u64 << 32) + 8192) * 4096)); // 64bit: hi counts
+        assert_eq!(info.label.as_deref(), Some("root"));
+        assert_eq!(
+            info.uuid.as_deref(),
+            Some("11111111-1111-1111-1111-111111111111")
+        );
+        let info = ext(&MemDisk::new(ext_image(0, 0, 0, 1))).unwrap();
+        assert_eq!(info.fs_bytes, Some(8192 * 4096)); // no 64bit: hi ignored
+        let mut bad = ext_image(0, 0, 0, 0);
+        put(&mut bad, 1024 + 0x18, &40u32.to_le_bytes()); // absurd block size
+        assert_eq!(ext(&MemDisk::new(bad)), None);
+        assert_eq!(
+            ext(&MemDisk::new(ext_image(0, 0, 0, 0)[..1500].to_vec())),
+            None
+        );
+    }
+
+    #[test]
+    fn swap_in_both_byte_orders_and_page_sizes() {
+        for (page, big) in [(4096usize, false), (4096, true), (65536, false)] {
+            let mut img = vec![0u8; 1 << 20];
+            let ver = if big {
+                1u32.to_be_bytes()
+            } else {
+                1u32.to_le_bytes()
+            };
+            let last = if big {
+                255u32.to_be_bytes()
+            } else {
+                255u32.to_le_bytes()
+            };
+            put(&mut img, 0x400, &ver); // version
+            put(&mut img, 0x404, &last); // last_page
+            put(&mut img, 0x40C, &[0xAB; 16]); // uuid
+            put(&mut img, 0x41C, b"swp"); // volume name
+            put(&mut img, page - 10, b"SWAPSPACE2"); // magic
+            let info = swap(&MemDisk::new(img.clone())).unwrap();
+            assert_eq!(info.fs_bytes, Some(256 * page as u64));
+            assert_eq!(info.label.as_deref(), Some("swp"));
+            put(&mut img, 0x4AC, &[1]); // garbage in padding[32]: no uuid/label
+            let info = swap(&MemDisk::new(img.clone())).unwrap();
+            assert_eq!((info.label, info.uuid), (None, None));
+            put(&mut img, 0x404, &[0; 4]); // last_page 0
+            assert_eq!(swap(&MemDisk::new(img)), None);
+        }
+    }
+
+    #[test]
+    fn xfs_and_btrfs_superblocks() {
+        let mut x = vec![0u8; 4096];
+        put(&mut x, 0, b"XFSB"); // magic
+        put(&mut x, 4, &4096u32.to_be_bytes()); // blocksize
+        put(&mut x, 8, &1000u64.to_be_bytes()); // dblocks
+        put(&mut x, 0x20, &[0x22; 16]); // uuid
+        put(&mut x, 0x58, &4u32.to_be_bytes()); // agcount
+        put(&mut x, 0x64, &0xB4A5u16.to_be_bytes()); // versionnum: v5
+        put(&mut x, 0x66, &512u16.to_be_bytes()); // sectsize
+        put(&mut x, 0x68, &512u16.to_be_bytes()); // inodesize
+        put(&mut x, 0x6C, b"xfs-root"); // fname
+        x[0x78] = 12; // blocklog
+        x[0x79] = 9; // sectlog
+        x[0x7A] = 9; // inodelog
+        x[0x7B] = 3; // inopblog
+        let info = xfs(&MemDisk::new(x.clone())).unwrap();
+        assert_eq!(info.fs_bytes, Some(4096 * 1000));
+        assert_eq!(info.label.as_deref(), Some("xfs-root"));
+        x[0x7B] = 4; // inopblog inconsistent with blocklog - inodelog
+        assert_eq!(xfs(&MemDisk::new(x)), None);
+
+        let mut b = vec![0u8; 0x10000 + 4096];
+        let s = 0x10000;
+        put(&mut b, s + 0x20, &[0x33; 16]); // fsid
+        put(&mut b, s + 0x40, BTRFS_MAGIC); // magic
+        put(&mut b, s + 0x70, &(1u64 << 30).to_le_bytes()); // total_bytes
+        put(&mut b, s + 0x90, &4096u32.to_le_bytes()); // sectorsize
+        put(&mut b, s + 0xC9 + 0x08, &(1u64 << 29).to_le_bytes()); // dev_item.total_bytes
+        put(&mut b, s + 0x12B, b"btr"); // label
+        let info = btrfs(&MemDisk::new(b.clone())).unwrap();
+        assert_eq!(info.fs_bytes, Some(1 << 29));
+        assert_eq!(
+            info.uuid.as_deref(),
+            Some("33333333-3333-3333-3333-333333333333")
+        );
+        assert_eq!(btrfs(&MemDisk::new(b[..0x10040].to_vec())), None); // truncated
+    }
+
+    #[test]
+    fn fat_probe_on_the_fixture() {
+        let info = check("fat12", &crate::fs::fat::tests::fat12_image());
+        assert_eq!(info.kind, FsKind::Fat12);
+        assert_eq!(info.label.as_deref(), Some("FIXTURE"));
+        assert_eq!(info.uuid.as_deref(), Some("1234-ABCD"));
+        assert_eq!(info.version.as_deref(), Some("FAT12"));
+        // truncated after the root directory: still FAT12, with the size it claims
+        let img = crate::fs::fat::tests::fat12_image();
+        let info = probe(&MemDisk::new(img[..4096].to_vec())).unwrap();
+        assert_eq!(info.kind, FsKind::Fat12);
+        assert_eq!(info.label.as_deref(), Some("FIXTURE"));
+        assert_eq!(info.fs_bytes, Some(img.len() as u64));
+        // truncated inside the boot sector: nothing
+        assert_eq!(probe(&MemDisk::new(img[..300].to_vec())), None);
+    }
+
+    #[test]
+    fn nothing_on_empty_or_tiny_disks() {
+        for n in [0usize, 1, 3, 11, 511, 512, 1024, 4096, 70_000] {
+            assert_eq!(probe(&MemDisk::new(vec![0; n])), None, "{n}");
+            assert_eq!(probe(&MemDisk::new(vec![0xFF; n])), None, "{n}");
+        }
+    }
+
+    #[test]
+    fn label_and_uuid_helpers() {
+        assert_eq!(byte_label(b"abc  \0xyz"), Some("abc".into()));
+        assert_eq!(byte_label(b"   "), None);
+        assert_eq!(
+            utf16le_label(&[b'a', 0, 0xE9, 0, 0, 0, b'z', 0]),
+            Some("aé".into())
+        );
+        assert_eq!(uuid_string(&[0; 16]), None);
+        assert_eq!(
+            uuid_string(&[0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0, 1, 2, 3, 4, 5, 6, 7]),
+            Some("01234567-89ab-cdef-0001-020304050607".into())
+        );
+        assert_eq!(lvm_uuid(b"short"), None);
+    }
 }
