@@ -21,8 +21,17 @@ const GIB: u64 = 1 << 30;
 
 /// A sparse fixed VHD of `disk_bytes` with a GPT of four partitions (only metadata is written).
 fn sparse_gpt_vhd(disk_bytes: u64) -> PathBuf {
-    let path = std::env::temp_dir().join(format!("vhdtool-bench-{}-{disk_bytes}.vhd", std::process::id()));
-    let f = OpenOptions::new().create(true).truncate(true).read(true).write(true).open(&path).unwrap();
+    let path = std::env::temp_dir().join(format!(
+        "vhdtool-bench-{}-{disk_bytes}.vhd",
+        std::process::id()
+    ));
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
     f.set_len(disk_bytes + 512).unwrap();
     let sectors = disk_bytes / 512;
     let quarter = (sectors - 4096) / 4 / 2048 * 2048;
@@ -39,10 +48,20 @@ fn sparse_gpt_vhd(disk_bytes: u64) -> PathBuf {
         })
         .collect();
     let image = gpt::encode(Guid::from_hash(b"bench"), &parts, 128, 512, sectors).unwrap();
-    f.write_all_at(&vhdtool::mbr::protective_mbr(&[0; 440], sectors), 0).unwrap();
+    f.write_all_at(&vhdtool::mbr::protective_mbr(&[0; 440], sectors), 0)
+        .unwrap();
     f.write_all_at(&image.primary, 512).unwrap();
-    f.write_all_at(&image.backup, image.backup_entries_lba * 512).unwrap();
-    let footer = vhdtool::vhd::footer::fixed_footer(disk_bytes, [7; 16], 0, *b"win ", 0x000a_0000, *b"Wi2k", disk_bytes);
+    f.write_all_at(&image.backup, image.backup_entries_lba * 512)
+        .unwrap();
+    let footer = vhdtool::vhd::footer::fixed_footer(
+        disk_bytes,
+        [7; 16],
+        0,
+        *b"win ",
+        0x000a_0000,
+        *b"Wi2k",
+        disk_bytes,
+    );
     f.write_all_at(&footer, disk_bytes).unwrap();
     path
 }
@@ -56,7 +75,15 @@ impl Drop for Removed {
 
 #[divan::bench]
 fn footer_decode(b: divan::Bencher) {
-    let footer = vhdtool::vhd::footer::fixed_footer(127 * GIB, [1; 16], 0, *b"win ", 0x000a_0000, *b"Wi2k", 127 * GIB);
+    let footer = vhdtool::vhd::footer::fixed_footer(
+        127 * GIB,
+        [1; 16],
+        0,
+        *b"win ",
+        0x000a_0000,
+        *b"Wi2k",
+        127 * GIB,
+    );
     b.bench(|| vhdtool::vhd::footer::decode(divan::black_box(&footer), 0, false).unwrap());
 }
 
@@ -83,7 +110,8 @@ fn mbr_with_logicals(b: divan::Bencher) {
         disk[o + 446 + 12..o + 446 + 16].copy_from_slice(&2048u32.to_le_bytes());
         if i < 15 {
             disk[o + 462 + 4] = 0x05;
-            disk[o + 462 + 8..o + 462 + 12].copy_from_slice(&(((i + 1) * 4096) as u32).to_le_bytes());
+            disk[o + 462 + 8..o + 462 + 12]
+                .copy_from_slice(&(((i + 1) * 4096) as u32).to_le_bytes());
             disk[o + 462 + 12..o + 462 + 16].copy_from_slice(&4096u32.to_le_bytes());
         }
         disk[o + 510] = 0x55;
@@ -91,7 +119,9 @@ fn mbr_with_logicals(b: divan::Bencher) {
     }
     let d = MemDisk::new(disk);
     b.bench(|| {
-        let m = vhdtool::mbr::read(divan::black_box(&d), 512).unwrap().unwrap();
+        let m = vhdtool::mbr::read(divan::black_box(&d), 512)
+            .unwrap()
+            .unwrap();
         assert_eq!(m.logicals.len(), 16);
         m
     });
@@ -103,7 +133,11 @@ fn gpt_both_copies(b: divan::Bencher) {
     let _rm = Removed(path.clone());
     let d = MmapDisk::open(&path, vhdtool::disk::Access::ReadOnly).unwrap();
     let data = vhdtool::disk::Window::new(&d, 0, d.len() - 512).unwrap();
-    b.bench(|| vhdtool::gpt::read(divan::black_box(&data), 512).unwrap().unwrap());
+    b.bench(|| {
+        vhdtool::gpt::read(divan::black_box(&data), 512)
+            .unwrap()
+            .unwrap()
+    });
 }
 
 #[divan::bench]
@@ -138,16 +172,22 @@ fn info_process_vs_qemu_img() {
     let path = sparse_gpt_vhd(2000 * GIB);
     let _rm = Removed(path.clone());
     let bin = env!("CARGO_BIN_EXE_vhdtool");
-    let ours = median_wall(|| {
-        let mut c = Command::new(bin);
-        c.arg("info").arg("--json").arg(&path);
-        c
-    }, 21);
-    let qemu = median_wall(|| {
-        let mut c = Command::new("qemu-img");
-        c.args(["info", "-f", "vpc"]).arg(&path);
-        c
-    }, 21);
+    let ours = median_wall(
+        || {
+            let mut c = Command::new(bin);
+            c.arg("info").arg("--json").arg(&path);
+            c
+        },
+        21,
+    );
+    let qemu = median_wall(
+        || {
+            let mut c = Command::new("qemu-img");
+            c.args(["info", "-f", "vpc"]).arg(&path);
+            c
+        },
+        21,
+    );
     eprintln!(
         "\n2000 GiB sparse fixed VHD, median of 21 runs: vhdtool info {:.2} ms, qemu-img info -f vpc {:.2} ms, ratio {:.2}x faster",
         ours.as_secs_f64() * 1e3,

@@ -455,7 +455,7 @@ fn azure_verdict(report: &InfoReport, image: &vhd::Image, findings: &mut Vec<Fin
         ),
     }
     let size = image.virtual_bytes;
-    if size % MIB != 0 {
+    if !size.is_multiple_of(MIB) {
         no(
             "azure.size-not-mib-aligned",
             format!(

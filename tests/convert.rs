@@ -36,8 +36,16 @@ fn boot_files(dir: &Path) -> PathBuf {
         })
         .collect();
     fs::write(root.join("EFI/BOOT/BOOTX64.EFI"), &big).unwrap();
-    fs::write(root.join("EFI/BOOT/grub.cfg"), b"search.fs_uuid 0000 root\nconfigfile /boot/grub/grub.cfg\n").unwrap();
-    fs::write(root.join("EFI/vendor/shimx64.efi.signed-copy"), &big[..1000]).unwrap();
+    fs::write(
+        root.join("EFI/BOOT/grub.cfg"),
+        b"search.fs_uuid 0000 root\nconfigfile /boot/grub/grub.cfg\n",
+    )
+    .unwrap();
+    fs::write(
+        root.join("EFI/vendor/shimx64.efi.signed-copy"),
+        &big[..1000],
+    )
+    .unwrap();
     root
 }
 
@@ -62,7 +70,10 @@ fn file_crc(path: &Path) -> u32 {
 
 fn tool_out(cmd: &mut Command) -> (i32, String) {
     let run = run_with_timeout(cmd, Duration::from_secs(120));
-    (run.code.unwrap_or(-1), format!("{}{}", run.stdout, run.stderr))
+    (
+        run.code.unwrap_or(-1),
+        format!("{}{}", run.stdout, run.stderr),
+    )
 }
 
 /// The disk of `image` as a raw file (a VHD without its footer), for tools that read raw disks.
@@ -70,12 +81,25 @@ fn raw_view(image: &Path, is_vhd: bool, tmp: &Path) -> PathBuf {
     if !is_vhd {
         return image.to_path_buf();
     }
-    let out = tmp.join(format!("{}.rawview", image.file_name().unwrap().to_string_lossy()));
+    let out = tmp.join(format!(
+        "{}.rawview",
+        image.file_name().unwrap().to_string_lossy()
+    ));
     let _ = fs::remove_file(&out);
-    let st = Command::new("cp").arg("--sparse=always").arg(image).arg(&out).status().unwrap();
+    let st = Command::new("cp")
+        .arg("--sparse=always")
+        .arg(image)
+        .arg(&out)
+        .status()
+        .unwrap();
     assert!(st.success());
     let len = fs::metadata(&out).unwrap().len();
-    fs::OpenOptions::new().write(true).open(&out).unwrap().set_len(len - 512).unwrap();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&out)
+        .unwrap()
+        .set_len(len - 512)
+        .unwrap();
     out
 }
 
@@ -107,37 +131,81 @@ fn data_partitions(path: &Path) -> Vec<(u64, u64)> {
         .unwrap()
         .iter()
         .filter(|p| !p["extended"].as_bool().unwrap())
-        .map(|p| (p["start_lba"].as_u64().unwrap() * sb, p["size_bytes"].as_u64().unwrap()))
+        .map(|p| {
+            (
+                p["start_lba"].as_u64().unwrap() * sb,
+                p["size_bytes"].as_u64().unwrap(),
+            )
+        })
         .collect()
 }
 
 fn convertible(img: &Image) -> bool {
-    img.scheme == "mbr" && matches!(img.form, Form::Raw | Form::VhdFixedForce | Form::VhdFixedChs) && img.sector_bytes == 512
+    img.scheme == "mbr"
+        && matches!(
+            img.form,
+            Form::Raw | Form::VhdFixedForce | Form::VhdFixedChs
+        )
+        && img.sector_bytes == 512
 }
 
 /// Convert `input` to `out` and judge the result with the independent tools.
 fn convert_and_judge(img: &Image, input: &Path, out: &Path, boot: &Path, tmp: &Path) -> Value {
-    let run = vhdtool(["convert".as_ref(), input.as_os_str(), "-o".as_ref(), out.as_os_str(), "--boot-files".as_ref(), boot.as_os_str(), "--json".as_ref()]);
+    let run = vhdtool([
+        "convert".as_ref(),
+        input.as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+        "--boot-files".as_ref(),
+        boot.as_os_str(),
+        "--json".as_ref(),
+    ]);
     run.assert_sane();
-    assert_eq!(run.exit_code(), 0, "{}: convert failed:\n{}\n{}", img.file, run.stdout, run.stderr);
+    assert_eq!(
+        run.exit_code(),
+        0,
+        "{}: convert failed:\n{}\n{}",
+        img.file,
+        run.stdout,
+        run.stderr
+    );
     let report: Value = serde_json::from_str(&run.stdout).unwrap();
     let plan = &report["validation"]["plan"];
     let is_vhd = img.form.is_vhd();
     let new_disk = plan["new_disk_bytes"].as_u64().unwrap();
-    assert_eq!(fs::metadata(out).unwrap().len(), plan["new_file_bytes"].as_u64().unwrap(), "{}", img.file);
-    assert_eq!(new_disk % (1 << 20), 0, "{}: the new size is a whole number of MiB", img.file);
+    assert_eq!(
+        fs::metadata(out).unwrap().len(),
+        plan["new_file_bytes"].as_u64().unwrap(),
+        "{}",
+        img.file
+    );
+    assert_eq!(
+        new_disk % (1 << 20),
+        0,
+        "{}: the new size is a whole number of MiB",
+        img.file
+    );
 
     // sgdisk -v: the GPT we wrote
     let raw = raw_view(out, is_vhd, tmp);
     let (code, text) = tool_out(Command::new("sgdisk").arg("-v").arg(&raw));
-    assert!(code == 0 && text.contains("No problems found"), "{}: sgdisk -v:\n{text}", img.file);
+    assert!(
+        code == 0 && text.contains("No problems found"),
+        "{}: sgdisk -v:\n{text}",
+        img.file
+    );
     // the kernel's view of the table, through sfdisk (another independent reader)
     let (code, text) = tool_out(Command::new("sfdisk").arg("--json").arg(&raw));
     assert_eq!(code, 0, "{}: sfdisk --json: {text}", img.file);
     let sf: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(sf["partitiontable"]["label"], "gpt", "{}", img.file);
     let entries = sf["partitiontable"]["partitions"].as_array().unwrap();
-    assert_eq!(entries.len(), plan["partitions"].as_array().unwrap().len(), "{}", img.file);
+    assert_eq!(
+        entries.len(),
+        plan["partitions"].as_array().unwrap().len(),
+        "{}",
+        img.file
+    );
 
     // the ESP: fsck.fat -n, mdir, mcopy
     let esp = &plan["esp"];
@@ -147,34 +215,90 @@ fn convert_and_judge(img: &Image, input: &Path, out: &Path, boot: &Path, tmp: &P
     extract(out, esp_off, esp_len, &esp_file);
     let (code, text) = tool_out(Command::new("fsck.fat").arg("-n").arg(&esp_file));
     assert_eq!(code, 0, "{}: fsck.fat -n:\n{text}", img.file);
-    let (code, text) = tool_out(Command::new("mdir").env("MTOOLS_SKIP_CHECK", "1").args(["-b", "-/", "-i"]).arg(&esp_file).arg("::/"));
+    let (code, text) = tool_out(
+        Command::new("mdir")
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .args(["-b", "-/", "-i"])
+            .arg(&esp_file)
+            .arg("::/"),
+    );
     assert_eq!(code, 0, "{}: mdir: {text}", img.file);
-    for f in ["EFI/BOOT/BOOTX64.EFI", "EFI/BOOT/grub.cfg", "EFI/vendor/shimx64.efi.signed-copy"] {
-        assert!(text.contains(f), "{}: mdir does not list {f}:\n{text}", img.file);
+    for f in [
+        "EFI/BOOT/BOOTX64.EFI",
+        "EFI/BOOT/grub.cfg",
+        "EFI/vendor/shimx64.efi.signed-copy",
+    ] {
+        assert!(
+            text.contains(f),
+            "{}: mdir does not list {f}:\n{text}",
+            img.file
+        );
     }
     let got = tmp.join(format!("{}.bootx64", img.file));
-    let (code, text) = tool_out(Command::new("mcopy").env("MTOOLS_SKIP_CHECK", "1").arg("-n").arg("-i").arg(&esp_file).arg("::/EFI/BOOT/BOOTX64.EFI").arg(&got));
+    let (code, text) = tool_out(
+        Command::new("mcopy")
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .arg("-n")
+            .arg("-i")
+            .arg(&esp_file)
+            .arg("::/EFI/BOOT/BOOTX64.EFI")
+            .arg(&got),
+    );
     assert_eq!(code, 0, "{}: mcopy: {text}", img.file);
-    assert_eq!(fs::read(&got).unwrap(), fs::read(boot.join("EFI/BOOT/BOOTX64.EFI")).unwrap(), "{}: BOOTX64.EFI differs", img.file);
+    assert_eq!(
+        fs::read(&got).unwrap(),
+        fs::read(boot.join("EFI/BOOT/BOOTX64.EFI")).unwrap(),
+        "{}: BOOTX64.EFI differs",
+        img.file
+    );
 
     // qemu-img reads the VHD at its new size
     if is_vhd {
-        let (code, text) = tool_out(Command::new("qemu-img").args(["info", "-f", "vpc", "--output=json"]).arg(out));
+        let (code, text) = tool_out(
+            Command::new("qemu-img")
+                .args(["info", "-f", "vpc", "--output=json"])
+                .arg(out),
+        );
         assert_eq!(code, 0, "{}: qemu-img info: {text}", img.file);
         let qi: Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(qi["virtual-size"].as_u64().unwrap(), new_disk, "{}: qemu-img virtual size", img.file);
+        assert_eq!(
+            qi["virtual-size"].as_u64().unwrap(),
+            new_disk,
+            "{}: qemu-img virtual size",
+            img.file
+        );
     }
 
     // our own reader agrees, and the verdicts
     let (run, info) = common::info_json(out, Duration::from_secs(30));
-    assert_eq!(run.exit_code(), 0, "{}: info on the result: {}", img.file, run.stdout);
+    assert_eq!(
+        run.exit_code(),
+        0,
+        "{}: info on the result: {}",
+        img.file,
+        run.stdout
+    );
     assert_eq!(info["partition_table"], "gpt", "{}", img.file);
-    assert_eq!(info["gen2_ready"], true, "{}: not gen2_ready: {:?}", img.file, common::findings(&info));
+    assert_eq!(
+        info["gen2_ready"],
+        true,
+        "{}: not gen2_ready: {:?}",
+        img.file,
+        common::findings(&info)
+    );
     if is_vhd {
-        assert_eq!(info["azure_ready"], true, "{}: not azure_ready: {:?}", img.file, common::findings(&info));
+        assert_eq!(
+            info["azure_ready"],
+            true,
+            "{}: not azure_ready: {:?}",
+            img.file,
+            common::findings(&info)
+        );
     }
     assert!(
-        !common::findings(&info).iter().any(|(sev, _)| sev == "error"),
+        !common::findings(&info)
+            .iter()
+            .any(|(sev, _)| sev == "error"),
         "{}: error findings on the result: {:?}",
         img.file,
         common::findings(&info)
@@ -182,7 +306,12 @@ fn convert_and_judge(img: &Image, input: &Path, out: &Path, boot: &Path, tmp: &P
 
     // every byte of every original partition is unchanged
     for (start, len) in data_partitions(input) {
-        assert_eq!(crc_range(input, start, len), crc_range(out, start, len), "{}: partition at byte {start} changed", img.file);
+        assert_eq!(
+            crc_range(input, start, len),
+            crc_range(out, start, len),
+            "{}: partition at byte {start} changed",
+            img.file
+        );
     }
     report
 }
@@ -192,7 +321,9 @@ fn converts_every_mbr_layout_and_independent_tools_agree() {
     if !require_tools(JUDGES) {
         return;
     }
-    let Some(images) = common::images() else { return };
+    let Some(images) = common::images() else {
+        return;
+    };
     let tmp = TempDir::new("convert-all");
     let boot = boot_files(tmp.path());
     let mut done = 0;
@@ -201,19 +332,39 @@ fn converts_every_mbr_layout_and_independent_tools_agree() {
         let before = file_crc(&input);
         let out = tmp.path().join(format!("{}.gen2", img.file));
         let report = convert_and_judge(img, &input, &out, &boot, tmp.path());
-        assert_eq!(file_crc(&input), before, "{}: -o must leave the input untouched", img.file);
+        assert_eq!(
+            file_crc(&input),
+            before,
+            "{}: -o must leave the input untouched",
+            img.file
+        );
         // the same input gives byte-identical output
         let again = tmp.path().join(format!("{}.gen2-again", img.file));
-        let run = vhdtool(["convert".as_ref(), input.as_os_str(), "-o".as_ref(), again.as_os_str(), "--boot-files".as_ref(), boot.as_os_str()]);
+        let run = vhdtool([
+            "convert".as_ref(),
+            input.as_os_str(),
+            "-o".as_ref(),
+            again.as_os_str(),
+            "--boot-files".as_ref(),
+            boot.as_os_str(),
+        ]);
         assert_eq!(run.exit_code(), 0, "{}: {}", img.file, run.stderr);
-        assert_eq!(file_crc(&out), file_crc(&again), "{}: two conversions differ", img.file);
+        assert_eq!(
+            file_crc(&out),
+            file_crc(&again),
+            "{}: two conversions differ",
+            img.file
+        );
         let _ = report;
         for f in [out, again] {
             let _ = fs::remove_file(f);
         }
         done += 1;
     }
-    assert!(done >= 5, "expected at least 5 convertible MBR images, converted {done}");
+    assert!(
+        done >= 5,
+        "expected at least 5 convertible MBR images, converted {done}"
+    );
 }
 
 #[test]
@@ -221,27 +372,70 @@ fn in_place_conversion_rolls_back_byte_for_byte() {
     if !require_tools(JUDGES) {
         return;
     }
-    let Some(images) = common::images() else { return };
+    let Some(images) = common::images() else {
+        return;
+    };
     let tmp = TempDir::new("convert-inplace");
     let boot = boot_files(tmp.path());
-    for img in images.list.iter().filter(|i| convertible(i) && i.form != Form::Raw) {
+    for img in images
+        .list
+        .iter()
+        .filter(|i| convertible(i) && i.form != Form::Raw)
+    {
         let work = tmp.path().join(&img.file);
-        let st = Command::new("cp").arg("--sparse=always").arg(images.path(&img.file)).arg(&work).status().unwrap();
+        let st = Command::new("cp")
+            .arg("--sparse=always")
+            .arg(images.path(&img.file))
+            .arg(&work)
+            .status()
+            .unwrap();
         assert!(st.success());
         let before = file_crc(&work);
         let before_len = fs::metadata(&work).unwrap().len();
-        let run = vhdtool(["convert".as_ref(), work.as_os_str(), "--boot-files".as_ref(), boot.as_os_str()]);
-        assert_eq!(run.exit_code(), 0, "{}: {}\n{}", img.file, run.stdout, run.stderr);
+        let run = vhdtool([
+            "convert".as_ref(),
+            work.as_os_str(),
+            "--boot-files".as_ref(),
+            boot.as_os_str(),
+        ]);
+        assert_eq!(
+            run.exit_code(),
+            0,
+            "{}: {}\n{}",
+            img.file,
+            run.stdout,
+            run.stderr
+        );
         let journal = tmp.path().join(format!("{}.vhdtool-journal", img.file));
         assert!(journal.exists(), "{}: no journal", img.file);
         // a second conversion is refused: already GPT
         let again = vhdtool(["convert".as_ref(), work.as_os_str()]);
-        assert_eq!(again.exit_code(), 8, "{}: converting a GPT disk: {}", img.file, again.stdout);
+        assert_eq!(
+            again.exit_code(),
+            8,
+            "{}: converting a GPT disk: {}",
+            img.file,
+            again.stdout
+        );
         let run = vhdtool(["rollback".as_ref(), work.as_os_str()]);
         assert_eq!(run.exit_code(), 0, "{}: rollback: {}", img.file, run.stderr);
-        assert_eq!(fs::metadata(&work).unwrap().len(), before_len, "{}", img.file);
-        assert_eq!(file_crc(&work), before, "{}: rollback is not byte-identical", img.file);
-        assert!(!journal.exists(), "{}: journal left after rollback", img.file);
+        assert_eq!(
+            fs::metadata(&work).unwrap().len(),
+            before_len,
+            "{}",
+            img.file
+        );
+        assert_eq!(
+            file_crc(&work),
+            before,
+            "{}: rollback is not byte-identical",
+            img.file
+        );
+        assert!(
+            !journal.exists(),
+            "{}: journal left after rollback",
+            img.file
+        );
         let _ = fs::remove_file(&work);
     }
 }
@@ -250,27 +444,54 @@ fn in_place_conversion_rolls_back_byte_for_byte() {
 /// write); `rollback` must give back the original bytes every time.
 #[test]
 fn killed_at_every_write_rollback_restores_the_original() {
-    let Some(images) = common::images() else { return };
+    let Some(images) = common::images() else {
+        return;
+    };
     let tmp = TempDir::new("convert-faults");
     let boot = boot_files(tmp.path());
     for name in ["linux-mbr.force.vhd", "ext-logicals.force.vhd"] {
-        let Some(img) = images.list.iter().find(|i| i.file == name) else { panic!("{name} missing from the manifest") };
+        let Some(img) = images.list.iter().find(|i| i.file == name) else {
+            panic!("{name} missing from the manifest")
+        };
         let src = images.path(&img.file);
         let original = file_crc(&src);
         let original_len = fs::metadata(&src).unwrap().len();
         let mut n = 0;
         loop {
             let work = tmp.path().join(format!("{name}.{n}"));
-            let st = Command::new("cp").arg("--sparse=always").arg(&src).arg(&work).status().unwrap();
+            let st = Command::new("cp")
+                .arg("--sparse=always")
+                .arg(&src)
+                .arg(&work)
+                .status()
+                .unwrap();
             assert!(st.success());
             let mut cmd = Command::new(common::bin());
-            cmd.arg("convert").arg(&work).arg("--boot-files").arg(&boot).env("VHDTOOL_FAULT_AFTER_WRITES", n.to_string());
+            cmd.arg("convert")
+                .arg(&work)
+                .arg("--boot-files")
+                .arg(&boot)
+                .env("VHDTOOL_FAULT_AFTER_WRITES", n.to_string());
             let run = run_with_timeout(&mut cmd, Duration::from_secs(60));
             let finished = run.code == Some(0);
-            assert!(finished || run.code.is_none(), "{name} fault {n}: expected an abort or success, got {:?}: {}", run.code, run.stderr);
+            assert!(
+                finished || run.code.is_none(),
+                "{name} fault {n}: expected an abort or success, got {:?}: {}",
+                run.code,
+                run.stderr
+            );
             let rb = vhdtool(["rollback".as_ref(), work.as_os_str()]);
-            assert_eq!(rb.exit_code(), 0, "{name} fault {n}: rollback failed: {}", rb.stderr);
-            assert_eq!(fs::metadata(&work).unwrap().len(), original_len, "{name} fault {n}: length");
+            assert_eq!(
+                rb.exit_code(),
+                0,
+                "{name} fault {n}: rollback failed: {}",
+                rb.stderr
+            );
+            assert_eq!(
+                fs::metadata(&work).unwrap().len(),
+                original_len,
+                "{name} fault {n}: length"
+            );
             assert_eq!(file_crc(&work), original, "{name} fault {n}: not restored");
             let _ = fs::remove_file(&work);
             if finished {
@@ -285,36 +506,71 @@ fn killed_at_every_write_rollback_restores_the_original() {
 
 #[test]
 fn refusals_leave_the_image_untouched() {
-    let Some(images) = common::images() else { return };
+    let Some(images) = common::images() else {
+        return;
+    };
     let tmp = TempDir::new("convert-refuse");
     for img in &images.list {
         let (expected, why) = match (img.form, img.scheme.as_str()) {
             (Form::VhdDynamic | Form::VhdDifferencing, _) => (5, "dynamic/differencing"),
-            (Form::Raw | Form::VhdFixedForce, "gpt" | "hybrid") if img.sector_bytes == 512 => (8, "already GPT"),
+            (Form::Raw | Form::VhdFixedForce, "gpt" | "hybrid") if img.sector_bytes == 512 => {
+                (8, "already GPT")
+            }
             _ => continue,
         };
         let work = tmp.path().join(&img.file);
-        let st = Command::new("cp").arg("--sparse=always").arg(images.path(&img.file)).arg(&work).status().unwrap();
+        let st = Command::new("cp")
+            .arg("--sparse=always")
+            .arg(images.path(&img.file))
+            .arg(&work)
+            .status()
+            .unwrap();
         assert!(st.success());
         let before = file_crc(&work);
         let run = vhdtool(["convert".as_ref(), work.as_os_str()]);
         run.assert_sane();
-        assert_eq!(run.exit_code(), expected, "{} ({why}): {}\n{}", img.file, run.stdout, run.stderr);
-        assert_eq!(file_crc(&work), before, "{}: modified by a refused conversion", img.file);
-        assert!(!tmp.path().join(format!("{}.vhdtool-journal", img.file)).exists());
+        assert_eq!(
+            run.exit_code(),
+            expected,
+            "{} ({why}): {}\n{}",
+            img.file,
+            run.stdout,
+            run.stderr
+        );
+        assert_eq!(
+            file_crc(&work),
+            before,
+            "{}: modified by a refused conversion",
+            img.file
+        );
+        assert!(!tmp
+            .path()
+            .join(format!("{}.vhdtool-journal", img.file))
+            .exists());
         let _ = fs::remove_file(&work);
     }
 }
 
 #[test]
 fn a_locked_image_is_refused() {
-    let Some(images) = common::images() else { return };
+    let Some(images) = common::images() else {
+        return;
+    };
     let tmp = TempDir::new("convert-lock");
     let work = tmp.path().join("locked.vhd");
-    let st = Command::new("cp").arg("--sparse=always").arg(images.path("linux-mbr.force.vhd")).arg(&work).status().unwrap();
+    let st = Command::new("cp")
+        .arg("--sparse=always")
+        .arg(images.path("linux-mbr.force.vhd"))
+        .arg(&work)
+        .status()
+        .unwrap();
     assert!(st.success());
     let before = file_crc(&work);
-    let holder = fs::OpenOptions::new().read(true).write(true).open(&work).unwrap();
+    let holder = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&work)
+        .unwrap();
     holder.lock().unwrap();
     let run = vhdtool(["convert".as_ref(), work.as_os_str()]);
     assert_eq!(run.exit_code(), 6, "{}\n{}", run.stdout, run.stderr);
@@ -325,22 +581,53 @@ fn a_locked_image_is_refused() {
 
 #[test]
 fn validate_prints_checks_and_plan_and_writes_nothing() {
-    let Some(images) = common::images() else { return };
+    let Some(images) = common::images() else {
+        return;
+    };
     let path = images.path("linux-mbr.force.vhd");
     let before = file_crc(&path);
     let run = vhdtool(["validate".as_ref(), path.as_os_str(), "--json".as_ref()]);
     assert_eq!(run.exit_code(), 0, "{}", run.stdout);
     let v: Value = serde_json::from_str(&run.stdout).unwrap();
-    let ids: Vec<&str> = v["checks"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
-    for id in ["image.footer", "table.mbr", "layout.inside-disk", "layout.no-overlap", "layout.primary-gpt-room", "layout.gpt-entry-free", "layout.encrypted", "layout.sector-size", "room.esp", "azure.size-mib"] {
+    let ids: Vec<&str> = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    for id in [
+        "image.footer",
+        "table.mbr",
+        "layout.inside-disk",
+        "layout.no-overlap",
+        "layout.primary-gpt-room",
+        "layout.gpt-entry-free",
+        "layout.encrypted",
+        "layout.sector-size",
+        "room.esp",
+        "azure.size-mib",
+    ] {
         assert!(ids.contains(&id), "check {id} missing: {ids:?}");
     }
     let regions = v["plan"]["regions"].as_array().unwrap();
-    assert!(regions.iter().any(|r| r["what"].as_str().unwrap().contains("primary GPT")));
-    assert!(regions.iter().any(|r| r["what"].as_str().unwrap().contains("backup GPT")));
+    assert!(regions
+        .iter()
+        .any(|r| r["what"].as_str().unwrap().contains("primary GPT")));
+    assert!(regions
+        .iter()
+        .any(|r| r["what"].as_str().unwrap().contains("backup GPT")));
     assert_eq!(file_crc(&path), before);
     // --room free on a disk whose last partition ends at the last sector: refused with a reason
-    let run = vhdtool(["validate".as_ref(), path.as_os_str(), "--room".as_ref(), "free".as_ref()]);
+    let run = vhdtool([
+        "validate".as_ref(),
+        path.as_os_str(),
+        "--room".as_ref(),
+        "free".as_ref(),
+    ]);
     assert_eq!(run.exit_code(), 1, "{}", run.stdout);
-    assert!(run.stdout.contains("room.esp") && run.stdout.contains("fix:"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("room.esp") && run.stdout.contains("fix:"),
+        "{}",
+        run.stdout
+    );
 }

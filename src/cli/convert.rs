@@ -88,24 +88,40 @@ pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a size (examples: 100M, 260MiB, 1G)"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (examples: 100M, 260MiB, 1G)"))?;
     let mul: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kib" | "kb" => 1 << 10,
         "m" | "mib" | "mb" => 1 << 20,
         "g" | "gib" | "gb" => 1 << 30,
         "t" | "tib" | "tb" => 1 << 40,
-        u => return Err(format!("unknown size unit {u:?} (use K, M, G or T: binary units)")),
+        u => {
+            return Err(format!(
+                "unknown size unit {u:?} (use K, M, G or T: binary units)"
+            ))
+        }
     };
-    n.checked_mul(mul).ok_or_else(|| format!("{s:?} is too large"))
+    n.checked_mul(mul)
+        .ok_or_else(|| format!("{s:?} is too large"))
 }
 
 fn parse_map(s: &str) -> std::result::Result<(u8, Guid), String> {
-    let (t, g) = s.split_once('=').ok_or_else(|| format!("{s:?}: expected MBRTYPE=GUID, e.g. 0x12=ebd0a0a2-b9e5-4433-87c0-68b6b72699c7"))?;
+    let (t, g) = s.split_once('=').ok_or_else(|| {
+        format!("{s:?}: expected MBRTYPE=GUID, e.g. 0x12=ebd0a0a2-b9e5-4433-87c0-68b6b72699c7")
+    })?;
     let t = t.trim();
-    let hex = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")).unwrap_or(t);
-    let ty = u8::from_str_radix(hex, 16).map_err(|_| format!("{t:?} is not an MBR type (00-ff)"))?;
-    let guid: Guid = g.trim().parse().map_err(|_| format!("{g:?} is not a GUID"))?;
+    let hex = t
+        .strip_prefix("0x")
+        .or_else(|| t.strip_prefix("0X"))
+        .unwrap_or(t);
+    let ty =
+        u8::from_str_radix(hex, 16).map_err(|_| format!("{t:?} is not an MBR type (00-ff)"))?;
+    let guid: Guid = g
+        .trim()
+        .parse()
+        .map_err(|_| format!("{g:?} is not a GUID"))?;
     Ok((ty, guid))
 }
 
@@ -150,7 +166,10 @@ pub fn run_validate(args: &ValidateArgs) -> Result<u8> {
     if args.plan.json {
         output::json(&v)?;
     } else {
-        output::text(&output::render_validation(&args.image.display().to_string(), &v))?;
+        output::text(&output::render_validation(
+            &args.image.display().to_string(),
+            &v,
+        ))?;
     }
     Ok(match refusal_code(&v) {
         exit::OK => exit::OK,
@@ -182,9 +201,15 @@ pub fn run_convert(args: &ConvertArgs) -> Result<u8> {
 }
 
 pub fn run_rollback(args: &RollbackArgs) -> Result<u8> {
-    let jp = args.journal.clone().unwrap_or_else(|| journal::default_path(&args.image));
+    let jp = args
+        .journal
+        .clone()
+        .unwrap_or_else(|| journal::default_path(&args.image));
     if !args.image.exists() {
-        return Err(Error::invalid(format!("{} does not exist", args.image.display())));
+        return Err(Error::invalid(format!(
+            "{} does not exist",
+            args.image.display()
+        )));
     }
     let r = journal::rollback(&args.image, &jp, args.force)?;
     if args.json {

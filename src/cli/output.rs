@@ -315,8 +315,13 @@ impl Progress {
     pub fn update(&mut self, done: u64, total: u64) {
         use std::io::IsTerminal;
         if self.bar.is_none() && total >= Self::MIN_BYTES && io::stderr().is_terminal() {
-            let bar = indicatif::ProgressBar::with_draw_target(Some(total), indicatif::ProgressDrawTarget::stderr());
-            if let Ok(style) = indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}") {
+            let bar = indicatif::ProgressBar::with_draw_target(
+                Some(total),
+                indicatif::ProgressDrawTarget::stderr(),
+            );
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            ) {
                 bar.set_style(style.progress_chars("=> "));
             }
             bar.set_message(self.label);
@@ -347,7 +352,13 @@ pub fn render_validation(image: &str, v: &crate::convert::Validation) -> String 
     let mut o = String::new();
     let _ = writeln!(o, "{image}: layout checks");
     for c in &v.checks {
-        let _ = writeln!(o, "  {:<4}  {:<24} {}", status_word(c.status), c.id, c.detail);
+        let _ = writeln!(
+            o,
+            "  {:<4}  {:<24} {}",
+            status_word(c.status),
+            c.id,
+            c.detail
+        );
         if c.status != crate::convert::CheckStatus::Pass {
             if let Some(fix) = &c.fix {
                 let _ = writeln!(o, "        {:<24} fix: {fix}", "");
@@ -365,8 +376,15 @@ pub fn render_validation(image: &str, v: &crate::convert::Validation) -> String 
     match &v.plan {
         Some(p) => render_plan(&mut o, p),
         None => {
-            let failed = v.checks.iter().filter(|c| c.status == crate::convert::CheckStatus::Fail).count();
-            let _ = writeln!(o, "\nresult: {failed} check(s) failed; no plan, nothing would be written");
+            let failed = v
+                .checks
+                .iter()
+                .filter(|c| c.status == crate::convert::CheckStatus::Fail)
+                .count();
+            let _ = writeln!(
+                o,
+                "\nresult: {failed} check(s) failed; no plan, nothing would be written"
+            );
         }
     }
     o
@@ -374,13 +392,31 @@ pub fn render_validation(image: &str, v: &crate::convert::Validation) -> String 
 
 fn render_plan(o: &mut String, p: &crate::convert::Plan) {
     let _ = writeln!(o, "\nplan");
-    let _ = writeln!(o, "  room for the ESP     {:?}: {}", p.room, p.room_reason);
-    let _ = writeln!(o, "  disk size            {} -> {}", bytes(p.old_disk_bytes), bytes(p.new_disk_bytes));
-    let _ = writeln!(o, "  file size            {} -> {}", bytes(p.old_file_bytes), bytes(p.new_file_bytes));
+    let _ = writeln!(o, "  room for the ESP     {}", p.room_reason);
+    let _ = writeln!(
+        o,
+        "  disk size            {} -> {}",
+        bytes(p.old_disk_bytes),
+        bytes(p.new_disk_bytes)
+    );
+    let _ = writeln!(
+        o,
+        "  file size            {} -> {}",
+        bytes(p.old_file_bytes),
+        bytes(p.new_file_bytes)
+    );
     let _ = writeln!(o, "  disk GUID            {}", p.disk_guid);
     let _ = writeln!(o, "  protective MBR       boot code {}", p.boot_code);
-    let _ = writeln!(o, "\n  new partition table (GPT, 128 entries, {}-byte sectors)", p.sector_bytes);
-    let _ = writeln!(o, "  {:>3}  {:>12}  {:>12}  {:>10}  {:<22} {:<36} from", "#", "start LBA", "end LBA", "size", "type", "partition GUID");
+    let _ = writeln!(
+        o,
+        "\n  new partition table (GPT, 128 entries, {}-byte sectors)",
+        p.sector_bytes
+    );
+    let _ = writeln!(
+        o,
+        "  {:>3}  {:>12}  {:>12}  {:>10}  {:<22} {:<36} from",
+        "#", "start LBA", "end LBA", "size", "type", "partition GUID"
+    );
     let sb = u64::from(p.sector_bytes);
     for e in &p.partitions {
         let size = (e.last_lba - e.first_lba + 1) * sb;
@@ -419,9 +455,17 @@ pub fn render_convert(r: &crate::convert::apply::ConvertReport) -> String {
         let _ = writeln!(o, "\ndry run: nothing was written");
         return o;
     }
-    let _ = writeln!(o, "\nconverted: {} ({} bytes written)", r.output, r.bytes_written);
+    let _ = writeln!(
+        o,
+        "\nconverted: {} ({} bytes written)",
+        r.output, r.bytes_written
+    );
     if let Some(j) = &r.journal {
-        let _ = writeln!(o, "  undo journal: {j} (vhdtool rollback {} restores the original)", r.image);
+        let _ = writeln!(
+            o,
+            "  undo journal: {j} (vhdtool rollback {} restores the original)",
+            r.image
+        );
     }
     if let Some(u) = &r.upload {
         let _ = writeln!(o, "\nupload");

@@ -28,16 +28,25 @@ pub struct Faults {
 
 impl Faults {
     pub fn from_env() -> Self {
-        Faults { remaining: std::env::var(FAULT_ENV).ok().and_then(|v| v.parse().ok()), operations: 0 }
+        Faults {
+            remaining: std::env::var(FAULT_ENV).ok().and_then(|v| v.parse().ok()),
+            operations: 0,
+        }
     }
     pub fn none() -> Self {
-        Faults { remaining: None, operations: 0 }
+        Faults {
+            remaining: None,
+            operations: 0,
+        }
     }
     /// Called before each mutating operation.
     pub fn tick(&mut self) -> Result<()> {
         if let Some(r) = self.remaining.as_mut() {
             if *r == 0 {
-                eprintln!("vhdtool: fault injection: aborting before operation {}", self.operations);
+                eprintln!(
+                    "vhdtool: fault injection: aborting before operation {}",
+                    self.operations
+                );
                 std::process::abort();
             }
             *r -= 1;
@@ -73,10 +82,19 @@ pub struct ConvertReport {
 
 /// SOURCE_DATE_EPOCH, else [`DEFAULT_EPOCH`].
 pub fn epoch() -> i64 {
-    std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_EPOCH)
+    std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_EPOCH)
 }
 
-fn write(disk: &mut MmapDisk, faults: &mut Faults, offset: u64, data: &[u8], written: &mut u64) -> Result<()> {
+fn write(
+    disk: &mut MmapDisk,
+    faults: &mut Faults,
+    offset: u64,
+    data: &[u8],
+    written: &mut u64,
+) -> Result<()> {
     faults.tick()?;
     disk.write_at(offset, data)?;
     *written += data.len() as u64;
@@ -85,7 +103,13 @@ fn write(disk: &mut MmapDisk, faults: &mut Faults, offset: u64, data: &[u8], wri
 
 /// Write `bytes` at `offset`, one MiB at a time, skipping blocks whose content is already right
 /// (the ESP is mostly zeros and, when the disk grew, lands on a hole).
-fn write_changed(disk: &mut MmapDisk, faults: &mut Faults, offset: u64, bytes: &[u8], written: &mut u64) -> Result<()> {
+fn write_changed(
+    disk: &mut MmapDisk,
+    faults: &mut Faults,
+    offset: u64,
+    bytes: &[u8],
+    written: &mut u64,
+) -> Result<()> {
     const STEP: usize = 1 << 20;
     let mut have = vec![0u8; STEP];
     for (i, want) in bytes.chunks(STEP).enumerate() {
@@ -117,7 +141,11 @@ pub fn build_esp(plan: &Plan, tree: &EspTree) -> Result<Vec<u8>> {
 pub fn tree_paths(tree: &EspTree) -> Vec<String> {
     fn walk(dir: &crate::esp::EspDir, prefix: &str, out: &mut Vec<String>) {
         for (name, node) in dir.entries() {
-            let path = if prefix.is_empty() { name.to_string() } else { format!("{prefix}/{name}") };
+            let path = if prefix.is_empty() {
+                name.to_string()
+            } else {
+                format!("{prefix}/{name}")
+            };
             match node {
                 crate::esp::EspNode::File(_) => out.push(path),
                 crate::esp::EspNode::Dir(d) => walk(d, &path, out),
@@ -131,9 +159,17 @@ pub fn tree_paths(tree: &EspTree) -> Vec<String> {
 
 /// Carry out `plan` on the open image. With `journal_path`, the undo journal is written (and
 /// fsynced) before the first write.
-pub fn apply(disk: &mut MmapDisk, plan: &Plan, esp: &[u8], journal_path: Option<&Path>, faults: &mut Faults) -> Result<u64> {
+pub fn apply(
+    disk: &mut MmapDisk,
+    plan: &Plan,
+    esp: &[u8],
+    journal_path: Option<&Path>,
+    faults: &mut Faults,
+) -> Result<u64> {
     if esp.len() as u64 != plan.esp.size_bytes {
-        return Err(Error::invalid("the ESP image does not match the planned ESP size"));
+        return Err(Error::invalid(
+            "the ESP image does not match the planned ESP size",
+        ));
     }
     if let Some(jp) = journal_path {
         let mut regions = Vec::new();
@@ -142,7 +178,11 @@ pub fn apply(disk: &mut MmapDisk, plan: &Plan, esp: &[u8], journal_path: Option<
                 regions.push(SavedRegion::capture(disk, r.offset, r.length)?);
             }
         }
-        let j = Journal { original_len: plan.old_file_bytes, converted_len: plan.new_file_bytes, regions };
+        let j = Journal {
+            original_len: plan.old_file_bytes,
+            converted_len: plan.new_file_bytes,
+            regions,
+        };
         j.write(jp, || faults.tick())?;
     }
     let mut written = 0u64;
@@ -150,19 +190,38 @@ pub fn apply(disk: &mut MmapDisk, plan: &Plan, esp: &[u8], journal_path: Option<
         faults.tick()?;
         disk.set_len(plan.new_file_bytes).map_err(|e| {
             if e.raw_os_error() == Some(28) {
-                Error::io(format!("growing the image to {} bytes: the filesystem is full", plan.new_file_bytes), std::io::Error::from_raw_os_error(28))
+                Error::io(
+                    format!(
+                        "growing the image to {} bytes: the filesystem is full",
+                        plan.new_file_bytes
+                    ),
+                    std::io::Error::from_raw_os_error(28),
+                )
             } else {
                 e
             }
         })?;
     }
     let sbu = u64::from(plan.sector_bytes);
-    if plan.room == Room::Grow && plan.footer.is_some() && plan.old_disk_bytes < plan.new_disk_bytes {
+    if plan.room == Room::Grow && plan.footer.is_some() && plan.old_disk_bytes < plan.new_disk_bytes
+    {
         write(disk, faults, plan.old_disk_bytes, &[0u8; 512], &mut written)?;
     }
     write_changed(disk, faults, plan.esp.first_lba * sbu, esp, &mut written)?;
-    write(disk, faults, plan.gpt_backup.0, &plan.gpt_backup.1, &mut written)?;
-    write(disk, faults, plan.gpt_primary.0, &plan.gpt_primary.1, &mut written)?;
+    write(
+        disk,
+        faults,
+        plan.gpt_backup.0,
+        &plan.gpt_backup.1,
+        &mut written,
+    )?;
+    write(
+        disk,
+        faults,
+        plan.gpt_primary.0,
+        &plan.gpt_primary.1,
+        &mut written,
+    )?;
     write(disk, faults, 0, &plan.protective_mbr, &mut written)?;
     if let Some(f) = &plan.footer {
         write(disk, faults, plan.new_disk_bytes, f, &mut written)?;
@@ -192,7 +251,11 @@ pub fn convert(
     let mut opts = opts.clone();
     opts.boot_files_bytes = tree.file_bytes();
     // plan on the source, under its lock (shared for a copy, exclusive in place)
-    let access = if output.is_none() && !dry_run { Access::ReadWrite } else { Access::ReadOnly };
+    let access = if output.is_none() && !dry_run {
+        Access::ReadWrite
+    } else {
+        Access::ReadOnly
+    };
     let disk = MmapDisk::open(image, access)?;
     let validation = plan::validate(&disk, &opts);
     let mut report = ConvertReport {
@@ -241,13 +304,15 @@ pub fn convert(
             let mut disk = MmapDisk::open(image, Access::ReadWrite)?;
             // the file may have changed between the two opens: plan again under the exclusive lock
             let again = plan::validate(&disk, &opts);
-            let plan = again.plan.ok_or_else(|| Error::conflict("the image changed while it was being planned; run convert again"))?;
+            let plan = again.plan.ok_or_else(|| {
+                Error::conflict("the image changed while it was being planned; run convert again")
+            })?;
             report.bytes_written = apply(&mut disk, &plan, &esp, Some(&jp), &mut faults)?;
             report.journal = Some(jp.display().to_string());
         }
         Some(out) => {
             drop(disk);
-            super::copy::sparse_copy(image, out, |d, t| progress(d, t))?;
+            super::copy::sparse_copy(image, out, progress)?;
             let result = (|| {
                 let mut disk = MmapDisk::open(out, Access::ReadWrite)?;
                 apply(&mut disk, &plan, &esp, None, &mut faults)
@@ -256,11 +321,17 @@ pub fn convert(
                 Ok(n) => report.bytes_written = n,
                 Err(e) => {
                     let _ = std::fs::remove_file(out);
-                    return Err(e.context(format!("converting the copy {} (removed)", out.display())));
+                    return Err(
+                        e.context(format!("converting the copy {} (removed)", out.display()))
+                    );
                 }
             }
         }
     }
-    report.upload = Some(Upload { file_bytes: plan.new_file_bytes, hyper_v_generation: "V2", az_disk_create: az_line(plan.new_file_bytes) });
+    report.upload = Some(Upload {
+        file_bytes: plan.new_file_bytes,
+        hyper_v_generation: "V2",
+        az_disk_create: az_line(plan.new_file_bytes),
+    });
     Ok(report)
 }

@@ -20,14 +20,24 @@ pub fn data_extents(file: &File, len: u64) -> Result<Vec<(u64, u64)>> {
             Ok(s) => s,
             Err(rustix::io::Errno::NXIO) => break, // no data after pos
             Err(rustix::io::Errno::INVAL) if pos == 0 => return Ok(vec![(0, len)]),
-            Err(e) => return Err(Error::io("looking for data (SEEK_DATA)", io::Error::from(e))),
+            Err(e) => {
+                return Err(Error::io(
+                    "looking for data (SEEK_DATA)",
+                    io::Error::from(e),
+                ))
+            }
         };
         if start >= len {
             break;
         }
         let end = match seek(file, SeekFrom::Hole(start)) {
             Ok(e) => e.min(len),
-            Err(e) => return Err(Error::io("looking for a hole (SEEK_HOLE)", io::Error::from(e))),
+            Err(e) => {
+                return Err(Error::io(
+                    "looking for a hole (SEEK_HOLE)",
+                    io::Error::from(e),
+                ))
+            }
         };
         out.push((start, end - start));
         pos = end;
@@ -39,16 +49,28 @@ pub fn data_extents(file: &File, len: u64) -> Result<Vec<(u64, u64)>> {
 /// bytes copied so far and the total data bytes.
 pub fn sparse_copy(src: &Path, dst: &Path, mut progress: impl FnMut(u64, u64)) -> Result<u64> {
     let input = File::open(src).map_err(|e| Error::io(format!("opening {}", src.display()), e))?;
-    let len = input.metadata().map_err(|e| Error::io(format!("reading metadata of {}", src.display()), e))?.len();
-    let output = OpenOptions::new().write(true).create_new(true).open(dst).map_err(|e| {
-        if e.kind() == io::ErrorKind::AlreadyExists {
-            Error::conflict(format!("{} exists; vhdtool does not overwrite files (remove it or choose another -o)", dst.display()))
-        } else {
-            Error::io(format!("creating {}", dst.display()), e)
-        }
-    })?;
+    let len = input
+        .metadata()
+        .map_err(|e| Error::io(format!("reading metadata of {}", src.display()), e))?
+        .len();
+    let output = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(dst)
+        .map_err(|e| {
+            if e.kind() == io::ErrorKind::AlreadyExists {
+                Error::conflict(format!(
+                    "{} exists; vhdtool does not overwrite files (remove it or choose another -o)",
+                    dst.display()
+                ))
+            } else {
+                Error::io(format!("creating {}", dst.display()), e)
+            }
+        })?;
     let result = (|| {
-        output.set_len(len).map_err(|e| Error::io(format!("sizing {}", dst.display()), e))?;
+        output
+            .set_len(len)
+            .map_err(|e| Error::io(format!("sizing {}", dst.display()), e))?;
         let extents = data_extents(&input, len)?;
         let total: u64 = extents.iter().map(|e| e.1).sum();
         let mut done = 0u64;
@@ -58,16 +80,32 @@ pub fn sparse_copy(src: &Path, dst: &Path, mut progress: impl FnMut(u64, u64)) -
             let end = start + length;
             while off_in < end {
                 let chunk = (end - off_in).min(1 << 30) as usize;
-                let n = copy_file_range(&input, Some(&mut off_in), &output, Some(&mut off_out), chunk)
-                    .map_err(|e| Error::io(format!("copying {} to {}", src.display(), dst.display()), io::Error::from(e)))?;
+                let n = copy_file_range(
+                    &input,
+                    Some(&mut off_in),
+                    &output,
+                    Some(&mut off_out),
+                    chunk,
+                )
+                .map_err(|e| {
+                    Error::io(
+                        format!("copying {} to {}", src.display(), dst.display()),
+                        io::Error::from(e),
+                    )
+                })?;
                 if n == 0 {
-                    return Err(Error::io(format!("copying {}", src.display()), io::Error::new(io::ErrorKind::UnexpectedEof, "source ended early")));
+                    return Err(Error::io(
+                        format!("copying {}", src.display()),
+                        io::Error::new(io::ErrorKind::UnexpectedEof, "source ended early"),
+                    ));
                 }
                 done += n as u64;
                 progress(done, total);
             }
         }
-        output.sync_all().map_err(|e| Error::io(format!("syncing {}", dst.display()), e))?;
+        output
+            .sync_all()
+            .map_err(|e| Error::io(format!("syncing {}", dst.display()), e))?;
         Ok(total)
     })();
     if result.is_err() {
@@ -96,7 +134,10 @@ mod tests {
         let copied = sparse_copy(&src, &dst, |_, _| {}).unwrap();
         assert!(copied < 64 << 20, "holes were not copied ({copied} bytes)");
         assert_eq!(std::fs::read(&src).unwrap(), std::fs::read(&dst).unwrap());
-        assert!(sparse_copy(&src, &dst, |_, _| {}).is_err(), "never overwrites");
+        assert!(
+            sparse_copy(&src, &dst, |_, _| {}).is_err(),
+            "never overwrites"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

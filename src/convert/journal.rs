@@ -65,13 +65,19 @@ impl SavedRegion {
                 }
                 let rel = pos + (i * BLOCK) as u64;
                 match chunks.last_mut() {
-                    Some((o, data)) if *o + data.len() as u64 == rel => data.extend_from_slice(block),
+                    Some((o, data)) if *o + data.len() as u64 == rel => {
+                        data.extend_from_slice(block)
+                    }
                     _ => chunks.push((rel, block.to_vec())),
                 }
             }
             pos += n as u64;
         }
-        Ok(SavedRegion { offset, length, chunks })
+        Ok(SavedRegion {
+            offset,
+            length,
+            chunks,
+        })
     }
 
     /// The original bytes of `rel .. rel + out.len()` of the region.
@@ -85,7 +91,8 @@ impl SavedRegion {
             }
             let s = cs.max(rel);
             let e = ce.min(end);
-            out[(s - rel) as usize..(e - rel) as usize].copy_from_slice(&data[(s - cs) as usize..(e - cs) as usize]);
+            out[(s - rel) as usize..(e - rel) as usize]
+                .copy_from_slice(&data[(s - cs) as usize..(e - cs) as usize]);
         }
     }
 }
@@ -100,13 +107,19 @@ pub struct Journal {
 
 /// The default journal path: next to the image, `IMAGE.vhdtool-journal`.
 pub fn default_path(image: &Path) -> PathBuf {
-    let mut name = image.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut name = image
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     name.push(".vhdtool-journal");
     image.with_file_name(name)
 }
 
 fn tmp_path(journal: &Path) -> PathBuf {
-    let mut name = journal.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut name = journal
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     name.push(".tmp");
     journal.with_file_name(name)
 }
@@ -149,12 +162,16 @@ impl Journal {
         let stored = u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]);
         let computed = crc32fast::hash(body);
         if stored != computed {
-            return Err(bad(&format!("CRC32 is 0x{stored:08x}, computed 0x{computed:08x}")));
+            return Err(bad(&format!(
+                "CRC32 is 0x{stored:08x}, computed 0x{computed:08x}"
+            )));
         }
         let mut r = Reader { b: body, pos: 8 };
         let version = r.u32()?;
         if version != VERSION {
-            return Err(Error::unsupported(format!("undo journal format version {version}, this vhdtool reads {VERSION}")));
+            return Err(Error::unsupported(format!(
+                "undo journal format version {version}, this vhdtool reads {VERSION}"
+            )));
         }
         let original_len = r.u64()?;
         let converted_len = r.u64()?;
@@ -177,12 +194,20 @@ impl Journal {
                 }
                 chunks.push((o, data));
             }
-            regions.push(SavedRegion { offset, length, chunks });
+            regions.push(SavedRegion {
+                offset,
+                length,
+                chunks,
+            });
         }
         if r.pos != body.len() {
             return Err(bad("trailing bytes after the last region"));
         }
-        Ok(Journal { original_len, converted_len, regions })
+        Ok(Journal {
+            original_len,
+            converted_len,
+            regions,
+        })
     }
 
     /// Write the journal durably: temp file, fsync, rename, fsync the directory.
@@ -194,11 +219,18 @@ impl Journal {
             .create_new(true)
             .open(&tmp)
             .map_err(|e| Error::io(format!("creating the undo journal {}", tmp.display()), e))?;
-        f.write_all(&bytes).map_err(|e| Error::io(format!("writing the undo journal {}", tmp.display()), e))?;
-        f.sync_all().map_err(|e| Error::io(format!("syncing the undo journal {}", tmp.display()), e))?;
+        f.write_all(&bytes)
+            .map_err(|e| Error::io(format!("writing the undo journal {}", tmp.display()), e))?;
+        f.sync_all()
+            .map_err(|e| Error::io(format!("syncing the undo journal {}", tmp.display()), e))?;
         drop(f);
         step()?;
-        fs::rename(&tmp, path).map_err(|e| Error::io(format!("renaming the undo journal to {}", path.display()), e))?;
+        fs::rename(&tmp, path).map_err(|e| {
+            Error::io(
+                format!("renaming the undo journal to {}", path.display()),
+                e,
+            )
+        })?;
         sync_dir(path)?;
         step()
     }
@@ -211,7 +243,11 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.b.len()).ok_or_else(|| Error::corrupt("undo journal: truncated"))?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.b.len())
+            .ok_or_else(|| Error::corrupt("undo journal: truncated"))?;
         let s = &self.b[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -234,7 +270,9 @@ pub fn sync_dir(path: &Path) -> Result<()> {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    File::open(&dir).and_then(|d| d.sync_all()).map_err(|e| Error::io(format!("syncing directory {}", dir.display()), e))
+    File::open(&dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(format!("syncing directory {}", dir.display()), e))
 }
 
 /// What `rollback` did.
@@ -264,7 +302,8 @@ pub fn rollback(image: &Path, journal_path: &Path, force: bool) -> Result<Rollba
     if !journal_path.exists() {
         if tmp.exists() {
             // step 1 of the protocol never finished: the image was not written
-            fs::remove_file(&tmp).map_err(|e| Error::io(format!("removing {}", tmp.display()), e))?;
+            fs::remove_file(&tmp)
+                .map_err(|e| Error::io(format!("removing {}", tmp.display()), e))?;
             sync_dir(&tmp)?;
             report.outcome = "nothing to restore: the conversion stopped before it wrote to the image; removed the incomplete journal".into();
             report.file_bytes = fs::metadata(image).map(|m| m.len()).unwrap_or(0);
@@ -275,7 +314,8 @@ pub fn rollback(image: &Path, journal_path: &Path, force: bool) -> Result<Rollba
             journal_path.display()
         )));
     }
-    let bytes = fs::read(journal_path).map_err(|e| Error::io(format!("reading {}", journal_path.display()), e))?;
+    let bytes = fs::read(journal_path)
+        .map_err(|e| Error::io(format!("reading {}", journal_path.display()), e))?;
     let j = Journal::decode(&bytes)?;
     let mut disk = MmapDisk::open(image, Access::ReadWrite)?;
     let len = disk.len();
@@ -314,7 +354,8 @@ pub fn rollback(image: &Path, journal_path: &Path, force: bool) -> Result<Rollba
     disk.sync()?;
     report.file_bytes = disk.len();
     drop(disk);
-    fs::remove_file(journal_path).map_err(|e| Error::io(format!("removing {}", journal_path.display()), e))?;
+    fs::remove_file(journal_path)
+        .map_err(|e| Error::io(format!("removing {}", journal_path.display()), e))?;
     sync_dir(journal_path)?;
     report.outcome = "restored".into();
     Ok(report)
@@ -333,7 +374,11 @@ mod tests {
         let d = MemDisk::new(data.clone());
         let r = SavedRegion::capture(&d, 4096, 3 << 20).unwrap();
         assert_eq!(r.chunks.len(), 2);
-        let j = Journal { original_len: 3 << 20, converted_len: 4 << 20, regions: vec![r] };
+        let j = Journal {
+            original_len: 3 << 20,
+            converted_len: 4 << 20,
+            regions: vec![r],
+        };
         let enc = j.encode();
         assert!(enc.len() < 10_000, "zero blocks are not stored");
         let back = Journal::decode(&enc).unwrap();
@@ -345,7 +390,11 @@ mod tests {
 
     #[test]
     fn damaged_journals_are_errors() {
-        let j = Journal { original_len: 1, converted_len: 2, regions: vec![] };
+        let j = Journal {
+            original_len: 1,
+            converted_len: 2,
+            regions: vec![],
+        };
         let enc = j.encode();
         for cut in 0..enc.len() {
             assert!(Journal::decode(&enc[..cut]).is_err(), "truncated at {cut}");

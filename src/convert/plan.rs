@@ -10,8 +10,10 @@ use serde::Serialize;
 use crate::disk::{Disk, Window};
 use crate::error::{Error, ErrorKind, Result};
 use crate::finding::{Finding, Severity};
-use crate::gpt::{self, Guid, GptPartition};
-use crate::info::{self, TableKind, AZURE_GEN2_OS_MAX_BYTES, AZURE_MAX_BYTES, AZURE_MIN_BYTES, MIB};
+use crate::gpt::{self, GptPartition, Guid};
+use crate::info::{
+    self, TableKind, AZURE_GEN2_OS_MAX_BYTES, AZURE_MAX_BYTES, AZURE_MIN_BYTES, MIB,
+};
 use crate::mbr::{self, MbrPartition};
 use crate::vhd::{self, Format};
 
@@ -190,16 +192,40 @@ struct Checks(Vec<Check>);
 
 impl Checks {
     fn pass(&mut self, id: &'static str, detail: impl Into<String>) {
-        self.0.push(Check { id, status: CheckStatus::Pass, detail: detail.into(), fix: None, kind: ErrorKind::InvalidInput });
+        self.0.push(Check {
+            id,
+            status: CheckStatus::Pass,
+            detail: detail.into(),
+            fix: None,
+            kind: ErrorKind::InvalidInput,
+        });
     }
     fn warn(&mut self, id: &'static str, detail: impl Into<String>, fix: Option<String>) {
-        self.0.push(Check { id, status: CheckStatus::Warn, detail: detail.into(), fix, kind: ErrorKind::InvalidInput });
+        self.0.push(Check {
+            id,
+            status: CheckStatus::Warn,
+            detail: detail.into(),
+            fix,
+            kind: ErrorKind::InvalidInput,
+        });
     }
     fn fail(&mut self, id: &'static str, detail: impl Into<String>, fix: impl Into<String>) {
         self.fail_as(ErrorKind::InvalidInput, id, detail, fix);
     }
-    fn fail_as(&mut self, kind: ErrorKind, id: &'static str, detail: impl Into<String>, fix: impl Into<String>) {
-        self.0.push(Check { id, status: CheckStatus::Fail, detail: detail.into(), fix: Some(fix.into()), kind });
+    fn fail_as(
+        &mut self,
+        kind: ErrorKind,
+        id: &'static str,
+        detail: impl Into<String>,
+        fix: impl Into<String>,
+    ) {
+        self.0.push(Check {
+            id,
+            status: CheckStatus::Fail,
+            detail: detail.into(),
+            fix: Some(fix.into()),
+            kind,
+        });
     }
 }
 
@@ -228,7 +254,12 @@ fn align_up(v: u64, a: u64) -> Option<u64> {
 pub fn validate(file: &dyn Disk, opts: &Options) -> Validation {
     let mut c = Checks(Vec::new());
     let mut notes = Vec::new();
-    let mut v = Validation { checks: Vec::new(), notes: Vec::new(), already_gpt: false, plan: None };
+    let mut v = Validation {
+        checks: Vec::new(),
+        notes: Vec::new(),
+        already_gpt: false,
+        plan: None,
+    };
 
     // ---- the container: fixed VHD or raw
     let image = vhd::probe(file);
@@ -252,10 +283,16 @@ pub fn validate(file: &dyn Disk, opts: &Options) -> Validation {
                     "the file was truncated or extended behind the footer's back; restore it from its source",
                 );
             } else {
-                c.pass("image.footer", format!("fixed VHD, footer valid, {} bytes of disk", f.current_size));
+                c.pass(
+                    "image.footer",
+                    format!("fixed VHD, footer valid, {} bytes of disk", f.current_size),
+                );
             }
         }
-        (Format::Raw, _) => c.pass("image.footer", format!("raw disk image, {} bytes", image.data_bytes)),
+        (Format::Raw, _) => c.pass(
+            "image.footer",
+            format!("raw disk image, {} bytes", image.data_bytes),
+        ),
         (fmt, _) => {
             c.fail_as(
                 ErrorKind::Unsupported,
@@ -269,7 +306,11 @@ pub fn validate(file: &dyn Disk, opts: &Options) -> Validation {
     }
     let sb = match (image.format, opts.sector_bytes) {
         (Format::VhdFixed, Some(s)) if s != 512 => {
-            c.fail("layout.sector-size", format!("a VHD has 512-byte sectors, --sector-size {s} was given"), "leave --sector-size out for VHDs");
+            c.fail(
+                "layout.sector-size",
+                format!("a VHD has 512-byte sectors, --sector-size {s} was given"),
+                "leave --sector-size out for VHDs",
+            );
             v.checks = c.0;
             return v;
         }
@@ -277,7 +318,11 @@ pub fn validate(file: &dyn Disk, opts: &Options) -> Validation {
         (_, None) => 512,
     };
     if sb != 512 && sb != 4096 {
-        c.fail("layout.sector-size", format!("sector size {sb} bytes"), "use 512 or 4096");
+        c.fail(
+            "layout.sector-size",
+            format!("sector size {sb} bytes"),
+            "use 512 or 4096",
+        );
         v.checks = c.0;
         return v;
     }
@@ -298,57 +343,120 @@ pub fn validate(file: &dyn Disk, opts: &Options) -> Validation {
     match tables.kind {
         TableKind::Gpt | TableKind::Hybrid => {
             v.already_gpt = true;
-            c.pass("table.mbr", "the disk already has a GUID partition table: nothing to convert");
+            c.pass(
+                "table.mbr",
+                "the disk already has a GUID partition table: nothing to convert",
+            );
             v.checks = c.0;
             return v;
         }
         TableKind::None => {
-            c.fail("table.mbr", "no MBR partition table (no 0x55AA signature, or no partitions)", "vhdtool converts MBR-partitioned disks; partition the disk first");
+            c.fail(
+                "table.mbr",
+                "no MBR partition table (no 0x55AA signature, or no partitions)",
+                "vhdtool converts MBR-partitioned disks; partition the disk first",
+            );
             v.checks = c.0;
             return v;
         }
         TableKind::Mbr => {}
     }
     let Some(m) = tables.mbr.as_ref() else {
-        c.fail("table.mbr", "MBR unreadable", "check the image with vhdtool info");
+        c.fail(
+            "table.mbr",
+            "MBR unreadable",
+            "check the image with vhdtool info",
+        );
         v.checks = c.0;
         return v;
     };
-    c.pass("table.mbr", format!("MBR, disk signature 0x{:08x}", m.disk_signature));
-    let table_errors: Vec<&Finding> = tables.findings.iter().filter(|f| f.severity == Severity::Error).collect();
+    c.pass(
+        "table.mbr",
+        format!("MBR, disk signature 0x{:08x}", m.disk_signature),
+    );
+    let table_errors: Vec<&Finding> = tables
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .collect();
     if table_errors.is_empty() {
         c.pass("table.consistent", "partition entries are consistent");
     } else {
-        let msgs: Vec<String> = table_errors.iter().map(|f| format!("{} ({})", f.message, f.id)).collect();
+        let msgs: Vec<String> = table_errors
+            .iter()
+            .map(|f| format!("{} ({})", f.message, f.id))
+            .collect();
         c.fail_as(ErrorKind::Corrupt, "table.consistent", msgs.join("; "), "repair the partition table (fdisk/sfdisk) so that every partition lies inside the disk and none overlap");
     }
-    notes.extend(tables.findings.iter().filter(|f| f.severity != Severity::Error).cloned());
+    notes.extend(
+        tables
+            .findings
+            .iter()
+            .filter(|f| f.severity != Severity::Error)
+            .cloned(),
+    );
 
-    let parts: Vec<&MbrPartition> =
-        m.primaries.iter().chain(m.logicals.iter()).filter(|p| !p.extended && p.sectors > 0 && p.type_id != 0).collect();
+    let parts: Vec<&MbrPartition> = m
+        .primaries
+        .iter()
+        .chain(m.logicals.iter())
+        .filter(|p| !p.extended && p.sectors > 0 && p.type_id != 0)
+        .collect();
     if parts.is_empty() {
-        c.fail("table.partitions", "the MBR holds no partitions", "nothing to convert");
+        c.fail(
+            "table.partitions",
+            "the MBR holds no partitions",
+            "nothing to convert",
+        );
         v.checks = c.0;
         return v;
     }
     let end_of = |p: &MbrPartition| p.start_lba.saturating_add(p.sectors).saturating_sub(1);
     // inside the disk
-    let outside: Vec<String> =
-        parts.iter().filter(|p| end_of(p) >= total_sectors).map(|p| format!("partition {} ends at LBA {}", p.index, end_of(p))).collect();
+    let outside: Vec<String> = parts
+        .iter()
+        .filter(|p| end_of(p) >= total_sectors)
+        .map(|p| format!("partition {} ends at LBA {}", p.index, end_of(p)))
+        .collect();
     if outside.is_empty() {
-        c.pass("layout.inside-disk", format!("all {} partitions lie inside the disk ({} sectors)", parts.len(), total_sectors));
+        c.pass(
+            "layout.inside-disk",
+            format!(
+                "all {} partitions lie inside the disk ({} sectors)",
+                parts.len(),
+                total_sectors
+            ),
+        );
     } else {
-        c.fail("layout.inside-disk", format!("{} but the disk has {} sectors", outside.join(", "), total_sectors), "the image is truncated or the table is wrong; restore the image from its source");
+        c.fail(
+            "layout.inside-disk",
+            format!(
+                "{} but the disk has {} sectors",
+                outside.join(", "),
+                total_sectors
+            ),
+            "the image is truncated or the table is wrong; restore the image from its source",
+        );
     }
     // no overlap
-    let mut spans: Vec<(u64, u64, u32)> = parts.iter().map(|p| (p.start_lba, end_of(p), p.index)).collect();
+    let mut spans: Vec<(u64, u64, u32)> = parts
+        .iter()
+        .map(|p| (p.start_lba, end_of(p), p.index))
+        .collect();
     spans.sort_unstable();
-    let overlaps: Vec<String> =
-        spans.windows(2).filter(|w| w[1].0 <= w[0].1).map(|w| format!("partitions {} and {} overlap", w[0].2, w[1].2)).collect();
+    let overlaps: Vec<String> = spans
+        .windows(2)
+        .filter(|w| w[1].0 <= w[0].1)
+        .map(|w| format!("partitions {} and {} overlap", w[0].2, w[1].2))
+        .collect();
     if overlaps.is_empty() {
         c.pass("layout.no-overlap", "no partitions overlap");
     } else {
-        c.fail("layout.no-overlap", overlaps.join(", "), "repair the partition table: overlapping partitions cannot be converted safely");
+        c.fail(
+            "layout.no-overlap",
+            overlaps.join(", "),
+            "repair the partition table: overlapping partitions cannot be converted safely",
+        );
     }
     // logical partitions
     if m.logicals.is_empty() {
@@ -367,7 +475,10 @@ pub fn validate(file: &dyn Disk, opts: &Options) -> Validation {
     for p in &parts {
         match map_type(p.type_id, &opts.maps) {
             Some(t) => gpt_types.push(t),
-            None => unknown.push(format!("partition {} has type 0x{:02x}", p.index, p.type_id)),
+            None => unknown.push(format!(
+                "partition {} has type 0x{:02x}",
+                p.index, p.type_id
+            )),
         }
     }
     if unknown.is_empty() {
@@ -388,7 +499,13 @@ pub fn validate(file: &dyn Disk, opts: &Options) -> Validation {
     let first_usable = 2 + array_sectors;
     let first_start = parts.iter().map(|p| p.start_lba).min().unwrap_or(0);
     if first_start >= first_usable {
-        c.pass("layout.primary-gpt-room", format!("the first partition starts at LBA {first_start}; the primary GPT needs LBAs 1-{}", first_usable - 1));
+        c.pass(
+            "layout.primary-gpt-room",
+            format!(
+                "the first partition starts at LBA {first_start}; the primary GPT needs LBAs 1-{}",
+                first_usable - 1
+            ),
+        );
     } else {
         c.fail(
             "layout.primary-gpt-room",
@@ -398,17 +515,30 @@ pub fn validate(file: &dyn Disk, opts: &Options) -> Validation {
     }
     let used_entries = u32::try_from(parts.len()).unwrap_or(u32::MAX);
     if used_entries < GPT_ENTRIES {
-        c.pass("layout.gpt-entry-free", format!("{used_entries} of {GPT_ENTRIES} GPT entries used, one free for the ESP"));
+        c.pass(
+            "layout.gpt-entry-free",
+            format!("{used_entries} of {GPT_ENTRIES} GPT entries used, one free for the ESP"),
+        );
     } else {
-        c.fail("layout.gpt-entry-free", format!("{used_entries} partitions leave no GPT entry for the ESP"), "remove a partition");
+        c.fail(
+            "layout.gpt-entry-free",
+            format!("{used_entries} partitions leave no GPT entry for the ESP"),
+            "remove a partition",
+        );
     }
     // encrypted volumes: neither free nor grow writes inside a partition
     let encrypted: Vec<String> = parts
         .iter()
         .filter_map(|p| {
-            let w = Window::new(&data, p.start_lba.checked_mul(sbu)?, p.sectors.checked_mul(sbu)?).ok()?;
+            let w = Window::new(
+                &data,
+                p.start_lba.checked_mul(sbu)?,
+                p.sectors.checked_mul(sbu)?,
+            )
+            .ok()?;
             let fs = crate::fs::probe(&w)?;
-            fs.encrypted.then(|| format!("partition {} ({:?})", p.index, fs.kind))
+            fs.encrypted
+                .then(|| format!("partition {} ({:?})", p.index, fs.kind))
         })
         .collect();
     if encrypted.is_empty() {
@@ -442,20 +572,32 @@ pub fn validate(file: &dyn Disk, opts: &Options) -> Validation {
     };
 
     // ---- the ESP and its room
-    let esp_bytes = opts.esp_bytes.unwrap_or_else(|| crate::esp::default_esp_bytes(sb));
+    let esp_bytes = opts
+        .esp_bytes
+        .unwrap_or_else(|| crate::esp::default_esp_bytes(sb));
     match crate::esp::check_esp_size(esp_bytes, sb) {
         Ok(()) => c.pass("esp.size", format!("ESP of {} MiB", esp_bytes / MIB)),
-        Err(e) => c.fail("esp.size", e.to_string(), "choose --esp-size in whole MiB, at least 100 MiB (260 MiB on 4096-byte sectors)"),
+        Err(e) => c.fail(
+            "esp.size",
+            e.to_string(),
+            "choose --esp-size in whole MiB, at least 100 MiB (260 MiB on 4096-byte sectors)",
+        ),
     }
     if opts.boot_files_bytes > 0 {
         // FAT32 metadata (two FATs, reserved sectors, directories) takes at most a few percent
         let room_for_files = esp_bytes - esp_bytes / 16;
         if opts.boot_files_bytes <= room_for_files {
-            c.pass("esp.boot-files-fit", format!("boot files: {} bytes", opts.boot_files_bytes));
+            c.pass(
+                "esp.boot-files-fit",
+                format!("boot files: {} bytes", opts.boot_files_bytes),
+            );
         } else {
             c.fail(
                 "esp.boot-files-fit",
-                format!("boot files take {} bytes, the ESP holds about {} bytes of files", opts.boot_files_bytes, room_for_files),
+                format!(
+                    "boot files take {} bytes, the ESP holds about {} bytes of files",
+                    opts.boot_files_bytes, room_for_files
+                ),
                 "use a larger --esp-size",
             );
         }
@@ -467,13 +609,13 @@ pub fn validate(file: &dyn Disk, opts: &Options) -> Validation {
         .iter()
         .chain(m.logicals.iter())
         .filter(|p| p.sectors > 0)
-        .map(|p| end_of(p))
+        .map(&end_of)
         .max()
         .unwrap_or(0);
     let tail_sectors = array_sectors + 1; // backup entries + backup header
     let last_usable_now = total_sectors.saturating_sub(tail_sectors + 1);
     let backup_room = last_end <= last_usable_now && total_sectors > tail_sectors + 1;
-    let mib_aligned = image.data_bytes % MIB == 0;
+    let mib_aligned = image.data_bytes.is_multiple_of(MIB);
     // free: the first gap (end of disk preferred) that holds an aligned ESP
     let mut spans_all: Vec<(u64, u64)> = m
         .primaries
@@ -499,54 +641,103 @@ pub fn validate(file: &dyn Disk, opts: &Options) -> Validation {
         let end = start.checked_add(esp_sectors)?.checked_sub(1)?;
         (end <= ge).then_some(start)
     };
-    let free_start = gaps.iter().rev().take(1).chain(gaps.iter()).find_map(|g| fits(*g));
-    let free_ok = backup_room && free_start.is_some() && (mib_aligned || image.format == Format::Raw);
+    let free_start = gaps
+        .iter()
+        .rev()
+        .take(1)
+        .chain(gaps.iter())
+        .find_map(|g| fits(*g));
+    let free_ok =
+        backup_room && free_start.is_some() && (mib_aligned || image.format == Format::Raw);
     let why_not_free = if !backup_room {
         format!(
             "the last partition ends at LBA {last_end}, inside the {tail_sectors} sectors at the end of the disk the backup GPT needs"
         )
     } else if free_start.is_none() {
-        format!("no unallocated gap holds a 1 MiB-aligned ESP of {} MiB", esp_bytes / MIB)
+        format!(
+            "no unallocated gap holds a 1 MiB-aligned ESP of {} MiB",
+            esp_bytes / MIB
+        )
     } else {
-        format!("the disk size ({} bytes) is not a whole number of MiB, as Azure requires", image.data_bytes)
+        format!(
+            "the disk size ({} bytes) is not a whole number of MiB, as Azure requires",
+            image.data_bytes
+        )
     };
     // grow: the ESP after the last partition, the backup GPT after it, size rounded up to MiB
     let grow_start = align_up(last_end.saturating_add(1).max(first_usable), align);
     let grow_layout = grow_start.and_then(|start| {
-        let needed = start.checked_add(esp_sectors)?.checked_add(tail_sectors)?.checked_mul(sbu)?;
+        let needed = start
+            .checked_add(esp_sectors)?
+            .checked_add(tail_sectors)?
+            .checked_mul(sbu)?;
         let bytes = align_up(needed.max(image.data_bytes), MIB)?;
         Some((start, bytes))
     });
     let chosen = match opts.room {
-        RoomChoice::Free if free_ok => Some((Room::Free, free_start.unwrap_or(0), image.data_bytes, "free space, as asked".to_string())),
+        RoomChoice::Free if free_ok => Some((
+            Room::Free,
+            free_start.unwrap_or(0),
+            image.data_bytes,
+            "free space, as asked (--room free)".to_string(),
+        )),
         RoomChoice::Free => {
             c.fail("room.esp", format!("--room free: {why_not_free}"), "use --room grow (adds the ESP and the backup GPT past the last partition) or leave --room out");
             None
         }
-        RoomChoice::Auto if free_ok => Some((Room::Free, free_start.unwrap_or(0), image.data_bytes, "free space fits the ESP and the backup GPT".to_string())),
+        RoomChoice::Auto if free_ok => Some((
+            Room::Free,
+            free_start.unwrap_or(0),
+            image.data_bytes,
+            "free space: a gap fits the ESP and the end of the disk the backup GPT".to_string(),
+        )),
         RoomChoice::Auto | RoomChoice::Grow => grow_layout.map(|(start, bytes)| {
-            let reason = if opts.room == RoomChoice::Grow { "grow, as asked".to_string() } else { format!("grow: free space does not fit ({why_not_free})") };
+            let reason = if opts.room == RoomChoice::Grow {
+                "grow the disk, as asked (--room grow)".to_string()
+            } else {
+                format!("grow the disk: free space does not do ({why_not_free})")
+            };
             (Room::Grow, start, bytes, reason)
         }),
     };
     let Some((room, esp_first, new_disk_bytes, room_reason)) = chosen else {
         if opts.room != RoomChoice::Free {
-            c.fail("room.esp", "the grown disk size overflows", "check the image");
+            c.fail(
+                "room.esp",
+                "the grown disk size overflows",
+                "check the image",
+            );
         }
         v.checks = c.0;
         v.notes = notes;
         return v;
     };
-    c.pass("room.esp", format!("{}: ESP at LBA {esp_first}, {} MiB", room_reason, esp_bytes / MIB));
+    c.pass(
+        "room.esp",
+        format!(
+            "{}: ESP at LBA {esp_first}, {} MiB",
+            room_reason,
+            esp_bytes / MIB
+        ),
+    );
 
     // ---- the resulting size
     if new_disk_bytes % MIB == 0 || image.format == Format::Raw {
-        c.pass("azure.size-mib", format!("resulting disk size {new_disk_bytes} bytes"));
+        c.pass(
+            "azure.size-mib",
+            format!("resulting disk size {new_disk_bytes} bytes"),
+        );
     } else {
-        c.fail("azure.size-mib", format!("resulting disk size {new_disk_bytes} bytes is not a whole number of MiB"), "use --room grow, which rounds the size up to a whole MiB");
+        c.fail(
+            "azure.size-mib",
+            format!("resulting disk size {new_disk_bytes} bytes is not a whole number of MiB"),
+            "use --room grow, which rounds the size up to a whole MiB",
+        );
     }
-    if new_disk_bytes > AZURE_MAX_BYTES || new_disk_bytes < AZURE_MIN_BYTES {
-        let msg = format!("resulting disk size {new_disk_bytes} bytes is outside Azure's 20 MiB - 32 TiB");
+    if !(AZURE_MIN_BYTES..=AZURE_MAX_BYTES).contains(&new_disk_bytes) {
+        let msg = format!(
+            "resulting disk size {new_disk_bytes} bytes is outside Azure's 20 MiB - 32 TiB"
+        );
         if image.format == Format::Raw {
             c.warn("azure.size-limits", msg, None);
         } else {
@@ -555,7 +746,10 @@ pub fn validate(file: &dyn Disk, opts: &Options) -> Validation {
     } else if new_disk_bytes > AZURE_GEN2_OS_MAX_BYTES {
         c.warn("azure.size-limits", format!("{new_disk_bytes} bytes: above the 4 TiB Generation-2 OS disk limit (usable as a data disk)"), None);
     } else {
-        c.pass("azure.size-limits", "within Azure's limits (Generation-2 OS disks: up to 4 TiB)");
+        c.pass(
+            "azure.size-limits",
+            "within Azure's limits (Generation-2 OS disks: up to 4 TiB)",
+        );
     }
 
     v.notes = notes;
@@ -565,9 +759,27 @@ pub fn validate(file: &dyn Disk, opts: &Options) -> Validation {
     }
 
     // ---- the plan
-    match build_plan(file, &image, m, &parts, &gpt_types, opts, sb, room, room_reason, esp_first, esp_sectors, new_disk_bytes, boot_code) {
+    match build_plan(
+        file,
+        &image,
+        m,
+        &parts,
+        &gpt_types,
+        opts,
+        sb,
+        room,
+        room_reason,
+        esp_first,
+        esp_sectors,
+        new_disk_bytes,
+        boot_code,
+    ) {
         Ok(p) => v.plan = Some(p),
-        Err(e) => c.fail("plan", e.to_string(), "report this as a bug with `vhdtool info --json` of the image"),
+        Err(e) => c.fail(
+            "plan",
+            e.to_string(),
+            "report this as a bug with `vhdtool info --json` of the image",
+        ),
     }
     v.checks = c.0;
     v
@@ -626,10 +838,16 @@ fn build_plan(
             last_lba: p.start_lba + p.sectors - 1,
             attributes: *attrs,
             name: entry_name(ty),
-            from: format!("MBR partition {} (type 0x{:02x}{})", p.index, p.type_id, if p.logical { ", logical" } else { "" }),
+            from: format!(
+                "MBR partition {} (type 0x{:02x}{})",
+                p.index,
+                p.type_id,
+                if p.logical { ", logical" } else { "" }
+            ),
         });
     }
-    let esp_index = u32::try_from(partitions.len() + 1).map_err(|_| Error::invalid("too many partitions"))?;
+    let esp_index =
+        u32::try_from(partitions.len() + 1).map_err(|_| Error::invalid("too many partitions"))?;
     let esp_last = esp_first + esp_sectors - 1;
     partitions.push(NewPartition {
         index: esp_index,
@@ -643,7 +861,8 @@ fn build_plan(
         from: "new EFI system partition".to_string(),
     });
     let esp_guid = guid_for("esp volume");
-    let volume_id = u32::from_le_bytes([esp_guid.0[0], esp_guid.0[1], esp_guid.0[2], esp_guid.0[3]]);
+    let volume_id =
+        u32::from_le_bytes([esp_guid.0[0], esp_guid.0[1], esp_guid.0[2], esp_guid.0[3]]);
 
     let entries: Vec<GptPartition> = partitions
         .iter()
@@ -674,14 +893,41 @@ fn build_plan(
 
     let mut regions = Vec::new();
     if room == Room::Grow && footer.is_some() && image.data_bytes < new_disk_bytes {
-        regions.push(Region { offset: image.data_bytes, length: 512, what: "old VHD footer (now disk space, zeroed)".into() });
+        regions.push(Region {
+            offset: image.data_bytes,
+            length: 512,
+            what: "old VHD footer (now disk space, zeroed)".into(),
+        });
     }
-    regions.push(Region { offset: esp_first * sbu, length: esp_sectors * sbu, what: format!("partition {esp_index}: EFI system partition (FAT32)") });
-    regions.push(Region { offset: image_gpt.backup_entries_lba * sbu, length: image_gpt.backup.len() as u64, what: "backup GPT entries and header".into() });
-    regions.push(Region { offset: sbu, length: image_gpt.primary.len() as u64, what: format!("LBA 1-{}: primary GPT header and entries", image_gpt.primary.len() as u64 / sbu) });
-    regions.push(Region { offset: 0, length: 512, what: "LBA 0: protective MBR".into() });
+    regions.push(Region {
+        offset: esp_first * sbu,
+        length: esp_sectors * sbu,
+        what: format!("partition {esp_index}: EFI system partition (FAT32)"),
+    });
+    regions.push(Region {
+        offset: image_gpt.backup_entries_lba * sbu,
+        length: image_gpt.backup.len() as u64,
+        what: "backup GPT entries and header".into(),
+    });
+    regions.push(Region {
+        offset: sbu,
+        length: image_gpt.primary.len() as u64,
+        what: format!(
+            "LBA 1-{}: primary GPT header and entries",
+            image_gpt.primary.len() as u64 / sbu
+        ),
+    });
+    regions.push(Region {
+        offset: 0,
+        length: 512,
+        what: "LBA 0: protective MBR".into(),
+    });
     if footer.is_some() {
-        regions.push(Region { offset: new_disk_bytes, length: 512, what: "VHD footer".into() });
+        regions.push(Region {
+            offset: new_disk_bytes,
+            length: 512,
+            what: "VHD footer".into(),
+        });
     }
     let _ = m;
     Ok(Plan {
@@ -695,7 +941,14 @@ fn build_plan(
         room_reason,
         disk_guid,
         partitions,
-        esp: EspLayout { index: esp_index, first_lba: esp_first, last_lba: esp_last, size_bytes: esp_sectors * sbu, label: opts.esp_label.clone(), volume_id },
+        esp: EspLayout {
+            index: esp_index,
+            first_lba: esp_first,
+            last_lba: esp_last,
+            size_bytes: esp_sectors * sbu,
+            label: opts.esp_label.clone(),
+            volume_id,
+        },
         regions,
         boot_code,
         protective_mbr,
@@ -738,9 +991,11 @@ pub fn converted_footer(raw: &[u8; 512], new_size: u64) -> Result<[u8; 512]> {
 /// Bytes for `--random-guids`: the time and the process id through a hash are enough for
 /// uniqueness (not secrecy).
 fn random_bytes() -> Vec<u8> {
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
     let mut v = t.to_le_bytes().to_vec();
     v.extend_from_slice(&std::process::id().to_le_bytes());
     v
 }
-
