@@ -17,10 +17,14 @@ use crate::gpt::Guid;
 /// Options shared by `validate` and `convert`: they decide the plan.
 #[derive(Debug, Args)]
 pub struct PlanArgs {
-    /// Where the ESP's room comes from: free space, a larger disk, or auto (free if it fits,
-    /// else grow).
+    /// Where the ESP's room comes from: free space, the last partition (shrunk: NTFS,
+    /// ext2/3/4, swap), a larger disk, or auto (free if it fits, else shrink, else grow).
     #[arg(long, value_enum, default_value_t = RoomChoice::Auto)]
     pub room: RoomChoice,
+    /// With --room auto: never grow the disk (fail instead when neither free space nor a
+    /// shrink makes room).
+    #[arg(long)]
+    pub no_grow: bool,
     /// ESP size, e.g. 100M, 260MiB, 1G (default 100 MiB; 260 MiB on 4096-byte sectors).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub esp_size: Option<u64>,
@@ -125,7 +129,7 @@ fn parse_map(s: &str) -> std::result::Result<(u8, Guid), String> {
     Ok((ty, guid))
 }
 
-fn options(a: &PlanArgs) -> Options {
+fn options(a: &PlanArgs, image: &std::path::Path) -> Options {
     Options {
         room: a.room,
         esp_bytes: a.esp_size,
@@ -134,6 +138,8 @@ fn options(a: &PlanArgs) -> Options {
         random_guids: a.random_guids,
         boot_files_bytes: 0,
         esp_label: "SYSTEM".into(),
+        no_grow: a.no_grow,
+        image_path: Some(image.to_path_buf()),
     }
 }
 
@@ -159,7 +165,7 @@ fn refusal_code(v: &Validation) -> u8 {
 
 pub fn run_validate(args: &ValidateArgs) -> Result<u8> {
     let t = tree(&args.plan)?;
-    let mut opts = options(&args.plan);
+    let mut opts = options(&args.plan, &args.image);
     opts.boot_files_bytes = t.file_bytes();
     let disk = MmapDisk::open(&args.image, Access::ReadOnly)?;
     let v = plan::validate(&disk, &opts);
@@ -180,7 +186,7 @@ pub fn run_validate(args: &ValidateArgs) -> Result<u8> {
 
 pub fn run_convert(args: &ConvertArgs) -> Result<u8> {
     let t = tree(&args.plan)?;
-    let opts = options(&args.plan);
+    let opts = options(&args.plan, &args.image);
     let mut bar = output::Progress::new("copying");
     let report: ConvertReport = apply::convert(
         &args.image,

@@ -407,6 +407,17 @@ fn render_plan(o: &mut String, p: &crate::convert::Plan) {
     );
     let _ = writeln!(o, "  disk GUID            {}", p.disk_guid);
     let _ = writeln!(o, "  protective MBR       boot code {}", p.boot_code);
+    if let Some(sh) = &p.shrink {
+        let _ = writeln!(
+            o,
+            "  shrink               partition {} ({}): {} -> {}, {}",
+            sh.partition,
+            sh.filesystem,
+            human(sh.old_bytes),
+            human(sh.new_bytes),
+            sh.method
+        );
+    }
     let _ = writeln!(
         o,
         "\n  new partition table (GPT, 128 entries, {}-byte sectors)",

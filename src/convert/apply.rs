@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::journal::{self, Journal, SavedRegion};
-use super::plan::{self, Options, Plan, Room, Validation};
+use super::plan::{self, Options, Plan, Room, ShrinkAction, Validation};
 use crate::disk::{Access, Disk, MmapDisk};
 use crate::error::{Error, Result};
 use crate::esp::{EspSpec, EspTree};
@@ -173,15 +173,22 @@ pub fn apply(
     }
     if let Some(jp) = journal_path {
         let mut regions = Vec::new();
-        for r in &plan.regions {
+        for r in plan.regions.iter().filter(|r| !r.external) {
             if r.offset < plan.old_file_bytes {
                 regions.push(SavedRegion::capture(disk, r.offset, r.length)?);
             }
         }
+        let e2undo = match plan.shrink.as_ref().map(|s| &s.action) {
+            Some(ShrinkAction::Resize2fs { part_offset, .. }) => {
+                vec![(*part_offset, journal::e2undo_path(jp))]
+            }
+            _ => Vec::new(),
+        };
         let j = Journal {
             original_len: plan.old_file_bytes,
             converted_len: plan.new_file_bytes,
             regions,
+            e2undo,
         };
         j.write(jp, || faults.tick())?;
     }
@@ -203,6 +210,25 @@ pub fn apply(
         })?;
     }
     let sbu = u64::from(plan.sector_bytes);
+    // the shrink first: the ESP lands on the partition's old tail
+    if let Some(sp) = &plan.shrink {
+        match &sp.action {
+            ShrinkAction::Writes(w) => {
+                for (off, bytes) in w {
+                    write(disk, faults, *off, bytes, &mut written)?;
+                }
+            }
+            ShrinkAction::Resize2fs {
+                part_offset,
+                new_bytes,
+            } => {
+                faults.tick()?;
+                let undo = journal_path.map(journal::e2undo_path);
+                let path = disk.path().to_path_buf();
+                crate::shrink::ext4::shrink(&path, *part_offset, *new_bytes, undo.as_deref())?;
+            }
+        }
+    }
     if plan.room == Room::Grow && plan.footer.is_some() && plan.old_disk_bytes < plan.new_disk_bytes
     {
         write(disk, faults, plan.old_disk_bytes, &[0u8; 512], &mut written)?;
