@@ -111,12 +111,22 @@ fn write_changed(
     written: &mut u64,
 ) -> Result<()> {
     const STEP: usize = 1 << 20;
+    let end = offset + bytes.len() as u64;
+    // holes read as zeros: find them with SEEK_DATA instead of faulting every page in
+    let data = super::copy::data_extents_in(disk.file(), offset, end.min(disk.len()))?;
     let mut have = vec![0u8; STEP];
     for (i, want) in bytes.chunks(STEP).enumerate() {
         let at = offset + (i * STEP) as u64;
-        let cur = &mut have[..want.len()];
-        disk.read_at(at, cur)?;
-        if cur != want {
+        let block_end = at + want.len() as u64;
+        let in_hole = !data.iter().any(|&(s, l)| s < block_end && s + l > at);
+        let differs = if in_hole {
+            want.iter().any(|&b| b != 0)
+        } else {
+            let cur = &mut have[..want.len()];
+            disk.read_at(at, cur)?;
+            cur != want
+        };
+        if differs {
             write(disk, faults, at, want, written)?;
         }
     }
