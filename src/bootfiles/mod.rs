@@ -83,12 +83,14 @@ impl Family {
         }
     }
 
-    fn install_command(self) -> String {
+    /// "install shim-signed grub-efi-amd64-signed in the guest (apt-get install ...)".
+    fn install_advice(self) -> String {
+        let p = self.packages();
         match self {
-            Family::Debian => format!("apt-get install {}", self.packages()),
-            Family::Rhel => format!("dnf install {}", self.packages()),
-            Family::Suse => format!("zypper install {}", self.packages()),
-            Family::Unknown => format!("install {}", self.packages()),
+            Family::Debian => format!("install {p} in the guest (apt-get install {p})"),
+            Family::Rhel => format!("install {p} in the guest (dnf install {p})"),
+            Family::Suse => format!("install {p} in the guest (zypper install {p})"),
+            Family::Unknown => format!("install {p} in the guest"),
         }
     }
 }
@@ -561,8 +563,8 @@ pub fn find_boot_files(data: &dyn Disk, parts: &[PartitionRef]) -> Result<Discov
             override_fix.trim_start_matches("or ").to_string()
         } else {
             format!(
-                "install them in the guest and convert again ({}), {override_fix}",
-                family.install_command()
+                "{} and convert again, {override_fix}",
+                family.install_advice()
             )
         };
         return Ok(Discovery::Missing(Missing {
