@@ -459,6 +459,9 @@ pub fn render_convert(r: &crate::convert::apply::ConvertReport) -> String {
     if !r.esp_files.is_empty() {
         let _ = writeln!(o, "\n  ESP files: {}", r.esp_files.join(", "));
     }
+    if let Some(lb) = &r.linux_boot {
+        o.push_str(&lb.render());
+    }
     for w in &r.warnings {
         let _ = writeln!(o, "\nwarning: {w}");
     }

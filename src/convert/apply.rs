@@ -76,6 +76,10 @@ pub struct ConvertReport {
     pub bytes_written: u64,
     /// Files placed in the ESP (paths inside it).
     pub esp_files: Vec<String>,
+    /// Boot files taken from the image's Linux partitions (no --boot-files given).
+    pub linux_boot: Option<crate::bootfiles::LinuxBoot>,
+    /// What the guest still needs after its first Generation-2 boot.
+    pub guest_notes: Vec<String>,
     pub warnings: Vec<String>,
     pub upload: Option<Upload>,
 }
@@ -280,12 +284,11 @@ pub fn convert(
     output: Option<&Path>,
     journal_path: Option<PathBuf>,
     opts: &Options,
-    tree: &EspTree,
+    boot: &crate::bootfiles::BootSource,
     dry_run: bool,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<ConvertReport> {
     let mut opts = opts.clone();
-    opts.boot_files_bytes = tree.file_bytes();
     // plan on the source, under its lock (shared for a copy, exclusive in place)
     let access = if output.is_none() && !dry_run {
         Access::ReadWrite
@@ -293,7 +296,12 @@ pub fn convert(
         Access::ReadOnly
     };
     let disk = MmapDisk::open(image, access)?;
-    let validation = plan::validate(&disk, &opts);
+    // boot files: --boot-files, --no-boot-files, or taken from the image's Linux partitions
+    let mut boot = crate::bootfiles::resolve(&disk, boot, opts.sector_bytes.unwrap_or(512))?;
+    opts.boot_files_bytes = boot.tree.file_bytes();
+    let mut validation = plan::validate(&disk, &opts);
+    crate::bootfiles::attach(&mut validation, &mut boot);
+    let tree = &boot.tree;
     let mut report = ConvertReport {
         image: image.display().to_string(),
         output: output.unwrap_or(image).display().to_string(),
@@ -302,6 +310,12 @@ pub fn convert(
         journal: None,
         bytes_written: 0,
         esp_files: tree_paths(tree),
+        guest_notes: boot
+            .linux
+            .as_ref()
+            .map(|l| l.guest_notes.clone())
+            .unwrap_or_default(),
+        linux_boot: boot.linux.clone(),
         warnings: Vec::new(),
         upload: None,
     };
