@@ -38,7 +38,7 @@
 #![cfg(target_os = "linux")]
 
 use std::ffi::OsString;
-use std::fs::{self, File};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -566,6 +566,9 @@ enum BootFiles {
     /// No `--boot-files`: vhdtool takes shim and grub from the image itself
     /// (always the built vhdtool: this is what is under test).
     FromImage,
+    /// As `FromImage`, with `--hybrid`: BIOS boot kept (GRUB's core.img rebuilt
+    /// into a BIOS boot partition).
+    Hybrid,
 }
 
 /// Converts a COPY of the fixture with the converter under test; returns the
@@ -598,6 +601,9 @@ fn convert_copy_with(fx: &Fixture, dir: &Path, boot_files: BootFiles) -> PathBuf
             if boot_files == BootFiles::Dir {
                 cmd.arg("--boot-files").arg(&fx.boot_files);
                 (cmd, "vhdtool convert --boot-files".to_string())
+            } else if boot_files == BootFiles::Hybrid {
+                cmd.arg("--hybrid");
+                (cmd, "vhdtool convert --hybrid".to_string())
             } else {
                 (
                     cmd,
@@ -749,6 +755,116 @@ fn separate_boot_with_boot_files_from_the_image_boots_under_secure_boot() {
         &dir,
         "gen2-separate-boot-from-image",
     );
+    let _ = fs::remove_file(dir.join("gen1.vhd"));
+    let _ = fs::remove_file(out);
+}
+
+/// `sgdisk -v` on the disk inside a fixed VHD (the footer stripped, in a sparse copy).
+fn sgdisk_verify(vhd: &Path, dir: &Path) {
+    let raw = dir.join("verify.raw");
+    sparse_copy(vhd, &raw);
+    let len = fs::metadata(&raw).map(|m| m.len()).unwrap_or(0);
+    let f = OpenOptions::new()
+        .write(true)
+        .open(&raw)
+        .expect("open raw copy");
+    f.set_len(len - 512).expect("strip the footer");
+    let out = Command::new("sgdisk")
+        .arg("-v")
+        .arg(&raw)
+        .output()
+        .expect("run sgdisk");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("No problems found"),
+        "sgdisk -v {}:\n{text}",
+        raw.display()
+    );
+    let _ = fs::remove_file(raw);
+}
+
+/// `--hybrid`: one converted VHD boots under SeaBIOS (GRUB's core.img, rebuilt
+/// with part_gpt, in the new BIOS boot partition) and under UEFI with Secure
+/// Boot; an in-place `--hybrid` conversion rolls back to the original bytes.
+#[test]
+fn hybrid_conversion_boots_under_bios_and_secure_boot() {
+    if !deps_present() {
+        return;
+    }
+    let _one_at_a_time = serial();
+    let fx = fixture(Layout::Single);
+    let dir = work_dir("hybrid");
+    let out = convert_copy_with(&fx, &dir, BootFiles::Hybrid);
+    let log = fs::read_to_string(dir.join("convert.log")).unwrap_or_default();
+    assert!(
+        log.contains("pass  boot.hybrid")
+            && log.contains("part_gpt module added from partition 1:/boot/grub/i386-pc")
+            && log.contains("(hd0,gpt1)/boot/grub"),
+        "convert --hybrid did not report the rebuilt core.img:\n{log}"
+    );
+    sgdisk_verify(&out, &dir);
+    let expect = Expect {
+        gpt: true,
+        separate_boot: false,
+    };
+    boot_ok(&out, Mode::Bios, expect, &dir, "hybrid");
+    boot_ok(&out, Mode::UefiSecureBoot, expect, &dir, "hybrid");
+    let _ = fs::remove_file(out);
+
+    // in place, then rollback: byte-identical to the fixture
+    let inplace = dir.join("gen1.vhd");
+    let r = run(
+        {
+            let mut c = Command::new(env!("CARGO_BIN_EXE_vhdtool"));
+            c.arg("convert").arg(&inplace).arg("--hybrid");
+            c
+        },
+        &dir.join("convert-in-place.log"),
+        Duration::from_secs(CONVERT_TIMEOUT_S),
+    );
+    assert!(r.ok(), "in-place convert --hybrid failed: {}", r.tail(20));
+    assert!(!same_content(&inplace, &fx.vhd).unwrap_or(true));
+    let r = run(
+        {
+            let mut c = Command::new(env!("CARGO_BIN_EXE_vhdtool"));
+            c.arg("rollback").arg(&inplace);
+            c
+        },
+        &dir.join("rollback.log"),
+        Duration::from_secs(CONVERT_TIMEOUT_S),
+    );
+    assert!(r.ok(), "rollback failed: {}", r.tail(20));
+    assert!(
+        same_content(&inplace, &fx.vhd).unwrap_or(false),
+        "rollback of --hybrid did not restore the original bytes"
+    );
+    let _ = fs::remove_file(inplace);
+}
+
+/// `--hybrid` with a separate /boot: core.img's prefix (hd0,msdos1)/grub names
+/// the /boot partition and part_gpt.mod comes from its /grub/i386-pc; the
+/// result still boots under SeaBIOS.
+#[test]
+fn hybrid_separate_boot_boots_under_bios() {
+    if !deps_present() {
+        return;
+    }
+    let _one_at_a_time = serial();
+    let fx = fixture(Layout::SeparateBoot);
+    let dir = work_dir("hybrid-separate-boot");
+    let out = convert_copy_with(&fx, &dir, BootFiles::Hybrid);
+    let log = fs::read_to_string(dir.join("convert.log")).unwrap_or_default();
+    assert!(
+        log.contains("part_gpt module added from partition 1:/grub/i386-pc")
+            && log.contains("(hd0,gpt1)/grub"),
+        "convert --hybrid did not rebuild core.img from the /boot partition:\n{log}"
+    );
+    sgdisk_verify(&out, &dir);
+    let expect = Expect {
+        gpt: true,
+        separate_boot: true,
+    };
+    boot_ok(&out, Mode::Bios, expect, &dir, "hybrid-separate-boot");
     let _ = fs::remove_file(dir.join("gen1.vhd"));
     let _ = fs::remove_file(out);
 }

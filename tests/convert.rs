@@ -637,3 +637,49 @@ fn validate_prints_checks_and_plan_and_writes_nothing() {
         run.stdout
     );
 }
+
+/// `--hybrid` on a disk without GRUB's BIOS loader: refused before any write (exit 5), the
+/// check names what was found and the way out.
+#[test]
+fn hybrid_without_grub_is_refused_and_writes_nothing() {
+    let Some(images) = common::images() else {
+        return;
+    };
+    let tmp = TempDir::new("convert-hybrid");
+    let work = tmp.path().join("nogrub.vhd");
+    let st = Command::new("cp")
+        .arg("--sparse=always")
+        .arg(images.path("linux-mbr.force.vhd"))
+        .arg(&work)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let before = file_crc(&work);
+    let run = vhdtool([
+        "convert".as_ref(),
+        work.as_os_str(),
+        "--hybrid".as_ref(),
+        "--no-boot-files".as_ref(),
+        "--json".as_ref(),
+    ]);
+    assert_eq!(run.exit_code(), 5, "{}\n{}", run.stdout, run.stderr);
+    let v: Value = serde_json::from_str(&run.stdout).unwrap();
+    let check = v["validation"]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "boot.hybrid")
+        .cloned()
+        .unwrap_or_else(|| panic!("no boot.hybrid check: {}", run.stdout));
+    assert_eq!(check["status"], "fail");
+    assert!(
+        check["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not GRUB's boot.img"),
+        "{check}"
+    );
+    assert!(check["fix"].as_str().unwrap().contains("without --hybrid"));
+    assert_eq!(file_crc(&work), before);
+    assert!(!tmp.path().join("nogrub.vhd.vhdtool-journal").exists());
+}

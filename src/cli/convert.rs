@@ -48,6 +48,10 @@ pub struct PlanArgs {
     /// (the disk does not boot under UEFI until boot files are added).
     #[arg(long, conflicts_with = "boot_files")]
     pub no_boot_files: bool,
+    /// Keep BIOS boot working too (one disk for Generation 1 and 2): GRUB's core.img moves
+    /// into a new BIOS boot partition and the MBR keeps GRUB's boot.img (hybrid MBR).
+    #[arg(long)]
+    pub hybrid: bool,
     /// Print as JSON.
     #[arg(long)]
     pub json: bool,
@@ -146,6 +150,7 @@ fn options(a: &PlanArgs, image: &std::path::Path) -> Options {
         esp_label: "SYSTEM".into(),
         no_grow: a.no_grow,
         image_path: Some(image.to_path_buf()),
+        hybrid: a.hybrid,
     }
 }
 

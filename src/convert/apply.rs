@@ -255,6 +255,9 @@ pub fn apply(
         &plan.gpt_backup.1,
         &mut written,
     )?;
+    if let Some((off, core)) = &plan.core_img {
+        write(disk, faults, *off, core, &mut written)?;
+    }
     write(
         disk,
         faults,
@@ -319,6 +322,18 @@ pub fn convert(
         warnings: Vec::new(),
         upload: None,
     };
+    // --hybrid: grub-pc keeps working, so the notes about it change
+    if report
+        .validation
+        .plan
+        .as_ref()
+        .is_some_and(|p| p.bios_boot.is_some())
+    {
+        report
+            .guest_notes
+            .retain(|n| !n.contains("without a BIOS boot partition"));
+        report.guest_notes.insert(0, "--hybrid: the disk has a BIOS boot partition holding GRUB's core.img, so the BIOS loader keeps working and its next update (grub-install for i386-pc on this GPT disk) succeeds; keep it (Debian/Ubuntu: grub-pc) and install the signed UEFI chain beside it (grub-efi-amd64-signed shim-signed; RHEL family: shim-x64 grub2-efi-x64) so that both generations stay bootable".to_string());
+    }
     // refused: the report says why (the caller maps it to an exit code); nothing was written
     if !report.validation.passed() {
         return Ok(report);

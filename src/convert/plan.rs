@@ -17,6 +17,8 @@ use crate::info::{
 use crate::mbr::{self, MbrPartition};
 use crate::vhd::{self, Format};
 
+use super::hybrid;
+
 /// GPT partition entries we write (the UEFI minimum array is 16 KiB: 128 entries of 128 bytes).
 pub const GPT_ENTRIES: u32 = 128;
 /// Size of one GPT partition entry we write.
@@ -68,6 +70,9 @@ pub struct Options {
     pub no_grow: bool,
     /// The image file, for the shrink steps that run e2fsprogs on it.
     pub image_path: Option<std::path::PathBuf>,
+    /// Keep BIOS boot working: GRUB's core.img moves into a BIOS boot partition and the MBR
+    /// keeps boot.img in a hybrid MBR (see `hybrid.rs`).
+    pub hybrid: bool,
 }
 
 impl Default for Options {
@@ -82,6 +87,7 @@ impl Default for Options {
             esp_label: "SYSTEM".to_string(),
             no_grow: false,
             image_path: None,
+            hybrid: false,
         }
     }
 }
@@ -194,6 +200,18 @@ pub struct EspLayout {
     pub volume_id: u32,
 }
 
+/// `--hybrid`: GRUB's core.img, moved.
+#[derive(Debug, Clone, Serialize)]
+pub struct BiosBoot {
+    /// GPT entry of the BIOS boot partition.
+    pub index: u32,
+    pub first_lba: u64,
+    pub last_lba: u64,
+    /// Where core.img was (LBA) and how many sectors it takes.
+    pub core_from_lba: u64,
+    pub core_sectors: u64,
+}
+
 /// Everything `convert` will do, computed from reads only.
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
@@ -215,6 +233,8 @@ pub struct Plan {
     pub regions: Vec<Region>,
     /// The boot code area of the protective MBR: kept or cleared, and why.
     pub boot_code: String,
+    /// `--hybrid`: the BIOS boot partition that now holds GRUB's core.img.
+    pub bios_boot: Option<BiosBoot>,
     #[serde(skip)]
     pub protective_mbr: [u8; 512],
     #[serde(skip)]
@@ -223,6 +243,9 @@ pub struct Plan {
     pub gpt_backup: (u64, Vec<u8>),
     #[serde(skip)]
     pub footer: Option<[u8; 512]>,
+    /// `--hybrid`: core.img at its new place (file offset, bytes).
+    #[serde(skip)]
+    pub core_img: Option<(u64, Vec<u8>)>,
     /// Seed of the deterministic ESP volume id and GUIDs (for reproducibility).
     #[serde(skip)]
     pub seed: Vec<u8>,
@@ -577,10 +600,14 @@ pub fn validate(file: &dyn Disk, opts: &Options) -> Validation {
         );
     }
     let used_entries = u32::try_from(parts.len()).unwrap_or(u32::MAX);
-    if used_entries < GPT_ENTRIES {
+    let new_entries = if opts.hybrid { 2 } else { 1 };
+    if used_entries.saturating_add(new_entries) <= GPT_ENTRIES {
         c.pass(
             "layout.gpt-entry-free",
-            format!("{used_entries} of {GPT_ENTRIES} GPT entries used, one free for the ESP"),
+            format!(
+                "{used_entries} of {GPT_ENTRIES} GPT entries used, {new_entries} free for the ESP{}",
+                if opts.hybrid { " and the BIOS boot partition" } else { "" }
+            ),
         );
     } else {
         c.fail(
@@ -614,9 +641,32 @@ pub fn validate(file: &dyn Disk, opts: &Options) -> Validation {
         );
     }
 
+    // ---- --hybrid: GRUB's BIOS loader moves into a BIOS boot partition
+    let hybrid = if opts.hybrid {
+        let found = hybrid_relocation(&data, &parts, sb, first_start);
+        match &found {
+            Ok(r) => c.pass(
+                "boot.hybrid",
+                format!(
+                    "GRUB core.img (from LBA {}) rebuilt for GPT ({}) into a BIOS boot partition at LBAs {}-{}; the protective MBR keeps boot.img",
+                    r.old_lba, r.changes.join("; "), r.first_lba, r.last_lba
+                ),
+            ),
+            Err(why) => c.fail_as(
+                ErrorKind::Unsupported,
+                "boot.hybrid",
+                why.clone(),
+                "convert without --hybrid (the disk then boots under UEFI only), or reinstall grub-pc in the guest (core.img in the first MiB, primary partitions) and convert again",
+            ),
+        }
+        found.ok()
+    } else {
+        None
+    };
+
     // ---- boot code that stops working
     let gap_loader = mbr::gap_loader(&data, sb, first_start);
-    if let Some(kind) = &gap_loader {
+    if let (Some(kind), None) = (&gap_loader, &hybrid) {
         notes.push(Finding::warning(
             "boot.gap-loader",
             format!(
@@ -625,7 +675,12 @@ pub fn validate(file: &dyn Disk, opts: &Options) -> Validation {
             ),
         ));
     }
-    let boot_code = if m.boot_code_present {
+    let boot_code = if let Some(r) = &hybrid {
+        format!(
+            "kept: GRUB boot.img, its core.img pointer moved from LBA {} to LBA {} (the BIOS boot partition); BIOS boot keeps working",
+            r.old_lba, r.first_lba
+        )
+    } else if m.boot_code_present {
         format!(
             "cleared: the old BIOS boot code ({}) expects the MBR partition table and the sectors the GPT now uses; a protective MBR with no boot code fails cleanly under BIOS instead of hanging",
             m.boot_code_kind.as_deref().unwrap_or("unknown")
@@ -694,7 +749,10 @@ pub fn validate(file: &dyn Disk, opts: &Options) -> Validation {
         .collect();
     spans_all.sort_unstable();
     let mut gaps = Vec::new();
-    let mut cursor = first_usable;
+    // the BIOS boot partition of --hybrid comes first
+    let mut cursor = hybrid
+        .as_ref()
+        .map_or(first_usable, |r| first_usable.max(r.last_lba + 1));
     for (s, e) in &spans_all {
         if *s > cursor {
             gaps.push((cursor, s - 1));
@@ -883,6 +941,7 @@ pub fn validate(file: &dyn Disk, opts: &Options) -> Validation {
         new_disk_bytes,
         boot_code,
         shrink,
+        hybrid,
     ) {
         Ok(p) => v.plan = Some(p),
         Err(e) => c.fail(
@@ -997,6 +1056,96 @@ fn shrink_layout(
     })
 }
 
+/// `--hybrid`: what can be kept of BIOS boot, or why nothing can.
+fn hybrid_relocation(
+    data: &dyn Disk,
+    parts: &[&MbrPartition],
+    sb: u32,
+    first_start: u64,
+) -> std::result::Result<hybrid::Relocation, String> {
+    if sb != 512 {
+        return Err(format!(
+            "BIOS boot needs 512-byte sectors, the disk has {sb}"
+        ));
+    }
+    let mut sector0 = [0u8; 512];
+    data.read_at(0, &mut sector0)
+        .map_err(|e| format!("reading the MBR: {e}"))?;
+    // GPT entries follow the order of `parts` (see build_plan)
+    let gpt_index = |mbr_index: u32| {
+        parts
+            .iter()
+            .position(|p| p.index == mbr_index)
+            .and_then(|i| u32::try_from(i + 1).ok())
+    };
+    let mut modules = || grub_modules(data, parts, sb);
+    hybrid::plan(data, &sector0, first_start, &gpt_index, &mut modules)
+}
+
+/// part_gpt.mod (and part_msdos.mod, to compare) from the image's GRUB i386-pc folder: the one
+/// grub-install fills (/boot/grub/i386-pc, or /grub/i386-pc on a separate /boot), else the
+/// package's (/usr/lib/grub/i386-pc).
+fn grub_modules(
+    data: &dyn Disk,
+    parts: &[&MbrPartition],
+    sb: u32,
+) -> std::result::Result<hybrid::GrubModules, String> {
+    use crate::bootfiles::ext4::{read_file, with_ext4};
+    use crate::fs::FsKind;
+    const DIRS: [&str; 3] = [
+        "/boot/grub/i386-pc",
+        "/grub/i386-pc",
+        "/usr/lib/grub/i386-pc",
+    ];
+    const MAX_MODULE: u64 = 1 << 20;
+    let sbu = u64::from(sb);
+    let mut problems = Vec::new();
+    for dir in DIRS {
+        for p in parts {
+            let Some(w) = p
+                .start_lba
+                .checked_mul(sbu)
+                .zip(p.sectors.checked_mul(sbu))
+                .and_then(|(o, l)| Window::new(data, o, l).ok())
+            else {
+                continue;
+            };
+            if !matches!(
+                crate::fs::probe(&w).map(|f| f.kind),
+                Some(FsKind::Ext2 | FsKind::Ext3 | FsKind::Ext4)
+            ) {
+                continue;
+            }
+            let what = format!("partition {}", p.index);
+            let found = with_ext4(&w, &what, |fs| {
+                let gpt = read_file(fs, &format!("{dir}/part_gpt.mod"), MAX_MODULE)?;
+                let msdos = read_file(fs, &format!("{dir}/part_msdos.mod"), MAX_MODULE)?;
+                Ok(gpt.map(|g| (g, msdos)))
+            });
+            match found {
+                Ok(Some((part_gpt, part_msdos))) => {
+                    return Ok(hybrid::GrubModules {
+                        location: format!("{what}:{dir}"),
+                        part_gpt,
+                        part_msdos,
+                    })
+                }
+                Ok(None) => {}
+                Err(e) => problems.push(e.to_string()),
+            }
+        }
+    }
+    Err(format!(
+        "core.img lacks the part_gpt module and no ext2/3/4 partition holds part_gpt.mod in {}{}: install grub-pc-bin in the guest",
+        DIRS.join(", "),
+        if problems.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", problems.join("; "))
+        }
+    ))
+}
+
 /// GPT entry names, as gdisk gives converted partitions (its type names) and Windows its ESP.
 fn entry_name(t: &Guid) -> String {
     gpt::guid::type_name(t).unwrap_or("Unknown").to_string()
@@ -1018,6 +1167,7 @@ fn build_plan(
     new_disk_bytes: u64,
     boot_code: String,
     shrink: Option<ShrinkLayout>,
+    hybrid: Option<hybrid::Relocation>,
 ) -> Result<Plan> {
     let sbu = u64::from(sb);
     let new_sectors = new_disk_bytes / sbu;
@@ -1087,6 +1237,29 @@ fn build_plan(
         name: "EFI system partition".to_string(),
         from: "new EFI system partition".to_string(),
     });
+    let bios_boot = hybrid.as_ref().map(|r| BiosBoot {
+        index: esp_index + 1,
+        first_lba: r.first_lba,
+        last_lba: r.last_lba,
+        core_from_lba: r.old_lba,
+        core_sectors: r.core_sectors,
+    });
+    if let Some(b) = &bios_boot {
+        partitions.push(NewPartition {
+            index: b.index,
+            type_guid: gpt::guid::BIOS_BOOT,
+            type_name: gpt::guid::type_name(&gpt::guid::BIOS_BOOT),
+            unique_guid: guid_for("bios boot"),
+            first_lba: b.first_lba,
+            last_lba: b.last_lba,
+            attributes: 0,
+            name: "BIOS boot partition".to_string(),
+            from: format!(
+                "new BIOS boot partition (GRUB core.img from LBA {})",
+                b.core_from_lba
+            ),
+        });
+    }
     let esp_guid = guid_for("esp volume");
     let volume_id =
         u32::from_le_bytes([esp_guid.0[0], esp_guid.0[1], esp_guid.0[2], esp_guid.0[3]]);
@@ -1105,7 +1278,10 @@ fn build_plan(
         })
         .collect();
     let image_gpt = gpt::encode(disk_guid, &entries, GPT_ENTRIES, sb, new_sectors)?;
-    let protective_mbr = mbr::protective_mbr(&[0u8; 440], new_sectors);
+    let protective_mbr = match &hybrid {
+        None => mbr::protective_mbr(&[0u8; 440], new_sectors),
+        Some(r) => mbr::protective_mbr(&r.boot_code, new_sectors),
+    };
 
     let footer = match (&image.format, &image.footer) {
         (Format::VhdFixed, Some(_)) => {
@@ -1159,6 +1335,19 @@ fn build_plan(
         image_gpt.backup.len() as u64,
         "backup GPT entries and header",
     ));
+    let core_img = hybrid.map(|r| (r.first_lba * sbu, r.core));
+    if let (Some((off, bytes)), Some(b)) = (&core_img, &bios_boot) {
+        regions.push(Region::new(
+            *off,
+            bytes.len() as u64,
+            format!(
+                "LBA {}-{}: GRUB core.img in the BIOS boot partition (moved from LBA {})",
+                b.first_lba,
+                b.first_lba + b.core_sectors - 1,
+                b.core_from_lba
+            ),
+        ));
+    }
     regions.push(Region::new(
         sbu,
         image_gpt.primary.len() as u64,
@@ -1167,7 +1356,15 @@ fn build_plan(
             image_gpt.primary.len() as u64 / sbu
         ),
     ));
-    regions.push(Region::new(0, 512, "LBA 0: protective MBR"));
+    regions.push(Region::new(
+        0,
+        512,
+        if bios_boot.is_some() {
+            "LBA 0: protective MBR (GRUB boot.img kept)"
+        } else {
+            "LBA 0: protective MBR"
+        },
+    ));
     if footer.is_some() {
         regions.push(Region::new(new_disk_bytes, 512, "VHD footer"));
     }
@@ -1194,10 +1391,12 @@ fn build_plan(
         shrink: shrink_plan,
         regions,
         boot_code,
+        bios_boot,
         protective_mbr,
         gpt_primary: (sbu, image_gpt.primary),
         gpt_backup: (image_gpt.backup_entries_lba * sbu, image_gpt.backup),
         footer,
+        core_img,
         seed,
     })
 }
