@@ -1,0 +1,340 @@
+//! NTFS shrink (`vhdtool::shrink::ntfs::plan_shrink`) judged by ntfs-3g's tools and by
+//! `ntfsresize` itself: images from testdata/make-ntfs.sh, the planned writes applied to a copy
+//! of the partition file, which is then cut to the new length.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use common::{require_tools, run_with_timeout, tool, TempDir};
+use vhdtool::disk::{Access, MmapDisk};
+use vhdtool::shrink::ntfs::plan_shrink;
+use vhdtool::ErrorKind;
+
+const TOOLS: &[(&str, &str)] = &[
+    ("mkntfs", "ntfs-3g"),
+    ("ntfscp", "ntfs-3g"),
+    ("ntfscat", "ntfs-3g"),
+    ("ntfsls", "ntfs-3g"),
+    ("ntfsfix", "ntfs-3g"),
+    ("ntfsresize", "ntfs-3g"),
+    ("python3", "python3"),
+];
+const MIB: u64 = 1024 * 1024;
+
+/// The generated images (OUTDIR of testdata/make-ntfs.sh), made once per script version.
+fn images() -> Option<&'static Path> {
+    static DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
+    DIR.get_or_init(|| {
+        if !require_tools(TOOLS) {
+            return None;
+        }
+        let script = common::repo_root().join("testdata/make-ntfs.sh");
+        let text = fs::read(&script).expect("read make-ntfs.sh");
+        let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+        fs::create_dir_all(&tmp).unwrap();
+        let dir = tmp.join("ntfs-images");
+        let lock = File::create(tmp.join("ntfs-images.lock")).unwrap();
+        lock.lock().unwrap();
+        let stamp = dir.join("make-ntfs.sh.used");
+        if !fs::read(&stamp).is_ok_and(|s| s == text) {
+            let mut cmd = Command::new("bash");
+            cmd.arg(&script).arg(&dir);
+            let run = run_with_timeout(&mut cmd, Duration::from_secs(600));
+            assert!(
+                !run.timed_out && run.code == Some(0),
+                "{} failed: {}\n{}",
+                run.command,
+                run.stdout,
+                run.stderr
+            );
+            fs::write(&stamp, &text).unwrap();
+        }
+        Some(dir)
+    })
+    .as_deref()
+}
+
+/// Copy `name` into `tmp` and give the copy's path.
+fn copy(dir: &Path, name: &str, tmp: &TempDir, as_name: &str) -> PathBuf {
+    let dst = tmp.path().join(as_name);
+    let mut cmd = Command::new("cp");
+    cmd.arg("--sparse=always").arg(dir.join(name)).arg(&dst);
+    let run = run_with_timeout(&mut cmd, Duration::from_secs(60));
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    dst
+}
+
+/// Plan the shrink of the partition file `part` to `new_bytes`, apply it, cut the file.
+fn shrink(part: &Path, new_bytes: u64) -> Vec<String> {
+    let plan = {
+        let disk = MmapDisk::open(part, Access::ReadOnly).expect("open partition");
+        plan_shrink(&disk, new_bytes).unwrap_or_else(|e| panic!("plan_shrink: {e}"))
+    };
+    let f = OpenOptions::new().write(true).open(part).unwrap();
+    let mut last_end = 0;
+    let mut sorted: Vec<_> = plan.writes.iter().map(|(o, b)| (*o, b.len() as u64)).collect();
+    sorted.sort();
+    for (o, l) in sorted {
+        assert!(o >= last_end, "writes overlap at {o:#x}");
+        assert!(o + l <= new_bytes, "write at {o:#x}+{l:#x} is past the new end");
+        last_end = o + l;
+    }
+    for (off, bytes) in &plan.writes {
+        f.write_all_at(bytes, *off).unwrap();
+    }
+    f.set_len(new_bytes).unwrap();
+    plan.notes
+}
+
+fn run(cmd: &mut Command) -> common::Run {
+    run_with_timeout(cmd, Duration::from_secs(120))
+}
+
+/// Every source file reads back identical with ntfscat; ntfsls lists exactly them.
+fn assert_files(part: &Path, src: &Path) {
+    let listing = run(tool("ntfsls").arg("-f").arg(part));
+    assert_eq!(listing.code, Some(0), "ntfsls: {}{}", listing.stdout, listing.stderr);
+    let listed: BTreeSet<String> = listing.stdout.lines().map(str::to_string).collect();
+    let mut expected = BTreeSet::new();
+    for e in fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name().into_string().unwrap();
+        let out = Command::new(common::tool_path("ntfscat").unwrap())
+            .arg("-f")
+            .arg(part)
+            .arg(&name)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "ntfscat {name}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(out.stdout == fs::read(e.path()).unwrap(), "{name} differs after the shrink");
+        expected.insert(name);
+    }
+    assert_eq!(listed, expected, "ntfsls lists other files");
+}
+
+/// ntfsresize's own consistency check (it walks every record and compares with $Bitmap) and
+/// ntfsfix's read-only check ($MFTMirr, backup boot sector) pass.
+fn assert_consistent(part: &Path) {
+    let r = run(tool("ntfsresize").args(["--info", "--force", "--no-progress-bar"]).arg(part));
+    assert_eq!(r.code, Some(0), "ntfsresize --info: {}{}", r.stdout, r.stderr);
+    assert!(!r.stdout.contains("ERROR"), "ntfsresize --info: {}", r.stdout);
+    let r = run(tool("ntfsfix").arg("-n").arg(part));
+    assert_eq!(r.code, Some(0), "ntfsfix -n: {}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("Checking the alternate boot sector... OK"), "{}", r.stdout);
+}
+
+#[test]
+fn shrink_keeps_every_file_and_passes_ntfs_3g_checks() {
+    let Some(dir) = images() else { return };
+    let tmp = TempDir::new("shrink-ntfs-files");
+    let part = copy(dir, "files.part", &tmp, "p");
+    let notes = shrink(&part, 120 * MIB);
+    assert!(notes.iter().any(|n| n.contains("dirty")), "{notes:?}");
+    assert_eq!(fs::metadata(&part).unwrap().len(), 120 * MIB);
+    assert_consistent(&part);
+    assert_files(&part, &dir.join("src-files"));
+}
+
+#[test]
+fn shrink_with_16k_clusters_keeps_mftmirr_in_step() {
+    let Some(dir) = images() else { return };
+    let tmp = TempDir::new("shrink-ntfs-bigclus");
+    let part = copy(dir, "bigclus.part", &tmp, "p");
+    // not a cluster multiple + 1 sector: the volume rounds down, the backup goes last
+    shrink(&part, 64 * MIB + 5 * 512);
+    assert_consistent(&part);
+    assert_files(&part, &dir.join("src-bigclus"));
+}
+
+/// A minimal independent reader of what the differential test compares.
+mod raw {
+    pub fn le(b: &[u8], at: usize, n: usize) -> u64 {
+        b[at..at + n].iter().rev().fold(0, |v, &x| (v << 8) | u64::from(x))
+    }
+
+    pub struct Geo {
+        pub cluster: u64,
+        pub mft: u64,
+        pub rec: u64,
+    }
+
+    pub fn geo(img: &[u8]) -> Geo {
+        let bps = le(img, 0x0B, 2);
+        let cluster = bps * le(img, 0x0D, 1);
+        let c = img[0x40] as i8;
+        let rec = if c < 0 { 1u64 << -c } else { c as u64 * cluster };
+        Geo { cluster, mft: le(img, 0x30, 8) * cluster, rec }
+    }
+
+    /// Record `n`, fixups applied, update sequence number and LSN zeroed.
+    pub fn record(img: &[u8], g: &Geo, n: u64) -> Vec<u8> {
+        let at = (g.mft + n * g.rec) as usize;
+        let mut r = img[at..at + g.rec as usize].to_vec();
+        let usa = le(&r, 4, 2) as usize;
+        let count = le(&r, 6, 2) as usize;
+        for i in 1..count {
+            let (s, d) = (usa + 2 * i, i * 512 - 2);
+            let fix = [r[s], r[s + 1]];
+            r[d..d + 2].copy_from_slice(&fix);
+        }
+        r[usa..usa + 2].fill(0);
+        r[8..16].fill(0);
+        r
+    }
+
+    /// (type, name, flags, lowest..highest VCN, allocated, data, initialized, runs) of every
+    /// non-resident attribute; runs as (lcn or -1 for holes, length).
+    #[allow(clippy::type_complexity)]
+    pub fn non_resident(r: &[u8]) -> Vec<(u32, String, u16, i64, i64, u64, u64, u64, Vec<(i64, u64)>)> {
+        let mut out = Vec::new();
+        let mut a = le(r, 0x14, 2) as usize;
+        while le(r, a, 4) != 0xFFFF_FFFF {
+            let len = le(r, a + 4, 4) as usize;
+            if r[a + 8] != 0 {
+                let nl = r[a + 9] as usize;
+                let no = le(r, a + 10, 2) as usize;
+                let name: Vec<u16> = r[a + no..a + no + 2 * nl]
+                    .chunks(2)
+                    .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                    .collect();
+                let mut runs = Vec::new();
+                let mut p = a + le(r, a + 0x20, 2) as usize;
+                let mut lcn = 0i64;
+                while r[p] != 0 {
+                    let (ln, lo) = ((r[p] & 15) as usize, (r[p] >> 4) as usize);
+                    let l = le(r, p + 1, ln);
+                    if lo == 0 {
+                        runs.push((-1, l));
+                    } else {
+                        let mut d = le(r, p + 1 + ln, lo) as i64;
+                        if r[p + ln + lo] & 0x80 != 0 {
+                            d -= 1 << (8 * lo);
+                        }
+                        lcn += d;
+                        runs.push((lcn, l));
+                    }
+                    p += 1 + ln + lo;
+                }
+                out.push((
+                    le(r, a, 4) as u32,
+                    String::from_utf16(&name).unwrap(),
+                    le(r, a + 0x0C, 2) as u16,
+                    le(r, a + 0x10, 8) as i64,
+                    le(r, a + 0x18, 8) as i64,
+                    le(r, a + 0x28, 8),
+                    le(r, a + 0x30, 8),
+                    le(r, a + 0x38, 8),
+                    runs,
+                ));
+            }
+            a += len;
+        }
+        out
+    }
+}
+
+#[test]
+fn same_metadata_as_ntfsresize() {
+    let Some(dir) = images() else { return };
+    let tmp = TempDir::new("shrink-ntfs-diff");
+    let new_bytes = 96 * MIB;
+    let ours = copy(dir, "files.part", &tmp, "ours");
+    let theirs = copy(dir, "files.part", &tmp, "theirs");
+    shrink(&ours, new_bytes);
+    let r = run(tool("ntfsresize")
+        .args(["--force", "--force", "--no-progress-bar", "--size"])
+        .arg(new_bytes.to_string())
+        .arg(&theirs));
+    assert_eq!(r.code, Some(0), "ntfsresize: {}{}", r.stdout, r.stderr);
+    let a = fs::read(&ours).unwrap();
+    let mut b = fs::read(&theirs).unwrap();
+    b.truncate(new_bytes as usize);
+    let sector = 512;
+    assert_eq!(a[..sector], b[..sector], "boot sectors differ");
+    let end = new_bytes as usize;
+    assert_eq!(a[end - sector..], a[..sector], "our backup boot sector");
+    assert_eq!(b[end - sector..], b[..sector], "ntfsresize's backup boot sector");
+    let g = raw::geo(&a);
+    // $Bitmap: same attribute and same content
+    let (ra, rb) = (raw::record(&a, &g, 6), raw::record(&b, &g, 6));
+    let (na, nb) = (raw::non_resident(&ra), raw::non_resident(&rb));
+    assert_eq!(na, nb, "$Bitmap attributes differ");
+    let bm = &na[0];
+    let (lcn, size) = (bm.8[0].0 as u64, bm.6 as usize);
+    let at = (lcn * g.cluster) as usize;
+    assert_eq!(a[at..at + size], b[at..at + size], "$Bitmap contents differ");
+    // $BadClus:$Bad: same sizes and runlist (ntfsresize also rewrites the header form and
+    // clears the sparse flag; ours keeps the header as mkntfs made it)
+    let strip = |v: Vec<(u32, String, u16, i64, i64, u64, u64, u64, Vec<(i64, u64)>)>| {
+        v.into_iter()
+            .map(|(t, n, _flags, lo, hi, al, da, ini, runs)| (t, n, lo, hi, al, da, ini, runs))
+            .collect::<Vec<_>>()
+    };
+    let (ra, rb) = (raw::record(&a, &g, 8), raw::record(&b, &g, 8));
+    assert_eq!(strip(raw::non_resident(&ra)), strip(raw::non_resident(&rb)), "$BadClus differs");
+    // $Volume: the same record (dirty flag set by both)
+    assert_eq!(raw::record(&a, &g, 3), raw::record(&b, &g, 3), "$Volume differs");
+}
+
+#[test]
+fn used_tail_is_refused_naming_the_file() {
+    let Some(dir) = images() else { return };
+    let part = dir.join("tail.part");
+    let before = fs::read(&part).unwrap();
+    let disk = MmapDisk::open(&part, Access::ReadOnly).unwrap();
+    let err = match plan_shrink(&disk, 32 * MIB) {
+        Ok(_) => panic!("a used tail was not refused"),
+        Err(e) => e,
+    };
+    drop(disk);
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    let msg = err.to_string();
+    for want in ["\\filler.bin", "defrag C: /U /V", "--room grow", "cluster "] {
+        assert!(msg.contains(want), "message lacks {want:?}: {msg}");
+    }
+    assert!(fs::read(&part).unwrap() == before, "the image changed");
+}
+
+#[test]
+fn dirty_volume_is_refused() {
+    let Some(dir) = images() else { return };
+    let tmp = TempDir::new("shrink-ntfs-dirty");
+    let part = copy(dir, "files.part", &tmp, "p");
+    shrink(&part, 150 * MIB);
+    let disk = MmapDisk::open(&part, Access::ReadOnly).unwrap();
+    let err = plan_shrink(&disk, 120 * MIB).err().expect("a dirty volume was shrunk");
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+}
+
+/// Damaged metadata never panics: bytes of the boot sector and the first MFT records are
+/// flipped one at a time.
+#[test]
+fn damaged_metadata_never_panics() {
+    let Some(dir) = images() else { return };
+    let img = fs::read(dir.join("bigclus.part")).unwrap();
+    let g = raw::geo(&img);
+    let mut offsets: Vec<usize> = (0..0x60).collect();
+    for n in [0u64, 2, 3, 5, 6, 8] {
+        let at = (g.mft + n * g.rec) as usize;
+        offsets.extend((0..0x200).step_by(3).map(|i| at + i));
+    }
+    let mut disk = vhdtool::disk::MemDisk::new(img.clone());
+    for off in offsets {
+        for v in [0x00u8, 0xFF, 0x80] {
+            let old = img[off];
+            use vhdtool::disk::Disk;
+            disk.write_at(off as u64, &[v]).unwrap();
+            if let Err(e) = plan_shrink(&disk, 64 * MIB) {
+                assert!(!e.to_string().contains("metadata reader failed"), "panic at {off:#x}={v:#x}");
+            }
+            disk.write_at(off as u64, &[old]).unwrap();
+        }
+    }
+}
