@@ -1,10 +1,13 @@
-//! NTFS shrink (`vhdtool::shrink::ntfs::plan_shrink`) judged by ntfs-3g's tools and by
-//! `ntfsresize` itself: images from testdata/make-ntfs.sh, the planned writes applied to a copy
-//! of the partition file, which is then cut to the new length.
+//! NTFS shrink judged by ntfs-3g's tools and by `ntfsresize` itself, on images from
+//! testdata/make-ntfs.sh: end to end (`vhdtool convert IMG --room shrink`, in place and `-o`,
+//! then `rollback`) on MBR disks whose NTFS partition runs to the last sector, and at the
+//! library level (`vhdtool::shrink::ntfs::plan_shrink`: the planned writes applied to a copy of
+//! the partition file, which is then cut to the new length).
 
 mod common;
 
 use std::collections::BTreeSet;
+use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -25,6 +28,8 @@ const TOOLS: &[(&str, &str)] = &[
     ("ntfsfix", "ntfs-3g"),
     ("ntfsresize", "ntfs-3g"),
     ("python3", "python3"),
+    ("sfdisk", "fdisk"),
+    ("sgdisk", "gdisk"),
 ];
 const MIB: u64 = 1024 * 1024;
 
@@ -79,11 +84,18 @@ fn shrink(part: &Path, new_bytes: u64) -> Vec<String> {
     };
     let f = OpenOptions::new().write(true).open(part).unwrap();
     let mut last_end = 0;
-    let mut sorted: Vec<_> = plan.writes.iter().map(|(o, b)| (*o, b.len() as u64)).collect();
+    let mut sorted: Vec<_> = plan
+        .writes
+        .iter()
+        .map(|(o, b)| (*o, b.len() as u64))
+        .collect();
     sorted.sort();
     for (o, l) in sorted {
         assert!(o >= last_end, "writes overlap at {o:#x}");
-        assert!(o + l <= new_bytes, "write at {o:#x}+{l:#x} is past the new end");
+        assert!(
+            o + l <= new_bytes,
+            "write at {o:#x}+{l:#x} is past the new end"
+        );
         last_end = o + l;
     }
     for (off, bytes) in &plan.writes {
@@ -97,37 +109,80 @@ fn run(cmd: &mut Command) -> common::Run {
     run_with_timeout(cmd, Duration::from_secs(120))
 }
 
-/// Every source file reads back identical with ntfscat; ntfsls lists exactly them.
-fn assert_files(part: &Path, src: &Path) {
+/// Every file the image was filled with (`NAME.files`) reads back identical with ntfscat (four
+/// at a time); ntfsls lists the root's entries exactly.
+fn assert_files(part: &Path, dir: &Path, name: &str) {
+    let src = dir.join(format!("src-{name}"));
+    let list = fs::read_to_string(dir.join(format!("{name}.files"))).unwrap();
+    let files: Vec<&str> = list.lines().filter(|l| !l.is_empty()).collect();
+    assert!(!files.is_empty(), "{name}.files is empty");
+    let cat = common::tool_path("ntfscat").unwrap();
+    std::thread::scope(|s| {
+        for chunk in files.chunks(files.len().div_ceil(4)) {
+            let (cat, src) = (&cat, &src);
+            s.spawn(move || {
+                for f in chunk {
+                    let out = Command::new(cat)
+                        .arg("-f")
+                        .arg(part)
+                        .arg(f)
+                        .output()
+                        .unwrap();
+                    assert!(
+                        out.status.success(),
+                        "ntfscat {f}: {}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                    assert!(
+                        out.stdout == fs::read(src.join(f)).unwrap(),
+                        "{f} differs after the shrink"
+                    );
+                }
+            });
+        }
+    });
     let listing = run(tool("ntfsls").arg("-f").arg(part));
-    assert_eq!(listing.code, Some(0), "ntfsls: {}{}", listing.stdout, listing.stderr);
+    assert_eq!(
+        listing.code,
+        Some(0),
+        "ntfsls: {}{}",
+        listing.stdout,
+        listing.stderr
+    );
     let listed: BTreeSet<String> = listing.stdout.lines().map(str::to_string).collect();
-    let mut expected = BTreeSet::new();
-    for e in fs::read_dir(src).unwrap() {
-        let e = e.unwrap();
-        let name = e.file_name().into_string().unwrap();
-        let out = Command::new(common::tool_path("ntfscat").unwrap())
-            .arg("-f")
-            .arg(part)
-            .arg(&name)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "ntfscat {name}: {}", String::from_utf8_lossy(&out.stderr));
-        assert!(out.stdout == fs::read(e.path()).unwrap(), "{name} differs after the shrink");
-        expected.insert(name);
-    }
-    assert_eq!(listed, expected, "ntfsls lists other files");
+    let expected: BTreeSet<String> = files
+        .iter()
+        .map(|f| f.split('/').next().unwrap().to_string())
+        .collect();
+    assert_eq!(listed, expected, "ntfsls lists other root entries");
 }
 
 /// ntfsresize's own consistency check (it walks every record and compares with $Bitmap) and
 /// ntfsfix's read-only check ($MFTMirr, backup boot sector) pass.
 fn assert_consistent(part: &Path) {
-    let r = run(tool("ntfsresize").args(["--info", "--force", "--no-progress-bar"]).arg(part));
-    assert_eq!(r.code, Some(0), "ntfsresize --info: {}{}", r.stdout, r.stderr);
-    assert!(!r.stdout.contains("ERROR"), "ntfsresize --info: {}", r.stdout);
+    let r = run(tool("ntfsresize")
+        .args(["--info", "--force", "--no-progress-bar"])
+        .arg(part));
+    assert_eq!(
+        r.code,
+        Some(0),
+        "ntfsresize --info: {}{}",
+        r.stdout,
+        r.stderr
+    );
+    assert!(
+        !r.stdout.contains("ERROR"),
+        "ntfsresize --info: {}",
+        r.stdout
+    );
     let r = run(tool("ntfsfix").arg("-n").arg(part));
     assert_eq!(r.code, Some(0), "ntfsfix -n: {}{}", r.stdout, r.stderr);
-    assert!(r.stdout.contains("Checking the alternate boot sector... OK"), "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains("Checking the alternate boot sector... OK"),
+        "{}",
+        r.stdout
+    );
 }
 
 #[test]
@@ -135,11 +190,11 @@ fn shrink_keeps_every_file_and_passes_ntfs_3g_checks() {
     let Some(dir) = images() else { return };
     let tmp = TempDir::new("shrink-ntfs-files");
     let part = copy(dir, "files.part", &tmp, "p");
-    let notes = shrink(&part, 120 * MIB);
+    let notes = shrink(&part, 200 * MIB);
     assert!(notes.iter().any(|n| n.contains("dirty")), "{notes:?}");
-    assert_eq!(fs::metadata(&part).unwrap().len(), 120 * MIB);
+    assert_eq!(fs::metadata(&part).unwrap().len(), 200 * MIB);
     assert_consistent(&part);
-    assert_files(&part, &dir.join("src-files"));
+    assert_files(&part, dir, "files");
 }
 
 #[test]
@@ -148,15 +203,18 @@ fn shrink_with_16k_clusters_keeps_mftmirr_in_step() {
     let tmp = TempDir::new("shrink-ntfs-bigclus");
     let part = copy(dir, "bigclus.part", &tmp, "p");
     // not a cluster multiple + 1 sector: the volume rounds down, the backup goes last
-    shrink(&part, 64 * MIB + 5 * 512);
+    shrink(&part, 72 * MIB + 5 * 512);
     assert_consistent(&part);
-    assert_files(&part, &dir.join("src-bigclus"));
+    assert_files(&part, dir, "bigclus");
 }
 
 /// A minimal independent reader of what the differential test compares.
 mod raw {
     pub fn le(b: &[u8], at: usize, n: usize) -> u64 {
-        b[at..at + n].iter().rev().fold(0, |v, &x| (v << 8) | u64::from(x))
+        b[at..at + n]
+            .iter()
+            .rev()
+            .fold(0, |v, &x| (v << 8) | u64::from(x))
     }
 
     pub struct Geo {
@@ -169,8 +227,16 @@ mod raw {
         let bps = le(img, 0x0B, 2);
         let cluster = bps * le(img, 0x0D, 1);
         let c = img[0x40] as i8;
-        let rec = if c < 0 { 1u64 << -c } else { c as u64 * cluster };
-        Geo { cluster, mft: le(img, 0x30, 8) * cluster, rec }
+        let rec = if c < 0 {
+            1u64 << -c
+        } else {
+            c as u64 * cluster
+        };
+        Geo {
+            cluster,
+            mft: le(img, 0x30, 8) * cluster,
+            rec,
+        }
     }
 
     /// Record `n`, fixups applied, update sequence number and LSN zeroed.
@@ -192,7 +258,9 @@ mod raw {
     /// (type, name, flags, lowest..highest VCN, allocated, data, initialized, runs) of every
     /// non-resident attribute; runs as (lcn or -1 for holes, length).
     #[allow(clippy::type_complexity)]
-    pub fn non_resident(r: &[u8]) -> Vec<(u32, String, u16, i64, i64, u64, u64, u64, Vec<(i64, u64)>)> {
+    pub fn non_resident(
+        r: &[u8],
+    ) -> Vec<(u32, String, u16, i64, i64, u64, u64, u64, Vec<(i64, u64)>)> {
         let mut out = Vec::new();
         let mut a = le(r, 0x14, 2) as usize;
         while le(r, a, 4) != 0xFFFF_FFFF {
@@ -240,27 +308,33 @@ mod raw {
     }
 }
 
-#[test]
-fn same_metadata_as_ntfsresize() {
-    let Some(dir) = images() else { return };
-    let tmp = TempDir::new("shrink-ntfs-diff");
-    let new_bytes = 96 * MIB;
-    let ours = copy(dir, "files.part", &tmp, "ours");
-    let theirs = copy(dir, "files.part", &tmp, "theirs");
-    shrink(&ours, new_bytes);
+/// Shrink a copy of `part_file` with `ntfsresize` to `new_bytes` and compare what it wrote with
+/// `ours` (the partition shrunk by vhdtool): boot sectors, `$Bitmap` (attribute and content),
+/// `$BadClus:$Bad` (sizes and runs), `$Volume` (dirty flag), LSNs and update sequence numbers
+/// aside.
+fn assert_same_metadata_as_ntfsresize(
+    ours: &Path,
+    part_file: &Path,
+    new_bytes: u64,
+    tmp: &TempDir,
+) {
+    let theirs = tmp.path().join("ntfsresize.part");
+    let mut cmd = Command::new("cp");
+    cmd.arg("--sparse=always").arg(part_file).arg(&theirs);
+    assert_eq!(run(&mut cmd).code, Some(0));
     let r = run(tool("ntfsresize")
         .args(["--force", "--force", "--no-progress-bar", "--size"])
         .arg(new_bytes.to_string())
         .arg(&theirs));
     assert_eq!(r.code, Some(0), "ntfsresize: {}{}", r.stdout, r.stderr);
-    let a = fs::read(&ours).unwrap();
+    let a = fs::read(ours).unwrap();
     let mut b = fs::read(&theirs).unwrap();
     b.truncate(new_bytes as usize);
+    assert_eq!(a.len(), b.len(), "partition lengths differ");
     let sector = 512;
     assert_eq!(a[..sector], b[..sector], "boot sectors differ");
     let end = new_bytes as usize;
     assert_eq!(a[end - sector..], a[..sector], "our backup boot sector");
-    assert_eq!(b[end - sector..], b[..sector], "ntfsresize's backup boot sector");
     let g = raw::geo(&a);
     // $Bitmap: same attribute and same content
     let (ra, rb) = (raw::record(&a, &g, 6), raw::record(&b, &g, 6));
@@ -269,7 +343,11 @@ fn same_metadata_as_ntfsresize() {
     let bm = &na[0];
     let (lcn, size) = (bm.8[0].0 as u64, bm.6 as usize);
     let at = (lcn * g.cluster) as usize;
-    assert_eq!(a[at..at + size], b[at..at + size], "$Bitmap contents differ");
+    assert_eq!(
+        a[at..at + size],
+        b[at..at + size],
+        "$Bitmap contents differ"
+    );
     // $BadClus:$Bad: same sizes and runlist (ntfsresize also rewrites the header form and
     // clears the sparse flag; ours keeps the header as mkntfs made it)
     let strip = |v: Vec<(u32, String, u16, i64, i64, u64, u64, u64, Vec<(i64, u64)>)>| {
@@ -278,9 +356,27 @@ fn same_metadata_as_ntfsresize() {
             .collect::<Vec<_>>()
     };
     let (ra, rb) = (raw::record(&a, &g, 8), raw::record(&b, &g, 8));
-    assert_eq!(strip(raw::non_resident(&ra)), strip(raw::non_resident(&rb)), "$BadClus differs");
+    assert_eq!(
+        strip(raw::non_resident(&ra)),
+        strip(raw::non_resident(&rb)),
+        "$BadClus differs"
+    );
     // $Volume: the same record (dirty flag set by both)
-    assert_eq!(raw::record(&a, &g, 3), raw::record(&b, &g, 3), "$Volume differs");
+    assert_eq!(
+        raw::record(&a, &g, 3),
+        raw::record(&b, &g, 3),
+        "$Volume differs"
+    );
+}
+
+#[test]
+fn same_metadata_as_ntfsresize() {
+    let Some(dir) = images() else { return };
+    let tmp = TempDir::new("shrink-ntfs-diff");
+    let new_bytes = 190 * MIB;
+    let ours = copy(dir, "files.part", &tmp, "ours");
+    shrink(&ours, new_bytes);
+    assert_same_metadata_as_ntfsresize(&ours, &dir.join("files.part"), new_bytes, &tmp);
 }
 
 #[test]
@@ -289,7 +385,7 @@ fn used_tail_is_refused_naming_the_file() {
     let part = dir.join("tail.part");
     let before = fs::read(&part).unwrap();
     let disk = MmapDisk::open(&part, Access::ReadOnly).unwrap();
-    let err = match plan_shrink(&disk, 32 * MIB) {
+    let err = match plan_shrink(&disk, 200 * MIB) {
         Ok(_) => panic!("a used tail was not refused"),
         Err(e) => e,
     };
@@ -307,9 +403,11 @@ fn dirty_volume_is_refused() {
     let Some(dir) = images() else { return };
     let tmp = TempDir::new("shrink-ntfs-dirty");
     let part = copy(dir, "files.part", &tmp, "p");
-    shrink(&part, 150 * MIB);
+    shrink(&part, 250 * MIB);
     let disk = MmapDisk::open(&part, Access::ReadOnly).unwrap();
-    let err = plan_shrink(&disk, 120 * MIB).err().expect("a dirty volume was shrunk");
+    let err = plan_shrink(&disk, 200 * MIB)
+        .err()
+        .expect("a dirty volume was shrunk");
     assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
 }
 
@@ -331,10 +429,190 @@ fn damaged_metadata_never_panics() {
             let old = img[off];
             use vhdtool::disk::Disk;
             disk.write_at(off as u64, &[v]).unwrap();
-            if let Err(e) = plan_shrink(&disk, 64 * MIB) {
-                assert!(!e.to_string().contains("metadata reader failed"), "panic at {off:#x}={v:#x}");
+            if let Err(e) = plan_shrink(&disk, 80 * MIB) {
+                assert!(
+                    !e.to_string().contains("metadata reader failed"),
+                    "panic at {off:#x}={v:#x}"
+                );
             }
             disk.write_at(off as u64, &[old]).unwrap();
         }
     }
+}
+
+// ---- end to end: the vhdtool binary on MBR disks
+
+/// `(first LBA, last LBA)` of the used entries of the primary GPT of `img`.
+fn gpt_entries(img: &Path) -> Vec<(u64, u64)> {
+    let hdr = common::read_at(img, 512, 92);
+    assert_eq!(&hdr[..8], b"EFI PART", "no primary GPT");
+    let (lba, count, size) = (
+        raw::le(&hdr, 72, 8),
+        raw::le(&hdr, 80, 4),
+        raw::le(&hdr, 84, 4),
+    );
+    let table = common::read_at(img, lba * 512, (count * size) as usize);
+    table
+        .chunks(size as usize)
+        .filter(|e| e[..16].iter().any(|&b| b != 0))
+        .map(|e| (raw::le(e, 32, 8), raw::le(e, 40, 8)))
+        .collect()
+}
+
+/// The disk layout after `convert --room shrink`: same size, `sgdisk -v` clean, partition 1
+/// from LBA 2048 to right before the ESP, which starts on a 1 MiB boundary and ends before the
+/// backup GPT. Gives partition 1's bytes.
+fn assert_shrunk_layout(img: &Path, original_len: u64) -> (u64, u64) {
+    assert_eq!(
+        fs::metadata(img).unwrap().len(),
+        original_len,
+        "the disk size changed"
+    );
+    let r = run(tool("sgdisk").arg("-v").arg(img));
+    assert_eq!(r.code, Some(0), "sgdisk -v: {}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("No problems found"),
+        "sgdisk -v: {}",
+        r.stdout
+    );
+    let e = gpt_entries(img);
+    assert_eq!(e.len(), 2, "{e:?}");
+    let (p1, esp) = (e[0], e[1]);
+    assert_eq!(p1.0, 2048, "{e:?}");
+    assert_eq!(
+        esp.0,
+        p1.1 + 1,
+        "the ESP does not follow the shrunk partition: {e:?}"
+    );
+    assert_eq!(esp.0 % 2048, 0, "the ESP is not on a 1 MiB boundary: {e:?}");
+    assert!(
+        esp.1 < original_len / 512 - 33,
+        "the ESP overlaps the backup GPT: {e:?}"
+    );
+    (p1.0 * 512, (p1.1 + 1 - p1.0) * 512)
+}
+
+/// Copy `len` bytes at `offset` of `img` into a new file (dd, sparse).
+fn extract(img: &Path, offset: u64, len: u64, to: &Path) {
+    let r = run(Command::new("dd")
+        .arg(format!("if={}", img.display()))
+        .arg(format!("of={}", to.display()))
+        .args([
+            "bs=1M",
+            "iflag=skip_bytes,count_bytes",
+            "conv=sparse",
+            "status=none",
+        ])
+        .arg(format!("skip={offset}"))
+        .arg(format!("count={len}")));
+    assert_eq!(r.code, Some(0), "dd: {}", r.stderr);
+    assert_eq!(fs::metadata(to).unwrap().len(), len);
+}
+
+#[test]
+fn convert_to_copy_shrinks_ntfs_like_ntfsresize() {
+    let Some(dir) = images() else { return };
+    let tmp = TempDir::new("shrink-ntfs-e2e-copy");
+    let src = dir.join("files.img");
+    let before = fs::read(&src).unwrap();
+    let out = tmp.path().join("out.img");
+    let args: Vec<OsString> = vec![
+        "convert".into(),
+        src.clone().into(),
+        "-o".into(),
+        out.clone().into(),
+        "--room".into(),
+        "shrink".into(),
+        "--no-boot-files".into(),
+    ];
+    let r = common::vhdtool(&args);
+    assert_eq!(r.exit_code(), 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("shrink partition 1"), "{}", r.stdout);
+    assert!(
+        fs::read(&src).unwrap() == before,
+        "-o changed the input image"
+    );
+    let (off, len) = assert_shrunk_layout(&out, before.len() as u64);
+    let part = tmp.path().join("p1");
+    extract(&out, off, len, &part);
+    assert_consistent(&part);
+    assert_files(&part, dir, "files");
+    assert_same_metadata_as_ntfsresize(&part, &dir.join("files.part"), len, &tmp);
+}
+
+#[test]
+fn convert_in_place_then_rollback_is_byte_identical() {
+    let Some(dir) = images() else { return };
+    let tmp = TempDir::new("shrink-ntfs-e2e-inplace");
+    let img = copy(dir, "bigclus.img", &tmp, "disk.img");
+    let before = fs::read(&img).unwrap();
+    let args: Vec<OsString> = vec![
+        "convert".into(),
+        img.clone().into(),
+        "--room".into(),
+        "shrink".into(),
+        "--esp-size".into(),
+        "40M".into(),
+        "--no-boot-files".into(),
+    ];
+    let r = common::vhdtool(&args);
+    assert_eq!(r.exit_code(), 0, "{}{}", r.stdout, r.stderr);
+    let (off, len) = assert_shrunk_layout(&img, before.len() as u64);
+    let part = tmp.path().join("p1");
+    extract(&img, off, len, &part);
+    assert_consistent(&part);
+    assert_files(&part, dir, "bigclus");
+    let r = common::vhdtool([OsString::from("rollback"), img.clone().into()]);
+    assert_eq!(r.exit_code(), 0, "{}{}", r.stdout, r.stderr);
+    assert!(
+        fs::read(&img).unwrap() == before,
+        "rollback did not restore the image byte for byte"
+    );
+}
+
+#[test]
+fn convert_refuses_a_used_tail_before_any_write() {
+    let Some(dir) = images() else { return };
+    let tmp = TempDir::new("shrink-ntfs-e2e-tail");
+    let img = copy(dir, "tail.img", &tmp, "disk.img");
+    let before = fs::read(&img).unwrap();
+    for extra in [&[][..], &["-o", "out.img"][..]] {
+        let mut args: Vec<OsString> = vec![
+            "convert".into(),
+            img.clone().into(),
+            "--room".into(),
+            "shrink".into(),
+            "--no-boot-files".into(),
+        ];
+        args.extend(extra.iter().map(|a| match *a {
+            "out.img" => tmp.path().join(a).into_os_string(),
+            a => a.into(),
+        }));
+        let r = common::vhdtool(&args);
+        assert_eq!(r.exit_code(), 7, "{}{}", r.stdout, r.stderr);
+        let msg = format!("{}{}", r.stdout, r.stderr);
+        for want in ["\\filler.bin", "defrag C: /U /V", "--room grow", "cluster "] {
+            assert!(msg.contains(want), "message lacks {want:?}: {msg}");
+        }
+        assert!(fs::read(&img).unwrap() == before, "the image changed");
+        assert!(
+            !tmp.path().join("out.img").exists(),
+            "an output was left behind"
+        );
+        assert!(
+            !tmp.path().join("disk.img.vhdtool-journal").exists(),
+            "a journal was left behind"
+        );
+    }
+    // auto without grow says why shrinking does not do
+    let args: Vec<OsString> = vec![
+        "convert".into(),
+        img.clone().into(),
+        "--no-grow".into(),
+        "--no-boot-files".into(),
+    ];
+    let r = common::vhdtool(&args);
+    assert_eq!(r.exit_code(), 7, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("filler.bin"), "{}", r.stdout);
+    assert!(fs::read(&img).unwrap() == before, "the image changed");
 }

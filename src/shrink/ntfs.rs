@@ -73,6 +73,19 @@ const LOGFILE_NO_CLIENT: u16 = 0xFFFF;
 const RESTART_VOLUME_IS_CLEAN: u16 = 0x0002;
 /// Largest `$LogFile` system page size we read (ntfs-3g accepts up to 64 KiB).
 const MAX_LOG_PAGE_BYTES: u64 = 64 * 1024;
+/// Attribute types of a directory's `$I30` index (ntfs-3g `ATTR_TYPES`).
+const ATTR_INDEX_ROOT: u32 = 0x90;
+const ATTR_INDEX_ALLOCATION: u32 = 0xA0;
+const ATTR_BITMAP: u32 = 0xB0;
+/// Index entry flag: the last entry of a node (no key).
+const INDEX_ENTRY_END: u32 = 0x02;
+/// Largest index block (ntfs-3g accepts up to 64 KiB) and root index we read.
+const MAX_INDEX_BLOCK_BYTES: u64 = 64 * 1024;
+const MAX_ROOT_INDEX_BYTES: u64 = 64 * 1024 * 1024;
+/// Largest non-resident `$ATTRIBUTE_LIST` we read.
+const MAX_ATTRIBUTE_LIST_BYTES: u64 = 1024 * 1024;
+/// The record number part of an MFT reference (the top 16 bits are the sequence number).
+const MFT_REF_MASK: u64 = 0x0000_FFFF_FFFF_FFFF;
 /// Path components followed when naming the owner of a cluster.
 const MAX_PATH_DEPTH: usize = 64;
 /// Bytes of the MFT read per request while looking for the owner of a cluster.
@@ -131,7 +144,7 @@ fn plan(part: &dyn Disk, new_bytes: u64) -> Result<ShrinkWrites> {
         .checked_sub(bps)
         .map(|b| b / vol.cluster_bytes)
         .unwrap_or(0);
-    let min_clusters = vol.mftmirr_lcn.max(MIN_FIRST_RUN_RECORDS).saturating_add(1);
+    let min_clusters = MIN_FIRST_RUN_RECORDS.saturating_add(1);
     if new_clusters < min_clusters {
         return Err(Error::invalid(format!(
             "NTFS shrink: {new_bytes} bytes leave {new_clusters} clusters, fewer than the volume's metadata needs"
@@ -508,7 +521,7 @@ fn check_clean(part: &dyn Disk, vol: &Volume) -> Result<()> {
         ));
     }
     check_logfile(part, vol)?;
-    check_hibernation(part)?;
+    check_hibernation(part, vol)?;
     Ok(())
 }
 
@@ -610,38 +623,240 @@ impl Seek for DiskReader<'_> {
 
 /// A `hiberfil.sys` whose header is "hibr" or "wake" (ntfs-3g `ntfs_volume_check_hiberfile`)
 /// means Windows is hibernated or shut down with Fast Startup: its memory image would
-/// overwrite whatever we change.
-fn check_hibernation(part: &dyn Disk) -> Result<()> {
-    use ntfs::indexes::NtfsFileNameIndex;
-    use ntfs::{Ntfs, NtfsReadSeek};
-    let crate_err = |e: ntfs::NtfsError| Error::corrupt(format!("NTFS root directory: {e}"));
-    let mut rd = DiskReader { disk: part, pos: 0 };
-    let mut fs = Ntfs::new(&mut rd).map_err(crate_err)?;
-    fs.read_upcase_table(&mut rd).map_err(crate_err)?;
-    let root = fs.root_directory(&mut rd).map_err(crate_err)?;
-    let index = root.directory_index(&mut rd).map_err(crate_err)?;
-    let mut finder = index.finder();
-    let Some(entry) = NtfsFileNameIndex::find(&mut finder, &fs, &mut rd, "hiberfil.sys") else {
+/// overwrite whatever we change. The root directory's `$I30` index is read with our own parser
+/// (the ntfs crate 0.4 mislocates index blocks when clusters are larger than index blocks).
+fn check_hibernation(part: &dyn Disk, vol: &Volume) -> Result<()> {
+    let Some(number) = find_in_root(part, vol, "hiberfil.sys")? else {
         return Ok(());
     };
-    let file = entry
-        .and_then(|e| e.to_file(&fs, &mut rd))
-        .map_err(crate_err)?;
-    let Some(item) = file.data(&mut rd, "") else {
+    let rec = read_record(part, vol, number)?;
+    let parts = attr_parts(part, vol, &rec, ATTR_DATA, "")?;
+    let Some((first, data)) = parts.first() else {
         return Ok(());
     };
-    let item = item.map_err(crate_err)?;
-    let attr = item.to_attribute().map_err(crate_err)?;
-    let mut value = attr.value(&mut rd).map_err(crate_err)?;
-    let mut magic = [0u8; 4];
-    let n = value.read(&mut rd, &mut magic).map_err(crate_err)?;
-    let magic = magic.get(..n).unwrap_or_default().to_ascii_lowercase();
+    let magic = if data.non_resident {
+        let runs = joined_runs(vol, &parts)?;
+        let have = runs
+            .iter()
+            .fold(0u64, |n, r| n.saturating_add(r.len))
+            .saturating_mul(vol.cluster_bytes);
+        read_runs(part, vol, &runs, have.min(4))?
+    } else {
+        let range = first.resident_value(data)?;
+        first
+            .bytes
+            .get(range)
+            .unwrap_or_default()
+            .iter()
+            .take(4)
+            .copied()
+            .collect()
+    };
+    let magic = magic.to_ascii_lowercase();
     if magic == b"hibr" || magic == b"wake" {
         return Err(Error::conflict(
             "NTFS volume is hibernated (hiberfil.sys is active: hibernation or Fast Startup); boot Windows and shut it down with `shutdown /s /t 0`, then convert",
         ));
     }
     Ok(())
+}
+
+/// The fragments of attribute `kind`/`name` of the file whose base record is `base`: in the
+/// base record, or, when it has an `$ATTRIBUTE_LIST`, in the records the list names (bounded
+/// by the list's size), ordered by lowest VCN. Each comes with the record that holds it.
+fn attr_parts(
+    part: &dyn Disk,
+    vol: &Volume,
+    base: &Record,
+    kind: u32,
+    name: &str,
+) -> Result<Vec<(Record, record::Attr)>> {
+    let Some(list) = base.find(ATTR_ATTRIBUTE_LIST, "")? else {
+        return Ok(base
+            .find(kind, name)?
+            .map(|a| (base.clone(), a))
+            .into_iter()
+            .collect());
+    };
+    let bytes = if list.non_resident {
+        let h = base.non_resident(&list)?;
+        let size = u64::try_from(h.data_size.get()).unwrap_or(u64::MAX);
+        if size > MAX_ATTRIBUTE_LIST_BYTES {
+            return Err(Error::unsupported(format!(
+                "NTFS MFT record {}: attribute list of {size} bytes; not read",
+                base.number
+            )));
+        }
+        read_runs(part, vol, &base.runs(&list, vol.clusters)?, size)?
+    } else {
+        let r = base.resident_value(&list)?;
+        base.bytes.get(r).unwrap_or_default().to_vec()
+    };
+    let want: Vec<u16> = name.encode_utf16().collect();
+    let mut seen: Vec<(u64, u64)> = Vec::new();
+    let mut p = 0usize;
+    while let (Some(t), Some(len)) = (le32(&bytes, p), le16(&bytes, p.saturating_add(4))) {
+        let len = usize::from(len);
+        if len < 0x1A {
+            break;
+        }
+        let nl = usize::from(*bytes.get(p.saturating_add(6)).unwrap_or(&0));
+        let no = usize::from(*bytes.get(p.saturating_add(7)).unwrap_or(&0));
+        let at = p.saturating_add(no);
+        let n: Vec<u16> = bytes
+            .get(at..at.saturating_add(nl.saturating_mul(2)))
+            .unwrap_or_default()
+            .chunks_exact(2)
+            .map(|c| <[u8; 2]>::try_from(c).map_or(0, u16::from_le_bytes))
+            .collect();
+        let vcn = bytes
+            .get(p.saturating_add(8)..p.saturating_add(16))
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, u64::from_le_bytes);
+        let rec = bytes
+            .get(p.saturating_add(16)..p.saturating_add(24))
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, u64::from_le_bytes)
+            & MFT_REF_MASK;
+        if t == kind && n == want && !seen.contains(&(vcn, rec)) {
+            seen.push((vcn, rec));
+        }
+        p = p.saturating_add(len);
+    }
+    seen.sort_unstable();
+    let mut out = Vec::new();
+    for (vcn, n) in seen {
+        let r = if n == base.number {
+            base.clone()
+        } else {
+            read_record(part, vol, n)?
+        };
+        let found = r.attributes()?.into_iter().find(|a| {
+            a.kind == kind
+                && a.name == want
+                && (!a.non_resident
+                    || r.non_resident(a)
+                        .is_ok_and(|h| u64::try_from(h.lowest_vcn.get()).ok() == Some(vcn)))
+        });
+        if let Some(a) = found {
+            out.push((r, a));
+        }
+    }
+    Ok(out)
+}
+
+/// The runs of a non-resident attribute stored in `parts`, joined.
+fn joined_runs(vol: &Volume, parts: &[(Record, record::Attr)]) -> Result<Vec<Run>> {
+    let mut runs = Vec::new();
+    for (r, a) in parts {
+        runs.extend(r.runs(a, vol.clusters)?);
+    }
+    Ok(runs)
+}
+
+/// The MFT record number of `name` (ASCII, compared without case) in the root directory's
+/// `$I30` index: the entries of `$INDEX_ROOT` and of every in-use `INDX` block of
+/// `$INDEX_ALLOCATION` (bounded by its size; no tree walk, so no cycles).
+fn find_in_root(part: &dyn Disk, vol: &Volume, name: &str) -> Result<Option<u64>> {
+    let root = read_record(part, vol, FILE_ROOT)?;
+    let want: Vec<u16> = name.to_ascii_lowercase().encode_utf16().collect();
+    let bad = |what: &str| Error::corrupt(format!("NTFS root directory index: {what}"));
+    let ir = attr_parts(part, vol, &root, ATTR_INDEX_ROOT, "$I30")?;
+    let (ir_rec, ir) = ir.first().ok_or_else(|| bad("no $INDEX_ROOT"))?;
+    let range = ir_rec.resident_value(ir)?;
+    let value = ir_rec.bytes.get(range).unwrap_or_default();
+    let block = le32(value, 8).map(u64::from).unwrap_or(0);
+    if let Some(n) = scan_index(value, 0x10, &want) {
+        return Ok(Some(n));
+    }
+    let ia = attr_parts(part, vol, &root, ATTR_INDEX_ALLOCATION, "$I30")?;
+    let Some((ia_rec, ia_first)) = ia.first() else {
+        return Ok(None);
+    };
+    if !block.is_power_of_two() || !(512..=MAX_INDEX_BLOCK_BYTES).contains(&block) {
+        return Err(bad(&format!("index block size {block}")));
+    }
+    let h = ia_rec.non_resident(ia_first)?;
+    let size = u64::try_from(h.data_size.get()).unwrap_or(u64::MAX);
+    if size > MAX_ROOT_INDEX_BYTES {
+        return Err(Error::unsupported(format!(
+            "NTFS root directory index of {size} bytes (more than {MAX_ROOT_INDEX_BYTES}); not read"
+        )));
+    }
+    let runs = joined_runs(vol, &ia)?;
+    let alloc = read_runs(part, vol, &runs, size)?;
+    // which blocks are in use: the $I30 $BITMAP (resident in practice); all when absent
+    let bm = attr_parts(part, vol, &root, ATTR_BITMAP, "$I30")?;
+    let in_use: Option<Vec<u8>> = match bm.first() {
+        Some((r, b)) if !b.non_resident => {
+            let range = r.resident_value(b)?;
+            r.bytes.get(range).map(<[u8]>::to_vec)
+        }
+        _ => None,
+    };
+    let step = usize::try_from(block).map_err(|_| bad("block size"))?;
+    for (i, chunk) in alloc.chunks_exact(step).enumerate() {
+        if in_use.as_ref().is_some_and(|bm| !bit(bm, i as u64)) {
+            continue;
+        }
+        if chunk.get(0..4) != Some(b"INDX".as_slice()) {
+            continue;
+        }
+        let mut b = chunk.to_vec();
+        if crate::fs::ntfs::apply_fixup(&mut b).is_none() {
+            continue;
+        }
+        if let Some(n) = scan_index(&b, 0x18, &want) {
+            return Ok(Some(n));
+        }
+    }
+    Ok(None)
+}
+
+/// The entries of the index header at `hdr` in `buf`: the record number of the entry whose
+/// `$FILE_NAME` key is `want` (lowercase UTF-16), compared without ASCII case.
+fn scan_index(buf: &[u8], hdr: usize, want: &[u16]) -> Option<u64> {
+    let first = usize::try_from(le32(buf, hdr)?).ok()?;
+    let used = usize::try_from(le32(buf, hdr.checked_add(4)?)?).ok()?;
+    let end = hdr.checked_add(used)?.min(buf.len());
+    let mut p = hdr.checked_add(first)?;
+    while p.checked_add(16)? <= end {
+        let len = usize::from(le16(buf, p.checked_add(8)?)?);
+        let key_len = usize::from(le16(buf, p.checked_add(10)?)?);
+        let flags = le32(buf, p.checked_add(12)?)?;
+        if flags & INDEX_ENTRY_END != 0 || len < 16 {
+            return None;
+        }
+        let key = p.checked_add(16)?;
+        if key_len >= 0x42 {
+            let n = usize::from(*buf.get(key.checked_add(0x40)?)?);
+            let at = key.checked_add(0x42)?;
+            let units = buf.get(at..at.checked_add(n.checked_mul(2)?)?)?;
+            let name = units
+                .chunks_exact(2)
+                .map(|c| <[u8; 2]>::try_from(c).map_or(0, u16::from_le_bytes))
+                .map(|u| {
+                    if (0x41..=0x5A).contains(&u) {
+                        u | 0x20
+                    } else {
+                        u
+                    }
+                });
+            if name.eq(want.iter().copied()) {
+                let r = buf.get(p..p.checked_add(8)?)?;
+                let r = u64::from_le_bytes(r.try_into().ok()?);
+                return Some(r & MFT_REF_MASK);
+            }
+        }
+        p = p.checked_add(len)?;
+    }
+    None
+}
+
+fn le32(b: &[u8], off: usize) -> Option<u32> {
+    b.get(off..off.checked_add(4)?)
+        .and_then(|s| s.try_into().ok())
+        .map(u32::from_le_bytes)
 }
 
 /// Read the first `len` bytes of a stream stored in `runs` (holes read as zero).
@@ -775,6 +990,7 @@ struct Owner {
 }
 
 fn tail_in_use(vol: &Volume, new_clusters: u64, last: u64, owner: Option<Owner>) -> Error {
+    let owner_record = owner.as_ref().map(|o| o.record);
     let who = match owner {
         Some(Owner {
             record,
@@ -783,8 +999,12 @@ fn tail_in_use(vol: &Volume, new_clusters: u64, last: u64, owner: Option<Owner>)
         Some(Owner { record, path: None }) => format!(" by MFT record {record}"),
         None => String::new(),
     };
+    let system = match owner_record {
+        Some(r) if r < MIN_FIRST_RUN_RECORDS => " (an NTFS system file, which Windows' defrag may not move: then only --room grow helps)",
+        _ => "",
+    };
     Error::invalid(format!(
-        "NTFS volume: cluster {last} (byte {:#x} of the partition) is in use{who}, past the new end of the volume at cluster {new_clusters}; \
+        "NTFS volume: cluster {last} (byte {:#x} of the partition) is in use{who}{system}, past the new end of the volume at cluster {new_clusters}; \
          free the end of the volume first: defragment in the guest (`defrag C: /U /V`, then shut Windows down), or use `--room grow`",
         last.saturating_mul(vol.cluster_bytes)
     ))
