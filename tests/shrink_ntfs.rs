@@ -255,12 +255,12 @@ mod raw {
         r
     }
 
-    /// (type, name, flags, lowest..highest VCN, allocated, data, initialized, runs) of every
+    /// (type, name, flags, lowest..highest VCN, allocated, data, initialized, runs) of a
     /// non-resident attribute; runs as (lcn or -1 for holes, length).
-    #[allow(clippy::type_complexity)]
-    pub fn non_resident(
-        r: &[u8],
-    ) -> Vec<(u32, String, u16, i64, i64, u64, u64, u64, Vec<(i64, u64)>)> {
+    pub type NonResident = (u32, String, u16, i64, i64, u64, u64, u64, Vec<(i64, u64)>);
+
+    /// Every non-resident attribute of record `r`.
+    pub fn non_resident(r: &[u8]) -> Vec<NonResident> {
         let mut out = Vec::new();
         let mut a = le(r, 0x14, 2) as usize;
         while le(r, a, 4) != 0xFFFF_FFFF {
@@ -350,7 +350,7 @@ fn assert_same_metadata_as_ntfsresize(
     );
     // $BadClus:$Bad: same sizes and runlist (ntfsresize also rewrites the header form and
     // clears the sparse flag; ours keeps the header as mkntfs made it)
-    let strip = |v: Vec<(u32, String, u16, i64, i64, u64, u64, u64, Vec<(i64, u64)>)>| {
+    let strip = |v: Vec<raw::NonResident>| {
         v.into_iter()
             .map(|(t, n, _flags, lo, hi, al, da, ini, runs)| (t, n, lo, hi, al, da, ini, runs))
             .collect::<Vec<_>>()

@@ -14,12 +14,22 @@
 //! - `$BadClus:$Bad` (MFT record 8): the sparse stream as long as the volume is truncated to the
 //!   new volume (`truncate_badclust_bad_attr`);
 //! - `$Volume` (MFT record 3, and its `$MFTMirr` copy): the dirty flag is set, so Windows runs
-//!   chkdsk at its next boot (`prepare_volume_fixup`). Like ntfsresize we do not update the
-//!   sizes cached in `$Bitmap`'s `$FILE_NAME` attributes (in its record and in the root index);
-//!   chkdsk corrects them, which is why the flag is set.
+//!   chkdsk at its next boot (`prepare_volume_fixup`).
+//!
+//! The dirty flag, decided: set, as ntfsresize does. Like ntfsresize we do not update the sizes
+//! cached in `$Bitmap`'s `$FILE_NAME` attributes (in its record and in the root index) nor
+//! `$LogFile`; chkdsk reconciles them on the first boot (a one-time scan that takes seconds on
+//! a freshly shrunk volume), and a volume that was resized offline is one Windows should check
+//! before it writes. Leaving the flag clear would make the result look untouched to Windows
+//! while its cached sizes disagree with `$Bitmap`. Consequences: the converted image's first
+//! boot runs chkdsk (and `vhdtool` refuses to shrink a volume that is still dirty, so boot it
+//! once before converting it again); `ntfsfix -n` and `ntfsresize --info` accept it.
 //!
 //! Differences from ntfsresize, on purpose:
-//! - nothing is relocated: a used cluster past the new end refuses the shrink, naming the file;
+//! - nothing is relocated: a used cluster past the new end refuses the shrink, naming the file
+//!   (found through the runlists of every MFT record); `$MFTMirr` is not moved either (Windows'
+//!   format puts it near the start; mkntfs in the middle of the volume, which bounds how far
+//!   such a volume shrinks);
 //! - volumes with bad clusters, a dirty flag, an unclean `$LogFile` or an active hibernation
 //!   file are refused (ntfsresize refuses them too, but can be forced);
 //! - `$LogFile` is not reset: the volume must have been shut down cleanly, so there is nothing
@@ -29,7 +39,9 @@
 //!   same;
 //! - the volume's consistency is not re-checked by walking every MFT record: `$Bitmap` is
 //!   trusted, as the volume is required to be clean. The cost follows the metadata touched:
-//!   the boot sector, five MFT records, the `$LogFile` restart pages and `$Bitmap`
+//!   the boot sector, five MFT records, the `$LogFile` restart pages, the root directory's
+//!   index (to find `hiberfil.sys`; read with our own parser: the ntfs crate 0.4 mislocates
+//!   index blocks when clusters are larger than them) and `$Bitmap`
 //!   (volume bytes / cluster bytes / 8: 4 MiB for 127 GiB in 4 KiB clusters). The MFT is walked
 //!   only to name the owner of a used cluster when refusing.
 
@@ -133,7 +145,7 @@ pub fn plan_shrink(part: &dyn Disk, new_bytes: u64) -> Result<ShrinkWrites> {
 fn plan(part: &dyn Disk, new_bytes: u64) -> Result<ShrinkWrites> {
     let vol = read_volume(part)?;
     let bps = vol.bytes_per_sector;
-    if new_bytes % bps != 0 || new_bytes > part.len() {
+    if !new_bytes.is_multiple_of(bps) || new_bytes > part.len() {
         return Err(Error::invalid(format!(
             "NTFS shrink: new partition length {new_bytes} bytes is not a multiple of the {bps}-byte sector, or exceeds the partition ({} bytes)",
             part.len()
@@ -142,7 +154,7 @@ fn plan(part: &dyn Disk, new_bytes: u64) -> Result<ShrinkWrites> {
     // ntfsresize main(): the backup boot sector is not part of the volume.
     let new_clusters = new_bytes
         .checked_sub(bps)
-        .map(|b| b / vol.cluster_bytes)
+        .map(|b| b.checked_div(vol.cluster_bytes).unwrap_or(0))
         .unwrap_or(0);
     let min_clusters = MIN_FIRST_RUN_RECORDS.saturating_add(1);
     if new_clusters < min_clusters {
@@ -401,7 +413,7 @@ fn read_volume(part: &dyn Disk) -> Result<Volume> {
             part.len()
         )));
     }
-    let clusters = total_sectors / spc;
+    let clusters = total_sectors.checked_div(spc).unwrap_or(0);
     let (mft_lcn, mftmirr_lcn) = (bs.mft_lcn.get(), bs.mftmirr_lcn.get());
     if mft_lcn >= clusters || mftmirr_lcn >= clusters || mft_lcn == 0 {
         return Err(Error::corrupt(format!(
@@ -436,14 +448,22 @@ fn read_volume(part: &dyn Disk) -> Result<Volume> {
     let runs = mft.runs(&data, clusters)?;
     let first = runs.first().copied();
     let first_records = first
-        .map(|r| r.len.saturating_mul(cluster_bytes) / rec)
+        .map(|r| {
+            r.len
+                .saturating_mul(cluster_bytes)
+                .checked_div(rec)
+                .unwrap_or(0)
+        })
         .unwrap_or(0);
     if first.and_then(|r| r.lcn) != Some(mft_lcn) || first_records < MIN_FIRST_RUN_RECORDS {
         return Err(Error::corrupt(
             "NTFS $MFT: its first run does not start at the boot sector's $MFT cluster with 16 records",
         ));
     }
-    vol.mft_records = u64::try_from(h.data_size.get()).unwrap_or(0) / rec;
+    vol.mft_records = u64::try_from(h.data_size.get())
+        .unwrap_or(0)
+        .checked_div(rec)
+        .unwrap_or(0);
     vol.mft_runs = runs;
     Ok(vol)
 }
@@ -458,14 +478,14 @@ fn read_record(part: &dyn Disk, vol: &Volume, n: u64) -> Result<Record> {
 
 fn record_offset(vol: &Volume, n: u64) -> Option<u64> {
     let byte = n.checked_mul(vol.record_bytes)?;
-    let vcn = byte / vol.cluster_bytes;
+    let vcn = byte.checked_div(vol.cluster_bytes)?;
     let run = vol
         .mft_runs
         .iter()
         .find(|r| vcn >= r.vcn && vcn < r.vcn.saturating_add(r.len))?;
     let lcn = run.lcn?.checked_add(vcn.checked_sub(run.vcn)?)?;
     lcn.checked_mul(vol.cluster_bytes)?
-        .checked_add(byte % vol.cluster_bytes)
+        .checked_add(byte.checked_rem(vol.cluster_bytes)?)
 }
 
 fn refuse_attribute_list(rec: &Record) -> Result<()> {
@@ -485,7 +505,7 @@ fn push_record(writes: &mut Vec<(u64, Vec<u8>)>, vol: &Volume, rec: &Record) -> 
     let mirrored = if vol.cluster_bytes <= vol.record_bytes.saturating_mul(4) {
         4
     } else {
-        vol.cluster_bytes / vol.record_bytes
+        vol.cluster_bytes.checked_div(vol.record_bytes).unwrap_or(0)
     };
     if rec.number < mirrored {
         let at = vol
@@ -911,8 +931,10 @@ fn last_set_bit(bm: &[u8], from: u64, to: u64) -> Option<u64> {
     let mut c = to;
     while c > from {
         // skip whole zero bytes
-        if c % 8 == 0 && c.saturating_sub(8) >= from {
-            let byte = usize::try_from(c / 8 - 1).ok().and_then(|i| bm.get(i));
+        if c.is_multiple_of(8) && c.saturating_sub(8) >= from {
+            let byte = usize::try_from((c / 8).saturating_sub(1))
+                .ok()
+                .and_then(|i| bm.get(i));
             if byte == Some(&0) {
                 c = c.saturating_sub(8);
                 continue;
@@ -932,7 +954,7 @@ fn first_fit(bm: &[u8], limit: u64, len: u64) -> Option<u64> {
     let mut start = 0u64;
     let mut c = 0u64;
     while c < limit {
-        if c % 8 == 0 && c.saturating_add(8) <= limit {
+        if c.is_multiple_of(8) && c.saturating_add(8) <= limit {
             let byte = usize::try_from(c / 8).ok().and_then(|i| bm.get(i)).copied();
             if byte == Some(0xFF) {
                 c = c.saturating_add(8);
@@ -1013,7 +1035,10 @@ fn tail_in_use(vol: &Volume, new_clusters: u64, last: u64, owner: Option<Owner>)
 /// Walk the MFT (bounded by $MFT's size and runs) for the record whose non-resident runs hold
 /// `lcn`; its base record's path comes from the ntfs crate.
 fn owner_of(part: &dyn Disk, vol: &Volume, lcn: u64) -> Option<Owner> {
-    let per_chunk = (MFT_CHUNK_BYTES / vol.record_bytes).max(1);
+    let per_chunk = MFT_CHUNK_BYTES
+        .checked_div(vol.record_bytes)
+        .unwrap_or(1)
+        .max(1);
     let mut n = 0u64;
     while n < vol.mft_records {
         let count = per_chunk.min(vol.mft_records.saturating_sub(n));

@@ -179,7 +179,12 @@ impl Record {
         let limit = self.bytes_in_use();
         let mut off = usize::from(self.header().attrs_offset.get());
         let mut out = Vec::new();
-        for _ in 0..self.bytes.len() / size_of::<RawAttrHeader>() {
+        for _ in 0..self
+            .bytes
+            .len()
+            .checked_div(size_of::<RawAttrHeader>())
+            .unwrap_or(0)
+        {
             let Some(kind_bytes) = self.bytes.get(off..off.saturating_add(4)) else {
                 return Err(corrupt(
                     self.number,
@@ -512,7 +517,7 @@ fn signed_len(v: i64) -> usize {
     (1..8usize)
         .find(|&n| {
             let bits = n.saturating_mul(8) as u32;
-            let lo = -(1i64 << (bits.saturating_sub(1)));
+            let lo = (1i64 << (bits.saturating_sub(1))).wrapping_neg();
             let hi = (1i64 << (bits.saturating_sub(1))).saturating_sub(1);
             (lo..=hi).contains(&v)
         })
