@@ -616,3 +616,36 @@ fn convert_refuses_a_used_tail_before_any_write() {
     assert!(r.stdout.contains("filler.bin"), "{}", r.stdout);
     assert!(fs::read(&img).unwrap() == before, "the image changed");
 }
+
+/// An active `hiberfil.sys` ("hibr" header) in the root refuses the shrink, found through the
+/// root index: with 16 KiB clusters (index blocks smaller than a cluster) and in a root of
+/// 2000 entries (non-resident index behind an attribute list); an inactive one does not.
+#[test]
+fn hibernated_volume_is_refused() {
+    let Some(dir) = images() else { return };
+    let tmp = TempDir::new("shrink-ntfs-hiber");
+    for (name, new_bytes) in [("bigclus.part", 80 * MIB), ("files.part", 200 * MIB)] {
+        for (header, refused) in [(&b"hibr"[..], true), (&b"\0\0\0\0"[..], false)] {
+            let part = copy(dir, name, &tmp, "p");
+            let mut content = header.to_vec();
+            content.resize(64 * 1024, 0x5A);
+            let src = tmp.write("hiberfil.sys", &content);
+            let r = run(tool("ntfscp")
+                .arg("-q")
+                .arg(&part)
+                .arg(&src)
+                .arg("hiberfil.sys"));
+            assert_eq!(r.code, Some(0), "ntfscp: {}", r.stderr);
+            let disk = MmapDisk::open(&part, Access::ReadOnly).unwrap();
+            match (plan_shrink(&disk, new_bytes), refused) {
+                (Err(e), true) => {
+                    assert_eq!(e.kind(), ErrorKind::Conflict, "{name}: {e}");
+                    assert!(e.to_string().contains("hibernat"), "{name}: {e}");
+                }
+                (Ok(_), false) => {}
+                (Ok(_), true) => panic!("{name}: a hibernated volume was shrunk"),
+                (Err(e), false) => panic!("{name}: {e}"),
+            }
+        }
+    }
+}
