@@ -491,7 +491,10 @@ pub(crate) fn decode_runs(mp: &[u8], lowest_vcn: u64, clusters: u64) -> Result<V
                 .filter(|&l| l >= 0)
                 .ok_or_else(|| format!("run at {pos:#x} starts before cluster 0"))?;
             let l = u64::try_from(lcn).unwrap_or(u64::MAX);
-            if l.checked_add(len).is_none_or(|e| e > clusters) {
+            // NTFS cluster numbers are signed 64-bit: the end must fit too
+            if l.checked_add(len)
+                .is_none_or(|e| e > clusters || i64::try_from(e).is_err())
+            {
                 return Err(format!(
                     "run at {pos:#x}: clusters {l:#x}+{len:#x} are outside the volume ({clusters:#x} clusters)"
                 ));
@@ -505,6 +508,7 @@ pub(crate) fn decode_runs(mp: &[u8], lowest_vcn: u64, clusters: u64) -> Result<V
         });
         vcn = vcn
             .checked_add(len)
+            .filter(|&v| i64::try_from(v).is_ok())
             .ok_or_else(|| format!("run at {pos:#x}: VCN overflows"))?;
         pos = end;
     }
