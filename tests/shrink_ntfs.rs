@@ -532,6 +532,20 @@ fn convert_to_copy_shrinks_ntfs_like_ntfsresize() {
         fs::read(&src).unwrap() == before,
         "-o changed the input image"
     );
+    // auto picks the shrink when there is no free space and growing is not allowed
+    let args: Vec<OsString> = vec![
+        "validate".into(),
+        src.clone().into(),
+        "--no-grow".into(),
+        "--no-boot-files".into(),
+    ];
+    let v = common::vhdtool(&args);
+    assert_eq!(v.exit_code(), 0, "{}{}", v.stdout, v.stderr);
+    assert!(
+        v.stdout.contains("shrink partition 1 (ntfs)"),
+        "{}",
+        v.stdout
+    );
     let (off, len) = assert_shrunk_layout(&out, before.len() as u64);
     let part = tmp.path().join("p1");
     extract(&out, off, len, &part);
