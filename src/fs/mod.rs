@@ -5,7 +5,7 @@
 //! the real mkfs tools; where they differ on purpose it is said at the probe.
 
 pub mod fat;
-mod ntfs;
+pub(crate) mod ntfs;
 mod probe;
 
 #[cfg(test)]

@@ -56,21 +56,21 @@ const _: () = assert!(size_of::<RawNtfsBootSector>() == 512);
 /// MFT record header (ntfs-3g `MFT_RECORD`, NTFS 3.1).
 #[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
 #[repr(C)]
-struct RawMftRecord {
-    magic: [u8; 4],          // 0x00 "FILE"
-    usa_ofs: U16,            // 0x04 offset of the update sequence array
-    usa_count: U16,          // 0x06 1 + number of 512-byte strides
-    lsn: U64,                // 0x08
-    sequence_number: U16,    // 0x10
-    link_count: U16,         // 0x12
-    attrs_offset: U16,       // 0x14 first attribute
-    flags: U16,              // 0x16 0x0001 in use
-    bytes_in_use: U32,       // 0x18
-    bytes_allocated: U32,    // 0x1C
-    base_mft_record: U64,    // 0x20
-    next_attr_instance: U16, // 0x28
-    reserved: U16,           // 0x2A
-    mft_record_number: U32,  // 0x2C
+pub(crate) struct RawMftRecord {
+    pub(crate) magic: [u8; 4],          // 0x00 "FILE"
+    pub(crate) usa_ofs: U16,            // 0x04 offset of the update sequence array
+    pub(crate) usa_count: U16,          // 0x06 1 + number of 512-byte strides
+    pub(crate) lsn: U64,                // 0x08
+    pub(crate) sequence_number: U16,    // 0x10
+    pub(crate) link_count: U16,         // 0x12
+    pub(crate) attrs_offset: U16,       // 0x14 first attribute
+    pub(crate) flags: U16,              // 0x16 0x0001 in use
+    pub(crate) bytes_in_use: U32,       // 0x18
+    pub(crate) bytes_allocated: U32,    // 0x1C
+    pub(crate) base_mft_record: U64,    // 0x20
+    pub(crate) next_attr_instance: U16, // 0x28
+    pub(crate) reserved: U16,           // 0x2A
+    pub(crate) mft_record_number: U32,  // 0x2C
 }
 const _: () = assert!(size_of::<RawMftRecord>() == 0x30);
 
@@ -92,7 +92,7 @@ struct RawResidentAttr {
 }
 const _: () = assert!(size_of::<RawResidentAttr>() == 0x18);
 
-const NTFS_OEM: &[u8; 8] = b"NTFS    ";
+pub(crate) const NTFS_OEM: &[u8; 8] = b"NTFS    ";
 const MFT_RECORD_MAGIC: &[u8; 4] = b"FILE";
 /// MFT record number of $Volume.
 const MFT_RECORD_VOLUME: u64 = 3;
@@ -102,13 +102,13 @@ const ATTR_END: u32 = 0xFFFF_FFFF;
 /// The update sequence stride is always 512 bytes, whatever the sector size.
 const USA_STRIDE: usize = 512;
 /// Largest cluster NTFS allows (Windows 10 1709+: 2 MiB).
-const MAX_CLUSTER_BYTES: u64 = 2 * 1024 * 1024;
+pub(crate) const MAX_CLUSTER_BYTES: u64 = 2 * 1024 * 1024;
 /// Largest MFT record we read (real ones are 1 KiB or 4 KiB).
 const MAX_RECORD_BYTES: u64 = 64 * 1024;
 const MIN_RECORD_BYTES: u64 = 512;
 
 /// Sectors per cluster, decoding the negative-exponent form used for clusters over 64 KiB.
-fn sectors_per_cluster(v: u8) -> Option<u64> {
+pub(crate) fn sectors_per_cluster(v: u8) -> Option<u64> {
     match v {
         1..=0x80 if v.is_power_of_two() => Some(u64::from(v)),
         // 0xF4..=0xFF: 2^(256 - v) sectors, up to 4096
@@ -118,7 +118,7 @@ fn sectors_per_cluster(v: u8) -> Option<u64> {
 }
 
 /// Bytes of an MFT (or index) record from the boot sector's clusters-per-record byte.
-fn record_bytes(v: u8, cluster_bytes: u64) -> Option<u64> {
+pub(crate) fn record_bytes(v: u8, cluster_bytes: u64) -> Option<u64> {
     let signed = i8::from_ne_bytes([v]);
     let bytes = if signed > 0 {
         u64::from(v).checked_mul(cluster_bytes)?
@@ -130,7 +130,7 @@ fn record_bytes(v: u8, cluster_bytes: u64) -> Option<u64> {
 }
 
 /// Apply the update sequence fixup in place; `None` on a torn or malformed record.
-fn apply_fixup(rec: &mut [u8]) -> Option<()> {
+pub(crate) fn apply_fixup(rec: &mut [u8]) -> Option<()> {
     let hdr = RawMftRecord::read_from_prefix(rec).ok()?.0;
     let usa_ofs = usize::from(hdr.usa_ofs.get());
     let usa_count = usize::from(hdr.usa_count.get());

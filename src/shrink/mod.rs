@@ -1,5 +1,8 @@
 //! Making room for the ESP by shrinking the last partition, as MBR2GPT does.
 //!
+//! A shrink is planned from reads only: the result is the list of byte ranges to write inside
+//! the partition, which the caller journals and applies like any other region.
+//!
 //! - NTFS: our own code (`ntfs.rs`): the new boot sectors, `$Bitmap` and `$BadClus` computed
 //!   from reads only, written (and journaled) like any other region.
 //! - ext2/3/4: e2fsprogs (`ext4.rs`): `resize2fs` on the partition inside the image file, with
@@ -13,6 +16,8 @@ pub mod swap;
 
 /// The bytes a shrink writes inside the partition, computed from reads only (offsets relative to the partition start).
 pub struct ShrinkWrites {
+    /// `(offset, bytes)` pairs, in the order they should be applied; they never overlap.
     pub writes: Vec<(u64, Vec<u8>)>,
+    /// What the shrink does, one line each, for the plan printed to the user.
     pub notes: Vec<String>,
 }
