@@ -93,13 +93,18 @@ impl Layout {
                 if p.sectors == 0 {
                     continue;
                 }
-                let kind = p
+                let fs = p
                     .filesystem
                     .as_ref()
                     .and_then(|f| serde_json::to_value(f.kind).ok())
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .or_else(|| p.type_name.clone())
-                    .unwrap_or_else(|| p.type_id.clone());
+                    .and_then(|v| v.as_str().map(str::to_string));
+                // GPT type names say what a partition is for ("EFI system partition")
+                let kind = match (fs, &p.type_name, p.scheme) {
+                    (Some(fs), Some(t), crate::info::Scheme::Gpt) => format!("{t}, {fs}"),
+                    (Some(fs), _, _) => fs,
+                    (None, Some(t), _) => t.clone(),
+                    (None, None, _) => p.type_id.clone(),
+                };
                 let label = if p.extended {
                     format!("extended partition {} (EBRs)", p.index)
                 } else if p.logical {
@@ -646,7 +651,15 @@ pub fn prove_copy(source: &Path, output: &Path, regions: &[Region]) -> Result<Ve
     let (sa, sb) = (Source::open(&da)?, Source::open(&db)?);
     let changed = changed_ranges(&sa, &sb, &mut |_, _| {})?;
     let cut = planned(regions);
-    let unplanned = merge(changed.iter().flat_map(|r| subtract(*r, &cut)).collect());
+    let mut unplanned = Vec::new();
+    for r in changed.iter().flat_map(|r| subtract(*r, &cut)) {
+        // what the copy gained past the source's end is growth when it reads as zeros
+        let grown = r.offset >= sa.len() && r.end() <= sb.len() && sb.sum(r)?.zero;
+        if !grown {
+            unplanned.push(r);
+        }
+    }
+    let unplanned = merge(unplanned);
     let checks = regions
         .iter()
         .map(|g| {

@@ -78,6 +78,8 @@ pub struct ConvertReport {
     pub esp_files: Vec<String>,
     pub warnings: Vec<String>,
     pub upload: Option<Upload>,
+    /// With `--verify`: the proof that only the planned regions changed.
+    pub verified: Option<crate::checksum::VerifyReport>,
 }
 
 /// SOURCE_DATE_EPOCH, else [`DEFAULT_EPOCH`].
@@ -248,6 +250,32 @@ pub fn convert(
     dry_run: bool,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<ConvertReport> {
+    convert_verified(
+        image,
+        output,
+        journal_path,
+        opts,
+        tree,
+        dry_run,
+        false,
+        progress,
+    )
+}
+
+/// [`convert`], and with `verify` the proof that only the planned regions changed: in place, a
+/// CRC32 map taken before the first write is compared with the image after the last; with
+/// `output`, the copy is compared with the source byte for byte (`ConvertReport::verified`).
+#[allow(clippy::too_many_arguments)]
+pub fn convert_verified(
+    image: &Path,
+    output: Option<&Path>,
+    journal_path: Option<PathBuf>,
+    opts: &Options,
+    tree: &EspTree,
+    dry_run: bool,
+    verify: bool,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<ConvertReport> {
     let mut opts = opts.clone();
     opts.boot_files_bytes = tree.file_bytes();
     // plan on the source, under its lock (shared for a copy, exclusive in place)
@@ -268,6 +296,7 @@ pub fn convert(
         esp_files: tree_paths(tree),
         warnings: Vec::new(),
         upload: None,
+        verified: None,
     };
     // refused: the report says why (the caller maps it to an exit code); nothing was written
     if !report.validation.passed() {
@@ -307,8 +336,14 @@ pub fn convert(
             let plan = again.plan.ok_or_else(|| {
                 Error::conflict("the image changed while it was being planned; run convert again")
             })?;
+            let before = verify
+                .then(|| crate::checksum::compare::snapshot(&disk, &plan.regions))
+                .transpose()?;
             report.bytes_written = apply(&mut disk, &plan, &esp, Some(&jp), &mut faults)?;
             report.journal = Some(jp.display().to_string());
+            report.verified = before
+                .map(|b| crate::checksum::compare::prove(&b, &disk))
+                .transpose()?;
         }
         Some(out) => {
             drop(disk);
@@ -318,7 +353,12 @@ pub fn convert(
                 apply(&mut disk, &plan, &esp, None, &mut faults)
             })();
             match result {
-                Ok(n) => report.bytes_written = n,
+                Ok(n) => {
+                    report.bytes_written = n;
+                    report.verified = verify
+                        .then(|| crate::checksum::compare::prove_copy(image, out, &plan.regions))
+                        .transpose()?;
+                }
                 Err(e) => {
                     let _ = std::fs::remove_file(out);
                     return Err(
