@@ -258,8 +258,11 @@ pub struct DiffReport {
     pub b: String,
     pub a_bytes: u64,
     pub b_bytes: u64,
-    /// Changed ranges are whole units of this size (the tail of the longer file excepted).
+    /// Changed ranges are whole units of this size (the last one of a file may be shorter).
     pub granularity_bytes: u64,
+    /// No changed range and the same size. `diff` reads the shorter file as zero-extended, so
+    /// two files that differ only by a tail of zeros have no changed range but are not
+    /// identical.
     pub identical: bool,
     pub changed_bytes: u64,
     pub changed: Vec<Change>,
@@ -268,38 +271,54 @@ pub struct DiffReport {
     pub actual_crc32: Option<String>,
 }
 
-/// Exact changed ranges of two sources, to the sector: chunks that are holes in both are
-/// skipped, others compared byte for byte (equal slices compare at memory speed), and a chunk
-/// that differs is searched sector by sector. The tail of the longer file is a change.
+/// Exact changed ranges of two sources, to the sector. The shorter file reads as zero-extended
+/// to the longer one's length (a grown disk gains zeros): past its end, only the longer file's
+/// non-zero sectors are changes; the sizes themselves are compared by the caller. Chunks that are
+/// holes in both are skipped, others compared byte for byte (equal slices compare at memory
+/// speed), and a chunk that differs is searched sector by sector.
 pub fn changed_ranges(
     a: &Source<'_>,
     b: &Source<'_>,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Vec<Range>> {
     let common = a.len().min(b.len());
+    let longer_len = a.len().max(b.len());
+    let longer = if a.len() >= b.len() { a } else { b };
     let chunk = DEFAULT_CHUNK_BYTES;
-    let n = chunk_count(common, chunk)?;
+    let n = chunk_count(longer_len, chunk)?;
+    let step = SECTOR_BYTES as usize;
+    let push = |out: &mut Vec<Range>, at: u64, len: u64| match out.last_mut() {
+        Some(last) if last.end() == at => last.length += len,
+        _ => out.push(Range::new(at, len)),
+    };
     let per_chunk = par_chunks(
         n,
-        common,
+        longer_len,
         |i| {
-            let r = chunk_range(i, chunk, common);
+            let r = chunk_range(i, chunk, longer_len);
             let f = || -> Result<Vec<Range>> {
-                if a.in_hole(r) && b.in_hole(r) {
-                    return Ok(Vec::new());
-                }
-                let (x, y) = (a.bytes(r)?, b.bytes(r)?);
-                if x == y {
-                    return Ok(Vec::new());
-                }
                 let mut out: Vec<Range> = Vec::new();
-                let step = SECTOR_BYTES as usize;
-                for (k, (sx, sy)) in x.chunks(step).zip(y.chunks(step)).enumerate() {
-                    if sx != sy {
-                        let at = r.offset + (k * step) as u64;
-                        match out.last_mut() {
-                            Some(last) if last.end() == at => last.length += sx.len() as u64,
-                            _ => out.push(Range::new(at, sx.len() as u64)),
+                if let Some(c) = r.intersect(&Range::new(0, common)) {
+                    if !(a.in_hole(c) && b.in_hole(c)) {
+                        let (x, y) = (a.bytes(c)?, b.bytes(c)?);
+                        if x != y {
+                            for (k, (sx, sy)) in x.chunks(step).zip(y.chunks(step)).enumerate() {
+                                if sx != sy {
+                                    push(&mut out, c.offset + (k * step) as u64, sx.len() as u64);
+                                }
+                            }
+                        }
+                    }
+                }
+                if let Some(t) = r.intersect(&Range::new(common, longer_len - common)) {
+                    if !longer.in_hole(t) {
+                        let x = longer.bytes(t)?;
+                        if !super::is_zero(x) {
+                            for (k, sx) in x.chunks(step).enumerate() {
+                                if !super::is_zero(sx) {
+                                    push(&mut out, t.offset + (k * step) as u64, sx.len() as u64);
+                                }
+                            }
                         }
                     }
                 }
@@ -309,17 +328,14 @@ pub fn changed_ranges(
         },
         progress,
     )?;
-    let mut all: Vec<Range> = per_chunk.into_iter().flatten().collect();
-    let longer = a.len().max(b.len());
-    if longer > common {
-        all.push(Range::new(common, longer - common));
-    }
-    Ok(merge(all))
+    Ok(merge(per_chunk.into_iter().flatten().collect()))
 }
 
 fn file_name(p: &Path) -> String {
-    p.file_name()
-        .map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned())
+    p.file_name().map_or_else(
+        || p.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
 }
 
 /// `vhdtool diff A B`.
@@ -344,7 +360,7 @@ pub fn diff_files(a: &Path, b: &Path, progress: &mut dyn FnMut(u64, u64)) -> Res
         a_bytes: da.len(),
         b_bytes: db.len(),
         granularity_bytes: SECTOR_BYTES,
-        identical: changed.is_empty(),
+        identical: changed.is_empty() && da.len() == db.len(),
         changed_bytes: ranges.iter().map(|r| r.length).sum(),
         changed,
         expected_crc32: None,
@@ -725,7 +741,11 @@ mod tests {
             ..m.clone()
         };
         let u = upload_ranges(&zero, 4 << 20, Some(Range::new((10 << 20) - 512, 512)));
-        assert_eq!(u.ranges, vec![Range::new(8 << 20, 2 << 20)], "footer page kept");
+        assert_eq!(
+            u.ranges,
+            vec![Range::new(8 << 20, 2 << 20)],
+            "footer page kept"
+        );
     }
 
     #[test]
@@ -739,7 +759,10 @@ mod tests {
         let new = Layout {
             name: "B".into(),
             file_bytes: 2048,
-            segments: vec![(0, "LBA 0: protective MBR".into()), (512, "unallocated".into())],
+            segments: vec![
+                (0, "LBA 0: protective MBR".into()),
+                (512, "unallocated".into()),
+            ],
         };
         let old = Layout {
             name: "A".into(),

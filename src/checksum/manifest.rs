@@ -105,8 +105,8 @@ impl Manifest {
                 meta.len()
             )));
         }
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::io(format!("reading {shown}"), e))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| Error::io(format!("reading {shown}"), e))?;
         Manifest::from_json(&text).map_err(|e| e.context(shown))
     }
 

@@ -446,10 +446,7 @@ mod tests {
             assert_eq!(combine(ab, c3, (data.len() - b) as u64), whole, "{a} {b}");
         }
         for chunk in [512u64, 4096, 777 * 512] {
-            let crcs: Vec<u32> = data
-                .chunks(chunk as usize)
-                .map(crc32fast::hash)
-                .collect();
+            let crcs: Vec<u32> = data.chunks(chunk as usize).map(crc32fast::hash).collect();
             assert_eq!(whole_crc(crcs, chunk, data.len() as u64), whole);
         }
     }

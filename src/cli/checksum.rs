@@ -16,7 +16,6 @@ use crate::checksum::{
 use crate::disk::{Access, Disk, MmapDisk};
 use crate::error::{Error, Result};
 
-
 #[derive(Debug, Args)]
 pub struct ChecksumArgs {
     /// The image file (checksummed as stored: the whole file, footer included).
@@ -173,7 +172,13 @@ fn ranges_line(o: &mut String, label: &str, ranges: &[Range]) {
         output::bytes(total)
     );
     for r in ranges {
-        let _ = writeln!(o, "  0x{:012x} +{:<14} {}", r.offset, r.length, human(r.length));
+        let _ = writeln!(
+            o,
+            "  0x{:012x} +{:<14} {}",
+            r.offset,
+            r.length,
+            human(r.length)
+        );
     }
 }
 
@@ -212,7 +217,13 @@ pub fn render_checksum(r: &ChecksumReport, manifest: Option<&PathBuf>) -> String
             u.pages
         );
         for r in &u.ranges {
-            let _ = writeln!(o, "  0x{:012x} +{:<14} {}", r.offset, r.length, human(r.length));
+            let _ = writeln!(
+                o,
+                "  0x{:012x} +{:<14} {}",
+                r.offset,
+                r.length,
+                human(r.length)
+            );
         }
     }
     o
@@ -240,6 +251,12 @@ pub fn render_diff(r: &DiffReport) -> String {
     if r.identical {
         let _ = writeln!(o, "identical");
         return o;
+    }
+    if r.a_bytes != r.b_bytes && r.kind == "diff" {
+        let _ = writeln!(
+            o,
+            "sizes differ: the shorter file is compared as if zero-extended"
+        );
     }
     let _ = writeln!(
         o,
@@ -289,11 +306,7 @@ pub fn render_verified(v: &crate::checksum::VerifyReport) -> String {
         );
     }
     for r in &v.unplanned {
-        let _ = writeln!(
-            o,
-            "  UNPLANNED CHANGE 0x{:012x} +{}",
-            r.offset, r.length
-        );
+        let _ = writeln!(o, "  UNPLANNED CHANGE 0x{:012x} +{}", r.offset, r.length);
     }
     o
 }
