@@ -9,7 +9,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{require_tool, vhdtool, vhdtool_timeout, Form, Run, TempDir};
+use common::{require_tool, vhdtool, vhdtool_timeout, Run, TempDir};
 use serde_json::Value;
 
 /// What Python sees in a file: per-chunk CRCs and zero flags, the whole CRC, the holes
