@@ -133,6 +133,8 @@ pub fn is_zero(b: &[u8]) -> bool {
 /// The bytes of a file and where its holes are.
 pub struct Source<'a> {
     data: &'a [u8],
+    /// The mapped file, to populate data ranges before they are read.
+    disk: Option<&'a MmapDisk>,
     /// Sorted, disjoint holes (they read as zeros and are never read).
     holes: Vec<Range>,
     /// The zero CRC of the chunk size in use, computed once.
@@ -144,6 +146,7 @@ impl<'a> Source<'a> {
     pub fn from_slice(data: &'a [u8]) -> Source<'a> {
         Source {
             data,
+            disk: None,
             holes: Vec::new(),
             zero_cache: (0, 0),
         }
@@ -169,6 +172,7 @@ impl<'a> Source<'a> {
         }
         Ok(Source {
             data,
+            disk: Some(disk),
             holes,
             zero_cache: (0, 0),
         })
@@ -230,6 +234,9 @@ impl<'a> Source<'a> {
                 }
                 _ => {
                     let stop = hole.map_or(end, |h| h.offset);
+                    if let Some(d) = self.disk {
+                        d.prefetch(pos, stop - pos);
+                    }
                     // in range: checked against the file length above
                     let bytes = &self.data[pos as usize..stop as usize];
                     for step in bytes.chunks(STEP_BYTES) {
