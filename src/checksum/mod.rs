@@ -10,8 +10,10 @@
 //! The CRC is CRC-32/ISO-HDLC (zlib's `crc32`, `cksum -a crc32b`, Python's `zlib.crc32`). Holes
 //! (found with `SEEK_DATA`/`SEEK_HOLE`) are never read: the CRC of N zero bytes is computed
 //! arithmetically (doubling with `crc32fast::Hasher::combine`, O(log N)), once per chunk size,
-//! and combined in. The map is computed over a read-only memory map, in parallel over chunks
-//! with rayon; results come back in file order, so the output is deterministic.
+//! and combined in. Chunks are summed in parallel with rayon, their data read with `pread` into
+//! a per-thread buffer that stays in cache (measured faster than reading the memory map, whose
+//! page faults and teardown cost more than the CRC); results come back in file order, so the
+//! output is deterministic.
 
 pub mod compare;
 pub mod manifest;
@@ -133,7 +135,7 @@ pub fn is_zero(b: &[u8]) -> bool {
 /// The bytes of a file and where its holes are.
 pub struct Source<'a> {
     data: &'a [u8],
-    /// The mapped file, to populate data ranges before they are read.
+    /// The file: data ranges are read with `pread` (the map serves `bytes` and `diff`).
     disk: Option<&'a MmapDisk>,
     /// Sorted, disjoint holes (they read as zeros and are never read).
     holes: Vec<Range>,
@@ -234,15 +236,40 @@ impl<'a> Source<'a> {
                 }
                 _ => {
                     let stop = hole.map_or(end, |h| h.offset);
-                    if let Some(d) = self.disk {
-                        d.prefetch(pos, stop - pos);
-                    }
-                    // in range: checked against the file length above
-                    let bytes = &self.data[pos as usize..stop as usize];
-                    for step in bytes.chunks(STEP_BYTES) {
+                    let mut take = |step: &[u8]| {
                         h.update(step);
                         if zero && !is_zero(step) {
                             zero = false;
+                        }
+                    };
+                    match self.disk {
+                        // a file: pread into a per-thread buffer that stays in cache. Faster
+                        // than reading the map: no page-table work (faulting in and tearing
+                        // down 4 KiB mappings cost more than the CRC itself in a profile)
+                        Some(d) => {
+                            use std::os::unix::fs::FileExt;
+                            thread_local! {
+                                static BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; STEP_BYTES]);
+                            }
+                            BUF.with_borrow_mut(|buf| -> Result<()> {
+                                let mut at = pos;
+                                while at < stop {
+                                    let n = (stop - at).min(STEP_BYTES as u64) as usize;
+                                    d.file()
+                                        .read_exact_at(&mut buf[..n], at)
+                                        .map_err(|e| Error::io("reading the image", e))?;
+                                    take(&buf[..n]);
+                                    at += n as u64;
+                                }
+                                Ok(())
+                            })?;
+                        }
+                        None => {
+                            // in range: checked against the file length above
+                            let bytes = &self.data[pos as usize..stop as usize];
+                            for step in bytes.chunks(STEP_BYTES) {
+                                take(step);
+                            }
                         }
                     }
                     pos = stop;

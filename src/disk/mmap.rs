@@ -108,22 +108,6 @@ impl MmapDisk {
         r
     }
 
-    /// Map `len` bytes at `offset` in one call (`MADV_POPULATE_READ`) instead of one page fault
-    /// per page, before a sequential read of them. Best effort: a kernel without it (before
-    /// 5.14) refuses, and the reads then fault page by page as usual. Only for data: a hole
-    /// populated this way would fill the page cache with zero pages.
-    pub fn prefetch(&self, offset: u64, len: u64) {
-        let Some(map) = &self.map else {
-            return;
-        };
-        let (Ok(o), Ok(l)) = (usize::try_from(offset), usize::try_from(len)) else {
-            return;
-        };
-        if l > 0 && o.checked_add(l).is_some_and(|end| end <= map.len()) {
-            let _ = map.advise_range(memmap2::Advice::PopulateRead, o, l);
-        }
-    }
-
     /// Flush written data to stable storage (`fdatasync`).
     pub fn sync(&self) -> Result<()> {
         self.file
