@@ -78,6 +78,11 @@ pub struct ConvertArgs {
     /// Print the plan and write nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Prove that only the planned regions changed: a CRC32 map before the first write against
+    /// the image after the last (in place), or a byte comparison of the copy with the source
+    /// (-o). Exits 1 when anything else changed.
+    #[arg(long)]
+    pub verify: bool,
     #[command(flatten)]
     pub plan: PlanArgs,
 }
@@ -214,20 +219,28 @@ pub fn run_convert(args: &ConvertArgs) -> Result<u8> {
     let source = boot_source(&args.plan)?;
     let opts = options(&args.plan, &args.image);
     let mut bar = output::Progress::new("copying");
-    let report: ConvertReport = apply::convert(
+    let report: ConvertReport = apply::convert_verified(
         &args.image,
         args.output.as_deref(),
         args.journal.clone(),
         &opts,
         &source,
         args.dry_run,
+        args.verify,
         &mut |done, total| bar.update(done, total),
     )?;
     bar.finish();
     if args.plan.json {
         output::json(&report)?;
     } else {
-        output::text(&output::render_convert(&report))?;
+        let mut text = output::render_convert(&report);
+        if let Some(v) = &report.verified {
+            text.push_str(&super::checksum::render_verified(v));
+        }
+        output::text(&text)?;
+    }
+    if report.verified.as_ref().is_some_and(|v| !v.ok) {
+        return Ok(exit::FINDINGS);
     }
     Ok(refusal_code(&report.validation))
 }

@@ -2,6 +2,7 @@
 //!
 //! Commands build a report value; `output.rs` renders it as text or JSON.
 
+mod checksum;
 mod convert;
 mod info;
 pub mod output;
@@ -56,6 +57,13 @@ pub enum Command {
     Convert(convert::ConvertArgs),
     /// Undo an in-place conversion from its journal, byte for byte.
     Rollback(convert::RollbackArgs),
+    /// CRC32 of every chunk and of the whole file, all-zero ranges and holes (never read);
+    /// optionally a manifest and the ranges an uploader must send.
+    Checksum(checksum::ChecksumArgs),
+    /// Compare an image with a manifest from `checksum --manifest`: changed chunks, named.
+    Verify(checksum::VerifyArgs),
+    /// Compare two images byte for byte: changed ranges to the sector, named by both layouts.
+    Diff(checksum::DiffArgs),
 }
 
 /// Parse the command line, run the command, and give the exit code.
@@ -66,6 +74,9 @@ pub fn run() -> ExitCode {
         Command::Validate(args) => convert::run_validate(&args),
         Command::Convert(args) => convert::run_convert(&args),
         Command::Rollback(args) => convert::run_rollback(&args),
+        Command::Checksum(args) => checksum::run_checksum(&args),
+        Command::Verify(args) => checksum::run_verify(&args),
+        Command::Diff(args) => checksum::run_diff(&args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -82,6 +82,8 @@ pub struct ConvertReport {
     pub guest_notes: Vec<String>,
     pub warnings: Vec<String>,
     pub upload: Option<Upload>,
+    /// With `--verify`: the proof that only the planned regions changed.
+    pub verified: Option<crate::checksum::VerifyReport>,
 }
 
 /// SOURCE_DATE_EPOCH, else [`DEFAULT_EPOCH`].
@@ -291,6 +293,32 @@ pub fn convert(
     dry_run: bool,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<ConvertReport> {
+    convert_verified(
+        image,
+        output,
+        journal_path,
+        opts,
+        boot,
+        dry_run,
+        false,
+        progress,
+    )
+}
+
+/// [`convert`], and with `verify` the proof that only the planned regions changed: in place, a
+/// CRC32 map taken before the first write is compared with the image after the last; with
+/// `output`, the copy is compared with the source byte for byte (`ConvertReport::verified`).
+#[allow(clippy::too_many_arguments)]
+pub fn convert_verified(
+    image: &Path,
+    output: Option<&Path>,
+    journal_path: Option<PathBuf>,
+    opts: &Options,
+    boot: &crate::bootfiles::BootSource,
+    dry_run: bool,
+    verify: bool,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<ConvertReport> {
     let mut opts = opts.clone();
     // plan on the source, under its lock (shared for a copy, exclusive in place)
     let access = if output.is_none() && !dry_run {
@@ -321,6 +349,7 @@ pub fn convert(
         linux_boot: boot.linux.clone(),
         warnings: Vec::new(),
         upload: None,
+        verified: None,
     };
     // --hybrid: grub-pc keeps working, so the notes about it change
     if report
@@ -372,8 +401,14 @@ pub fn convert(
             let plan = again.plan.ok_or_else(|| {
                 Error::conflict("the image changed while it was being planned; run convert again")
             })?;
+            let before = verify
+                .then(|| crate::checksum::compare::snapshot(&disk, &plan.regions))
+                .transpose()?;
             report.bytes_written = apply(&mut disk, &plan, &esp, Some(&jp), &mut faults)?;
             report.journal = Some(jp.display().to_string());
+            report.verified = before
+                .map(|b| crate::checksum::compare::prove(&b, &disk))
+                .transpose()?;
         }
         Some(out) => {
             drop(disk);
@@ -383,7 +418,12 @@ pub fn convert(
                 apply(&mut disk, &plan, &esp, None, &mut faults)
             })();
             match result {
-                Ok(n) => report.bytes_written = n,
+                Ok(n) => {
+                    report.bytes_written = n;
+                    report.verified = verify
+                        .then(|| crate::checksum::compare::prove_copy(image, out, &plan.regions))
+                        .transpose()?;
+                }
                 Err(e) => {
                     let _ = std::fs::remove_file(out);
                     return Err(

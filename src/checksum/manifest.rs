@@ -1,0 +1,313 @@
+//! The checksum manifest: a JSON file (schema in README.md) with the image identity, the chunk
+//! size, every chunk CRC in hex, the whole-file CRC, the zero ranges and the holes.
+//!
+//! A manifest read back is untrusted input: every field is checked (magic, version, chunk size,
+//! the chunk count against the file size, hex digits, ranges inside the file and sorted, the
+//! whole CRC against the chunks) before it is used, and the file is size-checked before it is
+//! read, so a hostile manifest is refused with an error saying what is wrong, never a panic or
+//! an allocation the manifest size does not justify.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::{chunk_count, hex, whole_crc, ChecksumMap, Range, Sum, MAX_CHUNKS};
+use crate::disk::Disk;
+use crate::error::{Error, Result};
+
+/// The value of the `manifest` field.
+pub const MAGIC: &str = "vhdtool-checksum";
+/// The manifest version this code writes and reads.
+pub const VERSION: u32 = 1;
+/// The CRC the manifest holds (zlib's crc32, `cksum -a crc32b`).
+pub const ALGORITHM: &str = "crc32";
+/// Largest manifest file read: the chunk list at [`MAX_CHUNKS`] (about 11 bytes a CRC as
+/// pretty JSON) plus room for ranges.
+pub const MAX_MANIFEST_BYTES: u64 = MAX_CHUNKS * 16 + (64 << 20);
+
+/// Who the manifest is about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    /// The path given on the command line (informative only).
+    pub path: String,
+    pub file_bytes: u64,
+    /// "vhd-fixed" | "vhd-dynamic" | "vhd-differencing" | "raw".
+    pub format: String,
+    /// The VHD footer's unique id, when there is a footer.
+    pub unique_id: Option<String>,
+}
+
+/// The manifest as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub manifest: String,
+    pub version: u32,
+    pub image: Identity,
+    pub algorithm: String,
+    pub chunk_bytes: u64,
+    /// CRC32 of the whole file, 8 hex digits.
+    pub whole_crc32: String,
+    /// One CRC32 per chunk, 8 hex digits, in file order; the last chunk may be shorter.
+    pub chunks: Vec<String>,
+    /// All-zero chunks, merged (holes included).
+    pub zero_ranges: Vec<Range>,
+    /// Holes of the file (`SEEK_HOLE`), never read.
+    pub hole_ranges: Vec<Range>,
+}
+
+/// The identity of an image: its size, format and footer unique id.
+pub fn identity(file: &dyn Disk, path: &str) -> Identity {
+    let image = crate::vhd::probe(file);
+    let format = serde_json::to_value(image.format)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| "raw".into());
+    Identity {
+        path: path.to_string(),
+        file_bytes: file.len(),
+        format,
+        unique_id: image.footer.map(|f| f.unique_id),
+    }
+}
+
+impl Manifest {
+    /// The manifest of a map.
+    pub fn new(identity: Identity, map: &ChecksumMap) -> Manifest {
+        Manifest {
+            manifest: MAGIC.into(),
+            version: VERSION,
+            image: identity,
+            algorithm: ALGORITHM.into(),
+            chunk_bytes: map.chunk_bytes,
+            whole_crc32: hex(map.whole_crc32),
+            chunks: map.chunks.iter().map(|s| hex(s.crc)).collect(),
+            zero_ranges: map.zero_ranges(),
+            hole_ranges: map.holes.clone(),
+        }
+    }
+
+    /// Parse and check a manifest.
+    pub fn from_json(text: &str) -> Result<Manifest> {
+        let m: Manifest = serde_json::from_str(text)
+            .map_err(|e| Error::invalid(format!("not a vhdtool checksum manifest: {e}")))?;
+        m.check()?;
+        Ok(m)
+    }
+
+    /// Read, parse and check a manifest file.
+    pub fn read(path: &Path) -> Result<Manifest> {
+        let shown = path.display();
+        let meta = std::fs::metadata(path)
+            .map_err(|e| Error::io(format!("reading metadata of {shown}"), e))?;
+        if meta.len() > MAX_MANIFEST_BYTES {
+            return Err(Error::invalid(format!(
+                "{shown}: {} bytes is larger than any manifest ({MAX_MANIFEST_BYTES} bytes at most)",
+                meta.len()
+            )));
+        }
+        let text =
+            std::fs::read_to_string(path).map_err(|e| Error::io(format!("reading {shown}"), e))?;
+        Manifest::from_json(&text).map_err(|e| e.context(shown))
+    }
+
+    /// Write the manifest as pretty JSON (through a temporary file renamed into place).
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let mut text = serde_json::to_string_pretty(self)
+            .map_err(|e| Error::invalid(format!("cannot render the manifest: {e}")))?;
+        text.push('\n');
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".tmp");
+        let tmp = std::path::PathBuf::from(tmp);
+        std::fs::write(&tmp, text)
+            .map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
+        std::fs::rename(&tmp, path)
+            .map_err(|e| Error::io(format!("renaming {} into place", tmp.display()), e))
+    }
+
+    /// Every consistency rule of the format.
+    pub fn check(&self) -> Result<()> {
+        if self.manifest != MAGIC {
+            return Err(Error::invalid(format!(
+                "field \"manifest\" is {:?}, expected {MAGIC:?}",
+                self.manifest
+            )));
+        }
+        if self.version != VERSION {
+            return Err(Error::unsupported(format!(
+                "manifest version {} (this vhdtool reads version {VERSION})",
+                self.version
+            )));
+        }
+        if self.algorithm != ALGORITHM {
+            return Err(Error::unsupported(format!(
+                "algorithm {:?} (this vhdtool reads {ALGORITHM:?})",
+                self.algorithm
+            )));
+        }
+        let len = self.image.file_bytes;
+        let n = chunk_count(len, self.chunk_bytes).map_err(|e| e.context("manifest"))?;
+        if self.chunks.len() as u64 != n {
+            return Err(Error::invalid(format!(
+                "manifest lists {} chunk CRCs; a file of {len} bytes in chunks of {} bytes has {n}",
+                self.chunks.len(),
+                self.chunk_bytes
+            )));
+        }
+        let crcs = self.crcs()?;
+        let whole = parse_hex(&self.whole_crc32).map_err(|e| e.context("whole_crc32"))?;
+        let computed = whole_crc(crcs.iter().copied(), self.chunk_bytes, len);
+        if whole != computed {
+            return Err(Error::invalid(format!(
+                "whole_crc32 is {whole:08x} but the chunk CRCs combine to {computed:08x}: the manifest was altered"
+            )));
+        }
+        check_ranges("zero_ranges", &self.zero_ranges, len)?;
+        check_ranges("hole_ranges", &self.hole_ranges, len)?;
+        Ok(())
+    }
+
+    /// The chunk CRCs as numbers.
+    pub fn crcs(&self) -> Result<Vec<u32>> {
+        self.chunks
+            .iter()
+            .enumerate()
+            .map(|(i, s)| parse_hex(s).map_err(|e| e.context(format!("chunk {i}"))))
+            .collect()
+    }
+
+    /// The manifest as a map (zero flags from `zero_ranges`).
+    pub fn to_map(&self) -> Result<ChecksumMap> {
+        let crcs = self.crcs()?;
+        let chunks = crcs
+            .into_iter()
+            .enumerate()
+            .map(|(i, crc)| {
+                let r = super::chunk_range(i as u64, self.chunk_bytes, self.image.file_bytes);
+                let zero = self
+                    .zero_ranges
+                    .iter()
+                    .any(|z| z.offset <= r.offset && z.end() >= r.end());
+                Sum { crc, zero }
+            })
+            .collect();
+        Ok(ChecksumMap {
+            file_bytes: self.image.file_bytes,
+            chunk_bytes: self.chunk_bytes,
+            chunks,
+            whole_crc32: parse_hex(&self.whole_crc32)?,
+            holes: self.hole_ranges.clone(),
+        })
+    }
+}
+
+fn parse_hex(s: &str) -> Result<u32> {
+    if s.len() != 8 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Error::invalid(format!(
+            "{s:?} is not a CRC32 (8 hex digits)"
+        )));
+    }
+    u32::from_str_radix(s, 16).map_err(|_| Error::invalid(format!("{s:?} is not a CRC32")))
+}
+
+fn check_ranges(field: &str, ranges: &[Range], len: u64) -> Result<()> {
+    let mut prev_end = 0u64;
+    for (i, r) in ranges.iter().enumerate() {
+        let end = r.offset.checked_add(r.length).filter(|&e| e <= len);
+        let Some(end) = end else {
+            return Err(Error::invalid(format!(
+                "{field}[{i}]: 0x{:x}+0x{:x} is outside the file (0x{len:x} bytes)",
+                r.offset, r.length
+            )));
+        };
+        if r.length == 0 || (i > 0 && r.offset < prev_end) {
+            return Err(Error::invalid(format!(
+                "{field}[{i}]: 0x{:x}+0x{:x} is empty, unsorted or overlaps the one before",
+                r.offset, r.length
+            )));
+        }
+        prev_end = end;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{map, tests::noise, Source};
+    use super::*;
+
+    fn sample() -> Manifest {
+        let mut data = noise(5, 10_000);
+        data[2048..6144].fill(0);
+        let mut src = Source::from_slice(&data);
+        let m = map(&mut src, 1024, &mut |_, _| {}).unwrap();
+        Manifest::new(
+            Identity {
+                path: "x.raw".into(),
+                file_bytes: 10_000,
+                format: "raw".into(),
+                unique_id: None,
+            },
+            &m,
+        )
+    }
+
+    #[test]
+    fn round_trip() {
+        let m = sample();
+        let text = serde_json::to_string_pretty(&m).unwrap();
+        let back = Manifest::from_json(&text).unwrap();
+        assert_eq!(back, m);
+        assert_eq!(back.zero_ranges, vec![Range::new(2048, 4096)]);
+        let map = back.to_map().unwrap();
+        assert_eq!(map.zero_ranges(), back.zero_ranges);
+        assert_eq!(hex(map.whole_crc32), m.whole_crc32);
+    }
+
+    #[test]
+    fn hostile_manifests_are_refused() {
+        let good = serde_json::to_value(sample()).unwrap();
+        let cases: Vec<(&str, serde_json::Value, &str)> = vec![
+            ("manifest", "other".into(), "expected"),
+            ("version", 2.into(), "version 2"),
+            ("algorithm", "md5".into(), "algorithm"),
+            ("chunk_bytes", 0.into(), "chunk size"),
+            ("chunk_bytes", 1000.into(), "chunk size"),
+            ("chunk_bytes", u64::MAX.into(), "chunk size"),
+            ("whole_crc32", "xyz".into(), "8 hex digits"),
+            ("whole_crc32", "00000000".into(), "altered"),
+            ("chunks", serde_json::json!(["0"]), "chunk CRCs"),
+            (
+                "zero_ranges",
+                serde_json::json!([{"offset": u64::MAX, "length": 2}]),
+                "outside",
+            ),
+            (
+                "hole_ranges",
+                serde_json::json!([{"offset": 0, "length": 100}, {"offset": 50, "length": 1}]),
+                "overlaps",
+            ),
+            ("image", serde_json::json!({"path": "x"}), "missing field"),
+        ];
+        for (field, value, expect) in cases {
+            let mut v = good.clone();
+            v[field] = value;
+            let e = Manifest::from_json(&v.to_string()).unwrap_err();
+            assert!(
+                e.to_string().contains(expect),
+                "{field}: {e} (expected {expect:?})"
+            );
+        }
+        // a huge claimed size with few chunks: refused by the count, nothing allocated
+        let mut v = good.clone();
+        v["image"]["file_bytes"] = u64::MAX.into();
+        assert!(Manifest::from_json(&v.to_string()).is_err());
+        let mut v = good.clone();
+        v["chunks"][3] = "12345678zz".into();
+        assert!(Manifest::from_json(&v.to_string()).is_err());
+        for junk in ["", "[]", "{", "null", "{\"manifest\": [[[[[[]]]]]]}"] {
+            assert!(Manifest::from_json(junk).is_err(), "{junk:?}");
+        }
+        let deep = "[".repeat(100_000);
+        assert!(Manifest::from_json(&deep).is_err());
+    }
+}
