@@ -14,6 +14,7 @@ pub mod fs;
 pub mod gpt;
 pub mod info;
 pub mod mbr;
+pub mod shrink;
 pub mod vhd;
 
 pub use error::{Error, ErrorKind, Result};
