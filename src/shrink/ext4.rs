@@ -51,8 +51,8 @@ const TOOLS: [&str; 3] = ["e2fsck", "resize2fs", "e2undo"];
 const INSTALL: &str = "apt-get install e2fsprogs";
 /// resize2fs learnt `-z UNDO_FILE` in e2fsprogs 1.43.
 const MIN_VERSION: (u32, u32) = (1, 43);
-/// Where tools live when sbin is not on PATH (Debian users).
-const SBIN_DIRS: [&str; 4] = ["/usr/sbin", "/sbin", "/usr/bin", "/bin"];
+/// Where to look when PATH is unset.
+const DEFAULT_DIRS: [&str; 4] = ["/usr/sbin", "/sbin", "/usr/bin", "/bin"];
 
 // ext2/3/4 superblock (e2fsprogs `lib/ext2fs/ext2_fs.h` struct ext2_super_block), the fields
 // read here, little-endian, offsets inside the superblock.
@@ -108,11 +108,11 @@ pub struct ShrinkReport {
     pub new_fs_bytes: u64,
     /// `resize2fs -P`'s estimate of the smallest possible size.
     pub min_fs_bytes: u64,
-    /// e2fsprogs' undo file (`resize2fs -z`).
-    pub undo_file: PathBuf,
+    /// e2fsprogs' undo file (`resize2fs -z`), when one was asked for.
+    pub undo_file: Option<PathBuf>,
     pub undo_file_bytes: u64,
     /// The original superblock that e2undo cannot restore (see the module docs).
-    pub superblock_file: PathBuf,
+    pub superblock_file: Option<PathBuf>,
     /// How long resize2fs ran.
     pub resize_time: Duration,
     pub notes: Vec<String>,
@@ -155,10 +155,12 @@ pub fn min_size(image: &Path, part_offset: u64) -> Result<u64> {
         .ok_or_else(|| Error::corrupt(format!("resize2fs -P: {blocks} blocks overflow")))
 }
 
-/// `e2fsck -fn` (read-only, full check) on the filesystem at `part_offset`; any problem is a
-/// refusal that says to run `e2fsck -f` in the guest, with e2fsck's report.
+/// Is the filesystem at `part_offset` fit to shrink: its superblock (state valid, no errors,
+/// no journal to recover, no bigalloc), then `e2fsck -fn` (read-only, full check); any problem
+/// is a refusal that says to run `e2fsck -f` in the guest, with e2fsck's report.
 pub fn fsck(image: &Path, part_offset: u64) -> Result<()> {
     let tools = tools_in(&search_dirs())?;
+    read_superblock(image, part_offset)?.check_shrinkable(part_offset)?;
     let out = run(Command::new(&tools.e2fsck)
         .arg("-fn")
         .arg(device(image, part_offset)?))?;
@@ -201,16 +203,18 @@ pub fn superblock_save_path(undo_file: &Path) -> PathBuf {
 /// superblock is saved (fsynced), resize2fs runs with `-z undo_file`, the image length is
 /// checked, the undo file fsynced, and `e2fsck -fn` judges the result. When resize2fs or the
 /// check fails, the undo file is replayed before the error is returned.
+///
+/// Without `undo_file` (a copy that is deleted when the conversion fails) resize2fs runs
+/// without `-z` and a failure leaves the filesystem as resize2fs left it.
 pub fn shrink(
     image: &Path,
     part_offset: u64,
     new_bytes: u64,
-    undo_file: &Path,
+    undo_file: Option<&Path>,
 ) -> Result<ShrinkReport> {
     let tools = tools_in(&search_dirs())?;
     let dev = device(image, part_offset)?;
     let sb = read_superblock(image, part_offset)?;
-    sb.check_shrinkable(part_offset)?;
     let Geometry {
         block_bytes,
         blocks,
@@ -233,30 +237,32 @@ pub fn shrink(
              the guest or use --room grow"
         )));
     }
-    let sb_file = superblock_save_path(undo_file);
-    for p in [undo_file, sb_file.as_path()] {
-        if p.exists() {
-            return Err(Error::conflict(format!(
-                "{} exists (the undo file of an earlier shrink?); keep it or remove it first",
-                p.display()
-            )));
+    let sb_file = undo_file.map(superblock_save_path);
+    if let (Some(undo_file), Some(sb_file)) = (undo_file, sb_file.as_deref()) {
+        for p in [undo_file, sb_file] {
+            if p.exists() {
+                return Err(Error::conflict(format!(
+                    "{} exists (the undo file of an earlier shrink?); keep it or remove it first",
+                    p.display()
+                )));
+            }
         }
+        save_superblock(sb_file, part_offset, &sb.raw)?;
     }
-    save_superblock(&sb_file, part_offset, &sb.raw)?;
     let image_len = file_len(image)?;
 
     let start = Instant::now();
     // Standard input closed: see the module docs (resize2fs truncates through a descriptor
     // above 0 only).
-    let out = run(Command::new("/bin/sh")
-        .arg("-c")
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c")
         .arg("exec \"$0\" \"$@\" <&-")
         .arg(&tools.resize2fs)
-        .arg("-f")
-        .arg("-z")
-        .arg(undo_file)
-        .arg(&dev)
-        .arg(new_blocks.to_string()))?;
+        .arg("-f");
+    if let Some(u) = undo_file {
+        cmd.arg("-z").arg(u);
+    }
+    let out = run(cmd.arg(&dev).arg(new_blocks.to_string()))?;
     let resize_time = start.elapsed();
     let after_len = file_len(image)?;
     if after_len != image_len {
@@ -266,14 +272,19 @@ pub fn shrink(
             image.display()
         )));
     }
+    let fail = |msg: String| match undo_file {
+        Some(u) => undo_after_failure(image, part_offset, u, msg),
+        None => Error::corrupt(msg),
+    };
     if !out.status.success() {
-        let msg = format!(
+        return Err(fail(format!(
             "resize2fs on the ext filesystem at 0x{part_offset:x} failed: {}",
             output_text(&out)
-        );
-        return Err(undo_after_failure(image, part_offset, undo_file, msg));
+        )));
     }
-    sync_file(undo_file)?;
+    if let Some(u) = undo_file {
+        sync_file(u)?;
+    }
     let verified = read_superblock(image, part_offset).and_then(|after| {
         if after.geometry.blocks != new_blocks {
             return Err(Error::corrupt(format!(
@@ -284,26 +295,32 @@ pub fn shrink(
         fsck(image, part_offset)
     });
     if let Err(e) = verified {
-        let msg = format!("the shrunk filesystem does not check out: {e}");
-        return Err(undo_after_failure(image, part_offset, undo_file, msg));
+        return Err(fail(format!(
+            "the shrunk filesystem does not check out: {e}"
+        )));
     }
-    let undo_file_bytes = std::fs::metadata(undo_file)
-        .map_err(|e| Error::io(format!("stat {}", undo_file.display()), e))?
-        .len();
+    let undo_file_bytes = match undo_file {
+        Some(u) => std::fs::metadata(u)
+            .map_err(|e| Error::io(format!("stat {}", u.display()), e))?
+            .len(),
+        None => 0,
+    };
+    let undo_note = match undo_file {
+        Some(u) => format!("; undo file {} ({undo_file_bytes} bytes)", u.display()),
+        None => String::new(),
+    };
     Ok(ShrinkReport {
         block_bytes,
         old_fs_bytes: sb.geometry.fs_bytes(),
         new_fs_bytes,
         min_fs_bytes,
-        undo_file: undo_file.to_path_buf(),
+        undo_file: undo_file.map(Path::to_path_buf),
         undo_file_bytes,
         superblock_file: sb_file,
         resize_time,
         notes: vec![format!(
             "ext filesystem at 0x{part_offset:x}: {blocks} -> {new_blocks} blocks of \
-             {block_bytes} bytes (minimum {min_fs_bytes} bytes); undo file {} ({undo_file_bytes} \
-             bytes)",
-            undo_file.display()
+             {block_bytes} bytes (minimum {min_fs_bytes} bytes){undo_note}"
         )],
     })
 }
@@ -616,11 +633,12 @@ struct Tools {
     e2undo: PathBuf,
 }
 
+/// PATH, or the usual directories when PATH is unset or empty.
 fn search_dirs() -> Vec<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(SBIN_DIRS.map(PathBuf::from))
-        .collect()
+    match std::env::var_os("PATH").filter(|p| !p.is_empty()) {
+        Some(path) => std::env::split_paths(&path).collect(),
+        None => DEFAULT_DIRS.map(PathBuf::from).to_vec(),
+    }
 }
 
 /// Resolve the tools in `dirs` and check the version (`e2fsck -V`).
@@ -637,9 +655,11 @@ fn tools_in(dirs: &[PathBuf]) -> Result<Tools> {
         <[Option<PathBuf>; 3]>::try_from(found).unwrap_or_else(|_| [None, None, None])
     else {
         return Err(Error::unsupported(format!(
-            "shrinking ext2/3/4 needs e2fsprogs, and {} is missing: install it with `{INSTALL}` \
-             (or use --room grow)",
-            missing.join(", ")
+            "shrinking ext2/3/4 needs e2fsprogs, and {} {} not on PATH: install it with \
+             `{INSTALL}` (where it is installed, put its sbin directory on PATH), or use --room \
+             grow",
+            missing.join(", "),
+            if missing.len() == 1 { "is" } else { "are" }
         )));
     };
     let out = run(Command::new(&e2fsck).arg("-V"))?;
