@@ -652,7 +652,7 @@ fn tools_in(dirs: &[PathBuf]) -> Result<Tools> {
         .map(|(t, _)| *t)
         .collect();
     let [Some(e2fsck), Some(resize2fs), Some(e2undo)] =
-        <[Option<PathBuf>; 3]>::try_from(found).unwrap_or_else(|_| [None, None, None])
+        <[Option<PathBuf>; 3]>::try_from(found).unwrap_or([None, None, None])
     else {
         return Err(Error::unsupported(format!(
             "shrinking ext2/3/4 needs e2fsprogs, and {} {} not on PATH: install it with \
@@ -774,7 +774,8 @@ mod tests {
         );
         let e = sb(|r| r[S_LOG_BLOCK_SIZE] = 40).err().unwrap();
         assert!(e.message().contains("s_log_block_size"), "{e}");
-        let cases: [(fn(&mut [u8; SUPERBLOCK_BYTES]), &str); 5] = [
+        type Corrupt = fn(&mut [u8; SUPERBLOCK_BYTES]);
+        let cases: [(Corrupt, &str); 5] = [
             (
                 |r| r[S_FEATURE_INCOMPAT] = INCOMPAT_RECOVER as u8,
                 "journal to recover",

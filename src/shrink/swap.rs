@@ -130,14 +130,14 @@ pub fn plan_swap_shrink(part: &dyn Disk, new_bytes: u64) -> Result<ShrinkWrites>
              in a {page_bytes}-byte page"
         )));
     }
-    let new_pages = new_bytes / page_bytes;
+    let new_pages = new_bytes.checked_div(page_bytes).unwrap_or(0);
     if new_pages < MIN_PAGES {
         return Err(Error::invalid(format!(
             "swap: {new_bytes} bytes hold {new_pages} pages of {page_bytes} bytes; a swap \
              area needs at least {MIN_PAGES}: use --room grow"
         )));
     }
-    let new_last_page = new_pages - 1;
+    let new_last_page = new_pages.saturating_sub(1);
     let uuid = fs_uuid(&header.uuid);
     let label = label(&header.volume_name);
     let who = format!(
