@@ -616,8 +616,9 @@ fn measure_2gib_ext4_with_100mib() {
 // end to end: `vhdtool convert --room shrink|auto` and `vhdtool rollback` on whole disks
 // ---------------------------------------------------------------------------------------------
 
-/// The end-to-end disks: 200 MiB, MBR, one partition from 1 MiB to the last sector.
-const DISK_BYTES: u64 = 200 * MIB;
+/// The end-to-end disks: 160 MiB, MBR, one partition from 1 MiB to the last sector (the
+/// smallest ESP is 100 MiB).
+const DISK_BYTES: u64 = 160 * MIB;
 const SECTOR: u64 = 512;
 const ESP_TYPE: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
 /// Deadline of one vhdtool run (e2fsck and resize2fs run inside).
@@ -647,14 +648,16 @@ fn mbr_disk(path: &Path, mbr_type: u8, disk_bytes: u64) {
         .unwrap();
 }
 
-/// The tree the end-to-end ext4 is made from: `a_filler/` (112 MiB, deleted after mke2fs so
+/// The tree the end-to-end ext4 is made from: `a_filler/` (64 MiB, deleted after mke2fs so
 /// that everything after it lies past the new end and resize2fs must move it), `z_data/`
 /// (300 files in nested directories, a symlink, empty files) and `z_big.bin` (12 MiB).
+const FILLER_FILES: usize = 8;
+
 fn e2e_tree(root: &Path) {
     let mut rng = Rng(0xD1B5_4A32_D192_ED03);
     let filler = root.join("a_filler");
     fs::create_dir_all(&filler).unwrap();
-    for i in 0..14 {
+    for i in 0..FILLER_FILES {
         // not zero (mke2fs -d leaves zero blocks out), cheap to make
         fs::write(
             filler.join(format!("f{i:02}")),
@@ -684,8 +687,17 @@ fn ext4_disk(dir: &Path) -> Option<(PathBuf, &'static Path)> {
         {
             return None;
         }
-        let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("shrink-e2e-base-{}", std::process::id()));
+        let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+        // bases of earlier runs whose process is gone
+        for e in fs::read_dir(&tmp).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = name.strip_prefix("shrink-e2e-base-") {
+                if !Path::new("/proc").join(pid).exists() {
+                    let _ = fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        let root = tmp.join(format!("shrink-e2e-base-{}", std::process::id()));
         let _ = fs::remove_dir_all(&root);
         let tree = root.join("tree");
         e2e_tree(&tree);
@@ -714,7 +726,7 @@ fn ext4_disk(dir: &Path) -> Option<(PathBuf, &'static Path)> {
         // the filler's extents, then its deletion
         let mut cmds = String::new();
         let mut rm = String::new();
-        for i in 0..14 {
+        for i in 0..FILLER_FILES {
             cmds.push_str(&format!("blocks a_filler/f{i:02}\n"));
             rm.push_str(&format!("rm a_filler/f{i:02}\n"));
         }
@@ -729,7 +741,7 @@ fn ext4_disk(dir: &Path) -> Option<(PathBuf, &'static Path)> {
             .filter_map(|w| w.parse::<u64>().ok())
             .collect();
         assert!(
-            blocks.len() >= 14 * 2048,
+            blocks.len() >= FILLER_FILES * 2048,
             "debugfs blocks: {} blocks",
             blocks.len()
         );
