@@ -373,10 +373,23 @@ fn undo_after_failure(image: &Path, part_offset: u64, undo_file: &Path, msg: Str
         return Error::corrupt(format!("{msg}; resize2fs wrote no undo file"));
     }
     match undo(image, part_offset, undo_file) {
-        Ok(()) => Error::corrupt(format!(
-            "{msg}; the filesystem was restored from {}",
-            undo_file.display()
-        )),
+        // replayed: gone, so that a rollback does not replay it a second time (e2undo would
+        // refuse the restored superblock)
+        Ok(()) => {
+            let sb = superblock_save_path(undo_file);
+            let removed = [undo_file, sb.as_path()]
+                .iter()
+                .all(|p| std::fs::remove_file(p).is_ok());
+            Error::corrupt(format!(
+                "{msg}; the filesystem was restored from {}{}",
+                undo_file.display(),
+                if removed {
+                    " (removed)"
+                } else {
+                    "; removing it failed: remove it and its .sb before a rollback"
+                }
+            ))
+        }
         Err(e) => Error::corrupt(format!(
             "{msg}; restoring from {} failed too: {e}",
             undo_file.display()
