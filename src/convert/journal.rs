@@ -368,15 +368,6 @@ pub fn rollback(image: &Path, journal_path: &Path, force: bool) -> Result<Rollba
     if len < j.original_len {
         disk.set_len(j.original_len)?;
     }
-    // resize2fs's own undo first: it restores the blocks it moved; the regions below then
-    // restore everything vhdtool wrote itself (including the partition's old tail)
-    for (offset, undo) in &j.e2undo {
-        if undo.exists() {
-            disk.sync()?;
-            crate::shrink::ext4::undo(image, *offset, undo)?;
-            report.external_undone += 1;
-        }
-    }
     let mut want = vec![0u8; 1 << 20];
     let mut have = vec![0u8; 1 << 20];
     for r in &j.regions {
@@ -399,14 +390,28 @@ pub fn rollback(image: &Path, journal_path: &Path, force: bool) -> Result<Rollba
         disk.set_len(j.original_len)?;
     }
     disk.sync()?;
+    // then resize2fs's own undo: it restores the blocks resize2fs wrote (the regions above
+    // restored everything vhdtool wrote, including the partition's old tail, which e2fsck
+    // reads when it checks the restored filesystem)
+    for (offset, undo) in &j.e2undo {
+        if undo.exists() {
+            crate::shrink::ext4::undo(image, *offset, undo)?;
+            report.external_undone += 1;
+        }
+    }
     report.file_bytes = disk.len();
     drop(disk);
     fs::remove_file(journal_path)
         .map_err(|e| Error::io(format!("removing {}", journal_path.display()), e))?;
     for (_, undo) in &j.e2undo {
-        if undo.exists() {
-            fs::remove_file(undo)
-                .map_err(|e| Error::io(format!("removing {}", undo.display()), e))?;
+        for f in [
+            undo.clone(),
+            crate::shrink::ext4::superblock_save_path(undo),
+        ] {
+            if f.exists() {
+                fs::remove_file(&f)
+                    .map_err(|e| Error::io(format!("removing {}", f.display()), e))?;
+            }
         }
     }
     sync_dir(journal_path)?;

@@ -1006,42 +1006,67 @@ fn shrink_layout(
         Some(FsKind::Ntfs) => {
             let w = shrink::ntfs::plan_shrink(&window, new_bytes)
                 .map_err(|e| format!("partition {} (ntfs): {e}", last.index))?;
-            let writes = w.writes.into_iter().map(|(o, b)| (o + part_offset, b)).collect();
-            ("NTFS shrunk by vhdtool (boot sectors, $Bitmap, $BadClus)".to_string(), ShrinkAction::Writes(writes), w.notes)
+            let writes = w
+                .writes
+                .into_iter()
+                .map(|(o, b)| (o + part_offset, b))
+                .collect();
+            (
+                "NTFS shrunk by vhdtool (boot sectors, $Bitmap, $BadClus)".to_string(),
+                ShrinkAction::Writes(writes),
+                w.notes,
+            )
         }
         Some(FsKind::Swap) => {
             let w = shrink::swap::plan_swap_shrink(&window, new_bytes)
                 .map_err(|e| format!("partition {} (swap): {e}", last.index))?;
-            let writes = w.writes.into_iter().map(|(o, b)| (o + part_offset, b)).collect();
-            ("swap header re-created smaller, same UUID and label".to_string(), ShrinkAction::Writes(writes), w.notes)
+            let writes = w
+                .writes
+                .into_iter()
+                .map(|(o, b)| (o + part_offset, b))
+                .collect();
+            (
+                "swap header re-created smaller, same UUID and label".to_string(),
+                ShrinkAction::Writes(writes),
+                w.notes,
+            )
         }
         Some(FsKind::Ext2 | FsKind::Ext3 | FsKind::Ext4) => {
             let Some(path) = opts.image_path.as_deref() else {
-                return refuse("shrinking ext2/3/4 runs resize2fs on the image file, and no file was given");
+                return refuse(
+                    "shrinking ext2/3/4 runs resize2fs on the image file, and no file was given",
+                );
             };
             let e = |e: crate::error::Error| format!("partition {} ({name}): {e}", last.index);
             shrink::ext4::check_tools().map_err(e)?;
             shrink::ext4::fsck(path, part_offset).map_err(e)?;
             let min = shrink::ext4::min_size(path, part_offset).map_err(e)?;
-            if min > new_bytes {
+            let g = shrink::ext4::geometry(path, part_offset).map_err(e)?;
+            let fits = new_bytes / g.block_bytes.max(1) * g.block_bytes;
+            if min > fits {
                 return refuse(&format!(
-                    "the filesystem needs at least {min} bytes, the shrunk partition would hold {new_bytes}: free space in the guest, or use --room grow"
+                    "the filesystem needs at least {min} bytes (resize2fs -P), the shrunk partition would hold {fits}: free space in the guest, or use --room grow"
                 ));
             }
             (
                 "resized by resize2fs (e2fsprogs) behind its undo file".to_string(),
-                ShrinkAction::Resize2fs { part_offset, new_bytes },
-                vec![format!("resize2fs -P: the filesystem needs at least {min} bytes; it gets {new_bytes}")],
+                ShrinkAction::Resize2fs {
+                    part_offset,
+                    new_bytes,
+                },
+                vec![format!(
+                    "resize2fs -P: the filesystem needs at least {min} bytes; it gets {new_bytes}"
+                )],
             )
         }
-        Some(FsKind::Xfs) => return refuse("XFS cannot shrink; use --room grow"),
-        Some(FsKind::Btrfs) => return refuse("btrfs shrinks only while mounted (btrfs filesystem resize in the guest); use --room grow"),
-        Some(FsKind::Lvm2) => return refuse("an LVM physical volume shrinks with pvresize in the guest; use --room grow"),
-        Some(FsKind::Luks1 | FsKind::Luks2 | FsKind::Bitlocker) => {
-            return refuse("an encrypted volume: vhdtool never writes inside it; use --room grow")
+        // one place for the reasons: shrink::refuse
+        other => {
+            return refuse(
+                &shrink::refuse::refusal(other).unwrap_or_else(|| {
+                    "no shrinker for this filesystem; use --room grow".to_string()
+                }),
+            )
         }
-        Some(_) => return refuse("vhdtool shrinks NTFS, ext2/3/4 and swap only; use --room grow"),
-        None => return refuse("no filesystem recognised: vhdtool does not shrink what it cannot read; use --room grow"),
     };
     Ok(ShrinkLayout {
         mbr_index: last.index,

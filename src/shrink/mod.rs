@@ -8,10 +8,12 @@
 //! - ext2/3/4: e2fsprogs (`ext4.rs`): `resize2fs` on the partition inside the image file, with
 //!   its own undo file, which `vhdtool rollback` replays with `e2undo`.
 //! - Linux swap (`swap.rs`): a new, smaller header with the same UUID and label.
-//! - Everything else is refused with the reason and the alternative (`--room grow`).
+//! - Everything else is refused with the reason and the alternative (`--room grow`)
+//!   (`refuse.rs`).
 
 pub mod ext4;
 pub mod ntfs;
+pub mod refuse;
 pub mod swap;
 
 /// The bytes a shrink writes inside the partition, computed from reads only (offsets relative to the partition start).
