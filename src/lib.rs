@@ -4,6 +4,7 @@
 //! Every byte of an image is untrusted: parsers use checked arithmetic and bounded loops and
 //! never panic on input. `unsafe` lives in `disk/mmap.rs` only.
 
+pub mod bootfiles;
 pub mod cli;
 pub mod convert;
 pub mod disk;
@@ -16,6 +17,7 @@ pub mod fuzz;
 pub mod gpt;
 pub mod info;
 pub mod mbr;
+pub mod shrink;
 pub mod vhd;
 
 pub use error::{Error, ErrorKind, Result};

@@ -16,6 +16,9 @@
 //!   the kernel seeing a GPT (`EXPECT_PTABLE=gpt`); the input copy must come
 //!   out of the conversion unchanged;
 //! * the same for the layout with a separate ext4 /boot partition;
+//! * `vhdtool convert IN.vhd -o OUT.vhd` WITHOUT `--boot-files` (shim and grub
+//!   taken from the image itself, src/bootfiles) for both layouts, booted
+//!   under OVMF and Secure Boot;
 //! * a negative control: the unconverted fixture must NOT boot under UEFI, so
 //!   the harness provably can fail.
 //!
@@ -555,14 +558,31 @@ fn same_content(a: &Path, b: &Path) -> io::Result<bool> {
     }
 }
 
+/// Where the converted disk's boot files come from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BootFiles {
+    /// `--boot-files DIR` (made by esp-files.sh), or `VHDTOOL_BOOT_CONVERTER`.
+    Dir,
+    /// No `--boot-files`: vhdtool takes shim and grub from the image itself
+    /// (always the built vhdtool: this is what is under test).
+    FromImage,
+}
+
 /// Converts a COPY of the fixture with the converter under test; returns the
 /// output path. Asserts the converter succeeded and left its input unchanged.
 fn convert_copy(fx: &Fixture, dir: &Path) -> PathBuf {
+    convert_copy_with(fx, dir, BootFiles::Dir)
+}
+
+fn convert_copy_with(fx: &Fixture, dir: &Path, boot_files: BootFiles) -> PathBuf {
     let input = dir.join("gen1.vhd");
     let output = dir.join("gen2.vhd");
     sparse_copy(&fx.vhd, &input);
-    let (cmd, what) = match std::env::var("VHDTOOL_BOOT_CONVERTER") {
-        Ok(c) if !c.trim().is_empty() => {
+    let converter = std::env::var("VHDTOOL_BOOT_CONVERTER")
+        .ok()
+        .filter(|_| boot_files == BootFiles::Dir);
+    let (cmd, what) = match converter {
+        Some(c) if !c.trim().is_empty() => {
             let mut words = c.split_whitespace();
             let mut cmd = Command::new(words.next().unwrap_or_default());
             cmd.args(words)
@@ -574,13 +594,16 @@ fn convert_copy(fx: &Fixture, dir: &Path) -> PathBuf {
         }
         _ => {
             let mut cmd = Command::new(env!("CARGO_BIN_EXE_vhdtool"));
-            cmd.arg("convert")
-                .arg(&input)
-                .arg("-o")
-                .arg(&output)
-                .arg("--boot-files")
-                .arg(&fx.boot_files);
-            (cmd, "vhdtool convert".to_string())
+            cmd.arg("convert").arg(&input).arg("-o").arg(&output);
+            if boot_files == BootFiles::Dir {
+                cmd.arg("--boot-files").arg(&fx.boot_files);
+                (cmd, "vhdtool convert --boot-files".to_string())
+            } else {
+                (
+                    cmd,
+                    "vhdtool convert (boot files from the image)".to_string(),
+                )
+            }
         }
     };
     progress(&format!("converting {} with {what}", input.display()));
@@ -668,6 +691,64 @@ fn separate_boot_partition_converts_and_boots() {
     };
     // Secure Boot implies UEFI; one boot covers both for this layout.
     boot_ok(&out, Mode::UefiSecureBoot, gen2, &dir, "gen2-separate-boot");
+    let _ = fs::remove_file(dir.join("gen1.vhd"));
+    let _ = fs::remove_file(out);
+}
+
+/// `convert` without `--boot-files`: shim, signed grub and MokManager come out
+/// of the image's own root fs, laid out as EFI/debian/ + EFI/BOOT/ with the
+/// grub.cfg stub; the result boots under OVMF and under Secure Boot.
+#[test]
+fn converted_with_boot_files_from_the_image_boots_under_uefi_and_secure_boot() {
+    if !deps_present() {
+        return;
+    }
+    let _one_at_a_time = serial();
+    let fx = fixture(Layout::Single);
+    let dir = work_dir("gen2-from-image");
+    let out = convert_copy_with(&fx, &dir, BootFiles::FromImage);
+    let log = fs::read_to_string(dir.join("convert.log")).unwrap_or_default();
+    assert!(
+        log.contains("pass  boot.files") && log.contains("EFI/debian/shimx64.efi"),
+        "convert did not report the boot files it took from the image:\n{log}"
+    );
+    let expect = Expect {
+        gpt: true,
+        separate_boot: false,
+    };
+    boot_ok(&out, Mode::Uefi, expect, &dir, "gen2-from-image");
+    boot_ok(&out, Mode::UefiSecureBoot, expect, &dir, "gen2-from-image");
+    let _ = fs::remove_file(dir.join("gen1.vhd"));
+    let _ = fs::remove_file(out);
+}
+
+/// The same with a separate ext4 /boot: the stub searches the /boot fs's UUID
+/// with prefix /grub.
+#[test]
+fn separate_boot_with_boot_files_from_the_image_boots_under_secure_boot() {
+    if !deps_present() {
+        return;
+    }
+    let _one_at_a_time = serial();
+    let fx = fixture(Layout::SeparateBoot);
+    let dir = work_dir("separate-boot-from-image");
+    let out = convert_copy_with(&fx, &dir, BootFiles::FromImage);
+    let log = fs::read_to_string(dir.join("convert.log")).unwrap_or_default();
+    assert!(
+        log.contains("grub.cfg stub hands over to partition 1:/grub/grub.cfg"),
+        "convert did not use the /boot partition's grub.cfg:\n{log}"
+    );
+    let gen2 = Expect {
+        gpt: true,
+        separate_boot: true,
+    };
+    boot_ok(
+        &out,
+        Mode::UefiSecureBoot,
+        gen2,
+        &dir,
+        "gen2-separate-boot-from-image",
+    );
     let _ = fs::remove_file(dir.join("gen1.vhd"));
     let _ = fs::remove_file(out);
 }

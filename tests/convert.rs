@@ -586,7 +586,13 @@ fn validate_prints_checks_and_plan_and_writes_nothing() {
     };
     let path = images.path("linux-mbr.force.vhd");
     let before = file_crc(&path);
-    let run = vhdtool(["validate".as_ref(), path.as_os_str(), "--json".as_ref()]);
+    // the image is Linux without signed boot loaders: an empty ESP has to be asked for
+    let run = vhdtool([
+        "validate".as_ref(),
+        path.as_os_str(),
+        "--json".as_ref(),
+        "--no-boot-files".as_ref(),
+    ]);
     assert_eq!(run.exit_code(), 0, "{}", run.stdout);
     let v: Value = serde_json::from_str(&run.stdout).unwrap();
     let ids: Vec<&str> = v["checks"]

@@ -6,6 +6,7 @@ use clap::Args;
 
 use super::exit;
 use super::output;
+use crate::bootfiles::{self, BootSource, LinuxBoot};
 use crate::convert::apply::{self, ConvertReport};
 use crate::convert::journal;
 use crate::convert::plan::{self, Options, RoomChoice, Validation};
@@ -17,10 +18,14 @@ use crate::gpt::Guid;
 /// Options shared by `validate` and `convert`: they decide the plan.
 #[derive(Debug, Args)]
 pub struct PlanArgs {
-    /// Where the ESP's room comes from: free space, a larger disk, or auto (free if it fits,
-    /// else grow).
+    /// Where the ESP's room comes from: free space, the last partition (shrunk: NTFS,
+    /// ext2/3/4, swap), a larger disk, or auto (free if it fits, else shrink, else grow).
     #[arg(long, value_enum, default_value_t = RoomChoice::Auto)]
     pub room: RoomChoice,
+    /// With --room auto: never grow the disk (fail instead when neither free space nor a
+    /// shrink makes room).
+    #[arg(long)]
+    pub no_grow: bool,
     /// ESP size, e.g. 100M, 260MiB, 1G (default 100 MiB; 260 MiB on 4096-byte sectors).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub esp_size: Option<u64>,
@@ -35,9 +40,14 @@ pub struct PlanArgs {
     #[arg(long)]
     pub random_guids: bool,
     /// Boot files: the tree of this folder is copied into the ESP as is (for example
-    /// EFI/BOOT/BOOTX64.EFI, EFI/BOOT/grubx64.efi, EFI/BOOT/grub.cfg).
+    /// EFI/BOOT/BOOTX64.EFI, EFI/BOOT/grubx64.efi, EFI/BOOT/grub.cfg). Without it, the signed
+    /// shim and grub are taken from the image's Linux partitions (ext2/3/4).
     #[arg(long, value_name = "DIR")]
     pub boot_files: Option<PathBuf>,
+    /// Create the ESP empty, deliberately: no boot files from --boot-files or from the image
+    /// (the disk does not boot under UEFI until boot files are added).
+    #[arg(long, conflicts_with = "boot_files")]
+    pub no_boot_files: bool,
     /// Print as JSON.
     #[arg(long)]
     pub json: bool,
@@ -125,7 +135,7 @@ fn parse_map(s: &str) -> std::result::Result<(u8, Guid), String> {
     Ok((ty, guid))
 }
 
-fn options(a: &PlanArgs) -> Options {
+fn options(a: &PlanArgs, image: &std::path::Path) -> Options {
     Options {
         room: a.room,
         esp_bytes: a.esp_size,
@@ -134,14 +144,25 @@ fn options(a: &PlanArgs) -> Options {
         random_guids: a.random_guids,
         boot_files_bytes: 0,
         esp_label: "SYSTEM".into(),
+        no_grow: a.no_grow,
+        image_path: Some(image.to_path_buf()),
     }
 }
 
-fn tree(a: &PlanArgs) -> Result<EspTree> {
+fn boot_source(a: &PlanArgs) -> Result<BootSource> {
     match &a.boot_files {
-        Some(dir) => EspTree::from_dir(dir),
-        None => Ok(EspTree::new()),
+        Some(dir) => Ok(BootSource::Given(EspTree::from_dir(dir)?)),
+        None if a.no_boot_files => Ok(BootSource::Empty),
+        None => Ok(BootSource::FromImage),
     }
+}
+
+/// `validate --json`: the validation, plus the boot files taken from the image.
+#[derive(serde::Serialize)]
+struct ValidateReport<'a> {
+    #[serde(flatten)]
+    validation: &'a Validation,
+    linux_boot: Option<&'a LinuxBoot>,
 }
 
 /// Exit code of a refused plan.
@@ -158,18 +179,24 @@ fn refusal_code(v: &Validation) -> u8 {
 }
 
 pub fn run_validate(args: &ValidateArgs) -> Result<u8> {
-    let t = tree(&args.plan)?;
-    let mut opts = options(&args.plan);
-    opts.boot_files_bytes = t.file_bytes();
+    let source = boot_source(&args.plan)?;
+    let mut opts = options(&args.plan, &args.image);
     let disk = MmapDisk::open(&args.image, Access::ReadOnly)?;
-    let v = plan::validate(&disk, &opts);
+    let mut boot = bootfiles::resolve(&disk, &source, opts.sector_bytes.unwrap_or(512))?;
+    opts.boot_files_bytes = boot.tree.file_bytes();
+    let mut v = plan::validate(&disk, &opts);
+    bootfiles::attach(&mut v, &mut boot);
     if args.plan.json {
-        output::json(&v)?;
+        output::json(&ValidateReport {
+            validation: &v,
+            linux_boot: boot.linux.as_ref(),
+        })?;
     } else {
-        output::text(&output::render_validation(
-            &args.image.display().to_string(),
-            &v,
-        ))?;
+        let mut text = output::render_validation(&args.image.display().to_string(), &v);
+        if let Some(lb) = &boot.linux {
+            text.push_str(&lb.render());
+        }
+        output::text(&text)?;
     }
     Ok(match refusal_code(&v) {
         exit::OK => exit::OK,
@@ -179,15 +206,15 @@ pub fn run_validate(args: &ValidateArgs) -> Result<u8> {
 }
 
 pub fn run_convert(args: &ConvertArgs) -> Result<u8> {
-    let t = tree(&args.plan)?;
-    let opts = options(&args.plan);
+    let source = boot_source(&args.plan)?;
+    let opts = options(&args.plan, &args.image);
     let mut bar = output::Progress::new("copying");
     let report: ConvertReport = apply::convert(
         &args.image,
         args.output.as_deref(),
         args.journal.clone(),
         &opts,
-        &t,
+        &source,
         args.dry_run,
         &mut |done, total| bar.update(done, total),
     )?;

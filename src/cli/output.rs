@@ -407,6 +407,17 @@ fn render_plan(o: &mut String, p: &crate::convert::Plan) {
     );
     let _ = writeln!(o, "  disk GUID            {}", p.disk_guid);
     let _ = writeln!(o, "  protective MBR       boot code {}", p.boot_code);
+    if let Some(sh) = &p.shrink {
+        let _ = writeln!(
+            o,
+            "  shrink               partition {} ({}): {} -> {}, {}",
+            sh.partition,
+            sh.filesystem,
+            human(sh.old_bytes),
+            human(sh.new_bytes),
+            sh.method
+        );
+    }
     let _ = writeln!(
         o,
         "\n  new partition table (GPT, 128 entries, {}-byte sectors)",
@@ -447,6 +458,9 @@ pub fn render_convert(r: &crate::convert::apply::ConvertReport) -> String {
     }
     if !r.esp_files.is_empty() {
         let _ = writeln!(o, "\n  ESP files: {}", r.esp_files.join(", "));
+    }
+    if let Some(lb) = &r.linux_boot {
+        o.push_str(&lb.render());
     }
     for w in &r.warnings {
         let _ = writeln!(o, "\nwarning: {w}");

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::journal::{self, Journal, SavedRegion};
-use super::plan::{self, Options, Plan, Room, Validation};
+use super::plan::{self, Options, Plan, Room, ShrinkAction, Validation};
 use crate::disk::{Access, Disk, MmapDisk};
 use crate::error::{Error, Result};
 use crate::esp::{EspSpec, EspTree};
@@ -76,6 +76,10 @@ pub struct ConvertReport {
     pub bytes_written: u64,
     /// Files placed in the ESP (paths inside it).
     pub esp_files: Vec<String>,
+    /// Boot files taken from the image's Linux partitions (no --boot-files given).
+    pub linux_boot: Option<crate::bootfiles::LinuxBoot>,
+    /// What the guest still needs after its first Generation-2 boot.
+    pub guest_notes: Vec<String>,
     pub warnings: Vec<String>,
     pub upload: Option<Upload>,
 }
@@ -111,12 +115,22 @@ fn write_changed(
     written: &mut u64,
 ) -> Result<()> {
     const STEP: usize = 1 << 20;
+    let end = offset + bytes.len() as u64;
+    // holes read as zeros: find them with SEEK_DATA instead of faulting every page in
+    let data = super::copy::data_extents_in(disk.file(), offset, end.min(disk.len()))?;
     let mut have = vec![0u8; STEP];
     for (i, want) in bytes.chunks(STEP).enumerate() {
         let at = offset + (i * STEP) as u64;
-        let cur = &mut have[..want.len()];
-        disk.read_at(at, cur)?;
-        if cur != want {
+        let block_end = at + want.len() as u64;
+        let in_hole = !data.iter().any(|&(s, l)| s < block_end && s + l > at);
+        let differs = if in_hole {
+            want.iter().any(|&b| b != 0)
+        } else {
+            let cur = &mut have[..want.len()];
+            disk.read_at(at, cur)?;
+            cur != want
+        };
+        if differs {
             write(disk, faults, at, want, written)?;
         }
     }
@@ -173,15 +187,22 @@ pub fn apply(
     }
     if let Some(jp) = journal_path {
         let mut regions = Vec::new();
-        for r in &plan.regions {
+        for r in plan.regions.iter().filter(|r| !r.external) {
             if r.offset < plan.old_file_bytes {
                 regions.push(SavedRegion::capture(disk, r.offset, r.length)?);
             }
         }
+        let e2undo = match plan.shrink.as_ref().map(|s| &s.action) {
+            Some(ShrinkAction::Resize2fs { part_offset, .. }) => {
+                vec![(*part_offset, journal::e2undo_path(jp))]
+            }
+            _ => Vec::new(),
+        };
         let j = Journal {
             original_len: plan.old_file_bytes,
             converted_len: plan.new_file_bytes,
             regions,
+            e2undo,
         };
         j.write(jp, || faults.tick())?;
     }
@@ -203,6 +224,25 @@ pub fn apply(
         })?;
     }
     let sbu = u64::from(plan.sector_bytes);
+    // the shrink first: the ESP lands on the partition's old tail
+    if let Some(sp) = &plan.shrink {
+        match &sp.action {
+            ShrinkAction::Writes(w) => {
+                for (off, bytes) in w {
+                    write(disk, faults, *off, bytes, &mut written)?;
+                }
+            }
+            ShrinkAction::Resize2fs {
+                part_offset,
+                new_bytes,
+            } => {
+                faults.tick()?;
+                let undo = journal_path.map(journal::e2undo_path);
+                let path = disk.path().to_path_buf();
+                crate::shrink::ext4::shrink(&path, *part_offset, *new_bytes, undo.as_deref())?;
+            }
+        }
+    }
     if plan.room == Room::Grow && plan.footer.is_some() && plan.old_disk_bytes < plan.new_disk_bytes
     {
         write(disk, faults, plan.old_disk_bytes, &[0u8; 512], &mut written)?;
@@ -244,12 +284,11 @@ pub fn convert(
     output: Option<&Path>,
     journal_path: Option<PathBuf>,
     opts: &Options,
-    tree: &EspTree,
+    boot: &crate::bootfiles::BootSource,
     dry_run: bool,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<ConvertReport> {
     let mut opts = opts.clone();
-    opts.boot_files_bytes = tree.file_bytes();
     // plan on the source, under its lock (shared for a copy, exclusive in place)
     let access = if output.is_none() && !dry_run {
         Access::ReadWrite
@@ -257,7 +296,12 @@ pub fn convert(
         Access::ReadOnly
     };
     let disk = MmapDisk::open(image, access)?;
-    let validation = plan::validate(&disk, &opts);
+    // boot files: --boot-files, --no-boot-files, or taken from the image's Linux partitions
+    let mut boot = crate::bootfiles::resolve(&disk, boot, opts.sector_bytes.unwrap_or(512))?;
+    opts.boot_files_bytes = boot.tree.file_bytes();
+    let mut validation = plan::validate(&disk, &opts);
+    crate::bootfiles::attach(&mut validation, &mut boot);
+    let tree = &boot.tree;
     let mut report = ConvertReport {
         image: image.display().to_string(),
         output: output.unwrap_or(image).display().to_string(),
@@ -266,6 +310,12 @@ pub fn convert(
         journal: None,
         bytes_written: 0,
         esp_files: tree_paths(tree),
+        guest_notes: boot
+            .linux
+            .as_ref()
+            .map(|l| l.guest_notes.clone())
+            .unwrap_or_default(),
+        linux_boot: boot.linux.clone(),
         warnings: Vec::new(),
         upload: None,
     };

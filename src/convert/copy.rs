@@ -13,13 +13,19 @@ use crate::error::{Error, Result};
 /// Extents of data in `file` (offset, length), holes left out. A filesystem without
 /// `SEEK_DATA` reports the whole file as data.
 pub fn data_extents(file: &File, len: u64) -> Result<Vec<(u64, u64)>> {
+    data_extents_in(file, 0, len)
+}
+
+/// The data extents of `file` that overlap `from .. len` (clipped to it).
+pub fn data_extents_in(file: &File, from: u64, len: u64) -> Result<Vec<(u64, u64)>> {
     let mut out = Vec::new();
-    let mut pos = 0u64;
+    let mut pos = from;
     while pos < len {
         let start = match seek(file, SeekFrom::Data(pos)) {
             Ok(s) => s,
             Err(rustix::io::Errno::NXIO) => break, // no data after pos
-            Err(rustix::io::Errno::INVAL) if pos == 0 => return Ok(vec![(0, len)]),
+            // no SEEK_DATA on this filesystem: everything is data
+            Err(rustix::io::Errno::INVAL) if pos == from => return Ok(vec![(from, len - from)]),
             Err(e) => {
                 return Err(Error::io(
                     "looking for data (SEEK_DATA)",
@@ -103,9 +109,7 @@ pub fn sparse_copy(src: &Path, dst: &Path, mut progress: impl FnMut(u64, u64)) -
                 progress(done, total);
             }
         }
-        output
-            .sync_all()
-            .map_err(|e| Error::io(format!("syncing {}", dst.display()), e))?;
+        // no fsync here: the caller writes the conversion into the copy and syncs once at the end
         Ok(total)
     })();
     if result.is_err() {

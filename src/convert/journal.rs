@@ -17,6 +17,8 @@
 //! u32         region count, then per region:
 //!   u64 offset, u64 length, u32 chunk count, then per chunk (non-zero 4 KiB blocks of the
 //!   original bytes, merged): u64 offset inside the region, u32 length, bytes
+//! u32         count of resize2fs undo files, then per file: u64 partition byte offset,
+//!             u32 path length, the path (UTF-8), replayed with e2undo by `rollback`
 //! u32         CRC32 of everything above
 //! "VHDTEND1"  trailer
 //! ```
@@ -103,6 +105,19 @@ pub struct Journal {
     pub original_len: u64,
     pub converted_len: u64,
     pub regions: Vec<SavedRegion>,
+    /// ext2/3/4 partitions (byte offset) shrunk by resize2fs, with the undo file it wrote:
+    /// `rollback` replays them with e2undo before restoring the regions.
+    pub e2undo: Vec<(u64, PathBuf)>,
+}
+
+/// The resize2fs undo file that goes with a journal: `JOURNAL.e2undo`.
+pub fn e2undo_path(journal: &Path) -> PathBuf {
+    let mut name = journal
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(".e2undo");
+    journal.with_file_name(name)
 }
 
 /// The default journal path: next to the image, `IMAGE.vhdtool-journal`.
@@ -141,6 +156,13 @@ impl Journal {
                 out.extend_from_slice(&(data.len() as u32).to_le_bytes());
                 out.extend_from_slice(data);
             }
+        }
+        out.extend_from_slice(&(self.e2undo.len() as u32).to_le_bytes());
+        for (offset, path) in &self.e2undo {
+            let p = path.as_os_str().as_encoded_bytes();
+            out.extend_from_slice(&offset.to_le_bytes());
+            out.extend_from_slice(&(p.len() as u32).to_le_bytes());
+            out.extend_from_slice(p);
         }
         let crc = crc32fast::hash(&out);
         out.extend_from_slice(&crc.to_le_bytes());
@@ -200,6 +222,18 @@ impl Journal {
                 chunks,
             });
         }
+        let n = r.u32()?;
+        if n > MAX_REGIONS {
+            return Err(bad(&format!("{n} undo files (at most {MAX_REGIONS})")));
+        }
+        let mut e2undo = Vec::new();
+        for _ in 0..n {
+            let offset = r.u64()?;
+            let len = r.u32()? as usize;
+            let p = r.take(len)?;
+            let s = std::str::from_utf8(p).map_err(|_| bad("an undo file path is not UTF-8"))?;
+            e2undo.push((offset, PathBuf::from(s)));
+        }
         if r.pos != body.len() {
             return Err(bad("trailing bytes after the last region"));
         }
@@ -207,6 +241,7 @@ impl Journal {
             original_len,
             converted_len,
             regions,
+            e2undo,
         })
     }
 
@@ -283,6 +318,8 @@ pub struct RollbackReport {
     /// "restored", or "nothing to restore" when the conversion stopped before touching the image.
     pub outcome: String,
     pub regions_restored: usize,
+    /// resize2fs undo files replayed with e2undo.
+    pub external_undone: usize,
     pub bytes_written: u64,
     pub file_bytes: u64,
 }
@@ -296,6 +333,7 @@ pub fn rollback(image: &Path, journal_path: &Path, force: bool) -> Result<Rollba
         journal: journal_path.display().to_string(),
         outcome: String::new(),
         regions_restored: 0,
+        external_undone: 0,
         bytes_written: 0,
         file_bytes: 0,
     };
@@ -330,6 +368,15 @@ pub fn rollback(image: &Path, journal_path: &Path, force: bool) -> Result<Rollba
     if len < j.original_len {
         disk.set_len(j.original_len)?;
     }
+    // resize2fs's own undo first: it restores the blocks it moved; the regions below then
+    // restore everything vhdtool wrote itself (including the partition's old tail)
+    for (offset, undo) in &j.e2undo {
+        if undo.exists() {
+            disk.sync()?;
+            crate::shrink::ext4::undo(image, *offset, undo)?;
+            report.external_undone += 1;
+        }
+    }
     let mut want = vec![0u8; 1 << 20];
     let mut have = vec![0u8; 1 << 20];
     for r in &j.regions {
@@ -356,6 +403,12 @@ pub fn rollback(image: &Path, journal_path: &Path, force: bool) -> Result<Rollba
     drop(disk);
     fs::remove_file(journal_path)
         .map_err(|e| Error::io(format!("removing {}", journal_path.display()), e))?;
+    for (_, undo) in &j.e2undo {
+        if undo.exists() {
+            fs::remove_file(undo)
+                .map_err(|e| Error::io(format!("removing {}", undo.display()), e))?;
+        }
+    }
     sync_dir(journal_path)?;
     report.outcome = "restored".into();
     Ok(report)
@@ -378,6 +431,7 @@ mod tests {
             original_len: 3 << 20,
             converted_len: 4 << 20,
             regions: vec![r],
+            e2undo: vec![(1 << 20, PathBuf::from("/tmp/x.e2undo"))],
         };
         let enc = j.encode();
         assert!(enc.len() < 10_000, "zero blocks are not stored");
@@ -394,6 +448,7 @@ mod tests {
             original_len: 1,
             converted_len: 2,
             regions: vec![],
+            e2undo: vec![],
         };
         let enc = j.encode();
         for cut in 0..enc.len() {

@@ -34,6 +34,9 @@ pub enum RoomChoice {
     Free,
     /// Extend the disk past the last partition.
     Grow,
+    /// Shrink the last partition (NTFS, ext2/3/4, swap) and put the ESP after it; the disk
+    /// size does not change.
+    Shrink,
 }
 
 /// Where the ESP's room came from, as planned.
@@ -42,6 +45,7 @@ pub enum RoomChoice {
 pub enum Room {
     Free,
     Grow,
+    Shrink,
 }
 
 /// What the user asked for.
@@ -60,6 +64,10 @@ pub struct Options {
     pub boot_files_bytes: u64,
     /// ESP volume label.
     pub esp_label: String,
+    /// `auto` never grows the disk (marketplace images, sized SKUs).
+    pub no_grow: bool,
+    /// The image file, for the shrink steps that run e2fsprogs on it.
+    pub image_path: Option<std::path::PathBuf>,
 }
 
 impl Default for Options {
@@ -72,6 +80,8 @@ impl Default for Options {
             random_guids: false,
             boot_files_bytes: 0,
             esp_label: "SYSTEM".to_string(),
+            no_grow: false,
+            image_path: None,
         }
     }
 }
@@ -105,6 +115,57 @@ pub struct Region {
     pub offset: u64,
     pub length: u64,
     pub what: String,
+    /// Written by an external tool with its own undo (resize2fs): not copied into the journal.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub external: bool,
+}
+
+impl Region {
+    pub fn new(offset: u64, length: u64, what: impl Into<String>) -> Self {
+        Region {
+            offset,
+            length,
+            what: what.into(),
+            external: false,
+        }
+    }
+}
+
+/// How the last partition's filesystem is shrunk.
+#[derive(Debug, Clone)]
+pub enum ShrinkAction {
+    /// Bytes to write at file offsets (NTFS metadata, a swap header), journaled like any region.
+    Writes(Vec<(u64, Vec<u8>)>),
+    /// `resize2fs` on the partition at this file offset, to this many bytes.
+    Resize2fs { part_offset: u64, new_bytes: u64 },
+}
+
+/// The shrink step of a plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShrinkPlan {
+    /// GPT entry of the shrunk partition.
+    pub partition: u32,
+    pub mbr_index: u32,
+    pub filesystem: String,
+    pub old_bytes: u64,
+    pub new_bytes: u64,
+    pub method: String,
+    #[serde(skip)]
+    pub action: ShrinkAction,
+}
+
+/// A shrink that fits: where the ESP goes and what to do.
+#[derive(Debug, Clone)]
+pub struct ShrinkLayout {
+    pub mbr_index: u32,
+    pub esp_first: u64,
+    pub start_lba: u64,
+    pub new_sectors: u64,
+    pub old_sectors: u64,
+    pub fs_name: String,
+    pub method: String,
+    pub action: ShrinkAction,
+    pub notes: Vec<String>,
 }
 
 /// One entry of the new GPT, and where it came from.
@@ -148,6 +209,8 @@ pub struct Plan {
     pub disk_guid: Guid,
     pub partitions: Vec<NewPartition>,
     pub esp: EspLayout,
+    /// The shrink step (`room: shrink`).
+    pub shrink: Option<ShrinkPlan>,
     /// Every region written, in file offsets, in the order `apply` writes them.
     pub regions: Vec<Region>,
     /// The boot code area of the protective MBR: kept or cleared, and why.
@@ -615,7 +678,12 @@ pub fn validate(file: &dyn Disk, opts: &Options) -> Validation {
     let tail_sectors = array_sectors + 1; // backup entries + backup header
     let last_usable_now = total_sectors.saturating_sub(tail_sectors + 1);
     let backup_room = last_end <= last_usable_now && total_sectors > tail_sectors + 1;
-    let mib_aligned = image.data_bytes.is_multiple_of(MIB);
+    let size_ok = image.data_bytes.is_multiple_of(MIB) || image.format == Format::Raw;
+    let not_mib = format!(
+        "the disk size ({} bytes) is not a whole number of MiB, as Azure requires",
+        image.data_bytes
+    );
+
     // free: the first gap (end of disk preferred) that holds an aligned ESP
     let mut spans_all: Vec<(u64, u64)> = m
         .primaries
@@ -647,70 +715,104 @@ pub fn validate(file: &dyn Disk, opts: &Options) -> Validation {
         .take(1)
         .chain(gaps.iter())
         .find_map(|g| fits(*g));
-    let free_ok =
-        backup_room && free_start.is_some() && (mib_aligned || image.format == Format::Raw);
-    let why_not_free = if !backup_room {
-        format!(
+    let free: std::result::Result<u64, String> = match free_start {
+        _ if !backup_room => Err(format!(
             "the last partition ends at LBA {last_end}, inside the {tail_sectors} sectors at the end of the disk the backup GPT needs"
-        )
-    } else if free_start.is_none() {
-        format!(
+        )),
+        None => Err(format!(
             "no unallocated gap holds a 1 MiB-aligned ESP of {} MiB",
             esp_bytes / MIB
-        )
-    } else {
-        format!(
-            "the disk size ({} bytes) is not a whole number of MiB, as Azure requires",
-            image.data_bytes
-        )
+        )),
+        Some(_) if !size_ok => Err(not_mib.clone()),
+        Some(s) => Ok(s),
     };
+
+    // shrink: only computed when it may be used (it runs e2fsck / reads $Bitmap)
+    let want_shrink = match opts.room {
+        RoomChoice::Shrink => true,
+        RoomChoice::Auto => free.is_err(),
+        _ => false,
+    };
+    let shrink: std::result::Result<ShrinkLayout, String> = if want_shrink {
+        if size_ok {
+            shrink_layout(&data, &parts, opts, sb, last_usable_now, esp_sectors, align)
+        } else {
+            Err(not_mib.clone())
+        }
+    } else {
+        Err("not needed".into())
+    };
+
     // grow: the ESP after the last partition, the backup GPT after it, size rounded up to MiB
     let grow_start = align_up(last_end.saturating_add(1).max(first_usable), align);
-    let grow_layout = grow_start.and_then(|start| {
-        let needed = start
-            .checked_add(esp_sectors)?
-            .checked_add(tail_sectors)?
-            .checked_mul(sbu)?;
-        let bytes = align_up(needed.max(image.data_bytes), MIB)?;
-        Some((start, bytes))
-    });
-    let chosen = match opts.room {
-        RoomChoice::Free if free_ok => Some((
-            Room::Free,
-            free_start.unwrap_or(0),
-            image.data_bytes,
-            "free space, as asked (--room free)".to_string(),
-        )),
-        RoomChoice::Free => {
-            c.fail("room.esp", format!("--room free: {why_not_free}"), "use --room grow (adds the ESP and the backup GPT past the last partition) or leave --room out");
-            None
-        }
-        RoomChoice::Auto if free_ok => Some((
-            Room::Free,
-            free_start.unwrap_or(0),
-            image.data_bytes,
-            "free space: a gap fits the ESP and the end of the disk the backup GPT".to_string(),
-        )),
-        RoomChoice::Auto | RoomChoice::Grow => grow_layout.map(|(start, bytes)| {
-            let reason = if opts.room == RoomChoice::Grow {
-                "grow the disk, as asked (--room grow)".to_string()
-            } else {
-                format!("grow the disk: free space does not do ({why_not_free})")
-            };
-            (Room::Grow, start, bytes, reason)
-        }),
+    let grow: std::result::Result<(u64, u64), String> = if opts.no_grow {
+        Err("--no-grow".into())
+    } else {
+        grow_start
+            .and_then(|start| {
+                let needed = start
+                    .checked_add(esp_sectors)?
+                    .checked_add(tail_sectors)?
+                    .checked_mul(sbu)?;
+                let bytes = align_up(needed.max(image.data_bytes), MIB)?;
+                Some((start, bytes))
+            })
+            .ok_or_else(|| "the grown disk size overflows".to_string())
     };
-    let Some((room, esp_first, new_disk_bytes, room_reason)) = chosen else {
-        if opts.room != RoomChoice::Free {
+
+    let chosen: std::result::Result<(Room, u64, u64, String, Option<ShrinkLayout>), String> =
+        match opts.room {
+            RoomChoice::Free => free
+                .map(|s| (Room::Free, s, image.data_bytes, "free space, as asked (--room free)".into(), None))
+                .map_err(|why| format!("--room free: {why}")),
+            RoomChoice::Grow => grow
+                .map(|(s, b)| (Room::Grow, s, b, "grow the disk, as asked (--room grow)".into(), None))
+                .map_err(|why| format!("--room grow: {why}")),
+            RoomChoice::Shrink => shrink
+                .map(|l| {
+                    let why = format!("shrink partition {}, as asked (--room shrink)", l.mbr_index);
+                    (Room::Shrink, l.esp_first, image.data_bytes, why, Some(l))
+                })
+                .map_err(|why| format!("--room shrink: {why}")),
+            RoomChoice::Auto => match (free, shrink, grow) {
+                (Ok(s), _, _) => Ok((
+                    Room::Free,
+                    s,
+                    image.data_bytes,
+                    "free space: a gap fits the ESP and the end of the disk the backup GPT".into(),
+                    None,
+                )),
+                (Err(nf), Ok(l), _) => Ok((
+                    Room::Shrink,
+                    l.esp_first,
+                    image.data_bytes,
+                    format!("shrink partition {} ({}); free space does not do ({nf})", l.mbr_index, l.fs_name),
+                    Some(l),
+                )),
+                (Err(nf), Err(ns), Ok((s, b))) => Ok((
+                    Room::Grow,
+                    s,
+                    b,
+                    format!("grow the disk: free space does not do ({nf}); shrinking does not either ({ns})"),
+                    None,
+                )),
+                (Err(nf), Err(ns), Err(ng)) => Err(format!(
+                    "free space does not do ({nf}); shrinking does not either ({ns}); growing: {ng}"
+                )),
+            },
+        };
+    let (room, esp_first, new_disk_bytes, room_reason, shrink) = match chosen {
+        Ok(x) => x,
+        Err(why) => {
             c.fail(
                 "room.esp",
-                "the grown disk size overflows",
-                "check the image",
+                why,
+                "choose another --room: grow adds the ESP and the backup GPT past the last partition; shrink takes them from the last partition (NTFS, ext2/3/4, swap); free needs unallocated space",
             );
+            v.checks = c.0;
+            v.notes = notes;
+            return v;
         }
-        v.checks = c.0;
-        v.notes = notes;
-        return v;
     };
     c.pass(
         "room.esp",
@@ -720,6 +822,13 @@ pub fn validate(file: &dyn Disk, opts: &Options) -> Validation {
             esp_bytes / MIB
         ),
     );
+    if let Some(l) = &shrink {
+        notes.extend(
+            l.notes
+                .iter()
+                .map(|n| Finding::info("room.shrink", n.clone())),
+        );
+    }
 
     // ---- the resulting size
     if new_disk_bytes % MIB == 0 || image.format == Format::Raw {
@@ -773,6 +882,7 @@ pub fn validate(file: &dyn Disk, opts: &Options) -> Validation {
         esp_sectors,
         new_disk_bytes,
         boot_code,
+        shrink,
     ) {
         Ok(p) => v.plan = Some(p),
         Err(e) => c.fail(
@@ -783,6 +893,108 @@ pub fn validate(file: &dyn Disk, opts: &Options) -> Validation {
     }
     v.checks = c.0;
     v
+}
+
+/// Where the ESP goes when the last partition gives up its tail, and how its filesystem is
+/// shrunk; or why it cannot be.
+fn shrink_layout(
+    data: &dyn Disk,
+    parts: &[&MbrPartition],
+    opts: &Options,
+    sb: u32,
+    last_usable: u64,
+    esp_sectors: u64,
+    align: u64,
+) -> std::result::Result<ShrinkLayout, String> {
+    use crate::fs::FsKind;
+    use crate::shrink;
+    let sbu = u64::from(sb);
+    let end_of = |p: &MbrPartition| p.start_lba.saturating_add(p.sectors).saturating_sub(1);
+    let Some(last) = parts.iter().max_by_key(|p| end_of(p)) else {
+        return Err("no partition".into());
+    };
+    // the ESP ends at the last usable LBA, starts on a 1 MiB boundary; the partition ends right
+    // before it (MBR2GPT's placement)
+    let esp_first = (last_usable + 1)
+        .checked_sub(esp_sectors)
+        .map(|s| s / align * align)
+        .unwrap_or(0);
+    if esp_first <= last.start_lba.saturating_add(align) {
+        return Err(format!(
+            "partition {} ({} MiB) is too small to give up an ESP of {} MiB",
+            last.index,
+            last.sectors * sbu / MIB,
+            esp_sectors * sbu / MIB
+        ));
+    }
+    let new_sectors = esp_first - last.start_lba;
+    if new_sectors >= last.sectors {
+        return Err(format!(
+            "partition {} already ends before the ESP would start",
+            last.index
+        ));
+    }
+    let part_offset = last.start_lba * sbu;
+    let new_bytes = new_sectors * sbu;
+    let window = Window::new(data, part_offset, last.sectors * sbu).map_err(|e| e.to_string())?;
+    let fs = crate::fs::probe(&window);
+    let kind = fs.as_ref().map(|f| f.kind);
+    let name = kind
+        .map(|k| format!("{k:?}").to_lowercase())
+        .unwrap_or_else(|| "unknown".into());
+    let refuse = |why: &str| Err(format!("partition {} ({name}): {why}", last.index));
+    let (method, action, notes) = match kind {
+        Some(FsKind::Ntfs) => {
+            let w = shrink::ntfs::plan_shrink(&window, new_bytes)
+                .map_err(|e| format!("partition {} (ntfs): {e}", last.index))?;
+            let writes = w.writes.into_iter().map(|(o, b)| (o + part_offset, b)).collect();
+            ("NTFS shrunk by vhdtool (boot sectors, $Bitmap, $BadClus)".to_string(), ShrinkAction::Writes(writes), w.notes)
+        }
+        Some(FsKind::Swap) => {
+            let w = shrink::swap::plan_swap_shrink(&window, new_bytes)
+                .map_err(|e| format!("partition {} (swap): {e}", last.index))?;
+            let writes = w.writes.into_iter().map(|(o, b)| (o + part_offset, b)).collect();
+            ("swap header re-created smaller, same UUID and label".to_string(), ShrinkAction::Writes(writes), w.notes)
+        }
+        Some(FsKind::Ext2 | FsKind::Ext3 | FsKind::Ext4) => {
+            let Some(path) = opts.image_path.as_deref() else {
+                return refuse("shrinking ext2/3/4 runs resize2fs on the image file, and no file was given");
+            };
+            let e = |e: crate::error::Error| format!("partition {} ({name}): {e}", last.index);
+            shrink::ext4::check_tools().map_err(e)?;
+            shrink::ext4::fsck(path, part_offset).map_err(e)?;
+            let min = shrink::ext4::min_size(path, part_offset).map_err(e)?;
+            if min > new_bytes {
+                return refuse(&format!(
+                    "the filesystem needs at least {min} bytes, the shrunk partition would hold {new_bytes}: free space in the guest, or use --room grow"
+                ));
+            }
+            (
+                "resized by resize2fs (e2fsprogs) behind its undo file".to_string(),
+                ShrinkAction::Resize2fs { part_offset, new_bytes },
+                vec![format!("resize2fs -P: the filesystem needs at least {min} bytes; it gets {new_bytes}")],
+            )
+        }
+        Some(FsKind::Xfs) => return refuse("XFS cannot shrink; use --room grow"),
+        Some(FsKind::Btrfs) => return refuse("btrfs shrinks only while mounted (btrfs filesystem resize in the guest); use --room grow"),
+        Some(FsKind::Lvm2) => return refuse("an LVM physical volume shrinks with pvresize in the guest; use --room grow"),
+        Some(FsKind::Luks1 | FsKind::Luks2 | FsKind::Bitlocker) => {
+            return refuse("an encrypted volume: vhdtool never writes inside it; use --room grow")
+        }
+        Some(_) => return refuse("vhdtool shrinks NTFS, ext2/3/4 and swap only; use --room grow"),
+        None => return refuse("no filesystem recognised: vhdtool does not shrink what it cannot read; use --room grow"),
+    };
+    Ok(ShrinkLayout {
+        mbr_index: last.index,
+        esp_first,
+        start_lba: last.start_lba,
+        new_sectors,
+        old_sectors: last.sectors,
+        fs_name: name,
+        method,
+        action,
+        notes,
+    })
 }
 
 /// GPT entry names, as gdisk gives converted partitions (its type names) and Windows its ESP.
@@ -805,6 +1017,7 @@ fn build_plan(
     esp_sectors: u64,
     new_disk_bytes: u64,
     boot_code: String,
+    shrink: Option<ShrinkLayout>,
 ) -> Result<Plan> {
     let sbu = u64::from(sb);
     let new_sectors = new_disk_bytes / sbu;
@@ -827,15 +1040,29 @@ fn build_plan(
     };
     let disk_guid = guid_for("disk");
     let mut partitions: Vec<NewPartition> = Vec::new();
+    let mut shrink_plan = None;
     for (i, (p, (ty, attrs))) in parts.iter().zip(gpt_types).enumerate() {
         let index = u32::try_from(i + 1).map_err(|_| Error::invalid("too many partitions"))?;
+        let mut sectors = p.sectors;
+        if let Some(l) = shrink.as_ref().filter(|l| l.mbr_index == p.index) {
+            sectors = l.new_sectors;
+            shrink_plan = Some(ShrinkPlan {
+                partition: index,
+                mbr_index: p.index,
+                filesystem: l.fs_name.clone(),
+                old_bytes: l.old_sectors * sbu,
+                new_bytes: l.new_sectors * sbu,
+                method: l.method.clone(),
+                action: l.action.clone(),
+            });
+        }
         partitions.push(NewPartition {
             index,
             type_guid: *ty,
             type_name: gpt::guid::type_name(ty),
             unique_guid: guid_for(&format!("partition {}", p.index)),
             first_lba: p.start_lba,
-            last_lba: p.start_lba + p.sectors - 1,
+            last_lba: p.start_lba + sectors - 1,
             attributes: *attrs,
             name: entry_name(ty),
             from: format!(
@@ -891,43 +1118,58 @@ fn build_plan(
     let footer_len = if footer.is_some() { 512 } else { 0 };
     let new_file_bytes = new_disk_bytes + footer_len;
 
+    // every region, in the order apply writes them
     let mut regions = Vec::new();
     if room == Room::Grow && footer.is_some() && image.data_bytes < new_disk_bytes {
-        regions.push(Region {
-            offset: image.data_bytes,
-            length: 512,
-            what: "old VHD footer (now disk space, zeroed)".into(),
-        });
+        regions.push(Region::new(
+            image.data_bytes,
+            512,
+            "old VHD footer (now disk space, zeroed)",
+        ));
     }
-    regions.push(Region {
-        offset: esp_first * sbu,
-        length: esp_sectors * sbu,
-        what: format!("partition {esp_index}: EFI system partition (FAT32)"),
-    });
-    regions.push(Region {
-        offset: image_gpt.backup_entries_lba * sbu,
-        length: image_gpt.backup.len() as u64,
-        what: "backup GPT entries and header".into(),
-    });
-    regions.push(Region {
-        offset: sbu,
-        length: image_gpt.primary.len() as u64,
-        what: format!(
+    if let Some(sp) = &shrink_plan {
+        let what = format!(
+            "partition {} ({}): {}",
+            sp.partition, sp.filesystem, sp.method
+        );
+        match &sp.action {
+            ShrinkAction::Writes(w) => {
+                for (off, bytes) in w {
+                    regions.push(Region::new(*off, bytes.len() as u64, what.clone()));
+                }
+            }
+            ShrinkAction::Resize2fs {
+                part_offset,
+                new_bytes,
+            } => regions.push(Region {
+                offset: *part_offset,
+                length: *new_bytes,
+                what,
+                external: true,
+            }),
+        }
+    }
+    regions.push(Region::new(
+        esp_first * sbu,
+        esp_sectors * sbu,
+        format!("partition {esp_index}: EFI system partition (FAT32)"),
+    ));
+    regions.push(Region::new(
+        image_gpt.backup_entries_lba * sbu,
+        image_gpt.backup.len() as u64,
+        "backup GPT entries and header",
+    ));
+    regions.push(Region::new(
+        sbu,
+        image_gpt.primary.len() as u64,
+        format!(
             "LBA 1-{}: primary GPT header and entries",
             image_gpt.primary.len() as u64 / sbu
         ),
-    });
-    regions.push(Region {
-        offset: 0,
-        length: 512,
-        what: "LBA 0: protective MBR".into(),
-    });
+    ));
+    regions.push(Region::new(0, 512, "LBA 0: protective MBR"));
     if footer.is_some() {
-        regions.push(Region {
-            offset: new_disk_bytes,
-            length: 512,
-            what: "VHD footer".into(),
-        });
+        regions.push(Region::new(new_disk_bytes, 512, "VHD footer"));
     }
     let _ = m;
     Ok(Plan {
@@ -949,6 +1191,7 @@ fn build_plan(
             label: opts.esp_label.clone(),
             volume_id,
         },
+        shrink: shrink_plan,
         regions,
         boot_code,
         protective_mbr,
