@@ -264,7 +264,7 @@ impl<'a> Cursor<'a> {
 
 /// The names of the targets, as `fuzz/fuzz_targets/NAME.rs` and [`run`] know them.
 pub const TARGETS: &[&str] = &[
-    "vhd", "mbr", "gpt", "fs_probe", "fat", "journal", "info", "convert",
+    "vhd", "mbr", "gpt", "fs_probe", "fat", "journal", "info", "convert", "bootfiles",
 ];
 
 /// Run the target called `name` on `data`. Panics on an unknown name.
@@ -278,6 +278,7 @@ pub fn run(name: &str, data: &[u8]) {
         "journal" => journal(data),
         "info" => info(data),
         "convert" => convert(data),
+        "bootfiles" => bootfiles(data),
         _ => panic!("unknown fuzz target {name:?}"),
     }
 }
@@ -562,6 +563,61 @@ pub fn info(data: &[u8]) {
     let disk = disk_from_input(data);
     let report = crate::info::inspect(&disk, "fuzz.img");
     check_report(&report, disk.len());
+}
+
+/// Name of the thread `bootfiles::ext4::with_ext4` runs the `ext4-view` crate on. A panic on
+/// it is caught there (the last guard); the cargo-fuzz target tolerates panics on this thread
+/// only, and counts them.
+pub const EXT4_THREAD: &str = crate::bootfiles::ext4::WORKER_THREAD;
+
+/// The ext2/3/4 access path of the boot-file discovery (`bootfiles`), on the input as one
+/// Linux partition: our superblock bounds, `with_ext4` with directory listings and bounded file
+/// reads, and the whole `find_boot_files`. Properties: an accepted superblock fits in the
+/// partition; listings and reads stay within the limits asked for; on an in-memory disk
+/// (whose reads cannot fail) `find_boot_files` never returns `Err` and never says "not Linux"
+/// for a partition of type 0x83; every file it takes is within its size limit.
+pub fn bootfiles(data: &[u8]) {
+    use crate::bootfiles::{ext4, find_boot_files, Discovery, PartitionRef};
+    const MAX_LIST: usize = 64;
+    const MAX_READ: u64 = 64 << 10;
+    let disk = disk_from_input(data);
+    if let Ok(sb) = ext4::check_superblock(&disk) {
+        let bytes = sb.blocks.checked_mul(sb.block_bytes);
+        assert!(
+            bytes.is_some_and(|b| b <= disk.len()),
+            "accepted a file system larger than its partition: {sb:?}"
+        );
+        assert!(sb.block_groups <= ext4::MAX_BLOCK_GROUPS);
+    }
+    let _ = ext4::with_ext4(&disk, "fuzz", |fs| {
+        for dir in ["/", "/boot", "/etc", "/boot/efi/EFI", "/lost+found"] {
+            let names = ext4::list_dir(fs, dir, MAX_LIST)?;
+            assert!(names.len() <= MAX_LIST, "{dir}: {} names", names.len());
+        }
+        for file in ["/etc/os-release", "/boot/grub/grub.cfg", "/vmlinuz", "/a/b/c"] {
+            if let Some(b) = ext4::read_file(fs, file, MAX_READ)? {
+                assert!(b.len() as u64 <= MAX_READ, "{file}: {} bytes", b.len());
+            }
+        }
+        Ok(())
+    });
+    let part = PartitionRef {
+        index: 1,
+        offset: 0,
+        length: disk.len(),
+        type_id: 0x83,
+    };
+    match find_boot_files(&disk, &[part]) {
+        Ok(Discovery::NotLinux) => panic!("a type 0x83 partition reported as not Linux"),
+        Ok(Discovery::Found(boot)) => {
+            assert!(!boot.used.is_empty(), "boot files found, none used");
+            for u in &boot.used {
+                assert!(u.bytes <= 32 << 20, "{}: {} bytes", u.source, u.bytes);
+            }
+        }
+        Ok(Discovery::Missing(_)) => {}
+        Err(e) => panic!("find_boot_files failed on an in-memory disk: {e}"),
+    }
 }
 
 /// Invariants of any report: sizes inside the file, partitions and gaps ordered, renderers

@@ -213,6 +213,15 @@ fn every_target_on_generated_inputs() {
         eprintln!("{target}: {runs} inputs in {:?}", t.elapsed());
         total += runs;
     }
+    // the ext2/3/4 access path: the committed ext4 seeds (a Debian-like root made by mke2fs -d
+    // in fuzz/seed.sh, an ext4 partition of the test images) and their mutations
+    let mut ext = committed_seeds("bootfiles");
+    assert!(!ext.is_empty(), "no committed bootfiles seeds");
+    ext.extend(regress_inputs());
+    let t = Instant::now();
+    let runs = exercise("bootfiles", &ext, 1500, &mut rng);
+    eprintln!("bootfiles: {runs} inputs in {:?}", t.elapsed());
+    total += runs;
     let t = Instant::now();
     for _ in 0..300 {
         let n = rng.below(96);
@@ -221,6 +230,74 @@ fn every_target_on_generated_inputs() {
     eprintln!("convert: 300 inputs in {:?}", t.elapsed());
     total += 300;
     eprintln!("{total} inputs in {:?}", start.elapsed());
+}
+
+/// The committed seeds of a fuzz target (`fuzz/seeds/TARGET/`, written by `fuzz/seed.sh`).
+fn committed_seeds(target: &str) -> Vec<Vec<u8>> {
+    let dir = common::repo_root().join("fuzz/seeds").join(target);
+    let mut names: Vec<_> = fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    names.sort();
+    names
+        .iter()
+        .map(|p| fs::read(p).expect("read seed"))
+        .collect()
+}
+
+/// Upper bound of the committed seeds, all targets together (they live in the repository).
+const SEED_BYTES_LIMIT: usize = 384 << 10;
+
+#[test]
+fn every_committed_seed_runs_through_its_target() {
+    let mut total = 0;
+    for target in fuzz::TARGETS {
+        let seeds = committed_seeds(target);
+        assert!(!seeds.is_empty(), "fuzz/seeds/{target} is empty");
+        for s in &seeds {
+            fuzz::run(target, s);
+            total += s.len();
+        }
+    }
+    assert!(
+        total <= SEED_BYTES_LIMIT,
+        "committed seeds hold {total} bytes (limit {SEED_BYTES_LIMIT}): trim fuzz/seed.sh"
+    );
+}
+
+#[test]
+fn regress_ext4_blocks_hi_without_64bit() {
+    // found by the bootfiles fuzzer: a superblock with s_blocks_count_hi set and no 64bit
+    // feature made ext4-view reserve 16 GiB of block group descriptors
+    let input = fs::read(
+        common::repo_root().join("testdata/regress/ext4-blocks-hi-without-64bit.bin"),
+    )
+    .expect("regress file");
+    let disk = fuzz::disk_from_input(&input);
+    assert!(vhdtool::bootfiles::ext4::check_superblock(&disk).is_err());
+    fuzz::bootfiles(&input);
+}
+
+#[test]
+fn the_debian_seed_yields_boot_files() {
+    // the bootfiles target must reach a found boot chain, or its properties check little
+    let seed = fs::read(common::repo_root().join("fuzz/seeds/bootfiles/debian.ext4.sprs"))
+        .expect("committed seed");
+    let disk = fuzz::disk_from_input(&seed);
+    let part = vhdtool::bootfiles::PartitionRef {
+        index: 1,
+        offset: 0,
+        length: disk.len(),
+        type_id: 0x83,
+    };
+    match vhdtool::bootfiles::find_boot_files(&disk, &[part]).expect("in-memory disk") {
+        vhdtool::bootfiles::Discovery::Found(b) => {
+            assert_eq!(b.family, vhdtool::bootfiles::Family::Debian);
+            assert!(b.used.iter().any(|u| u.esp_path.ends_with("shimx64.efi")));
+        }
+        other => panic!("no boot chain in the Debian seed: {other:?}"),
+    }
 }
 
 #[test]
