@@ -52,7 +52,7 @@ impl SparseDisk {
     /// (as `File::set_len` does).
     pub fn set_len(&mut self, len: u64) {
         self.pages.retain(|&p, _| p * PAGE < len);
-        if len % PAGE != 0 {
+        if !len.is_multiple_of(PAGE) {
             if let Some(page) = self.pages.get_mut(&(len / PAGE)) {
                 page[(len % PAGE) as usize..].fill(0);
             }
@@ -264,7 +264,15 @@ impl<'a> Cursor<'a> {
 
 /// The names of the targets, as `fuzz/fuzz_targets/NAME.rs` and [`run`] know them.
 pub const TARGETS: &[&str] = &[
-    "vhd", "mbr", "gpt", "fs_probe", "fat", "journal", "info", "convert", "bootfiles",
+    "vhd",
+    "mbr",
+    "gpt",
+    "fs_probe",
+    "fat",
+    "journal",
+    "info",
+    "convert",
+    "bootfiles",
 ];
 
 /// Run the target called `name` on `data`. Panics on an unknown name.
@@ -594,7 +602,12 @@ pub fn bootfiles(data: &[u8]) {
             let names = ext4::list_dir(fs, dir, MAX_LIST)?;
             assert!(names.len() <= MAX_LIST, "{dir}: {} names", names.len());
         }
-        for file in ["/etc/os-release", "/boot/grub/grub.cfg", "/vmlinuz", "/a/b/c"] {
+        for file in [
+            "/etc/os-release",
+            "/boot/grub/grub.cfg",
+            "/vmlinuz",
+            "/a/b/c",
+        ] {
             if let Some(b) = ext4::read_file(fs, file, MAX_READ)? {
                 assert!(b.len() as u64 <= MAX_READ, "{file}: {} bytes", b.len());
             }
@@ -682,24 +695,28 @@ fn generate(data: &[u8]) -> Generated {
     use crate::convert::plan::{Options, RoomChoice};
     const MIB: u64 = 1 << 20;
     let mut c = Cursor::new(data);
-    let four_k = c.u8() % 8 == 0;
+    let four_k = c.u8().is_multiple_of(8);
     let vhd = !four_k && c.bool();
     let sector_bytes: u32 = if four_k { 4096 } else { 512 };
     let sb = u64::from(sector_bytes);
     let per_mib = MIB / sb;
     let primaries = c.range(1, 4) as usize;
     // an extended container in the last primary slot, with 1..=4 logicals
-    let logicals = if primaries < 4 && c.u8() % 3 == 0 {
+    let logicals = if primaries < 4 && c.u8().is_multiple_of(3) {
         c.range(1, 4) as usize
     } else {
         0
     };
     let mut parts = Vec::new();
-    let mut lba = if c.u8() % 8 == 0 { 63 } else { per_mib };
+    let mut lba = if c.u8().is_multiple_of(8) {
+        63
+    } else {
+        per_mib
+    };
     let size_of = |c: &mut Cursor| -> u64 {
         // mostly whole MiB, sometimes an odd number of sectors
         let mib = c.range(1, 48);
-        if c.u8() % 4 == 0 {
+        if c.u8().is_multiple_of(4) {
             mib * per_mib + c.range(1, per_mib - 1)
         } else {
             mib * per_mib

@@ -270,13 +270,28 @@ fn every_committed_seed_runs_through_its_target() {
 fn regress_ext4_blocks_hi_without_64bit() {
     // found by the bootfiles fuzzer: a superblock with s_blocks_count_hi set and no 64bit
     // feature made ext4-view reserve 16 GiB of block group descriptors
-    let input = fs::read(
-        common::repo_root().join("testdata/regress/ext4-blocks-hi-without-64bit.bin"),
-    )
-    .expect("regress file");
+    let input =
+        fs::read(common::repo_root().join("testdata/regress/ext4-blocks-hi-without-64bit.bin"))
+            .expect("regress file");
     let disk = fuzz::disk_from_input(&input);
     assert!(vhdtool::bootfiles::ext4::check_superblock(&disk).is_err());
     fuzz::bootfiles(&input);
+}
+
+#[test]
+fn regress_vhd_bat_four_billion_entries() {
+    // found by the vhd fuzzer: a BAT of 2^32 entries in a sparse file was read whole (16 GiB)
+    let input =
+        fs::read(common::repo_root().join("testdata/regress/vhd-bat-four-billion-entries.bin"))
+            .expect("regress file");
+    let t = Instant::now();
+    fuzz::vhd(&input);
+    fuzz::info(&input);
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(2),
+        "took {:?}",
+        t.elapsed()
+    );
 }
 
 #[test]

@@ -198,8 +198,7 @@ fn mutate(rng: &mut Rng, base: &SparseDisk, other: &SparseDisk) -> SparseDisk {
         }
         // splice: a metadata page of another image over one of this one
         _ => {
-            let theirs: Vec<(u64, Vec<u8>)> =
-                other.pages().map(|(a, p)| (a, p.to_vec())).collect();
+            let theirs: Vec<(u64, Vec<u8>)> = other.pages().map(|(a, p)| (a, p.to_vec())).collect();
             if let (Some(at), false) = (pick_page(rng, &pages), theirs.is_empty()) {
                 let (_, page) = &theirs[rng.below(theirs.len() as u64) as usize];
                 let n = page.len().min((len - at) as usize);

@@ -42,10 +42,20 @@ pub struct SuperblockSize {
 }
 
 /// Reads the superblock and checks that the file system fits in `part` (see the module docs).
+#[deny(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used,
+    clippy::as_conversions
+)]
 pub fn check_superblock(part: &dyn Disk) -> Result<SuperblockSize> {
     let mut sb = [0u8; 1024];
     part.read_at(SUPERBLOCK_OFFSET, &mut sb)?;
-    let u32_at = |o: usize| u32::from_le_bytes([sb[o], sb[o + 1], sb[o + 2], sb[o + 3]]);
+    let u32_at = |o: usize| {
+        sb.get(o..o.saturating_add(4))
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map_or(0, u32::from_le_bytes)
+    };
     let magic = u16::from_le_bytes([sb[0x38], sb[0x39]]);
     if magic != EXT4_MAGIC {
         return Err(Error::corrupt(format!(
