@@ -512,7 +512,11 @@ pub fn fat(data: &[u8]) {
             if visited > FAT_VISIT_LIMIT {
                 return;
             }
-            if e.name == "." || e.name == ".." || e.name.contains(['/', '\\']) {
+            // names no path can address: ".", "..", separators, and the empty name a crafted
+            // entry can decode to (testdata/regress/fat-empty-name.bin: "dir/" is the
+            // directory itself)
+            if e.name.is_empty() || e.name == "." || e.name == ".." || e.name.contains(['/', '\\'])
+            {
                 continue;
             }
             let path = if dir.is_empty() {

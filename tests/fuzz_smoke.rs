@@ -295,6 +295,15 @@ fn regress_vhd_bat_four_billion_entries() {
 }
 
 #[test]
+fn regress_fat_empty_name() {
+    // found by the fat fuzzer: a directory entry whose name decodes to "" was listed, and
+    // "dir/" then named the directory itself
+    let input = fs::read(common::repo_root().join("testdata/regress/fat-empty-name.bin"))
+        .expect("regress file");
+    fuzz::fat(&input);
+}
+
+#[test]
 fn the_debian_seed_yields_boot_files() {
     // the bootfiles target must reach a found boot chain, or its properties check little
     let seed = fs::read(common::repo_root().join("fuzz/seeds/bootfiles/debian.ext4.sprs"))
