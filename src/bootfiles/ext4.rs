@@ -25,11 +25,11 @@ use crate::error::{Error, Result};
 pub const SUPERBLOCK_OFFSET: u64 = 0x400;
 /// `s_magic` (ext4 disk layout, "The Super Block").
 pub const EXT4_MAGIC: u16 = 0xEF53;
-/// INCOMPAT_64BIT: `s_blocks_count_hi` is valid.
-const INCOMPAT_64BIT: u32 = 0x80;
 /// At most this many block groups: `Ext4::load` reserves a descriptor per group before reading
 /// them. 2^20 groups of 128 MiB (4 KiB blocks) is a 128 TiB file system.
 pub const MAX_BLOCK_GROUPS: u64 = 1 << 20;
+/// Name of the thread the crate runs on (the fuzz target tells its caught panics apart by it).
+pub const WORKER_THREAD: &str = "ext4-view";
 /// The largest single read the worker may request (the crate reads a few blocks at a time).
 const MAX_READ_BYTES: usize = 64 << 20;
 
@@ -42,10 +42,20 @@ pub struct SuperblockSize {
 }
 
 /// Reads the superblock and checks that the file system fits in `part` (see the module docs).
+#[deny(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used,
+    clippy::as_conversions
+)]
 pub fn check_superblock(part: &dyn Disk) -> Result<SuperblockSize> {
     let mut sb = [0u8; 1024];
     part.read_at(SUPERBLOCK_OFFSET, &mut sb)?;
-    let u32_at = |o: usize| u32::from_le_bytes([sb[o], sb[o + 1], sb[o + 2], sb[o + 3]]);
+    let u32_at = |o: usize| {
+        sb.get(o..o.saturating_add(4))
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map_or(0, u32::from_le_bytes)
+    };
     let magic = u16::from_le_bytes([sb[0x38], sb[0x39]]);
     if magic != EXT4_MAGIC {
         return Err(Error::corrupt(format!(
@@ -59,11 +69,11 @@ pub fn check_superblock(part: &dyn Disk) -> Result<SuperblockSize> {
         )));
     }
     let block_bytes = 1024u64 << log_block;
-    let hi = if u32_at(0x60) & INCOMPAT_64BIT != 0 {
-        u64::from(u32_at(0x150))
-    } else {
-        0
-    };
+    // `s_blocks_count_hi` counts even without INCOMPAT_64BIT: ext4-view 1.0 reads it
+    // unconditionally and reserves a descriptor per block group by that count before reading
+    // any (found by fuzzing: testdata/regress/ext4-blocks-hi-without-64bit.bin asked for
+    // 16 GiB). A file system that is not 64-bit and has it set is refused as too large.
+    let hi = u64::from(u32_at(0x150));
     let blocks = (hi << 32) | u64::from(u32_at(0x04));
     let fs_bytes = blocks.checked_mul(block_bytes).ok_or_else(|| {
         Error::corrupt(format!(
@@ -133,17 +143,20 @@ where
     let (req_tx, req_rx) = mpsc::channel::<(u64, usize)>();
     let (rep_tx, rep_rx) = mpsc::channel();
     std::thread::scope(|s| {
-        let worker = s.spawn(move || {
-            catch_unwind(AssertUnwindSafe(move || {
-                let reader = ChannelReader {
-                    requests: req_tx,
-                    replies: rep_rx,
-                };
-                let fs = Ext4::load(Box::new(reader))
-                    .map_err(|e| Error::corrupt(format!("ext4: {e}")))?;
-                f(&fs)
-            }))
-        });
+        let worker = std::thread::Builder::new()
+            .name(WORKER_THREAD.to_string())
+            .spawn_scoped(s, move || {
+                catch_unwind(AssertUnwindSafe(move || {
+                    let reader = ChannelReader {
+                        requests: req_tx,
+                        replies: rep_rx,
+                    };
+                    let fs = Ext4::load(Box::new(reader))
+                        .map_err(|e| Error::corrupt(format!("ext4: {e}")))?;
+                    f(&fs)
+                }))
+            })
+            .map_err(|e| Error::io(format!("{what}: starting the ext4 reader thread"), e))?;
         // serve reads until the worker drops its sender (it finished or panicked)
         for (offset, len) in req_rx {
             let reply = part.read_vec(offset, len as u64).map_err(|e| e.to_string());
@@ -244,6 +257,12 @@ mod tests {
         assert!(check_superblock(&sb_image(64 * 1024, 0, 64, 0)).is_err());
         let many = sb_image(4 << 20, 0, 4096, 1);
         assert!(check_superblock(&many).is_ok());
+        // s_blocks_count_hi set without the 64bit feature still counts (the crate reads it)
+        let mut hi = sb_image(64 * 1024, 0, 64, 8192);
+        let mut bytes = hi.as_slice().unwrap().to_vec();
+        bytes[0x400 + 0x150] = 1; // s_blocks_count_hi = 1; s_feature_incompat (0x60) is 0
+        hi = MemDisk::new(bytes);
+        assert!(check_superblock(&hi).is_err());
         // no magic, too short
         assert!(check_superblock(&MemDisk::new(vec![0; 4096])).is_err());
         assert!(check_superblock(&MemDisk::new(vec![0; 100])).is_err());

@@ -337,6 +337,9 @@ pub fn rollback(image: &Path, journal_path: &Path, force: bool) -> Result<Rollba
         bytes_written: 0,
         file_bytes: 0,
     };
+    // the image's exclusive lock first: a conversion still running holds it, and its journal
+    // (or the temporary one it is writing) must not be touched under it (tests/faults.rs)
+    let mut disk = MmapDisk::open(image, Access::ReadWrite)?;
     if !journal_path.exists() {
         if tmp.exists() {
             // step 1 of the protocol never finished: the image was not written
@@ -355,7 +358,6 @@ pub fn rollback(image: &Path, journal_path: &Path, force: bool) -> Result<Rollba
     let bytes = fs::read(journal_path)
         .map_err(|e| Error::io(format!("reading {}", journal_path.display()), e))?;
     let j = Journal::decode(&bytes)?;
-    let mut disk = MmapDisk::open(image, Access::ReadWrite)?;
     let len = disk.len();
     if len != j.original_len && len != j.converted_len && !force {
         return Err(Error::conflict(format!(

@@ -16,7 +16,8 @@
 #![deny(
     clippy::indexing_slicing,
     clippy::arithmetic_side_effects,
-    clippy::unwrap_used
+    clippy::unwrap_used,
+    clippy::as_conversions
 )]
 
 use std::collections::HashSet;
@@ -140,7 +141,15 @@ const NT_LOWER_BASE: u8 = 0x08;
 const NT_LOWER_EXT: u8 = 0x10;
 /// fatgen103 §6: "a directory may not be larger than 65 536 32-byte entries".
 const MAX_DIR_ENTRIES: u64 = 65_536;
-const MAX_DIR_BYTES: u64 = MAX_DIR_ENTRIES * DIR_ENTRY_BYTES as u64;
+
+/// A length as u64 (lossless on every target Rust supports; saturates otherwise).
+fn len64(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+// usize -> u64 of a small constant: lossless, and `u64::from` is not const.
+#[allow(clippy::as_conversions)]
+const DIR_ENTRY_BYTES_U64: u64 = DIR_ENTRY_BYTES as u64;
+const MAX_DIR_BYTES: u64 = MAX_DIR_ENTRIES * DIR_ENTRY_BYTES_U64;
 /// fatgen103 §3.5: the cluster count limits that decide the FAT type.
 const FAT12_MAX_CLUSTERS: u64 = 4084;
 const FAT16_MAX_CLUSTERS: u64 = 65_524;
@@ -269,7 +278,7 @@ impl Geometry {
         let bps64 = u64::from(bps);
         // fatgen103 §3.5: RootDirSectors = ceil(RootEntCnt * 32 / BytsPerSec).
         let root_dir_bytes = root_entries
-            .checked_mul(DIR_ENTRY_BYTES as u64)
+            .checked_mul(DIR_ENTRY_BYTES_U64)
             .ok_or_else(|| overflow("root directory size"))?;
         let root_dir_sectors = root_dir_bytes.div_ceil(bps64);
         let all_fats = u64::from(fat_sectors)
@@ -880,13 +889,13 @@ impl<'a> Fat<'a> {
                 )));
             }
             out.push(cur);
-            if mode != ChainMode::Within && out.len() as u64 >= max {
+            if mode != ChainMode::Within && len64(out.len()) >= max {
                 return Ok(out);
             }
             match self.fat_entry(cur)? {
                 FatEntry::End => break,
                 FatEntry::Next(n) => {
-                    if mode == ChainMode::Within && out.len() as u64 >= limit {
+                    if mode == ChainMode::Within && len64(out.len()) >= limit {
                         return Err(Error::corrupt(format!(
                             "FAT: chain from cluster {start} is longer than {limit} clusters"
                         )));
@@ -900,7 +909,7 @@ impl<'a> Fat<'a> {
                 }
             }
         }
-        if mode == ChainMode::Exact && (out.len() as u64) < max {
+        if mode == ChainMode::Exact && (len64(out.len())) < max {
             return Err(Error::corrupt(format!(
                 "FAT: chain from cluster {start} has {} clusters, the size needs {max}",
                 out.len()
@@ -949,7 +958,7 @@ impl<'a> Fat<'a> {
             DirLoc::Chain(start) => {
                 let max = MAX_DIR_BYTES.div_ceil(u64::from(self.geo.cluster_bytes));
                 let chain = self.chain(start, max, ChainMode::Within)?;
-                let bytes = (chain.len() as u64)
+                let bytes = len64(chain.len())
                     .checked_mul(u64::from(self.geo.cluster_bytes))
                     .ok_or_else(|| overflow("directory size"))?;
                 self.read_chain(&chain, bytes)
@@ -1061,7 +1070,8 @@ pub(crate) fn format_volume_id(id: [u8; 4]) -> String {
 #[allow(
     clippy::indexing_slicing,
     clippy::arithmetic_side_effects,
-    clippy::unwrap_used
+    clippy::unwrap_used,
+    clippy::as_conversions
 )]
 pub(crate) mod tests {
     use super::*;

@@ -13,7 +13,8 @@
 #![deny(
     clippy::indexing_slicing,
     clippy::arithmetic_side_effects,
-    clippy::unwrap_used
+    clippy::unwrap_used,
+    clippy::as_conversions
 )]
 
 use zerocopy::big_endian as be;
@@ -984,7 +985,8 @@ fn iso9660(part: &dyn Disk) -> Option<FsInfo> {
 #[allow(
     clippy::indexing_slicing,
     clippy::arithmetic_side_effects,
-    clippy::unwrap_used
+    clippy::unwrap_used,
+    clippy::as_conversions
 )]
 pub(crate) mod tests {
     use super::*;

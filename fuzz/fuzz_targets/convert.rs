@@ -1,0 +1,4 @@
+//! Fuzz target `convert`: see `vhdtool::fuzz::convert` for what it feeds and which properties it checks.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| vhdtool::fuzz::convert(data));

@@ -1,0 +1,4 @@
+//! Fuzz target `fs_probe`: see `vhdtool::fuzz::fs_probe` for what it feeds and which properties it checks.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| vhdtool::fuzz::fs_probe(data));

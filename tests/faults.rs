@@ -1,0 +1,324 @@
+//! Faults from outside during `vhdtool convert`: the disk fills up while the image grows, the
+//! image cannot be written, a second vhdtool works on the same image. In every case the image
+//! ends up byte-identical to the original, either untouched or restored by `vhdtool rollback`.
+//! (A fault after every write count N is in tests/convert.rs,
+//! `killed_at_every_write_rollback_restores_the_original`.)
+//!
+//! These tests make mounts (tmpfs, read-only bind mounts) and set the immutable attribute, which
+//! needs root; without it they say so and skip (under CI, where the runner is root, they run).
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{run_with_timeout, vhdtool, TempDir};
+
+/// The image every test converts: one ext4 partition up to the last sector (no free space, so
+/// `--room grow` has to grow the file), a fixed VHD.
+const IMAGE: &str = "linux-mbr.force.vhd";
+
+fn sh(cmd: &mut Command) -> bool {
+    cmd.stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn copy_sparse(from: &Path, to: &Path) {
+    assert!(
+        sh(Command::new("cp").arg("--sparse=always").arg(from).arg(to)),
+        "cp {} {}",
+        from.display(),
+        to.display()
+    );
+}
+
+fn source_image() -> Option<PathBuf> {
+    let images = common::images()?;
+    Some(images.path(IMAGE))
+}
+
+/// A mount point that is unmounted (lazily) when dropped.
+struct Mount(PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+fn skip(why: &str) {
+    let msg = format!("SKIPPED: {why}");
+    if common::under_ci() {
+        panic!("{msg} (CI is set, so this is a failure)");
+    }
+    eprintln!("{msg}");
+}
+
+/// Exit code of an I/O error (cli/mod.rs `exit::IO`).
+const EXIT_IO: i32 = 3;
+/// Exit code of a conflict, such as a locked image (`exit::CONFLICT`).
+const EXIT_CONFLICT: i32 = 6;
+
+/// Convert `image` growing it (`--room grow`, empty ESP), with a deadline.
+fn convert_grow(image: &Path) -> common::Run {
+    let mut cmd = Command::new(common::bin());
+    cmd.args(["convert", "--room", "grow", "--no-boot-files"])
+        .arg(image);
+    run_with_timeout(&mut cmd, Duration::from_secs(60))
+}
+
+/// The image is the original, or becomes it through `rollback` when a journal was left.
+fn assert_restored(image: &Path, original: &[u8], what: &str) -> bool {
+    let journal = PathBuf::from(format!("{}.vhdtool-journal", image.display()));
+    let rolled_back = journal.exists();
+    if rolled_back {
+        let rb = vhdtool(["rollback".as_ref(), image.as_os_str()]);
+        assert_eq!(rb.exit_code(), 0, "{what}: rollback failed: {}", rb.stderr);
+    }
+    let now = fs::read(image).expect("read image");
+    assert_eq!(now.len(), original.len(), "{what}: length differs");
+    assert!(now == original, "{what}: bytes differ from the original");
+    rolled_back
+}
+
+/// The disk fills up while the image grows: the image lives on a tmpfs too small for the
+/// grown image. Several sizes, so that the ENOSPC lands at different steps (journal, resize,
+/// ESP writes). Each failure exits with the I/O code, and the image is untouched or rolled back.
+#[test]
+fn enospc_while_growing_is_rolled_back() {
+    let Some(src) = source_image() else {
+        return;
+    };
+    let original = fs::read(&src).expect("read source");
+    let tmp = TempDir::new("faults-enospc");
+    let mnt = tmp.path().join("small");
+    fs::create_dir_all(&mnt).unwrap();
+    let (mut failed, mut rolled_back, mut finished) = (0, 0, 0);
+    for kib in [400, 512, 640, 768, 1024, 1536, 2048, 4096, 8192, 65536] {
+        if !sh(Command::new("mount")
+            .args(["-t", "tmpfs", "-o"])
+            .arg(format!("size={kib}k"))
+            .arg("tmpfs")
+            .arg(&mnt))
+        {
+            skip("cannot mount a tmpfs (needs root): ENOSPC not tested");
+            return;
+        }
+        let guard = Mount(mnt.clone());
+        let image = mnt.join(IMAGE);
+        copy_sparse(&src, &image);
+        let run = convert_grow(&image);
+        let what = format!("tmpfs of {kib} KiB");
+        assert!(!run.timed_out, "{what}: hung: {}", run.stderr);
+        assert_ne!(run.code, Some(101), "{what}: panicked: {}", run.stderr);
+        match run.code {
+            Some(0) => finished += 1,
+            // killed by a signal: SIGBUS when a page of the mapped image cannot be allocated on
+            // the full tmpfs (tmpfs allocates on a read fault of a hole); a fault like any other
+            None => {
+                failed += 1;
+                eprintln!("{what}: killed by a signal");
+                if assert_restored(&image, &original, &what) {
+                    rolled_back += 1;
+                }
+            }
+            Some(EXIT_IO) => {
+                failed += 1;
+                assert!(
+                    run.stderr.contains("No space left") || run.stderr.contains("space"),
+                    "{what}: the error does not name the full disk: {}",
+                    run.stderr
+                );
+                if assert_restored(&image, &original, &what) {
+                    rolled_back += 1;
+                }
+            }
+            Some(code) => panic!("{what}: exit {code}: {}\n{}", run.stdout, run.stderr),
+        }
+        drop(guard);
+    }
+    eprintln!("ENOSPC: {failed} failed ({rolled_back} rolled back), {finished} finished");
+    assert!(
+        failed >= 2,
+        "the disk never filled up ({finished} finished)"
+    );
+    assert!(
+        rolled_back >= 1,
+        "no failure after the journal was written: growing itself never hit ENOSPC"
+    );
+    assert!(finished >= 1, "no size was large enough to convert");
+}
+
+/// The file size limit (`prlimit --fsize`) stops the growth another way: the kernel refuses the
+/// extension with EFBIG and sends SIGXFSZ, which kills the process. `rollback` restores it.
+#[test]
+fn file_size_limit_while_growing_is_rolled_back() {
+    let Some(src) = source_image() else {
+        return;
+    };
+    if !common::require_tool("prlimit", "util-linux") {
+        return;
+    }
+    let original = fs::read(&src).expect("read source");
+    let tmp = TempDir::new("faults-fsize");
+    let image = tmp.path().join(IMAGE);
+    copy_sparse(&src, &image);
+    let limit = original.len() as u64 + (1 << 20);
+    let mut cmd = Command::new("prlimit");
+    cmd.arg(format!("--fsize={limit}"))
+        .arg(common::bin())
+        .args(["convert", "--room", "grow", "--no-boot-files"])
+        .arg(&image);
+    let run = run_with_timeout(&mut cmd, Duration::from_secs(60));
+    assert!(!run.timed_out, "hung: {}", run.stderr);
+    assert_ne!(
+        run.code,
+        Some(0),
+        "the conversion grew past the file size limit"
+    );
+    assert_ne!(run.code, Some(101), "panicked: {}", run.stderr);
+    assert!(
+        assert_restored(&image, &original, "prlimit --fsize"),
+        "the conversion failed before writing its journal: growth was not reached"
+    );
+}
+
+/// The image cannot be written: immutable (`chattr +i`; root ignores file modes), then on a
+/// read-only bind mount. Conversion is refused before any change; nothing to roll back.
+#[test]
+fn a_read_only_image_is_refused_untouched() {
+    let Some(src) = source_image() else {
+        return;
+    };
+    let original = fs::read(&src).expect("read source");
+    let tmp = TempDir::new("faults-ro");
+    let image = tmp.path().join(IMAGE);
+    copy_sparse(&src, &image);
+    let mut tested = 0;
+    if sh(Command::new("chattr").arg("+i").arg(&image)) {
+        let run = convert_grow(&image);
+        let code = run.exit_code();
+        let _ = Command::new("chattr").arg("-i").arg(&image).status();
+        assert_ne!(code, 0, "converted an immutable image");
+        assert!(
+            !assert_restored(&image, &original, "immutable image"),
+            "a journal was written for an immutable image"
+        );
+        tested += 1;
+    }
+    let ro = tmp.path().join("ro");
+    fs::create_dir_all(&ro).unwrap();
+    if sh(Command::new("mount").arg("--bind").arg(tmp.path()).arg(&ro)) {
+        let guard = Mount(ro.clone());
+        if sh(Command::new("mount")
+            .args(["-o", "remount,bind,ro"])
+            .arg(&ro))
+        {
+            let run = convert_grow(&ro.join(IMAGE));
+            let code = run.exit_code();
+            assert_ne!(code, 0, "converted an image on a read-only mount");
+            assert!(
+                !PathBuf::from(format!("{}.vhdtool-journal", image.display())).exists(),
+                "a journal appeared"
+            );
+            drop(guard);
+            assert!(!assert_restored(&image, &original, "read-only mount"));
+            tested += 1;
+        }
+    }
+    if tested == 0 {
+        skip("neither chattr +i nor a read-only bind mount is available (needs root)");
+    }
+}
+
+/// Does `/proc/locks` show `pid` holding a lock on the file with inode `ino`?
+fn holds_lock(pid: u32, ino: u64) -> bool {
+    let Ok(locks) = fs::read_to_string("/proc/locks") else {
+        return false;
+    };
+    locks.lines().any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        // "1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF"
+        f.len() >= 6 && f[4] == pid.to_string() && f[5].rsplit(':').next() == Some(&ino.to_string())
+    })
+}
+
+/// A second vhdtool on an image a first one is converting: the first is stopped (SIGSTOP)
+/// while it holds its lock; the second (`convert`, `rollback`) is refused with the conflict
+/// code and changes nothing; the first then finishes, and `rollback` restores the original.
+#[test]
+fn a_second_vhdtool_on_the_same_image_is_refused() {
+    use std::os::unix::fs::MetadataExt;
+    let Some(src) = source_image() else {
+        return;
+    };
+    let original = fs::read(&src).expect("read source");
+    let tmp = TempDir::new("faults-lock");
+    let image = tmp.path().join(IMAGE);
+    for attempt in 0..40 {
+        copy_sparse(&src, &image);
+        let ino = fs::metadata(&image).unwrap().ino();
+        let mut first = Command::new(common::bin())
+            .args(["convert", "--room", "grow", "--no-boot-files"])
+            .arg(&image)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start vhdtool");
+        let pid = first.id();
+        let start = Instant::now();
+        let mut caught = false;
+        while start.elapsed() < Duration::from_secs(20) {
+            if holds_lock(pid, ino) {
+                caught = sh(Command::new("kill").args(["-STOP", &pid.to_string()]))
+                    && holds_lock(pid, ino);
+                break;
+            }
+            if first.try_wait().expect("wait").is_some() {
+                break;
+            }
+        }
+        if !caught {
+            // the first run finished (or let go of the lock) before it could be stopped
+            let _ = Command::new("kill")
+                .args(["-CONT", &pid.to_string()])
+                .status();
+            let _ = first.wait();
+            assert_restored(&image, &original, &format!("attempt {attempt}"));
+            continue;
+        }
+        let during = fs::read(&image).expect("read");
+        for args in [
+            &["convert", "--room", "grow", "--no-boot-files"][..],
+            &["rollback"],
+        ] {
+            let mut cmd = Command::new(common::bin());
+            cmd.args(args).arg(&image);
+            let run = run_with_timeout(&mut cmd, Duration::from_secs(20));
+            let code = run.exit_code();
+            assert_eq!(
+                code, EXIT_CONFLICT,
+                "second vhdtool {args:?} while the first holds the lock: {}",
+                run.stderr
+            );
+            assert!(
+                fs::read(&image).expect("read") == during,
+                "second vhdtool {args:?} changed the image"
+            );
+        }
+        assert!(sh(Command::new("kill").args(["-CONT", &pid.to_string()])));
+        let status = first.wait().expect("wait");
+        assert!(status.success(), "the first conversion failed: {status}");
+        assert!(
+            assert_restored(&image, &original, "after the first conversion"),
+            "no journal after the first conversion"
+        );
+        eprintln!("caught the first vhdtool holding its lock at attempt {attempt}");
+        return;
+    }
+    panic!("never caught the first vhdtool holding its lock in 40 attempts");
+}
