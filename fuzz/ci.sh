@@ -19,7 +19,7 @@ set -uo pipefail
 cd "$(dirname "$0")"
 SECONDS_PER_TARGET=${1:-${FUZZ_SECONDS:-30}}
 BUDGET=${FUZZ_BUDGET:-330}
-TARGETS=${FUZZ_TARGETS:-"vhd mbr gpt fs_probe fat journal info convert bootfiles"}
+TARGETS=${FUZZ_TARGETS:-"vhd mbr gpt fs_probe fat journal info convert bootfiles shrink grub"}
 
 unavailable() {
     echo "################################################################################"

@@ -24,6 +24,11 @@
 #               root directory, the first files), at most 48 KiB;
 #   journal:    undo journals of real conversions (vhdtool convert on copies);
 #   convert:    64-byte random (seeded, reproducible) layout descriptions;
+#   shrink:     a 4 MiB NTFS (mkntfs -Q) and a 1 MiB swap area made here: their first and
+#               last 64 KiB and 64 KiB around the middle (boot sectors, $MFT, $Bitmap), 48 KiB
+#               at most;
+#   grub:       a small core.img body (decompressor stand-in + LZMA1 stream of a kernel
+#               stand-in, part_msdos stand-in and prefix) in GRUB's i386-pc format;
 #   bootfiles:  a Debian-like ext4 file system made here with `mke2fs -d` (os-release, shim
 #               and grub stand-ins, grub.cfg), and one ext4 partition of the test images.
 # The regression inputs (testdata/regress/*.bin) are not copied: fuzz/ci.sh passes that
@@ -33,7 +38,7 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 IMAGES=${1:-$ROOT/target/tmp/images}
 SEEDS=$ROOT/fuzz/seeds
-TARGETS="vhd mbr gpt fs_probe fat journal info convert bootfiles"
+TARGETS="vhd mbr gpt fs_probe fat journal info convert bootfiles shrink grub"
 
 if [ ! -f "$IMAGES/manifest.tsv" ]; then
     echo "seed.sh: generating the test images into $IMAGES"
@@ -80,6 +85,11 @@ find "$R" -exec touch -h -d @1700000000 {} +
 E2FSPROGS_FAKE_TIME=1700000000 mke2fs -q -F -t ext4 -b 1024 -N 64 -O ^has_journal -U 5eed0000-0000-4000-8000-000000000001 \
     -E root_owner=0:0,hash_seed=5eed0000-0000-4000-8000-000000000002 -d "$R" \
     "$WORK/debian.ext4" 2048k >/dev/null
+
+truncate -s 4M "$WORK/ntfs.img"
+mkntfs -F -Q -q -c 4096 -L seed -T "$WORK/ntfs.img" >/dev/null 2>&1
+truncate -s 1M "$WORK/swap.img"
+mkswap -q -L seed -U 5eed0000-0000-4000-8000-000000000002 "$WORK/swap.img" >/dev/null
 
 python3 - "$IMAGES" "$WORK" "$SEEDS" <<'EOF'
 import json, os, random, struct, sys
@@ -206,6 +216,30 @@ for img, cols in sorted(manifest.items()):
 
 deb = os.path.join(work, "debian.ext4")
 write("bootfiles", "debian.ext4", sparse(deb, os.path.getsize(deb), [(0, os.path.getsize(deb))]))
+
+for name in ("ntfs.img", "swap.img"):
+    img = os.path.join(work, name)
+    n = os.path.getsize(img)
+    write("shrink", name.replace(".img", ""),
+          sparse(img, n, [(0, 64 * KIB), (n // 2 - 64 * KIB, 128 * KIB), (n - 64 * KIB, 64 * KIB)],
+                 cap=48 * KIB))
+
+import lzma
+def grub_core():
+    """A core.img body as grub-mkimage lays it out (see src/convert/grubcore.rs)."""
+    def obj(t, body):
+        body += b"\0" * (-len(body) % 4)
+        return struct.pack("<II", t, 8 + len(body)) + body
+    kernel = bytes((i * 7) % 251 for i in range(2048))
+    objs = obj(0, b"\x7fELF\x01 part_msdos stand-in") + obj(3, b"(hd0,msdos1)/boot/grub\0")
+    payload = kernel + struct.pack("<III", 0x676d696d, 12, 12 + len(objs)) + objs
+    stream = lzma.compress(payload, format=lzma.FORMAT_RAW, filters=[
+        {"id": lzma.FILTER_LZMA1, "lc": 3, "lp": 0, "pb": 2, "dict_size": 1 << 16}])
+    dec = bytearray(b"\x90" * 0x300)
+    struct.pack_into("<III", dec, 8, len(stream), len(payload), 0)
+    body = bytes(dec) + stream
+    return body + b"\0" * (-len(body) % 512)
+write("grub", "core", grub_core())
 
 rng = random.Random(20240601)
 for i in range(8):

@@ -273,6 +273,8 @@ pub const TARGETS: &[&str] = &[
     "info",
     "convert",
     "bootfiles",
+    "shrink",
+    "grub",
 ];
 
 /// Run the target called `name` on `data`. Panics on an unknown name.
@@ -287,6 +289,8 @@ pub fn run(name: &str, data: &[u8]) {
         "info" => info(data),
         "convert" => convert(data),
         "bootfiles" => bootfiles(data),
+        "shrink" => shrink(data),
+        "grub" => grub(data),
         _ => panic!("unknown fuzz target {name:?}"),
     }
 }
@@ -1014,4 +1018,60 @@ pub fn convert_sample(data: &[u8]) -> (SparseDisk, Option<SparseDisk>) {
         "no protective MBR"
     );
     (before, Some(disk))
+}
+
+/// The shrink planners of `--room shrink` (NTFS: boot sectors, `$Bitmap`, `$BadClus`; swap: a
+/// new header), read from the input as a partition, at several target sizes. Property: every
+/// planned write lies inside the shrunk partition.
+pub fn shrink(data: &[u8]) {
+    let disk = disk_from_input(data);
+    let len = disk.len();
+    for new_bytes in [
+        len / 2,
+        len / 4 * 3,
+        len.saturating_sub(1 << 20),
+        len.saturating_sub(512),
+    ] {
+        let new_bytes = new_bytes / 512 * 512;
+        let planned = [
+            crate::shrink::ntfs::plan_shrink(&disk, new_bytes),
+            crate::shrink::swap::plan_swap_shrink(&disk, new_bytes),
+        ];
+        for w in planned.into_iter().flatten() {
+            for (off, bytes) in &w.writes {
+                let end = off.checked_add(bytes.len() as u64);
+                assert!(
+                    end.is_some_and(|e| e <= new_bytes),
+                    "a shrink to {new_bytes} bytes writes {} bytes at {off}",
+                    bytes.len()
+                );
+            }
+        }
+    }
+}
+
+/// GRUB's i386-pc core.img (`convert --hybrid`): the input is core.img from its second sector.
+/// Property: a core.img that decodes re-encodes, and the re-encoded one decodes to the same
+/// kernel and objects (with `part_gpt` added and `msdosN` renamed, as `--hybrid` does).
+pub fn grub(data: &[u8]) {
+    use crate::convert::grubcore::Core;
+    let Ok(mut core) = Core::decode(data) else {
+        return;
+    };
+    let _ = core.module_names();
+    core.add_module(b"\x7fELF\x01 part_gpt stand-in");
+    let Ok(_) = core.remap(&|n| n.checked_add(1)) else {
+        return;
+    };
+    let body = match core.encode() {
+        Ok(b) => b,
+        // the one refusal a valid core.img may meet: too large once the module is added
+        Err(e) if e.contains("more than GRUB's loader takes") => return,
+        Err(e) => panic!("a decoded core.img must re-encode: {e}"),
+    };
+    let again = Core::decode(&body).expect("a re-encoded core.img must decode");
+    assert_eq!(
+        (&again.kernel, &again.objects),
+        (&core.kernel, &core.objects)
+    );
 }

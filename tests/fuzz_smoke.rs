@@ -222,6 +222,14 @@ fn every_target_on_generated_inputs() {
     let runs = exercise("bootfiles", &ext, 1500, &mut rng);
     eprintln!("bootfiles: {runs} inputs in {:?}", t.elapsed());
     total += runs;
+    // the shrink planners and GRUB's core.img codec (convert --room shrink, --hybrid)
+    for (target, n) in [("shrink", 300), ("grub", 300)] {
+        let seeds = committed_seeds(target);
+        let t = Instant::now();
+        let runs = exercise(target, &seeds, n, &mut rng);
+        eprintln!("{target}: {runs} inputs in {:?}", t.elapsed());
+        total += runs;
+    }
     let t = Instant::now();
     for _ in 0..300 {
         let n = rng.below(96);
@@ -447,4 +455,34 @@ fn converted_disks_reach_the_gpt_reencode_property() {
         compared >= 5,
         "the GPT re-encode property compared {compared} tables"
     );
+}
+
+/// The committed shrink and grub seeds reach the properties (a plan is made, a core.img
+/// decodes), so the fuzz targets test more than the refusals.
+#[test]
+fn shrink_and_grub_seeds_reach_their_properties() {
+    let seeds = committed_seeds("shrink");
+    let three_quarters = |s: &Vec<u8>| {
+        let disk = fuzz::disk_from_input(s);
+        let n = vhdtool::disk::Disk::len(&disk) / 4 * 3 / 512 * 512;
+        (disk, n)
+    };
+    assert!(
+        seeds.iter().any(|s| {
+            let (disk, n) = three_quarters(s);
+            vhdtool::shrink::ntfs::plan_shrink(&disk, n).is_ok()
+        }),
+        "no committed shrink seed plans an NTFS shrink"
+    );
+    assert!(
+        seeds.iter().any(|s| {
+            let (disk, n) = three_quarters(s);
+            vhdtool::shrink::swap::plan_swap_shrink(&disk, n).is_ok()
+        }),
+        "no committed shrink seed plans a swap shrink"
+    );
+    let core = committed_seeds("grub");
+    assert!(core
+        .iter()
+        .any(|c| vhdtool::convert::grubcore::Core::decode(c).is_ok()));
 }

@@ -234,21 +234,23 @@ impl Core {
             if tries > MAX_TRIES {
                 break;
             }
-            let Some(stream) = body.get(d..d + comp) else {
-                continue;
-            };
-            let Some(payload) = lzma_decode(stream, uncomp) else {
-                continue;
-            };
-            if let Some((kernel, objects)) = split(&payload) {
-                return Ok(Core {
-                    decompressor: body[..d].to_vec(),
-                    kernel,
-                    objects,
-                });
+            if let Some(core) = Core::decode_at(body, d, comp, uncomp) {
+                return Ok(core);
             }
         }
         Err(bad("no LZMA stream in it decodes to GRUB's kernel and module list (not GRUB 2's i386-pc format)"))
+    }
+
+    /// Decode with the LZMA stream at `d` (after the decompressor).
+    fn decode_at(body: &[u8], d: usize, comp: usize, uncomp: usize) -> Option<Core> {
+        let stream = body.get(d..d.checked_add(comp)?)?;
+        let payload = lzma_decode(stream, uncomp)?;
+        let (kernel, objects) = split(&payload)?;
+        Some(Core {
+            decompressor: body.get(..d)?.to_vec(),
+            kernel,
+            objects,
+        })
     }
 
     /// Names of the embedded ELF modules.
@@ -334,6 +336,12 @@ impl Core {
     /// parity) and the LZMA stream. Decoded again and compared before it is returned.
     pub fn encode(&self) -> Result<Vec<u8>, String> {
         let payload = self.payload()?;
+        if payload.len() > MAX_UNCOMPRESSED {
+            return Err(format!(
+                "core.img: {} bytes uncompressed, more than GRUB's loader takes",
+                payload.len()
+            ));
+        }
         let stream = lzma_encode(&payload)?;
         let mut out = self.decompressor.clone();
         let comp = u32::try_from(stream.len()).map_err(|_| "core.img too large")?;
@@ -342,7 +350,8 @@ impl Core {
         out[UNCOMPRESSED_SIZE..UNCOMPRESSED_SIZE + 4].copy_from_slice(&uncomp.to_le_bytes());
         out[RS_REDUNDANCY..RS_REDUNDANCY + 4].copy_from_slice(&0u32.to_le_bytes());
         out.extend_from_slice(&stream);
-        let again = Core::decode(&out)?;
+        let again = Core::decode_at(&out, self.decompressor.len(), stream.len(), payload.len())
+            .ok_or("core.img: the re-encoded image does not decode")?;
         if again.kernel != self.kernel
             || again.objects != self.objects
             || again.decompressor.len() != self.decompressor.len()
