@@ -312,6 +312,16 @@ fn regress_fat_empty_name() {
 }
 
 #[test]
+fn regress_ntfs_mft_record_past_new_end() {
+    // found by the shrink fuzzer: $Bitmap said the tail was free while the $Bitmap/$BadClus/
+    // $Volume MFT records lay in it, and the plan wrote past the shrunk partition
+    let input =
+        fs::read(common::repo_root().join("testdata/regress/ntfs-mft-record-past-new-end.bin"))
+            .expect("regress file");
+    fuzz::shrink(&input);
+}
+
+#[test]
 fn the_debian_seed_yields_boot_files() {
     // the bootfiles target must reach a found boot chain, or its properties check little
     let seed = fs::read(common::repo_root().join("fuzz/seeds/bootfiles/debian.ext4.sprs"))

@@ -321,6 +321,19 @@ fn plan(part: &dyn Disk, new_bytes: u64) -> Result<ShrinkWrites> {
         new_sectors,
         new_bytes.saturating_sub(bps)
     ));
+    // Every metadata write must land inside the shrunk volume: on a consistent volume the MFT
+    // records written lie in clusters $Bitmap marks used, which the tail check kept below the
+    // new end; a crafted or damaged one can place them past it (found by fuzzing).
+    let volume_end = new_clusters.saturating_mul(vol.cluster_bytes);
+    if let Some((off, b)) = writes
+        .iter()
+        .find(|(off, b)| off.saturating_add(b.len() as u64) > volume_end)
+    {
+        return Err(Error::corrupt(format!(
+            "NTFS volume: metadata at byte {off:#x} (+{}) lies past the shrunk volume's end ({volume_end:#x}) although $Bitmap marks that space free; the volume is inconsistent: run chkdsk in the guest, or use --room grow",
+            b.len()
+        )));
+    }
     writes.push((0, boot.clone()));
     writes.push((new_bytes.saturating_sub(bps), boot));
     Ok(ShrinkWrites { writes, notes })
