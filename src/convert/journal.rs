@@ -33,6 +33,8 @@ use serde::Serialize;
 use crate::disk::Disk;
 use crate::error::{Error, Result};
 
+mod decode;
+
 const MAGIC: &[u8; 8] = b"VHDTJRN1";
 const TRAILER: &[u8; 8] = b"VHDTEND1";
 const VERSION: u32 = 1;
@@ -170,81 +172,6 @@ impl Journal {
         out
     }
 
-    /// Decode and check a journal. Every length is checked against the bytes present, so a
-    /// damaged journal is an error, never a panic or a huge allocation.
-    pub fn decode(bytes: &[u8]) -> Result<Self> {
-        let bad = |what: &str| Error::corrupt(format!("undo journal: {what}"));
-        if bytes.len() < 8 + 4 + 8 + 8 + 4 + 4 + 8 || &bytes[..8] != MAGIC {
-            return Err(bad("not a vhdtool journal (magic \"VHDTJRN1\" missing)"));
-        }
-        let (body, tail) = bytes.split_at(bytes.len() - 12);
-        if &tail[4..] != TRAILER {
-            return Err(bad("trailer missing: the journal is incomplete"));
-        }
-        let stored = u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]);
-        let computed = crc32fast::hash(body);
-        if stored != computed {
-            return Err(bad(&format!(
-                "CRC32 is 0x{stored:08x}, computed 0x{computed:08x}"
-            )));
-        }
-        let mut r = Reader { b: body, pos: 8 };
-        let version = r.u32()?;
-        if version != VERSION {
-            return Err(Error::unsupported(format!(
-                "undo journal format version {version}, this vhdtool reads {VERSION}"
-            )));
-        }
-        let original_len = r.u64()?;
-        let converted_len = r.u64()?;
-        let count = r.u32()?;
-        if count > MAX_REGIONS {
-            return Err(bad(&format!("{count} regions (at most {MAX_REGIONS})")));
-        }
-        let mut regions = Vec::new();
-        for _ in 0..count {
-            let offset = r.u64()?;
-            let length = r.u64()?;
-            let n = r.u32()?;
-            let mut chunks = Vec::new();
-            for _ in 0..n {
-                let o = r.u64()?;
-                let len = r.u32()? as usize;
-                let data = r.take(len)?.to_vec();
-                if o.checked_add(data.len() as u64).is_none_or(|e| e > length) {
-                    return Err(bad("a chunk lies outside its region"));
-                }
-                chunks.push((o, data));
-            }
-            regions.push(SavedRegion {
-                offset,
-                length,
-                chunks,
-            });
-        }
-        let n = r.u32()?;
-        if n > MAX_REGIONS {
-            return Err(bad(&format!("{n} undo files (at most {MAX_REGIONS})")));
-        }
-        let mut e2undo = Vec::new();
-        for _ in 0..n {
-            let offset = r.u64()?;
-            let len = r.u32()? as usize;
-            let p = r.take(len)?;
-            let s = std::str::from_utf8(p).map_err(|_| bad("an undo file path is not UTF-8"))?;
-            e2undo.push((offset, PathBuf::from(s)));
-        }
-        if r.pos != body.len() {
-            return Err(bad("trailing bytes after the last region"));
-        }
-        Ok(Journal {
-            original_len,
-            converted_len,
-            regions,
-            e2undo,
-        })
-    }
-
     /// Write the journal durably: temp file, fsync, rename, fsync the directory.
     pub fn write(&self, path: &Path, mut step: impl FnMut() -> Result<()>) -> Result<()> {
         let tmp = tmp_path(path);
@@ -268,34 +195,6 @@ impl Journal {
         })?;
         sync_dir(path)?;
         step()
-    }
-}
-
-struct Reader<'a> {
-    b: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .filter(|&e| e <= self.b.len())
-            .ok_or_else(|| Error::corrupt("undo journal: truncated"))?;
-        let s = &self.b[self.pos..end];
-        self.pos = end;
-        Ok(s)
-    }
-    fn u32(&mut self) -> Result<u32> {
-        let s = self.take(4)?;
-        Ok(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
-    }
-    fn u64(&mut self) -> Result<u64> {
-        let s = self.take(8)?;
-        let mut a = [0u8; 8];
-        a.copy_from_slice(s);
-        Ok(u64::from_le_bytes(a))
     }
 }
 

@@ -125,8 +125,10 @@ pub fn decode(bytes: &[u8; HEADER_SIZE], offset: u64, differencing: bool) -> Res
 /// UTF-16 BE text up to the first NUL unit (unpaired surrogates become U+FFFD).
 fn utf16be_until_nul(bytes: &[u8]) -> String {
     let units: Vec<u16> = bytes
-        .chunks_exact(2)
-        .map(|c| u16::from_be_bytes([c[0], c[1]]))
+        .as_chunks::<2>()
+        .0
+        .iter()
+        .map(|&c| u16::from_be_bytes(c))
         .take_while(|&u| u != 0)
         .collect();
     String::from_utf16_lossy(&units)
@@ -135,8 +137,10 @@ fn utf16be_until_nul(bytes: &[u8]) -> String {
 /// UTF-16 LE text up to the first NUL unit.
 fn utf16le_until_nul(bytes: &[u8]) -> String {
     let units: Vec<u16> = bytes
-        .chunks_exact(2)
-        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .as_chunks::<2>()
+        .0
+        .iter()
+        .map(|&c| u16::from_le_bytes(c))
         .take_while(|&u| u != 0)
         .collect();
     String::from_utf16_lossy(&units)
@@ -146,7 +150,8 @@ fn utf16le_until_nul(bytes: &[u8]) -> String {
 /// sectors (spec: "Block Allocation Table and Data Blocks").
 pub fn bitmap_bytes(block_size: u32) -> u64 {
     let sectors = u64::from(block_size).div_ceil(SECTOR);
-    sectors.div_ceil(8).div_ceil(SECTOR) * SECTOR
+    // block_size is a u32: at most 2^32 / 512 / 8 + 512 bytes, no overflow
+    sectors.div_ceil(8).div_ceil(SECTOR).saturating_mul(SECTOR)
 }
 
 /// Read the header `footer` points at, check it, and count the allocated BAT entries (reading
@@ -212,7 +217,8 @@ pub fn read(
             ),
         ));
     }
-    let addressable = u64::from(info.max_table_entries) * u64::from(bs);
+    // two u32 factors: below 2^64, no overflow
+    let addressable = u64::from(info.max_table_entries).saturating_mul(u64::from(bs));
     if addressable < footer.current_size {
         findings.push(Finding::error(
             "vhd.dynamic.table-too-small",
@@ -247,7 +253,7 @@ fn count_bat(file: &dyn Disk, info: &mut DynamicInfo, data_end: u64, findings: &
     let len = file.len();
     let table = info.table_offset;
     let entries = u64::from(info.max_table_entries);
-    let table_bytes = entries * 4; // < 2^34: no overflow
+    let table_bytes = entries.saturating_mul(4); // < 2^34: no overflow
     let fits = table.checked_add(table_bytes).is_some_and(|end| end <= len);
     let readable = if fits {
         entries
@@ -272,32 +278,40 @@ fn count_bat(file: &dyn Disk, info: &mut DynamicInfo, data_end: u64, findings: &
     } else {
         readable
     };
-    let block_span = bitmap_bytes(info.block_size) + u64::from(info.block_size);
+    // both below 2^33: no overflow
+    let block_span = bitmap_bytes(info.block_size).saturating_add(u64::from(info.block_size));
     let mut allocated = 0u64;
     let mut outside = 0u64;
     let mut first_outside: Option<(u64, u32)> = None;
     let mut done = 0u64;
     let mut chunk = Vec::new();
     while done < readable {
-        let n = (readable - done).min(BAT_CHUNK_ENTRIES);
+        let n = readable.saturating_sub(done).min(BAT_CHUNK_ENTRIES);
         // n <= 65536 entries: at most 256 KiB, and inside the file (checked above)
-        chunk.resize(usize::try_from(n * 4).unwrap_or(0), 0);
-        if file.read_at(table + done * 4, &mut chunk).is_err() {
-            break; // cannot happen: the range was checked against the file length
+        chunk.resize(usize::try_from(n.saturating_mul(4)).unwrap_or(0), 0);
+        // the table was checked against the file length: neither fails
+        let Some(at) = done.checked_mul(4).and_then(|b| table.checked_add(b)) else {
+            break;
+        };
+        if file.read_at(at, &mut chunk).is_err() {
+            break;
         }
-        for (i, e) in chunk.chunks_exact(4).enumerate() {
-            let sector = u32::from_be_bytes([e[0], e[1], e[2], e[3]]);
+        for (index, &e) in (done..).zip(chunk.as_chunks::<4>().0) {
+            let sector = u32::from_be_bytes(e);
             if sector == BAT_UNALLOCATED {
                 continue;
             }
-            allocated += 1;
-            let end = (u64::from(sector) * SECTOR).checked_add(block_span);
+            // both counts are at most `readable` (<= 2^22): never saturate
+            allocated = allocated.saturating_add(1);
+            let end = u64::from(sector)
+                .checked_mul(SECTOR)
+                .and_then(|s| s.checked_add(block_span));
             if end.is_none_or(|end| end > data_end) {
-                outside += 1;
-                first_outside.get_or_insert((done + i as u64, sector));
+                outside = outside.saturating_add(1);
+                first_outside.get_or_insert((index, sector));
             }
         }
-        done += n;
+        done = done.saturating_add(n);
     }
     info.allocated_blocks = allocated;
     info.bat_entries_counted = done;
@@ -373,6 +387,12 @@ pub fn encode_header(
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::arithmetic_side_effects,
+    clippy::as_conversions
+)] // tests: a panic is a failed test
 mod tests {
     use super::*;
 

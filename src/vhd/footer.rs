@@ -218,7 +218,7 @@ pub(crate) fn ones_complement_sum(bytes: &[u8], checksum_offset: usize) -> u32 {
     let sum = bytes
         .iter()
         .enumerate()
-        .filter(|(i, _)| !(checksum_offset..checksum_offset + 4).contains(i))
+        .filter(|(i, _)| !(checksum_offset..checksum_offset.saturating_add(4)).contains(i))
         .fold(0u32, |acc, (_, &b)| acc.wrapping_add(u32::from(b)));
     !sum
 }
@@ -392,7 +392,8 @@ pub fn qemu_virtual_size(app: [u8; 4], geometry: Chs, current_size: u64) -> u64 
 /// ISO 8601 UTC ("2026-11-23T11:56:06Z") of a footer timestamp (seconds since
 /// 2000-01-01T00:00:00Z).
 pub fn timestamp_utc(ts: u32) -> String {
-    let secs = VHD_EPOCH_UNIX + i64::from(ts);
+    // at most 946_684_800 + 2^32: no overflow
+    let secs = VHD_EPOCH_UNIX.saturating_add(i64::from(ts));
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
@@ -406,17 +407,20 @@ pub fn timestamp_utc(ts: u32) -> String {
 
 /// Proleptic Gregorian (year, month, day) of a day count since 1970-01-01 (Howard Hinnant's
 /// `civil_from_days`).
+// Every intermediate below is bounded by the era decomposition (ranges in the comments); the
+// only unbounded values, `days` and `era`, go through saturating operations.
+#[allow(clippy::arithmetic_side_effects)]
 pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
+    let z = days.saturating_add(719_468);
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097); // [0, 146096]
     let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
-    let y = yoe + era * 400;
+    let y = era.saturating_mul(400).saturating_add(yoe);
     let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
     let mp = (5 * doy + 2) / 153; // [0, 11]
     let d = doy - (153 * mp + 2) / 5 + 1; // [1, 31]
     let m = if mp < 10 { mp + 3 } else { mp - 9 }; // [1, 12]
-    let y = if m <= 2 { y + 1 } else { y };
+    let y = if m <= 2 { y.saturating_add(1) } else { y };
     // m in 1..=12 and d in 1..=31 by construction: the fallbacks are never taken
     (
         y,
@@ -431,9 +435,9 @@ pub fn printable(bytes: &[u8]) -> String {
     let end = bytes
         .iter()
         .rposition(|&b| b != 0 && b != b' ')
-        .map_or(0, |i| i + 1);
+        .map_or(0, |i| i.saturating_add(1)); // i < bytes.len()
     let mut s = String::with_capacity(end);
-    for &b in &bytes[..end] {
+    for &b in bytes.iter().take(end) {
         if b.is_ascii_graphic() || b == b' ' {
             s.push(char::from(b));
         } else {
@@ -449,6 +453,12 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::arithmetic_side_effects,
+    clippy::as_conversions
+)] // tests: a panic is a failed test
 pub(crate) mod tests {
     use super::*;
 

@@ -31,13 +31,15 @@ impl Chs {
     /// Sectors the geometry addresses: C * H * S.
     pub fn total_sectors(&self) -> u64 {
         // at most 65535 * 255 * 255: no overflow in u64
-        u64::from(self.cylinders) * u64::from(self.heads) * u64::from(self.sectors_per_track)
+        u64::from(self.cylinders)
+            .saturating_mul(u64::from(self.heads))
+            .saturating_mul(u64::from(self.sectors_per_track))
     }
 
     /// Bytes the geometry addresses: C * H * S * 512.
     pub fn size_bytes(&self) -> u64 {
         // at most 65535 * 255 * 255 * 512 < 2^43: no overflow in u64
-        self.total_sectors() * SECTOR_BYTES
+        self.total_sectors().saturating_mul(SECTOR_BYTES)
     }
 
     /// True for 65535/16/255, the cap (and QEMU's `force_size` marker).
@@ -79,22 +81,24 @@ pub fn chs_for_size(bytes: u64) -> Chs {
     let (spt, heads, cth) = if total >= SECTORS_63_LIMIT {
         (255u64, 16u64, total / 255)
     } else {
+        // cth < 2^26 and heads <= cth / 1024 + 4 here: heads * 1024 does not overflow
         let mut spt = 17u64;
-        let mut cth = total / spt;
+        let mut cth = total / 17;
         let mut heads = cth.div_ceil(CYLINDERS_BIOS).max(4);
-        if cth >= heads * CYLINDERS_BIOS || heads > 16 {
+        if cth >= heads.saturating_mul(CYLINDERS_BIOS) || heads > 16 {
             spt = 31;
             heads = 16;
-            cth = total / spt;
+            cth = total / 31;
         }
-        if cth >= heads * CYLINDERS_BIOS {
+        if cth >= heads.saturating_mul(CYLINDERS_BIOS) {
             spt = 63;
             heads = 16;
-            cth = total / spt;
+            cth = total / 63;
         }
         (spt, heads, cth)
     };
-    let cylinders = cth / heads;
+    // heads is 16, or at least 4: never zero, the fallback is never taken
+    let cylinders = cth.checked_div(heads).unwrap_or(0);
     Chs {
         // Fits: total <= 65535*16*255 gives cth/16 <= 65535 with 255 sectors; in the other
         // branch total < 65535*16*63, so cth/heads < 65535 once heads is 16, and heads < 16
@@ -118,19 +122,30 @@ pub fn qemu_round_up(bytes: u64) -> Option<Chs> {
     // One geometry step (H*S sectors of one cylinder) is at most 16*255 sectors, so a covering
     // geometry is found within that many tries; the bound keeps the loop finite regardless.
     const MAX_TRIES: u64 = 16 * 255 * 4;
-    let mut chs = chs_for_size(want * SECTOR_BYTES);
-    let mut i = 0;
+    // want <= MAX_CHS_SECTORS < 2^28 and i <= MAX_TRIES: none of this saturates
+    let mut chs = chs_for_size(want.saturating_mul(SECTOR_BYTES));
+    let mut i = 0u64;
     while chs.total_sectors() < want {
-        i += 1;
+        i = i.saturating_add(1);
         if i > MAX_TRIES {
             return None;
         }
-        chs = chs_for_size((want + i).min(MAX_CHS_SECTORS) * SECTOR_BYTES);
+        chs = chs_for_size(
+            want.saturating_add(i)
+                .min(MAX_CHS_SECTORS)
+                .saturating_mul(SECTOR_BYTES),
+        );
     }
     Some(chs)
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::arithmetic_side_effects,
+    clippy::as_conversions
+)] // tests: a panic is a failed test
 mod tests {
     use super::*;
 

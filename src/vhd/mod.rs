@@ -3,6 +3,12 @@
 //! `probe` never fails: anything wrong is a finding, and a file with no footer is a raw disk.
 //! Layouts and codecs live in `footer.rs` (the 512-byte footer), `geometry.rs` (CHS) and
 //! `dynamic.rs` (the dynamic disk header and its BAT).
+#![deny(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used,
+    clippy::as_conversions
+)]
 
 pub mod dynamic;
 pub mod footer;
@@ -224,12 +230,12 @@ fn is_fixed_data_offset(o: u64) -> bool {
 
 fn find_footer(file: &dyn Disk, findings: &mut Vec<Finding>) -> Option<Found> {
     let len = file.len();
-    let footer_size = FOOTER_SIZE as u64;
+    let footer_size = u64::try_from(FOOTER_SIZE).ok()?; // 512: always converts
     let end = len
         .checked_sub(footer_size)
         .and_then(|at| footer_at(file, at, FOOTER_SIZE));
     // A copy at 0 is a different sector from the end footer only when the file has two.
-    let copy = if len >= 2 * footer_size {
+    let copy = if len >= footer_size.saturating_mul(2) {
         footer_at(file, 0, FOOTER_SIZE)
     } else {
         None
@@ -263,7 +269,7 @@ fn find_footer(file: &dyn Disk, findings: &mut Vec<Finding>) -> Option<Found> {
             size: footer_size,
         });
     }
-    let legacy_size = LEGACY_FOOTER_SIZE as u64;
+    let legacy_size = u64::try_from(LEGACY_FOOTER_SIZE).ok()?; // 511: always converts
     if let Some(legacy) = len
         .checked_sub(legacy_size)
         .and_then(|at| footer_at(file, at, LEGACY_FOOTER_SIZE))
@@ -448,7 +454,7 @@ fn check_fixed(f: &Footer, len: u64, footer_len: u64, findings: &mut Vec<Finding
             format!(
                 "fixed disk: footer current size {} bytes exceeds the {data} data bytes in the file ({len} bytes minus the {footer_len}-byte footer); {} bytes are missing",
                 f.current_size,
-                f.current_size - data
+                f.current_size.abs_diff(data)
             ),
         ));
     } else if f.current_size < data {
@@ -457,7 +463,7 @@ fn check_fixed(f: &Footer, len: u64, footer_len: u64, findings: &mut Vec<Finding
             format!(
                 "fixed disk: footer current size {} bytes, but the file holds {data} data bytes before the footer ({len} bytes minus {footer_len}); {} bytes more than claimed",
                 f.current_size,
-                data - f.current_size
+                data.abs_diff(f.current_size)
             ),
         ));
     }
@@ -465,6 +471,12 @@ fn check_fixed(f: &Footer, len: u64, footer_len: u64, findings: &mut Vec<Finding
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::arithmetic_side_effects,
+    clippy::as_conversions
+)] // tests: a panic is a failed test
 mod tests {
     use super::footer::{encode, FooterFields, HOST_OS_WINDOWS};
     use super::*;

@@ -1,0 +1,135 @@
+//! Decoding of an undo journal read back from disk (format in the parent module). The bytes are
+//! untrusted: every length is checked against the bytes present, so a damaged journal is an
+//! error, never a panic or a huge allocation.
+#![deny(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used,
+    clippy::as_conversions
+)]
+
+use std::path::PathBuf;
+
+use super::{Journal, SavedRegion, MAGIC, MAX_REGIONS, TRAILER, VERSION};
+use crate::error::{Error, Result};
+
+/// Shortest input looked at past the magic: magic, version, two lengths, region count, CRC32,
+/// trailer (a shorter one is "not a journal"; the undo file count is checked by the reader).
+const MIN_LEN: usize = 8 + 4 + 8 + 8 + 4 + 4 + 8;
+
+impl Journal {
+    /// Decode and check a journal. Every length is checked against the bytes present, so a
+    /// damaged journal is an error, never a panic or a huge allocation.
+    pub fn decode(bytes: &[u8]) -> Result<Self> {
+        let bad = |what: &str| Error::corrupt(format!("undo journal: {what}"));
+        let not_journal = || bad("not a vhdtool journal (magic \"VHDTJRN1\" missing)");
+        if bytes.len() < MIN_LEN || !bytes.starts_with(MAGIC) {
+            return Err(not_journal());
+        }
+        // neither split fails: the length was checked above
+        let (rest, trailer) = bytes.split_last_chunk::<8>().ok_or_else(not_journal)?;
+        if trailer != TRAILER {
+            return Err(bad("trailer missing: the journal is incomplete"));
+        }
+        let (body, stored) = rest.split_last_chunk::<4>().ok_or_else(not_journal)?;
+        let stored = u32::from_le_bytes(*stored);
+        let computed = crc32fast::hash(body);
+        if stored != computed {
+            return Err(bad(&format!(
+                "CRC32 is 0x{stored:08x}, computed 0x{computed:08x}"
+            )));
+        }
+        let mut r = Reader {
+            b: body,
+            pos: MAGIC.len(),
+        };
+        let version = r.u32()?;
+        if version != VERSION {
+            return Err(Error::unsupported(format!(
+                "undo journal format version {version}, this vhdtool reads {VERSION}"
+            )));
+        }
+        let original_len = r.u64()?;
+        let converted_len = r.u64()?;
+        let count = r.u32()?;
+        if count > MAX_REGIONS {
+            return Err(bad(&format!("{count} regions (at most {MAX_REGIONS})")));
+        }
+        let mut regions = Vec::new();
+        for _ in 0..count {
+            let offset = r.u64()?;
+            let length = r.u64()?;
+            let n = r.u32()?;
+            let mut chunks = Vec::new();
+            for _ in 0..n {
+                let o = r.u64()?;
+                let len = r.u32()?;
+                let data = r.take_u32(len)?.to_vec();
+                if o.checked_add(u64::from(len)).is_none_or(|e| e > length) {
+                    return Err(bad("a chunk lies outside its region"));
+                }
+                chunks.push((o, data));
+            }
+            regions.push(SavedRegion {
+                offset,
+                length,
+                chunks,
+            });
+        }
+        let n = r.u32()?;
+        if n > MAX_REGIONS {
+            return Err(bad(&format!("{n} undo files (at most {MAX_REGIONS})")));
+        }
+        let mut e2undo = Vec::new();
+        for _ in 0..n {
+            let offset = r.u64()?;
+            let len = r.u32()?;
+            let p = r.take_u32(len)?;
+            let s = std::str::from_utf8(p).map_err(|_| bad("an undo file path is not UTF-8"))?;
+            e2undo.push((offset, PathBuf::from(s)));
+        }
+        if r.pos != body.len() {
+            return Err(bad("trailing bytes after the last region"));
+        }
+        Ok(Journal {
+            original_len,
+            converted_len,
+            regions,
+            e2undo,
+        })
+    }
+}
+
+fn truncated() -> Error {
+    Error::corrupt("undo journal: truncated")
+}
+
+/// Reads the journal body front to back; running past its end is "truncated".
+struct Reader<'a> {
+    b: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        let end = self.pos.checked_add(n).ok_or_else(truncated)?;
+        let s = self.b.get(self.pos..end).ok_or_else(truncated)?;
+        self.pos = end;
+        Ok(s)
+    }
+    /// `n` bytes for a length field: a length beyond `usize` cannot be present either.
+    fn take_u32(&mut self, n: u32) -> Result<&'a [u8]> {
+        let n = usize::try_from(n).map_err(|_| truncated())?;
+        self.take(n)
+    }
+    fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
+        // take returned exactly N bytes: the conversion does not fail
+        self.take(N)?.try_into().map_err(|_| truncated())
+    }
+    fn u32(&mut self) -> Result<u32> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+    fn u64(&mut self) -> Result<u64> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+}
