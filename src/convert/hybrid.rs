@@ -23,8 +23,9 @@
 //! blocklist inside the gap, a core.img that decodes and re-encodes to the same modules, the
 //! image's own part_gpt.mod, and 512-byte sectors.
 
-use super::grubcore::Core;
+use super::grubcore::{u16_at, u64_at, Core};
 use crate::disk::Disk;
+use crate::mbr::contains;
 
 /// boot.img: LBA of core.img's first sector (diskboot.img), u64 little-endian.
 const KERNEL_SECTOR: usize = 0x5c;
@@ -65,22 +66,6 @@ pub struct GrubModules {
     /// The same folder's part_msdos.mod: compared with core.img's copy to prove the folder
     /// holds the modules core.img was built from.
     pub part_msdos: Option<Vec<u8>>,
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
-}
-
-fn u64_at(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(
-        b.get(at..at.checked_add(8)?)?.try_into().ok()?,
-    ))
-}
-
-fn u16_at(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(
-        b.get(at..at.checked_add(2)?)?.try_into().ok()?,
-    ))
 }
 
 /// Find GRUB's i386-pc loader (boot.img in `sector0`, core.img in the gap before
