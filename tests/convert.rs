@@ -86,13 +86,7 @@ fn raw_view(image: &Path, is_vhd: bool, tmp: &Path) -> PathBuf {
         image.file_name().unwrap().to_string_lossy()
     ));
     let _ = fs::remove_file(&out);
-    let st = Command::new("cp")
-        .arg("--sparse=always")
-        .arg(image)
-        .arg(&out)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    common::sparse_copy(image, &out);
     let len = fs::metadata(&out).unwrap().len();
     fs::OpenOptions::new()
         .write(true)
@@ -383,13 +377,7 @@ fn in_place_conversion_rolls_back_byte_for_byte() {
         .filter(|i| convertible(i) && i.form != Form::Raw)
     {
         let work = tmp.path().join(&img.file);
-        let st = Command::new("cp")
-            .arg("--sparse=always")
-            .arg(images.path(&img.file))
-            .arg(&work)
-            .status()
-            .unwrap();
-        assert!(st.success());
+        common::sparse_copy(&images.path(&img.file), &work);
         let before = file_crc(&work);
         let before_len = fs::metadata(&work).unwrap().len();
         let run = vhdtool([
@@ -459,13 +447,7 @@ fn killed_at_every_write_rollback_restores_the_original() {
         let mut n = 0;
         loop {
             let work = tmp.path().join(format!("{name}.{n}"));
-            let st = Command::new("cp")
-                .arg("--sparse=always")
-                .arg(&src)
-                .arg(&work)
-                .status()
-                .unwrap();
-            assert!(st.success());
+            common::sparse_copy(&src, &work);
             let mut cmd = Command::new(common::bin());
             cmd.arg("convert")
                 .arg(&work)
@@ -519,13 +501,7 @@ fn refusals_leave_the_image_untouched() {
             _ => continue,
         };
         let work = tmp.path().join(&img.file);
-        let st = Command::new("cp")
-            .arg("--sparse=always")
-            .arg(images.path(&img.file))
-            .arg(&work)
-            .status()
-            .unwrap();
-        assert!(st.success());
+        common::sparse_copy(&images.path(&img.file), &work);
         let before = file_crc(&work);
         let run = vhdtool(["convert".as_ref(), work.as_os_str()]);
         run.assert_sane();
@@ -558,13 +534,7 @@ fn a_locked_image_is_refused() {
     };
     let tmp = TempDir::new("convert-lock");
     let work = tmp.path().join("locked.vhd");
-    let st = Command::new("cp")
-        .arg("--sparse=always")
-        .arg(images.path("linux-mbr.force.vhd"))
-        .arg(&work)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    common::sparse_copy(&images.path("linux-mbr.force.vhd"), &work);
     let before = file_crc(&work);
     let holder = fs::OpenOptions::new()
         .read(true)
@@ -647,13 +617,7 @@ fn hybrid_without_grub_is_refused_and_writes_nothing() {
     };
     let tmp = TempDir::new("convert-hybrid");
     let work = tmp.path().join("nogrub.vhd");
-    let st = Command::new("cp")
-        .arg("--sparse=always")
-        .arg(images.path("linux-mbr.force.vhd"))
-        .arg(&work)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    common::sparse_copy(&images.path("linux-mbr.force.vhd"), &work);
     let before = file_crc(&work);
     let run = vhdtool([
         "convert".as_ref(),

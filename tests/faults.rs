@@ -29,15 +29,6 @@ fn sh(cmd: &mut Command) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-fn copy_sparse(from: &Path, to: &Path) {
-    assert!(
-        sh(Command::new("cp").arg("--sparse=always").arg(from).arg(to)),
-        "cp {} {}",
-        from.display(),
-        to.display()
-    );
-}
-
 fn source_image() -> Option<PathBuf> {
     let images = common::images()?;
     Some(images.path(IMAGE))
@@ -115,7 +106,7 @@ fn enospc_while_growing_is_rolled_back() {
         }
         let guard = Mount(mnt.clone());
         let image = mnt.join(IMAGE);
-        copy_sparse(&src, &image);
+        common::sparse_copy(&src, &image);
         let run = convert_grow(&image);
         let what = format!("tmpfs of {kib} KiB");
         assert!(!run.timed_out, "{what}: hung: {}", run.stderr);
@@ -171,7 +162,7 @@ fn file_size_limit_while_growing_is_rolled_back() {
     let original = fs::read(&src).expect("read source");
     let tmp = TempDir::new("faults-fsize");
     let image = tmp.path().join(IMAGE);
-    copy_sparse(&src, &image);
+    common::sparse_copy(&src, &image);
     let limit = original.len() as u64 + (1 << 20);
     let mut cmd = Command::new("prlimit");
     cmd.arg(format!("--fsize={limit}"))
@@ -202,7 +193,7 @@ fn a_read_only_image_is_refused_untouched() {
     let original = fs::read(&src).expect("read source");
     let tmp = TempDir::new("faults-ro");
     let image = tmp.path().join(IMAGE);
-    copy_sparse(&src, &image);
+    common::sparse_copy(&src, &image);
     let mut tested = 0;
     if sh(Command::new("chattr").arg("+i").arg(&image)) {
         let run = convert_grow(&image);
@@ -265,7 +256,7 @@ fn a_second_vhdtool_on_the_same_image_is_refused() {
     let tmp = TempDir::new("faults-lock");
     let image = tmp.path().join(IMAGE);
     for attempt in 0..40 {
-        copy_sparse(&src, &image);
+        common::sparse_copy(&src, &image);
         let ino = fs::metadata(&image).unwrap().ino();
         let mut first = Command::new(common::bin())
             .args(["convert", "--room", "grow", "--no-boot-files"])

@@ -443,6 +443,23 @@ fn generate_images() -> Images {
     Images { dir, list }
 }
 
+/// Copy `from` to `to` keeping holes (`cp --sparse=always`); panics when cp fails.
+#[allow(dead_code)] // not every test binary copies images
+pub fn sparse_copy(from: &Path, to: &Path) {
+    let st = Command::new("cp")
+        .arg("--sparse=always")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap_or_else(|e| panic!("cp: {e}"));
+    assert!(
+        st.success(),
+        "cp {} {} failed",
+        from.display(),
+        to.display()
+    );
+}
+
 /// Read `len` bytes at `offset` of a file.
 pub fn read_at(path: &Path, offset: u64, len: usize) -> Vec<u8> {
     use std::io::{Seek, SeekFrom};
