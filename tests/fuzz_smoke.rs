@@ -14,73 +14,50 @@ use std::fs;
 use std::path::Path;
 use std::time::Instant;
 
+use common::Rng;
 use vhdtool::disk::{Access, Disk, MemDisk, MmapDisk};
 use vhdtool::fuzz::{self, SparseDisk};
-
-/// Deterministic xorshift64* generator (no dependency, same inputs on every run).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        if n == 0 {
-            0
-        } else {
-            (self.next() % n as u64) as usize
-        }
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
 
 /// A mutation of `input`. Sparse inputs keep their 12-byte header most of the time so that the
 /// mutations land in the patches (the metadata), not in the disk length.
 fn mutate(rng: &mut Rng, input: &[u8], other: &[u8]) -> Vec<u8> {
     let mut v = input.to_vec();
-    let keep = if v.starts_with(fuzz::SPARSE_MAGIC) && rng.below(8) != 0 {
+    let keep = if v.starts_with(fuzz::SPARSE_MAGIC) && rng.index(8) != 0 {
         12.min(v.len())
     } else {
         0
     };
     let body = v.len().saturating_sub(keep);
-    match rng.below(6) {
+    match rng.index(6) {
         // flip 1..8 bits
         0 | 1 => {
-            for _ in 0..=rng.below(8) {
+            for _ in 0..=rng.index(8) {
                 if body > 0 {
-                    let i = keep + rng.below(body);
-                    v[i] ^= 1 << rng.below(8);
+                    let i = keep + rng.index(body);
+                    v[i] ^= 1 << rng.index(8);
                 }
             }
         }
         // an interesting value over 1, 2, 4 or 8 bytes
         2 => {
             if body > 0 {
-                let i = keep + rng.below(body);
-                let n = [1, 2, 4, 8][rng.below(4)].min(v.len() - i);
-                let val = [0u8, 0xff, 0x80, 0x7f, 0x01][rng.below(5)];
+                let i = keep + rng.index(body);
+                let n = [1, 2, 4, 8][rng.index(4)].min(v.len() - i);
+                let val = [0u8, 0xff, 0x80, 0x7f, 0x01][rng.index(5)];
                 v[i..i + n].fill(val);
             }
         }
         // truncate
         3 => {
-            let n = keep + rng.below(body + 1);
+            let n = keep + rng.index(body + 1);
             v.truncate(n);
         }
         // splice a piece of another input in
         4 => {
             if !other.is_empty() && body > 0 {
-                let from = rng.below(other.len());
-                let n = rng.below(512).min(other.len() - from);
-                let at = keep + rng.below(body);
+                let from = rng.index(other.len());
+                let n = rng.index(512).min(other.len() - from);
+                let at = keep + rng.index(body);
                 let end = (at + n).min(v.len());
                 v.splice(at..end, other[from..from + (end - at)].iter().copied());
             }
@@ -88,8 +65,8 @@ fn mutate(rng: &mut Rng, input: &[u8], other: &[u8]) -> Vec<u8> {
         // random bytes
         _ => {
             if body > 0 {
-                let i = keep + rng.below(body);
-                let n = rng.below(64).min(v.len() - i);
+                let i = keep + rng.index(body);
+                let n = rng.index(64).min(v.len() - i);
                 let r = rng.bytes(n);
                 v[i..i + n].copy_from_slice(&r);
             }
@@ -180,8 +157,8 @@ fn exercise(target: &str, seeds: &[Vec<u8>], mutations: usize, rng: &mut Rng) ->
         fuzz::run(target, s);
     }
     for _ in 0..mutations {
-        let a = &seeds[rng.below(seeds.len())];
-        let b = &seeds[rng.below(seeds.len())];
+        let a = &seeds[rng.index(seeds.len())];
+        let b = &seeds[rng.index(seeds.len())];
         let m = mutate(rng, a, b);
         fuzz::run(target, &m);
     }
@@ -232,7 +209,7 @@ fn every_target_on_generated_inputs() {
     }
     let t = Instant::now();
     for _ in 0..300 {
-        let n = rng.below(96);
+        let n = rng.index(96);
         fuzz::convert(&rng.bytes(n));
     }
     eprintln!("convert: 300 inputs in {:?}", t.elapsed());
@@ -378,7 +355,7 @@ fn mapped_and_in_memory_reads_agree() {
     inputs.extend(generated_disks(&mut rng, 6));
     let seeds = inputs.clone();
     for _ in 0..60 {
-        let a = &seeds[rng.below(seeds.len())];
+        let a = &seeds[rng.index(seeds.len())];
         inputs.push(mutate(&mut rng, a, a));
     }
     for (i, input) in inputs.iter().enumerate() {

@@ -30,6 +30,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::time::{Duration, Instant};
 
+use common::Rng;
 use vhdtool::disk::{Access, Disk, MmapDisk};
 use vhdtool::fs::FsKind;
 use vhdtool::fuzz::{self, SparseDisk};
@@ -109,26 +110,6 @@ const SINGLE_SLACK: u64 = 64 << 10;
 const INSPECT_LIMIT: Duration = Duration::from_secs(1);
 /// Per run of the binary: process start, mapping the file, inspection, JSON out.
 const BINARY_LIMIT: Duration = Duration::from_secs(1);
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        if n == 0 {
-            0
-        } else {
-            self.next() % n
-        }
-    }
-}
 
 /// The metadata of an image file as a sparse disk of the file's length.
 fn metadata_disk(path: &std::path::Path) -> SparseDisk {

@@ -4,6 +4,8 @@
 //! Used by tests/hostile.rs; the small ones are also committed under testdata/regress/ so that
 //! fuzzers can seed their corpora from them. Every builder is deterministic.
 
+use super::Rng;
+
 /// Logical sector size of every image here.
 pub const SECTOR: usize = 512;
 
@@ -498,36 +500,6 @@ pub fn large_cases() -> Vec<Case> {
     });
 
     cases
-}
-
-/// xorshift64*: deterministic bytes for the random cases.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
-    }
-
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    pub fn below(&mut self, n: u64) -> u64 {
-        if n == 0 {
-            0
-        } else {
-            self.next() % n
-        }
-    }
-
-    pub fn fill(&mut self, buf: &mut [u8]) {
-        for b in buf {
-            *b = self.next() as u8;
-        }
-    }
 }
 
 /// Random case `seed`: pure noise, noise with a sound footer or MBR signature, or a small

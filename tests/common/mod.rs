@@ -495,3 +495,42 @@ pub fn vhd_checksum(buf: &[u8], skip: usize) -> u32 {
         .fold(0u32, |acc, (_, &b)| acc.wrapping_add(u32::from(b)));
     !sum
 }
+
+/// Deterministic xorshift64* generator (no dependency, the same inputs on every run), for the
+/// tests that make their own inputs (corpus, fuzz_smoke, mutation).
+#[allow(dead_code)] // not every test binary generates inputs
+pub struct Rng(pub u64);
+
+#[allow(dead_code)]
+impl Rng {
+    /// A generator whose state is `seed` mixed (never zero).
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
+    }
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    /// In `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        if n == 0 {
+            0
+        } else {
+            self.next() % n
+        }
+    }
+    /// An index in `0..n` (0 when `n` is 0).
+    pub fn index(&mut self, n: usize) -> usize {
+        self.below(n as u64) as usize
+    }
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        for b in buf {
+            *b = self.next() as u8;
+        }
+    }
+}
