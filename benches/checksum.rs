@@ -10,38 +10,24 @@
 //! binary (other load on the machine only slows runs down). Files live under the target dir and
 //! are removed at the end.
 
+mod common;
+use common::{bin, run_output};
+
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const GIB: u64 = 1 << 30;
-
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_vhdtool")
-}
-
-/// Run `cmd`, check it succeeded, give its stdout and wall time.
-fn run(cmd: &mut Command) -> (String, Duration) {
-    let t = Instant::now();
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    let took = t.elapsed();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (String::from_utf8_lossy(&out.stdout).into_owned(), took)
-}
 
 /// The best wall time of `n` runs, and the stdout of the last.
 fn best(n: usize, mut make: impl FnMut() -> Command) -> (String, Duration) {
     let mut best = Duration::MAX;
     let mut out = String::new();
     for _ in 0..n {
-        let (o, t) = run(&mut make());
+        let (o, t) = run_output(&mut make());
         best = best.min(t);
         out = o;
     }
@@ -99,10 +85,12 @@ fn main() {
     let size = 4 * GIB;
     let file = dir.join("random-4g.bin");
     random_file(&file, size);
-    run(Command::new("cat")
-        .arg(&file)
-        .arg("/dev/null")
-        .stdout(std::process::Stdio::null()));
+    run_output(
+        Command::new("cat")
+            .arg(&file)
+            .arg("/dev/null")
+            .stdout(std::process::Stdio::null()),
+    );
     let (json, ours) = best(5, || {
         let mut c = Command::new(bin());
         c.arg("checksum").arg("--json").arg(&file);
@@ -177,10 +165,12 @@ fn main() {
         }
         f.sync_all().unwrap();
     }
-    run(Command::new("cat")
-        .arg(&sparse)
-        .arg("/dev/null")
-        .stdout(std::process::Stdio::null()));
+    run_output(
+        Command::new("cat")
+            .arg(&sparse)
+            .arg("/dev/null")
+            .stdout(std::process::Stdio::null()),
+    );
     let (_, t) = best(5, || {
         let mut c = Command::new(bin());
         c.arg("checksum").arg("--json").arg(&sparse);

@@ -4,11 +4,13 @@
 //!
 //! Run: `cargo bench --bench convert`. The process comparison prints its ratio on stderr.
 
+mod common;
+use common::{bin, run};
+
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 fn main() {
     divan::main();
@@ -46,22 +48,6 @@ fn gen1_vhd(dir: &Path) -> PathBuf {
         vhdtool::vhd::footer::fixed_footer(disk, [9; 16], 0, *b"win ", 0x000a_0000, *b"Wi2k", disk);
     f.write_all_at(&footer, disk).unwrap();
     path
-}
-
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_vhdtool")
-}
-
-fn run(cmd: &mut Command) -> Duration {
-    let t = Instant::now();
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    t.elapsed()
 }
 
 /// In place: plan, journal, ESP, GPTs, footer, fsync; then rollback (outside the timing).

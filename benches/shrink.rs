@@ -9,11 +9,14 @@
 //!
 //! Run: `cargo bench --bench shrink` (needs mkntfs and ntfsresize from ntfs-3g).
 
+mod common;
+use common::{bin, run};
+
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use vhdtool::disk::{Access, MmapDisk};
 
@@ -32,18 +35,6 @@ fn tool(name: &str) -> PathBuf {
         .map(|d| Path::new(d).join(name))
         .find(|p| p.exists())
         .unwrap_or_else(|| panic!("{name} not found: apt-get install ntfs-3g"))
-}
-
-fn run(cmd: &mut Command) -> Duration {
-    let t = Instant::now();
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    t.elapsed()
 }
 
 /// A sparse NTFS partition file filling a 127 GiB disk from 1 MiB (mkntfs -Q: quick, sparse).
@@ -121,16 +112,15 @@ fn convert_shrink_127_gib(b: divan::Bencher) {
     let journal = dir.join("disk.img.vhdtool-journal");
     let rollback = || {
         if journal.exists() {
-            run(Command::new(env!("CARGO_BIN_EXE_vhdtool"))
-                .arg("rollback")
-                .arg(&disk));
+            run(Command::new(bin()).arg("rollback").arg(&disk));
         }
     };
     b.with_inputs(rollback).bench_local_values(|()| {
-        run(Command::new(env!("CARGO_BIN_EXE_vhdtool"))
-            .arg("convert")
-            .arg(&disk)
-            .args(["--room", "shrink", "--no-boot-files"]))
+        run(Command::new(bin()).arg("convert").arg(&disk).args([
+            "--room",
+            "shrink",
+            "--no-boot-files",
+        ]))
     });
     rollback();
     let _ = std::fs::remove_dir_all(dir);
