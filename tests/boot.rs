@@ -37,7 +37,7 @@
 //! timings go straight to stderr (not captured by the test harness).
 #![cfg(target_os = "linux")]
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::process::CommandExt;
@@ -523,6 +523,13 @@ fn boot_ok(image: &Path, mode: Mode, expect: Expect, dir: &Path, label: &str) {
     ));
 }
 
+/// Runs the built vhdtool with `args` (log in `log`, the conversion deadline).
+fn run_vhdtool<'a>(args: impl IntoIterator<Item = &'a OsStr>, log: &Path) -> Run {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vhdtool"));
+    cmd.args(args);
+    run(cmd, log, Duration::from_secs(CONVERT_TIMEOUT_S))
+}
+
 /// Copies `from` to `to` keeping holes (`cp --sparse=always`).
 fn sparse_copy(from: &Path, to: &Path) {
     let st = Command::new("cp")
@@ -813,25 +820,19 @@ fn hybrid_conversion_boots_under_bios_and_secure_boot() {
 
     // in place, then rollback: byte-identical to the fixture
     let inplace = dir.join("gen1.vhd");
-    let r = run(
-        {
-            let mut c = Command::new(env!("CARGO_BIN_EXE_vhdtool"));
-            c.arg("convert").arg(&inplace).arg("--hybrid");
-            c
-        },
+    let r = run_vhdtool(
+        [
+            OsStr::new("convert"),
+            inplace.as_os_str(),
+            OsStr::new("--hybrid"),
+        ],
         &dir.join("convert-in-place.log"),
-        Duration::from_secs(CONVERT_TIMEOUT_S),
     );
     assert!(r.ok(), "in-place convert --hybrid failed: {}", r.tail(20));
     assert!(!same_content(&inplace, &fx.vhd).unwrap_or(true));
-    let r = run(
-        {
-            let mut c = Command::new(env!("CARGO_BIN_EXE_vhdtool"));
-            c.arg("rollback").arg(&inplace);
-            c
-        },
+    let r = run_vhdtool(
+        [OsStr::new("rollback"), inplace.as_os_str()],
         &dir.join("rollback.log"),
-        Duration::from_secs(CONVERT_TIMEOUT_S),
     );
     assert!(r.ok(), "rollback failed: {}", r.tail(20));
     assert!(
@@ -924,16 +925,16 @@ fn converted_with_room_shrink_keeps_the_disk_size_and_boots_under_uefi() {
     let input = dir.join("gen1.vhd");
     let output = dir.join("gen2.vhd");
     sparse_copy(&fx.vhd, &input);
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vhdtool"));
-    cmd.arg("convert")
-        .arg(&input)
-        .arg("-o")
-        .arg(&output)
-        .args(["--room", "shrink"]);
-    let r = run(
-        cmd,
+    let r = run_vhdtool(
+        [
+            OsStr::new("convert"),
+            input.as_os_str(),
+            OsStr::new("-o"),
+            output.as_os_str(),
+            OsStr::new("--room"),
+            OsStr::new("shrink"),
+        ],
         &dir.join("convert.log"),
-        Duration::from_secs(CONVERT_TIMEOUT_S),
     );
     assert!(
         r.ok(),
