@@ -386,7 +386,6 @@ pub fn convert_verified(
     let mut faults = Faults::from_env();
     match output {
         None => {
-            drop(disk);
             let jp = journal_path.unwrap_or_else(|| journal::default_path(image));
             if jp.exists() {
                 return Err(Error::conflict(format!(
@@ -395,12 +394,9 @@ pub fn convert_verified(
                     image.display()
                 )));
             }
-            let mut disk = MmapDisk::open(image, Access::ReadWrite)?;
-            // the file may have changed between the two opens: plan again under the exclusive lock
-            let again = plan::validate(&disk, &opts);
-            let plan = again.plan.ok_or_else(|| {
-                Error::conflict("the image changed while it was being planned; run convert again")
-            })?;
+            // opened read-write before planning: the exclusive lock has been held since, so
+            // the plan still describes the file
+            let mut disk = disk;
             let before = verify
                 .then(|| crate::checksum::compare::snapshot(&disk, &plan.regions))
                 .transpose()?;
