@@ -66,7 +66,7 @@ fn mbr_disk(dir: &Path, part: &Path) -> PathBuf {
     let src = File::open(part).unwrap();
     let len = src.metadata().unwrap().len();
     let mut buf = vec![0u8; 4 * MIB as usize];
-    for (off, n) in vhdtool::convert::copy::data_extents_in(&src, 0, len).unwrap() {
+    for (off, n) in vhdtool::disk::data_extents_in(&src, 0, len).unwrap() {
         let mut done = 0;
         while done < n {
             let k = (n - done).min(buf.len() as u64) as usize;

@@ -20,6 +20,9 @@ pub enum ErrorKind {
     InvalidInput,
     /// Another process holds the image, or state on disk disagrees with the request.
     Conflict,
+    /// vhdtool broke one of its own invariants (a bug, not a problem of the input): a plan that
+    /// does not hold together, a payload of the wrong size.
+    Internal,
 }
 
 impl fmt::Display for ErrorKind {
@@ -30,6 +33,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Unsupported => "unsupported input",
             ErrorKind::InvalidInput => "invalid input",
             ErrorKind::Conflict => "conflict",
+            ErrorKind::Internal => "internal error",
         })
     }
 }
@@ -64,6 +68,13 @@ impl Error {
     }
     pub fn conflict(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Conflict, message)
+    }
+    /// A broken internal invariant: a bug of vhdtool, reported as such.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(
+            ErrorKind::Internal,
+            format!("{} (a bug in vhdtool: please report it)", message.into()),
+        )
     }
     /// An I/O error with what was being done ("reading 512 bytes at 0x1ff000 of disk.vhd").
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {

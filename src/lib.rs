@@ -13,8 +13,6 @@ pub mod error;
 pub mod esp;
 pub mod finding;
 pub mod fs;
-#[doc(hidden)]
-pub mod fuzz;
 pub mod gpt;
 pub mod info;
 pub mod mbr;

@@ -16,7 +16,10 @@ use std::time::Instant;
 
 use common::Rng;
 use vhdtool::disk::{Access, Disk, MemDisk, MmapDisk};
-use vhdtool::fuzz::{self, SparseDisk};
+#[path = "../fuzz/src/lib.rs"]
+#[allow(dead_code)]
+mod fuzz;
+use fuzz::SparseDisk;
 
 /// A mutation of `input`. Sparse inputs keep their 12-byte header most of the time so that the
 /// mutations land in the patches (the metadata), not in the disk length.
@@ -387,11 +390,11 @@ fn sparse_disks_read_what_was_written() {
     assert!(b[50..250].iter().all(|&x| x == 1));
     assert!(b[250..].iter().all(|&x| x == 0));
     assert!(d.read_at(9_900, &mut b).is_err());
-    d.set_len(4100);
+    d.resize(4100);
     let mut t = [9u8; 4];
     d.read_at(4096, &mut t).expect("read");
     assert_eq!(t, [1; 4]);
-    d.set_len(10_000);
+    d.resize(10_000);
     d.read_at(4096, &mut t).expect("read");
     assert_eq!(t, [1, 1, 1, 1]);
     d.read_at(4100, &mut t).expect("read");

@@ -5,7 +5,7 @@
 //!
 //! Only the metadata of each image is kept (the first and last 64 KiB of the file, the first
 //! 64 KiB of each partition, 1 MiB of each FAT partition), in a sparse in-memory disk of the
-//! image's full length (`vhdtool::fuzz::SparseDisk`), so the mutants stay small however large
+//! image's full length (`fuzz::SparseDisk`), so the mutants stay small however large
 //! the image is.
 //!
 //! Checks: no panic; each inspection under 1 s; the binary never exits 101, is never killed,
@@ -33,7 +33,10 @@ use std::time::{Duration, Instant};
 use common::Rng;
 use vhdtool::disk::{Access, Disk, MmapDisk};
 use vhdtool::fs::FsKind;
-use vhdtool::fuzz::{self, SparseDisk};
+#[path = "../fuzz/src/lib.rs"]
+#[allow(dead_code)]
+mod fuzz;
+use fuzz::SparseDisk;
 
 // ---------------------------------------------------------------------------------------------
 // A counting allocator: live bytes, peak and largest allocation of the current thread
@@ -172,10 +175,10 @@ fn mutate(rng: &mut Rng, base: &SparseDisk, other: &SparseDisk) -> SparseDisk {
             }
         }
         // truncate (sometimes to an odd length) or extend
-        6 => d.set_len(rng.below(len + 1)),
+        6 => d.resize(rng.below(len + 1)),
         7 => {
             let grow = [1, 511, 512, 4096, 1 << 20][rng.below(5) as usize];
-            d.set_len(len + grow);
+            d.resize(len + grow);
         }
         // splice: a metadata page of another image over one of this one
         _ => {

@@ -1,4 +1,4 @@
-//! Fuzz target `bootfiles`: see `vhdtool::fuzz::bootfiles` for what it feeds and which
+//! Fuzz target `bootfiles`: see `vhdtool_fuzz::bootfiles` for what it feeds and which
 //! properties it checks.
 //!
 //! libfuzzer-sys turns every panic into an abort through its panic hook, before any
@@ -15,7 +15,7 @@ libfuzzer_sys::fuzz_target!(
     init: {
         let default_hook = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            let on_worker = std::thread::current().name() == Some(vhdtool::fuzz::EXT4_THREAD);
+            let on_worker = std::thread::current().name() == Some(vhdtool_fuzz::EXT4_THREAD);
             if on_worker {
                 let n = CAUGHT.fetch_add(1, Ordering::Relaxed) + 1;
                 if n.is_power_of_two() {
@@ -27,5 +27,5 @@ libfuzzer_sys::fuzz_target!(
             std::process::abort();
         }));
     },
-    |data: &[u8]| vhdtool::fuzz::bootfiles(data)
+    |data: &[u8]| vhdtool_fuzz::bootfiles(data)
 );

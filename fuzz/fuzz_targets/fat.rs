@@ -1,4 +1,4 @@
-//! Fuzz target `fat`: see `vhdtool::fuzz::fat` for what it feeds and which properties it checks.
+//! Fuzz target `fat`: see `vhdtool_fuzz::fat` for what it feeds and which properties it checks.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| vhdtool::fuzz::fat(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| vhdtool_fuzz::fat(data));

@@ -1,4 +1,4 @@
-//! Fuzz target `fs_probe`: see `vhdtool::fuzz::fs_probe` for what it feeds and which properties it checks.
+//! Fuzz target `fs_probe`: see `vhdtool_fuzz::fs_probe` for what it feeds and which properties it checks.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| vhdtool::fuzz::fs_probe(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| vhdtool_fuzz::fs_probe(data));

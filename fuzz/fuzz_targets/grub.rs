@@ -1,4 +1,4 @@
-//! Fuzz target `grub`: see `vhdtool::fuzz::grub` for what it feeds and which properties it checks.
+//! Fuzz target `grub`: see `vhdtool_fuzz::grub` for what it feeds and which properties it checks.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| vhdtool::fuzz::grub(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| vhdtool_fuzz::grub(data));

@@ -1,4 +1,4 @@
-//! Fuzz target `mbr`: see `vhdtool::fuzz::mbr` for what it feeds and which properties it checks.
+//! Fuzz target `mbr`: see `vhdtool_fuzz::mbr` for what it feeds and which properties it checks.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| vhdtool::fuzz::mbr(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| vhdtool_fuzz::mbr(data));

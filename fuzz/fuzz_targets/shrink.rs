@@ -1,4 +1,4 @@
-//! Fuzz target `shrink`: see `vhdtool::fuzz::shrink` for what it feeds and which properties it checks.
+//! Fuzz target `shrink`: see `vhdtool_fuzz::shrink` for what it feeds and which properties it checks.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| vhdtool::fuzz::shrink(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| vhdtool_fuzz::shrink(data));

@@ -1,4 +1,4 @@
-//! Fuzz target `vhd`: see `vhdtool::fuzz::vhd` for what it feeds and which properties it checks.
+//! Fuzz target `vhd`: see `vhdtool_fuzz::vhd` for what it feeds and which properties it checks.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| vhdtool::fuzz::vhd(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| vhdtool_fuzz::vhd(data));

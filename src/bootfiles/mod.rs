@@ -38,7 +38,7 @@ pub mod ext4;
 
 use serde::Serialize;
 
-use crate::convert::plan::{Check, CheckStatus, Validation};
+use crate::convert::{Check, CheckStatus, Validation};
 use crate::disk::{Disk, Window};
 use crate::error::{ErrorKind, Result};
 use crate::esp::EspTree;

@@ -15,8 +15,7 @@ use super::{
     chunk_count, chunk_range, chunk_sums, hex, merge, par_chunks, ChecksumMap, Manifest, Range,
     Source, Sum, DEFAULT_CHUNK_BYTES,
 };
-use crate::convert::Region;
-use crate::disk::{Access, Disk, MmapDisk};
+use crate::disk::{Access, Disk, MmapDisk, Region};
 use crate::error::Result;
 use crate::info::{InfoReport, TableKind};
 use crate::vhd::Format;

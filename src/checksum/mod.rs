@@ -160,7 +160,7 @@ impl<'a> Source<'a> {
             .as_slice()
             .ok_or_else(|| Error::unsupported("the image is not memory-mapped"))?;
         let len = data.len() as u64;
-        let extents = crate::convert::copy::data_extents(disk.file(), len)?;
+        let extents = crate::disk::data_extents(disk.file(), len)?;
         let mut holes = Vec::new();
         let mut pos = 0u64;
         for (start, length) in extents {

@@ -7,21 +7,46 @@ use clap::Args;
 use super::exit;
 use super::output;
 use crate::bootfiles::{self, BootSource, LinuxBoot};
-use crate::convert::apply::{self, ConvertReport};
 use crate::convert::journal;
-use crate::convert::plan::{self, Options, RoomChoice, Validation};
+use crate::convert::run::{self, ConvertReport, Request};
+use crate::convert::{self as conv, Options, RoomChoice, Validation};
 use crate::disk::{Access, MmapDisk};
 use crate::error::{Error, ErrorKind, Result};
 use crate::esp::EspTree;
 use crate::gpt::Guid;
+
+/// `--room`: where the ESP's room comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RoomArg {
+    /// Free space if it fits, else shrink the last partition, else grow the disk.
+    Auto,
+    /// Unallocated space only (a gap of the ESP's size, and room for the backup GPT).
+    Free,
+    /// Extend the disk past the last partition.
+    Grow,
+    /// Shrink the last partition (NTFS, ext2/3/4, swap) and put the ESP after it; the disk
+    /// size does not change.
+    Shrink,
+}
+
+impl From<RoomArg> for RoomChoice {
+    fn from(r: RoomArg) -> Self {
+        match r {
+            RoomArg::Auto => RoomChoice::Auto,
+            RoomArg::Free => RoomChoice::Free,
+            RoomArg::Grow => RoomChoice::Grow,
+            RoomArg::Shrink => RoomChoice::Shrink,
+        }
+    }
+}
 
 /// Options shared by `validate` and `convert`: they decide the plan.
 #[derive(Debug, Args)]
 pub struct PlanArgs {
     /// Where the ESP's room comes from: free space, the last partition (shrunk: NTFS,
     /// ext2/3/4, swap), a larger disk, or auto (free if it fits, else shrink, else grow).
-    #[arg(long, value_enum, default_value_t = RoomChoice::Auto)]
-    pub room: RoomChoice,
+    #[arg(long, value_enum, default_value_t = RoomArg::Auto)]
+    pub room: RoomArg,
     /// With --room auto: never grow the disk (fail instead when neither free space nor a
     /// shrink makes room).
     #[arg(long)]
@@ -146,7 +171,7 @@ fn parse_map(s: &str) -> std::result::Result<(u8, Guid), String> {
 
 fn options(a: &PlanArgs, image: &std::path::Path) -> Options {
     Options {
-        room: a.room,
+        room: a.room.into(),
         esp_bytes: a.esp_size,
         sector_bytes: a.sector_size,
         maps: a.maps.clone(),
@@ -183,6 +208,7 @@ fn refusal_code(v: &Validation) -> u8 {
     match v.first_failure().map(|c| c.kind) {
         Some(ErrorKind::Unsupported) => exit::UNSUPPORTED,
         Some(ErrorKind::Corrupt) => exit::CORRUPT,
+        Some(ErrorKind::Internal) => exit::INTERNAL,
         Some(_) => exit::INVALID,
         None => exit::OK,
     }
@@ -194,7 +220,7 @@ pub fn run_validate(args: &ValidateArgs) -> Result<u8> {
     let disk = MmapDisk::open(&args.image, Access::ReadOnly)?;
     let mut boot = bootfiles::resolve(&disk, &source, opts.sector_bytes.unwrap_or(512))?;
     opts.boot_files_bytes = boot.tree.file_bytes();
-    let mut v = plan::validate(&disk, &opts);
+    let mut v = conv::validate(&disk, &opts);
     bootfiles::attach(&mut v, &mut boot);
     if args.plan.json {
         output::json(&ValidateReport {
@@ -219,16 +245,16 @@ pub fn run_convert(args: &ConvertArgs) -> Result<u8> {
     let source = boot_source(&args.plan)?;
     let opts = options(&args.plan, &args.image);
     let mut bar = output::Progress::new("copying");
-    let report: ConvertReport = apply::convert_verified(
-        &args.image,
-        args.output.as_deref(),
-        args.journal.clone(),
-        &opts,
-        &source,
-        args.dry_run,
-        args.verify,
-        &mut |done, total| bar.update(done, total),
-    )?;
+    let request = Request {
+        image: &args.image,
+        output: args.output.as_deref(),
+        journal: args.journal.clone(),
+        boot: &source,
+        dry_run: args.dry_run,
+        verify: args.verify,
+    };
+    let report: ConvertReport =
+        run::convert(&request, &opts, &mut |done, total| bar.update(done, total))?;
     bar.finish();
     if args.plan.json {
         output::json(&report)?;

@@ -34,6 +34,8 @@ pub mod exit {
     pub const INVALID: u8 = 7;
     /// `validate`/`convert`: the disk already has a GPT; nothing to do.
     pub const ALREADY_GPT: u8 = 8;
+    /// vhdtool broke one of its own invariants (a bug; the message says what).
+    pub const INTERNAL: u8 = 9;
 }
 
 /// Offline inspection and Generation-1 to Generation-2 conversion of VHD disk images.
@@ -95,5 +97,6 @@ pub fn exit_code(e: &Error) -> u8 {
         ErrorKind::Unsupported => exit::UNSUPPORTED,
         ErrorKind::Conflict => exit::CONFLICT,
         ErrorKind::InvalidInput => exit::INVALID,
+        ErrorKind::Internal => exit::INTERNAL,
     }
 }

@@ -444,13 +444,13 @@ fn render_plan(o: &mut String, p: &crate::convert::Plan) {
         );
     }
     let _ = writeln!(o, "\n  regions written (file offsets)");
-    for r in &p.regions {
+    for r in &p.steps {
         let _ = writeln!(o, "    0x{:012x} +{:<12} {}", r.offset, r.length, r.what);
     }
 }
 
 /// The human form of `convert`.
-pub fn render_convert(r: &crate::convert::apply::ConvertReport) -> String {
+pub fn render_convert(r: &crate::convert::run::ConvertReport) -> String {
     let mut o = render_validation(&r.image, &r.validation);
     if !r.validation.passed() {
         let _ = writeln!(o, "\nnot converted: the image was not modified");

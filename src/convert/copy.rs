@@ -1,147 +1,281 @@
-//! Sparse-aware file copy for `convert -o`: only the data extents are copied (found with
+//! The sparse copy behind `convert -o`: only the data extents are copied (found with
 //! `SEEK_DATA`/`SEEK_HOLE`), with `copy_file_range`, which shares blocks (reflink) on
-//! filesystems that offer it and copies in the kernel elsewhere. Holes stay holes.
+//! filesystems that offer it and copies in the kernel elsewhere; across filesystems (EXDEV) and
+//! where the kernel refuses it, with `pread`/`pwrite`. Holes stay holes.
+//!
+//! The copy is written under a temporary name in the output's directory
+//! (`.OUTPUT.vhdtool-partial`), converted there, fsynced, and only then renamed to OUTPUT: a
+//! killed `convert -o` never leaves a partial file under the final name.
 
-use std::fs::{File, OpenOptions};
+use std::fs::{File, OpenOptions, TryLockError};
 use std::io;
-use std::path::Path;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 
-use rustix::fs::{copy_file_range, seek, SeekFrom};
+use rustix::fs::copy_file_range;
 
+use crate::disk::data_extents;
 use crate::error::{Error, Result};
 
-/// Extents of data in `file` (offset, length), holes left out. A filesystem without
-/// `SEEK_DATA` reports the whole file as data.
-pub fn data_extents(file: &File, len: u64) -> Result<Vec<(u64, u64)>> {
-    data_extents_in(file, 0, len)
+/// Largest piece handed to one `copy_file_range` call, and the buffer of the fallback copy.
+const COPY_STEP: usize = 1 << 30;
+const FALLBACK_BUFFER: usize = 1 << 20;
+
+/// The temporary name of an output being written: `.NAME.vhdtool-partial` beside it.
+pub fn partial_path(output: &Path) -> PathBuf {
+    let mut name = std::ffi::OsString::from(".");
+    name.push(output.file_name().unwrap_or_default());
+    name.push(".vhdtool-partial");
+    output.with_file_name(name)
 }
 
-/// The data extents of `file` that overlap `from .. len` (clipped to it).
-pub fn data_extents_in(file: &File, from: u64, len: u64) -> Result<Vec<(u64, u64)>> {
-    let mut out = Vec::new();
-    let mut pos = from;
-    while pos < len {
-        let start = match seek(file, SeekFrom::Data(pos)) {
-            Ok(s) => s,
-            Err(rustix::io::Errno::NXIO) => break, // no data after pos
-            // no SEEK_DATA on this filesystem: everything is data
-            Err(rustix::io::Errno::INVAL) if pos == from => return Ok(vec![(from, len - from)]),
-            Err(e) => {
-                return Err(Error::io(
-                    "looking for data (SEEK_DATA)",
-                    io::Error::from(e),
-                ))
-            }
-        };
-        if start >= len {
-            break;
+/// A new output file under its temporary name, locked exclusively while it is written.
+pub struct PartialOutput {
+    pub file: File,
+    pub partial: PathBuf,
+    pub output: PathBuf,
+}
+
+impl PartialOutput {
+    /// Create `.OUTPUT.vhdtool-partial` for `output`, which must not exist. A partial file left
+    /// by a killed run (nobody holds its lock) is replaced; one being written by another
+    /// vhdtool is a conflict.
+    pub fn create(output: &Path) -> Result<Self> {
+        if output.symlink_metadata().is_ok() {
+            return Err(Error::conflict(format!(
+                "{} exists; vhdtool does not overwrite files (remove it or choose another -o)",
+                output.display()
+            )));
         }
-        let end = match seek(file, SeekFrom::Hole(start)) {
-            Ok(e) => e.min(len),
-            Err(e) => {
-                return Err(Error::io(
-                    "looking for a hole (SEEK_HOLE)",
-                    io::Error::from(e),
-                ))
-            }
-        };
-        out.push((start, end - start));
-        pos = end;
-    }
-    Ok(out)
-}
-
-/// Copy `src` to a new file `dst` (which must not exist), sparse. `progress` is called with the
-/// bytes copied so far and the total data bytes.
-pub fn sparse_copy(src: &Path, dst: &Path, mut progress: impl FnMut(u64, u64)) -> Result<u64> {
-    let input = File::open(src).map_err(|e| Error::io(format!("opening {}", src.display()), e))?;
-    let len = input
-        .metadata()
-        .map_err(|e| Error::io(format!("reading metadata of {}", src.display()), e))?
-        .len();
-    let output = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(dst)
-        .map_err(|e| {
-            if e.kind() == io::ErrorKind::AlreadyExists {
-                Error::conflict(format!(
-                    "{} exists; vhdtool does not overwrite files (remove it or choose another -o)",
-                    dst.display()
-                ))
-            } else {
-                Error::io(format!("creating {}", dst.display()), e)
-            }
-        })?;
-    let result = (|| {
-        output
-            .set_len(len)
-            .map_err(|e| Error::io(format!("sizing {}", dst.display()), e))?;
-        let extents = data_extents(&input, len)?;
-        let total: u64 = extents.iter().map(|e| e.1).sum();
-        let mut done = 0u64;
-        for (start, length) in extents {
-            let mut off_in = start;
-            let mut off_out = start;
-            let end = start + length;
-            while off_in < end {
-                let chunk = (end - off_in).min(1 << 30) as usize;
-                let n = copy_file_range(
-                    &input,
-                    Some(&mut off_in),
-                    &output,
-                    Some(&mut off_out),
-                    chunk,
-                )
-                .map_err(|e| {
-                    Error::io(
-                        format!("copying {} to {}", src.display(), dst.display()),
-                        io::Error::from(e),
-                    )
-                })?;
-                if n == 0 {
-                    return Err(Error::io(
-                        format!("copying {}", src.display()),
-                        io::Error::new(io::ErrorKind::UnexpectedEof, "source ended early"),
-                    ));
+        let partial = partial_path(output);
+        if let Ok(stale) = OpenOptions::new().write(true).open(&partial) {
+            match stale.try_lock() {
+                Ok(()) => {
+                    drop(stale);
+                    std::fs::remove_file(&partial).map_err(|e| {
+                        Error::io(
+                            format!("removing the stale partial copy {}", partial.display()),
+                            e,
+                        )
+                    })?;
                 }
-                done += n as u64;
-                progress(done, total);
+                Err(TryLockError::WouldBlock) => {
+                    return Err(Error::conflict(format!(
+                        "{} is being written by another vhdtool (its partial copy {} is locked)",
+                        output.display(),
+                        partial.display()
+                    )))
+                }
+                Err(TryLockError::Error(e)) => {
+                    return Err(Error::io(format!("locking {}", partial.display()), e))
+                }
             }
         }
-        // no fsync here: the caller writes the conversion into the copy and syncs once at the end
-        Ok(total)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(dst);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&partial)
+            .map_err(|e| Error::io(format!("creating {}", partial.display()), e))?;
+        file.try_lock()
+            .map_err(|e| Error::io(format!("locking {}", partial.display()), e.into()))?;
+        Ok(PartialOutput {
+            file,
+            partial,
+            output: output.to_path_buf(),
+        })
     }
-    result
+
+    /// fsync the file, rename it to its final name (refusing to replace a file that appeared
+    /// meanwhile), fsync the directory.
+    pub fn finish(self) -> Result<()> {
+        self.file
+            .sync_all()
+            .map_err(|e| Error::io(format!("syncing {}", self.partial.display()), e))?;
+        if self.output.symlink_metadata().is_ok() {
+            return Err(Error::conflict(format!(
+                "{} appeared while the copy was written; the converted copy stays at {}",
+                self.output.display(),
+                self.partial.display()
+            )));
+        }
+        std::fs::rename(&self.partial, &self.output).map_err(|e| {
+            Error::io(
+                format!(
+                    "renaming {} to {}",
+                    self.partial.display(),
+                    self.output.display()
+                ),
+                e,
+            )
+        })?;
+        super::journal::sync_dir(&self.output)
+    }
+
+    /// Remove the partial file (after a failure).
+    pub fn discard(self) {
+        drop(self.file);
+        let _ = std::fs::remove_file(&self.partial);
+    }
+}
+
+/// Copy the first `len` bytes of `input` into `output` (already `len` bytes long or shorter;
+/// it is sized to `len`), sparse. `progress` gets the bytes copied so far and the data bytes in
+/// all. Returns the data bytes copied.
+pub fn sparse_copy(
+    input: &File,
+    input_name: &Path,
+    output: &File,
+    len: u64,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<u64> {
+    output
+        .set_len(len)
+        .map_err(|e| Error::io("sizing the copy", e))?;
+    let extents = data_extents(input, len)?;
+    let total: u64 = extents.iter().map(|e| e.1).sum();
+    let mut done = 0u64;
+    let mut kernel_copy = true;
+    for (start, length) in extents {
+        let end = start.saturating_add(length);
+        let mut pos = start;
+        while pos < end {
+            let want = usize::try_from(end - pos)
+                .unwrap_or(COPY_STEP)
+                .min(COPY_STEP);
+            let n = if kernel_copy {
+                match kernel_copy_at(input, output, pos, want) {
+                    Ok(n) => n,
+                    // another filesystem, or one whose kernel refuses: copy through user space
+                    Err(e) if falls_back(e) => {
+                        kernel_copy = false;
+                        continue;
+                    }
+                    Err(e) => {
+                        return Err(Error::io(
+                            format!("copying {}", input_name.display()),
+                            io::Error::from(e),
+                        ))
+                    }
+                }
+            } else {
+                user_copy_at(input, output, pos, want)
+                    .map_err(|e| Error::io(format!("copying {}", input_name.display()), e))?
+            };
+            if n == 0 {
+                return Err(Error::io(
+                    format!("copying {}", input_name.display()),
+                    io::Error::new(io::ErrorKind::UnexpectedEof, "source ended early"),
+                ));
+            }
+            pos = pos.saturating_add(n as u64);
+            done = done.saturating_add(n as u64);
+            progress(done, total);
+        }
+    }
+    Ok(total)
+}
+
+/// Errors after which `copy_file_range` is not tried again: EXDEV (another filesystem on older
+/// kernels and some filesystems), EINVAL/ENOSYS/EOPNOTSUPP (not offered here).
+fn falls_back(e: rustix::io::Errno) -> bool {
+    use rustix::io::Errno;
+    matches!(
+        e,
+        Errno::XDEV | Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP
+    )
+}
+
+fn kernel_copy_at(
+    input: &File,
+    output: &File,
+    at: u64,
+    len: usize,
+) -> std::result::Result<usize, rustix::io::Errno> {
+    let mut off_in = at;
+    let mut off_out = at;
+    copy_file_range(input, Some(&mut off_in), output, Some(&mut off_out), len)
+}
+
+/// One buffer's worth through `pread`/`pwrite`; all-zero buffers are skipped (the output is
+/// already sized, so they stay holes).
+fn user_copy_at(input: &File, output: &File, at: u64, len: usize) -> io::Result<usize> {
+    let mut buf = vec![0u8; len.min(FALLBACK_BUFFER)];
+    let n = input.read_at(&mut buf, at)?;
+    let got = buf.get(..n).unwrap_or_default();
+    if got.iter().any(|&b| b != 0) {
+        output.write_all_at(got, at)?;
+    }
+    Ok(n)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::FileExt;
 
-    #[test]
-    fn copies_data_and_keeps_holes() {
-        let dir = std::env::temp_dir().join(format!("vhdtool-copy-{}", std::process::id()));
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("vhdtool-copy-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn source(dir: &Path) -> PathBuf {
         let src = dir.join("src");
-        let dst = dir.join("dst");
-        let _ = std::fs::remove_file(&dst);
         let f = File::create(&src).unwrap();
         f.set_len(64 << 20).unwrap();
         f.write_all_at(b"hello", 0).unwrap();
         f.write_all_at(b"world", 40 << 20).unwrap();
-        drop(f);
-        let copied = sparse_copy(&src, &dst, |_, _| {}).unwrap();
+        src
+    }
+
+    #[test]
+    fn copies_data_keeps_holes_and_renames_at_the_end() {
+        let dir = scratch("kernel");
+        let src = source(&dir);
+        let dst = dir.join("dst");
+        let out = PartialOutput::create(&dst).unwrap();
+        assert!(!dst.exists(), "nothing under the final name before finish");
+        let input = File::open(&src).unwrap();
+        let copied = sparse_copy(&input, &src, &out.file, 64 << 20, |_, _| {}).unwrap();
         assert!(copied < 64 << 20, "holes were not copied ({copied} bytes)");
+        out.finish().unwrap();
         assert_eq!(std::fs::read(&src).unwrap(), std::fs::read(&dst).unwrap());
-        assert!(
-            sparse_copy(&src, &dst, |_, _| {}).is_err(),
-            "never overwrites"
+        assert!(!partial_path(&dst).exists());
+        assert!(PartialOutput::create(&dst).is_err(), "never overwrites");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn user_space_copy_gives_the_same_bytes() {
+        let dir = scratch("user");
+        let src = source(&dir);
+        let dst = dir.join("dst");
+        let input = File::open(&src).unwrap();
+        let out = File::create(&dst).unwrap();
+        out.set_len(64 << 20).unwrap();
+        let mut at = 0u64;
+        while at < 64 << 20 {
+            at += user_copy_at(&input, &out, at, 1 << 20).unwrap() as u64;
+        }
+        assert_eq!(std::fs::read(&src).unwrap(), std::fs::read(&dst).unwrap());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_stale_partial_is_replaced_a_locked_one_is_a_conflict() {
+        let dir = scratch("stale");
+        let dst = dir.join("dst");
+        std::fs::write(partial_path(&dst), b"left by a killed run").unwrap();
+        let out = PartialOutput::create(&dst).unwrap();
+        assert_eq!(out.file.metadata().unwrap().len(), 0);
+        let again = PartialOutput::create(&dst);
+        assert_eq!(
+            again.err().map(|e| e.kind()),
+            Some(crate::error::ErrorKind::Conflict)
         );
+        out.discard();
+        assert!(!partial_path(&dst).exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

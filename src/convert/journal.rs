@@ -173,7 +173,7 @@ impl Journal {
     }
 
     /// Write the journal durably: temp file, fsync, rename, fsync the directory.
-    pub fn write(&self, path: &Path, mut step: impl FnMut() -> Result<()>) -> Result<()> {
+    pub fn write(&self, path: &Path, mut step: impl FnMut()) -> Result<()> {
         let tmp = tmp_path(path);
         let bytes = self.encode();
         let mut f = OpenOptions::new()
@@ -186,7 +186,7 @@ impl Journal {
         f.sync_all()
             .map_err(|e| Error::io(format!("syncing the undo journal {}", tmp.display()), e))?;
         drop(f);
-        step()?;
+        step();
         fs::rename(&tmp, path).map_err(|e| {
             Error::io(
                 format!("renaming the undo journal to {}", path.display()),
@@ -194,7 +194,8 @@ impl Journal {
             )
         })?;
         sync_dir(path)?;
-        step()
+        step();
+        Ok(())
     }
 }
 

@@ -1,23 +1,40 @@
-//! MBR to GPT conversion: a [`plan::Plan`] built from reads only, applied behind an undo
+//! MBR to GPT conversion: checks and a [`Plan`] built from reads only, applied behind an undo
 //! journal.
 //!
-//! The pieces:
-//! - `plan.rs`: the layout checks (`validate`) and the plan: every region that will be written,
-//!   the new partition table, the new disk size. Nothing is written while planning.
-//! - `apply.rs`: carries a plan out: journal first (fsynced), then the writes, then fsync.
-//! - `journal.rs`: the undo journal and `rollback`.
-//! - `copy.rs`: the sparse-aware copy behind `convert -o`.
+//! The pieces, in the order a conversion runs through them:
+//! - `options.rs`: what the user asked for.
+//! - `checks.rs`: the layout checks, one small function each (id, verdict, reason, fix).
+//! - `bios.rs`: what becomes of BIOS boot (`--hybrid`, or the boot code that is cleared).
+//! - `room.rs`: the room policy for the ESP: free space, shrink the last partition, grow.
+//! - `identity.rs`: the seed of the derived GUIDs.
+//! - `plan.rs`: the plan, a list of steps (offset, length, what, payload): the only place a
+//!   write is described.
+//! - `validate.rs`: checks -> room -> plan, as `validate` prints it.
+//! - `apply.rs`: journal of the steps, then the steps, on any `Disk`.
+//! - `journal.rs` (+ `journal/decode.rs`): the undo journal and `rollback`.
+//! - `run.rs`: one conversion: resolve inputs -> plan -> apply -> prove.
+//! - `copy.rs`: the sparse copy behind `convert -o`, under a temporary name.
+//! - `faults.rs`: fault injection for the kill tests (debug builds only).
 //! - `hybrid.rs`, `grubcore.rs`: `--hybrid`, GRUB's BIOS loader rebuilt for GPT into a BIOS
 //!   boot partition.
-//!
-//! Room strategies are steps of the plan ([`plan::Room`]): new strategies (shrinking the last
-//! partition) add a variant and the steps that carry it out, not a new pipeline.
 
 pub mod apply;
+mod bios;
+pub mod checks;
 pub mod copy;
+pub mod faults;
 pub mod grubcore;
 pub mod hybrid;
+mod identity;
 pub mod journal;
+pub mod options;
 pub mod plan;
+pub mod room;
+pub mod run;
+pub mod validate;
 
-pub use plan::{validate, Check, CheckStatus, Options, Plan, Region, Room, RoomChoice, Validation};
+pub use checks::{Check, CheckStatus};
+pub use options::{Options, RoomChoice};
+pub use plan::{Payload, Plan, Step};
+pub use room::Room;
+pub use validate::{validate, Validation};

@@ -30,13 +30,6 @@ impl MemDisk {
     pub fn data(&self) -> &[u8] {
         &self.data
     }
-    /// Change the length (zero-filled when growing), as `File::set_len` does.
-    pub fn set_len(&mut self, len: u64) -> Result<()> {
-        let n = usize::try_from(len)
-            .map_err(|_| Error::unsupported("length does not fit in memory"))?;
-        self.data.resize(n, 0);
-        Ok(())
-    }
 }
 
 impl Disk for MemDisk {
@@ -61,5 +54,15 @@ impl Disk for MemDisk {
     }
     fn as_slice(&self) -> Option<&[u8]> {
         Some(&self.data)
+    }
+    /// Zero-filled when growing, as `File::set_len` does.
+    fn set_len(&mut self, len: u64) -> Result<()> {
+        if self.read_only {
+            return Err(Error::conflict("the disk is read-only"));
+        }
+        let n = usize::try_from(len)
+            .map_err(|_| Error::unsupported("length does not fit in memory"))?;
+        self.data.resize(n, 0);
+        Ok(())
     }
 }

@@ -53,6 +53,13 @@ impl MmapDisk {
             )),
             _ => Error::io(format!("opening {shown}"), e),
         })?;
+        Self::from_file(file, path, access)
+    }
+
+    /// Map an open file, taking the lock `access` calls for (a file whose open file description
+    /// already holds that lock, e.g. a `try_clone` of it, keeps it).
+    pub fn from_file(file: File, path: &Path, access: Access) -> Result<Self> {
+        let shown = path.display();
         let meta = file
             .metadata()
             .map_err(|e| Error::io(format!("reading metadata of {shown}"), e))?;
@@ -84,7 +91,7 @@ impl MmapDisk {
     }
 
     /// The path the disk was opened from.
-    pub fn path(&self) -> &Path {
+    pub fn file_path(&self) -> &Path {
         &self.path
     }
 
@@ -94,7 +101,7 @@ impl MmapDisk {
     }
 
     /// Change the file length (growing leaves a hole) and map the new length.
-    pub fn set_len(&mut self, len: u64) -> Result<()> {
+    fn resize(&mut self, len: u64) -> Result<()> {
         self.require_write()?;
         self.map = None;
         let r = self.file.set_len(len).map_err(|e| {
@@ -109,7 +116,7 @@ impl MmapDisk {
     }
 
     /// Flush written data to stable storage (`fdatasync`).
-    pub fn sync(&self) -> Result<()> {
+    fn sync_data(&self) -> Result<()> {
         self.file
             .sync_data()
             .map_err(|e| Error::io(format!("syncing {}", self.path.display()), e))
@@ -189,6 +196,23 @@ impl Disk for MmapDisk {
 
     fn as_slice(&self) -> Option<&[u8]> {
         Some(self.map.as_deref().unwrap_or(&[]))
+    }
+
+    fn set_len(&mut self, len: u64) -> Result<()> {
+        self.resize(len)
+    }
+
+    fn sync(&mut self) -> Result<()> {
+        self.sync_data()
+    }
+
+    fn path(&self) -> Option<&Path> {
+        Some(&self.path)
+    }
+
+    fn data_extents(&self, from: u64, len: u64) -> Result<Vec<(u64, u64)>> {
+        check_range(self.len, from, len)?;
+        super::data_extents_in(&self.file, from, from.saturating_add(len))
     }
 }
 

@@ -5,9 +5,11 @@
 //! and [`MemDisk`] for tests and fuzzing. [`Window`] restricts a disk to a sub-range, which is
 //! how a fixed VHD's data area (the file minus its footer) and a partition are presented.
 
+mod extents;
 mod mem;
 mod mmap;
 
+pub use extents::{data_extents, data_extents_in};
 pub use mem::MemDisk;
 pub use mmap::{Access, MmapDisk};
 
@@ -36,6 +38,36 @@ pub trait Disk {
         None
     }
 
+    /// Change the length (growing adds zeros, or a hole in a file). Disks that cannot change
+    /// their length refuse.
+    fn set_len(&mut self, len: u64) -> Result<()> {
+        Err(Error::unsupported(format!(
+            "this disk cannot be resized (to {len} bytes)"
+        )))
+    }
+
+    /// Make the writes so far durable (a file: `fdatasync`). In-memory disks have nothing to do.
+    fn sync(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    /// The file behind the disk, for external tools that work on it (resize2fs); `None` for
+    /// disks that are not a file.
+    fn path(&self) -> Option<&std::path::Path> {
+        None
+    }
+
+    /// The parts of `from .. from + len` that may hold data, as (offset, length), in order;
+    /// everything else reads as zeros and need not be read. The default says "all of it".
+    fn data_extents(&self, from: u64, len: u64) -> Result<Vec<(u64, u64)>> {
+        check_range(self.len(), from, len)?;
+        Ok(if len == 0 {
+            Vec::new()
+        } else {
+            vec![(from, len)]
+        })
+    }
+
     /// Read `len` bytes at `offset` into a new vector. The length is checked against the disk
     /// before anything is allocated, so a hostile size field cannot make us allocate more than
     /// the image holds.
@@ -48,6 +80,14 @@ pub trait Disk {
         self.read_at(offset, &mut buf)?;
         Ok(buf)
     }
+}
+
+/// A named byte range of a disk image: what a conversion writes there ("LBA 0: protective MBR").
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Region {
+    pub offset: u64,
+    pub length: u64,
+    pub what: String,
 }
 
 /// Check that `offset .. offset + len` lies inside a disk of `disk_len` bytes.

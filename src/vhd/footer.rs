@@ -314,6 +314,32 @@ pub fn resize_footer(raw: &[u8; FOOTER_SIZE], new_size: u64) -> Result<[u8; FOOT
     Ok(out)
 }
 
+/// Creator applications whose footers every QEMU sizes by the current size (QEMU 7.2's table;
+/// QEMU 10 trusts every creator but "vpc " and "qemu").
+pub const QEMU_TRUSTED_CREATORS: [[u8; 4]; 5] = [*b"win ", *b"qem2", *b"d2v ", *b"CTXS", *b"tap\0"];
+
+/// The footer of a converted disk: the old one with the new current size, the spec's geometry
+/// and a new checksum; unique id, timestamp and original size kept.
+///
+/// Hyper-V and Azure size a VHD by its current size; QEMU 7.2 does so only for the creators in
+/// [`QEMU_TRUSTED_CREATORS`] or for the maximum geometry 65535/16/255, and sizes every other
+/// footer by C*H*S, which would cut the disk short of the backup GPT. So a footer from another
+/// creator ("vpc ", "qemu", ...) gets the pair qemu-img's `force_size` writes, creator "qem2"
+/// with geometry 65535/16/255: every reader then takes the current size.
+pub fn converted_footer(raw: &[u8; FOOTER_SIZE], new_size: u64) -> Result<[u8; FOOTER_SIZE]> {
+    let resized = resize_footer(raw, new_size)?;
+    let mut f = FooterFields::from_bytes(raw);
+    if QEMU_TRUSTED_CREATORS.contains(&f.creator_application) {
+        return Ok(resized);
+    }
+    f.creator_application = *b"qem2";
+    f.creator_version = 0x0005_0003;
+    f.creator_host_os = *b"Wi2k";
+    f.current_size = new_size;
+    f.geometry = MAX_CHS;
+    Ok(encode(&f))
+}
+
 /// Decode a footer found at byte `offset` of the file. `legacy_511` marks a 511-byte footer (the
 /// caller pads it with one zero byte; the checksum sums the same bytes either way). Fails only
 /// when the cookie is not "conectix"; checksum, version and the rest are reported in the model

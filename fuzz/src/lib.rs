@@ -10,12 +10,15 @@
 //! that a fuzzer reaches the backup GPT of a 2 TiB disk or a VHD footer at its end without
 //! multi-gigabyte inputs. `fuzz/seed.sh` writes the generated test images in that form.
 //!
-//! Not part of the stable API: the module exists for the fuzzers and tests.
+//! Not part of the vhdtool library: this file is the library of the fuzz crate
+//! (`vhdtool_fuzz`, built by cargo-fuzz) and is compiled into the stable tests with
+//! `#[path = "../fuzz/src/lib.rs"] mod fuzz;`. It uses vhdtool's public API only, and the
+//! structure-aware `convert` target runs the real `apply` on an in-memory sparse disk.
 
 use std::collections::BTreeMap;
 
-use crate::disk::{check_range, Disk, MemDisk, Window};
-use crate::error::Result;
+use vhdtool::disk::{check_range, Disk, MemDisk, Window};
+use vhdtool::error::Result;
 
 /// Magic of a sparse disk description (see [`disk_from_input`]).
 pub const SPARSE_MAGIC: &[u8; 4] = b"SPRS";
@@ -50,7 +53,7 @@ impl SparseDisk {
 
     /// Change the length: pages past the end are dropped, the tail of the last page is zeroed
     /// (as `File::set_len` does).
-    pub fn set_len(&mut self, len: u64) {
+    pub fn resize(&mut self, len: u64) {
         self.pages.retain(|&p, _| p * PAGE < len);
         if !len.is_multiple_of(PAGE) {
             if let Some(page) = self.pages.get_mut(&(len / PAGE)) {
@@ -112,6 +115,25 @@ impl Disk for SparseDisk {
             pos = e;
         }
         Ok(())
+    }
+    fn set_len(&mut self, len: u64) -> Result<()> {
+        self.resize(len);
+        Ok(())
+    }
+    /// The stored pages are the data; the rest is a hole.
+    fn data_extents(&self, from: u64, len: u64) -> Result<Vec<(u64, u64)>> {
+        check_range(self.len, from, len)?;
+        let end = from + len;
+        let mut out: Vec<(u64, u64)> = Vec::new();
+        for (&p, _) in self.pages.range(from / PAGE..end.div_ceil(PAGE)) {
+            let s = (p * PAGE).max(from);
+            let e = ((p + 1) * PAGE).min(end);
+            match out.last_mut() {
+                Some((ls, ll)) if *ls + *ll == s => *ll += e - s,
+                _ => out.push((s, e - s)),
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -298,9 +320,9 @@ pub fn run(name: &str, data: &[u8]) {
 /// VHD footer, dynamic header and BAT (`vhd::probe`), and the footer codec: `encode` of the
 /// decoded fields gives the same 512 bytes except the checksum, which is the computed one.
 pub fn vhd(data: &[u8]) {
-    use crate::vhd::footer::{self, FooterFields, FOOTER_SIZE};
+    use vhdtool::vhd::footer::{self, FooterFields, FOOTER_SIZE};
     let disk = disk_from_input(data);
-    let image = crate::vhd::probe(&disk);
+    let image = vhdtool::vhd::probe(&disk);
     assert!(
         image.data_bytes <= disk.len(),
         "data area larger than the file"
@@ -342,10 +364,10 @@ pub fn vhd(data: &[u8]) {
 /// MBR with EBR chains (`mbr::read`, 512 and 4096-byte sectors), the boot code probe, and
 /// `RawMbr::from_bytes`/`to_bytes` (every byte kept).
 pub fn mbr(data: &[u8]) {
-    use crate::mbr::raw::RawMbr;
+    use vhdtool::mbr::raw::RawMbr;
     let disk = disk_from_input(data);
     for sb in [512, 4096] {
-        if let Ok(Some(m)) = crate::mbr::read(&disk, sb) {
+        if let Ok(Some(m)) = vhdtool::mbr::read(&disk, sb) {
             assert!(m.primaries.len() <= 4, "more than four primaries");
             for p in m.primaries.iter().chain(&m.logicals) {
                 assert!(p.index >= 1);
@@ -355,7 +377,7 @@ pub fn mbr(data: &[u8]) {
                 .map(|p| p.start_lba)
                 .min()
                 .unwrap_or(2048);
-            let _ = crate::mbr::gap_loader(&disk, sb, first);
+            let _ = vhdtool::mbr::gap_loader(&disk, sb, first);
         }
     }
     let mut sector = [0u8; 512];
@@ -377,7 +399,7 @@ pub fn mbr(data: &[u8]) {
 pub fn gpt(data: &[u8]) {
     let disk = disk_from_input(data);
     for sb in [512u32, 4096] {
-        let Ok(Some(g)) = crate::gpt::read(&disk, sb) else {
+        let Ok(Some(g)) = vhdtool::gpt::read(&disk, sb) else {
             continue;
         };
         if g.primary_ok && g.backup_ok {
@@ -388,13 +410,13 @@ pub fn gpt(data: &[u8]) {
 
 /// The re-encoding property of [`gpt`] on one table; `true` when the table qualified and the
 /// bytes were compared (tests use it to make sure the property is reached).
-pub fn gpt_reencode(disk: &dyn Disk, g: &crate::gpt::Gpt) -> bool {
-    use crate::finding::Severity;
+pub fn gpt_reencode(disk: &dyn Disk, g: &vhdtool::gpt::Gpt) -> bool {
+    use vhdtool::finding::Severity;
     let sb = u64::from(g.sector_bytes);
     let disk_sectors = disk.len() / sb;
     let h = &g.header;
     let Ok((first, last)) =
-        crate::gpt::usable_lbas(h.num_partition_entries, g.sector_bytes, disk_sectors)
+        vhdtool::gpt::usable_lbas(h.num_partition_entries, g.sector_bytes, disk_sectors)
     else {
         return false;
     };
@@ -411,7 +433,7 @@ pub fn gpt_reencode(disk: &dyn Disk, g: &crate::gpt::Gpt) -> bool {
     if !standard {
         return false;
     }
-    let image = match crate::gpt::encode(
+    let image = match vhdtool::gpt::encode(
         h.disk_guid,
         &g.partitions,
         h.num_partition_entries,
@@ -476,7 +498,7 @@ fn canonical_array(array: &[u8], entries: usize) -> bool {
 /// Filesystem probes on a partition (`fs::probe`).
 pub fn fs_probe(data: &[u8]) {
     let disk = disk_from_input(data);
-    if let Some(info) = crate::fs::probe(&disk) {
+    if let Some(info) = vhdtool::fs::probe(&disk) {
         let _ = serde_json::to_string(&info).expect("serialisable");
     }
 }
@@ -489,7 +511,7 @@ const FAT_VISIT_LIMIT: usize = 256;
 /// and `read_file` gives exactly its size (or an error for a broken chain).
 pub fn fat(data: &[u8]) {
     let disk = disk_from_input(data);
-    let Ok(fat) = crate::fs::fat::Fat::open(&disk) else {
+    let Ok(fat) = vhdtool::fs::fat::Fat::open(&disk) else {
         return;
     };
     let _ = fat.volume_label();
@@ -552,7 +574,7 @@ pub fn fat(data: &[u8]) {
 /// trailer made right (so the fuzzer gets past the checksum). Property: a decoded journal
 /// encodes back to the same bytes.
 pub fn journal(data: &[u8]) {
-    use crate::convert::journal::Journal;
+    use vhdtool::convert::journal::Journal;
     if let Ok(j) = Journal::decode(data) {
         assert_eq!(j.encode(), data, "journal encode(decode(x)) != x");
     }
@@ -577,14 +599,14 @@ pub fn journal(data: &[u8]) {
 /// The whole `info` inspection of an image, and both renderings of its report.
 pub fn info(data: &[u8]) {
     let disk = disk_from_input(data);
-    let report = crate::info::inspect(&disk, "fuzz.img");
+    let report = vhdtool::info::inspect(&disk, "fuzz.img");
     check_report(&report, disk.len());
 }
 
 /// Name of the thread `bootfiles::ext4::with_ext4` runs the `ext4-view` crate on. A panic on
 /// it is caught there (the last guard); the cargo-fuzz target tolerates panics on this thread
 /// only, and counts them.
-pub const EXT4_THREAD: &str = crate::bootfiles::ext4::WORKER_THREAD;
+pub const EXT4_THREAD: &str = vhdtool::bootfiles::ext4::WORKER_THREAD;
 
 /// The ext2/3/4 access path of the boot-file discovery (`bootfiles`), on the input as one
 /// Linux partition: our superblock bounds, `with_ext4` with directory listings and bounded file
@@ -593,7 +615,7 @@ pub const EXT4_THREAD: &str = crate::bootfiles::ext4::WORKER_THREAD;
 /// (whose reads cannot fail) `find_boot_files` never returns `Err` and never says "not Linux"
 /// for a partition of type 0x83; every file it takes is within its size limit.
 pub fn bootfiles(data: &[u8]) {
-    use crate::bootfiles::{ext4, find_boot_files, Discovery, PartitionRef};
+    use vhdtool::bootfiles::{ext4, find_boot_files, Discovery, PartitionRef};
     const MAX_LIST: usize = 64;
     const MAX_READ: u64 = 64 << 10;
     let disk = disk_from_input(data);
@@ -643,7 +665,7 @@ pub fn bootfiles(data: &[u8]) {
 
 /// Invariants of any report: sizes inside the file, partitions and gaps ordered, renderers
 /// that do not fail.
-pub fn check_report(report: &crate::info::InfoReport, file_bytes: u64) {
+pub fn check_report(report: &vhdtool::info::InfoReport, file_bytes: u64) {
     assert_eq!(report.file_bytes, file_bytes);
     assert!(report.data_bytes <= file_bytes, "data area past the file");
     for u in &report.unallocated {
@@ -651,7 +673,7 @@ pub fn check_report(report: &crate::info::InfoReport, file_bytes: u64) {
     }
     let json = serde_json::to_string(report).expect("report serialises");
     assert!(json.starts_with('{'));
-    let _ = crate::cli::output::render_info(report);
+    let _ = vhdtool::cli::output::render_info(report);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -679,11 +701,11 @@ struct Generated {
     disk: SparseDisk,
     vhd: bool,
     sector_bytes: u32,
-    opts: crate::convert::plan::Options,
+    opts: vhdtool::convert::Options,
 }
 
 fn mbr_entry(e: &mut [u8], status: u8, type_id: u8, start: u64, sectors: u64) {
-    use crate::mbr::ChsAddr;
+    use vhdtool::mbr::ChsAddr;
     e[0] = status;
     e[1..4].copy_from_slice(&ChsAddr::from_lba(start).to_bytes());
     e[4] = type_id;
@@ -700,7 +722,7 @@ fn marker(i: usize, end: bool, sb: usize) -> Vec<u8> {
 }
 
 fn generate(data: &[u8]) -> Generated {
-    use crate::convert::plan::{Options, RoomChoice};
+    use vhdtool::convert::{Options, RoomChoice};
     const MIB: u64 = 1 << 20;
     let mut c = Cursor::new(data);
     let four_k = c.u8().is_multiple_of(8);
@@ -840,7 +862,7 @@ fn generate(data: &[u8]) -> Generated {
             .expect("marker in range");
     }
     if vhd {
-        let footer = crate::vhd::footer::fixed_footer(
+        let footer = vhdtool::vhd::footer::fixed_footer(
             disk_bytes,
             *b"fuzz-unique-id!!",
             0x3000_0000,
@@ -867,26 +889,21 @@ fn generate(data: &[u8]) -> Generated {
     }
 }
 
-/// Carry out a plan's metadata writes on a sparse disk, in `apply`'s order (the ESP's content is
-/// not written: only where it lies is checked).
-fn apply_metadata(disk: &mut SparseDisk, plan: &crate::convert::plan::Plan) {
-    use crate::convert::plan::Room;
-    disk.set_len(plan.new_file_bytes);
-    if plan.room == Room::Grow && plan.footer.is_some() && plan.old_disk_bytes < plan.new_disk_bytes
-    {
-        disk.write_at(plan.old_disk_bytes, &[0u8; 512])
-            .expect("old footer in range");
-    }
-    disk.write_at(plan.gpt_backup.0, &plan.gpt_backup.1)
-        .expect("backup GPT in range");
-    disk.write_at(plan.gpt_primary.0, &plan.gpt_primary.1)
-        .expect("primary GPT in range");
-    disk.write_at(0, &plan.protective_mbr)
-        .expect("protective MBR in range");
-    if let Some(f) = &plan.footer {
-        disk.write_at(plan.new_disk_bytes, f)
-            .expect("footer in range");
-    }
+/// Carry out a plan on a sparse disk with the real `apply` (no journal): the ESP is the real
+/// FAT32 image, empty of files.
+fn apply_plan(disk: &mut SparseDisk, plan: &vhdtool::convert::Plan) {
+    use vhdtool::convert::apply::{apply, Contents};
+    use vhdtool::convert::faults::Faults;
+    let esp = vhdtool::convert::run::build_esp(plan, &vhdtool::esp::EspTree::new())
+        .expect("an empty ESP of the planned size builds");
+    apply(
+        disk,
+        plan,
+        &Contents { esp: &esp },
+        None,
+        &mut Faults::none(),
+    )
+    .expect("the plan applies to the disk it was made for");
 }
 
 /// Structure-aware: a random valid MBR layout (primaries, an extended partition with logicals,
@@ -904,10 +921,10 @@ pub fn convert(data: &[u8]) {
 /// after the plan's metadata writes (the checks of [`convert`] passed). Tests use the pair as
 /// realistic inputs for the other targets.
 pub fn convert_sample(data: &[u8]) -> (SparseDisk, Option<SparseDisk>) {
-    use crate::finding::Severity;
+    use vhdtool::finding::Severity;
     let g = generate(data);
     let before = g.disk.clone();
-    let v = crate::convert::plan::validate(&g.disk, &g.opts);
+    let v = vhdtool::convert::validate(&g.disk, &g.opts);
     if !v.passed() {
         return (before, None);
     }
@@ -926,18 +943,23 @@ pub fn convert_sample(data: &[u8]) -> (SparseDisk, Option<SparseDisk>) {
         .iter()
         .map(|p| (p.start * sb, (p.start + p.sectors) * sb))
         .collect();
-    for r in &plan.regions {
+    for r in &plan.steps {
         let end = r.offset.checked_add(r.length).expect("region end");
-        assert!(end <= plan.new_file_bytes, "region {r:?} past the new file");
+        assert!(
+            end <= plan.new_file_bytes,
+            "region {} past the new file",
+            r.what
+        );
         for (i, &(s, e)) in part_ranges.iter().enumerate() {
             assert!(
                 end <= s || r.offset >= e,
-                "region {r:?} overlaps partition {i} ({s:#x}..{e:#x})"
+                "region {} overlaps partition {i} ({s:#x}..{e:#x})",
+                r.what
             );
         }
     }
     let mut disk = g.disk.clone();
-    apply_metadata(&mut disk, &plan);
+    apply_plan(&mut disk, &plan);
     // every original partition's bytes unchanged
     for (i, &(s, e)) in part_ranges.iter().enumerate() {
         for (at, page) in before.pages() {
@@ -956,7 +978,7 @@ pub fn convert_sample(data: &[u8]) -> (SparseDisk, Option<SparseDisk>) {
     }
     // the GPT reads back, both copies valid, no error finding
     let data_disk = Window::new(&disk, 0, plan.new_disk_bytes).expect("data area in file");
-    let gpt = crate::gpt::read(&data_disk, g.sector_bytes)
+    let gpt = vhdtool::gpt::read(&data_disk, g.sector_bytes)
         .expect("GPT readable")
         .expect("GPT present");
     assert!(gpt.primary_ok && gpt.backup_ok, "{:#?}", gpt.findings);
@@ -1001,7 +1023,7 @@ pub fn convert_sample(data: &[u8]) -> (SparseDisk, Option<SparseDisk>) {
         "ESP not in the GPT"
     );
     // the container
-    let image = crate::vhd::probe(&disk);
+    let image = vhdtool::vhd::probe(&disk);
     if g.vhd {
         let f = image.footer.expect("footer kept");
         assert_eq!(f.checksum, f.computed_checksum, "footer checksum");
@@ -1012,7 +1034,7 @@ pub fn convert_sample(data: &[u8]) -> (SparseDisk, Option<SparseDisk>) {
         assert_eq!(plan.new_file_bytes, plan.new_disk_bytes);
     }
     // the protective MBR covers the disk
-    let tables = crate::info::read_tables(&data_disk, g.sector_bytes != 512);
+    let tables = vhdtool::info::read_tables(&data_disk, g.sector_bytes != 512);
     assert!(
         tables.mbr.is_some_and(|m| m.protective),
         "no protective MBR"
@@ -1034,8 +1056,8 @@ pub fn shrink(data: &[u8]) {
     ] {
         let new_bytes = new_bytes / 512 * 512;
         let planned = [
-            crate::shrink::ntfs::plan_shrink(&disk, new_bytes),
-            crate::shrink::swap::plan_swap_shrink(&disk, new_bytes),
+            vhdtool::shrink::ntfs::plan_shrink(&disk, new_bytes),
+            vhdtool::shrink::swap::plan_swap_shrink(&disk, new_bytes),
         ];
         for w in planned.into_iter().flatten() {
             for (off, bytes) in &w.writes {
@@ -1054,7 +1076,7 @@ pub fn shrink(data: &[u8]) {
 /// Property: a core.img that decodes re-encodes, and the re-encoded one decodes to the same
 /// kernel and objects (with `part_gpt` added and `msdosN` renamed, as `--hybrid` does).
 pub fn grub(data: &[u8]) {
-    use crate::convert::grubcore::Core;
+    use vhdtool::convert::grubcore::Core;
     let Ok(mut core) = Core::decode(data) else {
         return;
     };

@@ -1,0 +1,54 @@
+//! The identity a conversion derives its GUIDs and the ESP's volume id from.
+//!
+//! Derived GUIDs make the same input give the same bytes: the seed is the VHD footer's unique
+//! id, the MBR sector and the disk size; each GUID hashes the seed with its name ("disk",
+//! "partition 2", "esp", ...). `--random-guids` adds 32 bytes from the operating system's random
+//! source to the seed.
+
+use crate::disk::Disk;
+use crate::error::{Error, Result};
+use crate::gpt::Guid;
+use crate::vhd;
+
+/// The seed of a conversion's GUIDs.
+pub struct Identity {
+    seed: Vec<u8>,
+}
+
+impl Identity {
+    /// The identity of the image in `file`, described by `image`.
+    pub fn of(file: &dyn Disk, image: &vhd::Image, random: bool) -> Result<Identity> {
+        let mut seed = Vec::with_capacity(600);
+        if let Some(f) = &image.footer {
+            seed.extend_from_slice(f.unique_id.as_bytes());
+        }
+        let mut sector0 = [0u8; 512];
+        file.read_at(0, &mut sector0)?;
+        seed.extend_from_slice(&sector0);
+        seed.extend_from_slice(&image.data_bytes.to_le_bytes());
+        if random {
+            seed.extend_from_slice(&os_random()?);
+        }
+        Ok(Identity { seed })
+    }
+
+    /// The GUID named `what` (name-based: the same image and name give the same GUID).
+    pub fn guid(&self, what: &str) -> Guid {
+        let mut s = self.seed.clone();
+        s.extend_from_slice(what.as_bytes());
+        Guid::from_hash(&s)
+    }
+}
+
+/// 32 bytes from the kernel's random source (`getrandom(2)`).
+fn os_random() -> Result<[u8; 32]> {
+    let mut buf = [0u8; 32];
+    let mut filled = 0usize;
+    while filled < buf.len() {
+        let rest = buf.get_mut(filled..).unwrap_or_default();
+        let n = rustix::rand::getrandom(rest, rustix::rand::GetRandomFlags::empty())
+            .map_err(|e| Error::io("reading the system's random source", e.into()))?;
+        filled = filled.saturating_add(n);
+    }
+    Ok(buf)
+}
