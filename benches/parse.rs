@@ -40,14 +40,21 @@ fn sparse_gpt_vhd(disk_bytes: u64) -> PathBuf {
             index: i + 1,
             type_guid: gpt::guid::BASIC_DATA,
             type_name: None,
-            unique_guid: Guid::from_hash(&[i as u8]),
+            unique_guid: Guid::name_based(Guid::NIL, &[i as u8]),
             first_lba: 2048 + u64::from(i) * quarter,
             last_lba: 2048 + u64::from(i + 1) * quarter - 1,
             attributes: 0,
             name: format!("data {i}"),
         })
         .collect();
-    let image = gpt::encode(Guid::from_hash(b"bench"), &parts, 128, 512, sectors).unwrap();
+    let image = gpt::encode(
+        Guid::name_based(Guid::NIL, b"bench"),
+        &parts,
+        128,
+        512,
+        sectors,
+    )
+    .unwrap();
     f.write_all_at(&vhdtool::mbr::protective_mbr(&[0; 440], sectors), 0)
         .unwrap();
     f.write_all_at(&image.primary, 512).unwrap();

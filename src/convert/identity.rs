@@ -1,14 +1,19 @@
 //! The identity a conversion derives its GUIDs and the ESP's volume id from.
 //!
-//! Derived GUIDs make the same input give the same bytes: the seed is the VHD footer's unique
-//! id, the MBR sector and the disk size; each GUID hashes the seed with its name ("disk",
-//! "partition 2", "esp", ...). `--random-guids` adds 32 bytes from the operating system's random
-//! source to the seed.
+//! Derived GUIDs make the same input give the same bytes. Each is name-based (RFC 9562 version 8,
+//! SHA-256, [`Guid::name_based`]) in vhdtool's namespace [`NAMESPACE`], the name being the seed
+//! followed by what the GUID is for ("disk", "partition 2" (the MBR index), "esp", "bios boot",
+//! "esp volume" (the FAT volume id: its first 4 bytes)). The seed is the VHD footer's unique id
+//! (16 bytes, a VHD only), the MBR sector (512 bytes) and the disk size (u64, little-endian).
+//! `--random-guids` appends 32 bytes from the kernel's random source to the seed.
 
 use crate::disk::Disk;
 use crate::error::{Error, Result};
 use crate::gpt::Guid;
 use crate::vhd;
+
+/// vhdtool's namespace for name-based GUIDs (a fixed random GUID).
+pub const NAMESPACE: Guid = Guid::from_u128(0x5a1c_0d3e_6b7f_4c2a_9e41_d8f0_2b6c_7a93);
 
 /// The seed of a conversion's GUIDs.
 pub struct Identity {
@@ -36,7 +41,7 @@ impl Identity {
     pub fn guid(&self, what: &str) -> Guid {
         let mut s = self.seed.clone();
         s.extend_from_slice(what.as_bytes());
-        Guid::from_hash(&s)
+        Guid::name_based(NAMESPACE, &s)
     }
 }
 

@@ -102,34 +102,24 @@ impl Guid {
         self.0 == [0; 16]
     }
 
-    /// A deterministic GUID derived from `seed` (the same seed always gives the same GUID), with
-    /// the RFC 4122 version 4 and variant bits set so tools accept it as a random GUID.
-    ///
-    /// The hash is FNV-1a 64 run twice (with two different offset bases) and each result mixed
-    /// by the splitmix64 finalizer. It is NOT cryptographic: it only spreads distinct seeds over
-    /// distinct GUIDs, so conversions are reproducible. Do not use it where GUIDs must be
-    /// unpredictable.
-    pub fn from_hash(seed: &[u8]) -> Guid {
-        const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
-        const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-        // a second basis: the first one hashed over the byte 0x01 (any fixed value would do)
-        const FNV_OFFSET_2: u64 = (FNV_OFFSET ^ 0x01).wrapping_mul(FNV_PRIME);
-        fn fnv1a(basis: u64, bytes: &[u8]) -> u64 {
-            bytes
-                .iter()
-                .fold(basis, |h, &b| (h ^ u64::from(b)).wrapping_mul(FNV_PRIME))
-        }
-        fn splitmix64_mix(mut z: u64) -> u64 {
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        }
-        let hi = splitmix64_mix(fnv1a(FNV_OFFSET, seed));
-        let lo = splitmix64_mix(fnv1a(FNV_OFFSET_2, seed) ^ hi.rotate_left(17));
-        let mut v = (u128::from(hi) << 64) | u128::from(lo);
-        // version 4 in bits 76..80 of the canonical number (the "4" in xxxxxxxx-xxxx-4xxx)
-        v = (v & !(0xF_u128 << 76)) | (0x4_u128 << 76);
-        // RFC 4122 variant 10 in bits 62..64 (the 8/9/a/b in xxxx-8xxx-...)
+    /// A name-based GUID: RFC 9562 version 8 as its Appendix B.2 ("name-based with SHA-256")
+    /// describes it: the first 128 bits of SHA-256 over the namespace (its canonical
+    /// big-endian bytes) followed by the name, with the version field set to 8 and the variant
+    /// to RFC 9562's (10). The same namespace and name always give the same GUID; distinct
+    /// names give distinct GUIDs with SHA-256's collision resistance. Use it where output must
+    /// be reproducible; [`Guid::NIL`] is never returned.
+    pub fn name_based(namespace: Guid, name: &[u8]) -> Guid {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(namespace.to_u128().to_be_bytes());
+        h.update(name);
+        let digest = h.finalize();
+        let mut first = [0u8; 16];
+        first.copy_from_slice(digest.get(..16).unwrap_or(&[0u8; 16]));
+        let mut v = u128::from_be_bytes(first);
+        // version 8 in bits 76..80 of the canonical number (the "8" in xxxxxxxx-xxxx-8xxx)
+        v = (v & !(0xF_u128 << 76)) | (0x8_u128 << 76);
+        // RFC 9562 variant 10 in bits 62..64 (the 8/9/a/b in xxxx-8xxx-...)
         v = (v & !(0x3_u128 << 62)) | (0x2_u128 << 62);
         Guid::from_u128(v)
     }
@@ -245,14 +235,21 @@ mod tests {
     }
 
     #[test]
-    fn hash_guids_are_stable_v4() {
-        let a = Guid::from_hash(b"disk");
-        assert_eq!(a, Guid::from_hash(b"disk"));
-        assert_ne!(a, Guid::from_hash(b"disk2"));
-        assert_ne!(Guid::from_hash(b""), Guid::from_hash(b"\0"));
-        for seed in [&b""[..], b"x", b"partition 1"] {
-            let s = Guid::from_hash(seed).to_string();
-            assert_eq!(&s[14..15], "4", "{s}");
+    fn name_based_guids_are_stable_v8_sha256() {
+        let ns = Guid::from_u128(0x6ba7b810_9dad_11d1_80b4_00c04fd430c8); // RFC 9562's DNS namespace
+                                                                          // RFC 9562 Appendix B.2: UUIDv8 for the name "www.example.com" in the DNS namespace
+        assert_eq!(
+            Guid::name_based(ns, b"www.example.com").to_string(),
+            "5c146b14-3c52-8afd-938a-375d0df1fbf6"
+        );
+        let a = Guid::name_based(ns, b"disk");
+        assert_eq!(a, Guid::name_based(ns, b"disk"));
+        assert_ne!(a, Guid::name_based(ns, b"disk2"));
+        assert_ne!(a, Guid::name_based(Guid::NIL, b"disk"));
+        assert_ne!(Guid::name_based(ns, b""), Guid::name_based(ns, b"\0"));
+        for name in [&b""[..], b"x", b"partition 1"] {
+            let s = Guid::name_based(ns, name).to_string();
+            assert_eq!(&s[14..15], "8", "{s}");
             assert!("89ab".contains(&s[19..20]), "{s}");
         }
     }

@@ -897,7 +897,7 @@ mod tests {
             index,
             type_guid,
             type_name: type_name(&type_guid),
-            unique_guid: Guid::from_hash(format!("part {index}").as_bytes()),
+            unique_guid: Guid::name_based(Guid::NIL, format!("part {index}").as_bytes()),
             first_lba: first,
             last_lba: last,
             attributes: if index == 3 { 0x8000_0000_0000_0001 } else { 0 },
@@ -916,7 +916,14 @@ mod tests {
 
     /// A disk of `disk_sectors` sectors with a protective MBR and an encoded GPT.
     fn disk(sb: u32, disk_sectors: u64, parts: &[GptPartition]) -> Vec<u8> {
-        let img = encode(Guid::from_hash(b"disk"), parts, 128, sb, disk_sectors).unwrap();
+        let img = encode(
+            Guid::name_based(Guid::NIL, b"disk"),
+            parts,
+            128,
+            sb,
+            disk_sectors,
+        )
+        .unwrap();
         let mut d = vec![0u8; (disk_sectors * sb as u64) as usize];
         d[..512].copy_from_slice(&crate::mbr::protective_mbr(&[0; 440], disk_sectors));
         let p = sb as usize;
@@ -994,7 +1001,7 @@ mod tests {
     fn encode_rejects_bad_input() {
         let sb = 512;
         let n = 32768;
-        let g = Guid::from_hash(b"d");
+        let g = Guid::name_based(Guid::NIL, b"d");
         let ok = part(1, guid::LINUX_FS, 2048, 4095, "x");
         let cases = [
             vec![GptPartition {
