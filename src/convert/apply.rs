@@ -77,9 +77,9 @@ pub struct ConvertReport {
     /// Files placed in the ESP (paths inside it).
     pub esp_files: Vec<String>,
     /// Boot files taken from the image's Linux partitions (no --boot-files given).
-    pub linux_boot: Option<crate::bootfiles::LinuxBoot>,
+    pub linux_boot: Option<crate::boot::linux::LinuxBoot>,
     /// What the guest still needs after its first Generation-2 boot.
-    pub guest_notes: Vec<String>,
+    pub guest_notes: Vec<crate::boot::linux::GuestNote>,
     pub warnings: Vec<String>,
     pub upload: Option<Upload>,
     /// With `--verify`: the proof that only the planned regions changed.
@@ -289,7 +289,7 @@ pub fn convert(
     output: Option<&Path>,
     journal_path: Option<PathBuf>,
     opts: &Options,
-    boot: &crate::bootfiles::BootSource,
+    boot: &crate::boot::linux::BootSource,
     dry_run: bool,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<ConvertReport> {
@@ -314,7 +314,7 @@ pub fn convert_verified(
     output: Option<&Path>,
     journal_path: Option<PathBuf>,
     opts: &Options,
-    boot: &crate::bootfiles::BootSource,
+    boot: &crate::boot::linux::BootSource,
     dry_run: bool,
     verify: bool,
     progress: &mut dyn FnMut(u64, u64),
@@ -328,10 +328,10 @@ pub fn convert_verified(
     };
     let disk = MmapDisk::open(image, access)?;
     // boot files: --boot-files, --no-boot-files, or taken from the image's Linux partitions
-    let mut boot = crate::bootfiles::resolve(&disk, boot, opts.sector_bytes.unwrap_or(512))?;
+    let mut boot = crate::boot::linux::resolve(&disk, boot, opts.sector_bytes.unwrap_or(512))?;
     opts.boot_files_bytes = boot.tree.file_bytes();
     let mut validation = plan::validate(&disk, &opts);
-    crate::bootfiles::attach(&mut validation, &mut boot);
+    super::boot::attach(&mut validation, &mut boot);
     let tree = &boot.tree;
     let mut report = ConvertReport {
         image: image.display().to_string(),
@@ -360,8 +360,10 @@ pub fn convert_verified(
     {
         report
             .guest_notes
-            .retain(|n| !n.contains("without a BIOS boot partition"));
-        report.guest_notes.insert(0, "--hybrid: the disk has a BIOS boot partition holding GRUB's core.img, so the BIOS loader keeps working and its next update (grub-install for i386-pc on this GPT disk) succeeds; keep it (Debian/Ubuntu: grub-pc) and install the signed UEFI chain beside it (grub-efi-amd64-signed shim-signed; RHEL family: shim-x64 grub2-efi-x64) so that both generations stay bootable".to_string());
+            .retain(|n| !n.needs_bios_boot_partition());
+        report
+            .guest_notes
+            .insert(0, crate::boot::linux::GuestNote::HybridKeepsGrubPc);
     }
     // refused: the report says why (the caller maps it to an exit code); nothing was written
     if !report.validation.passed() {

@@ -7,16 +7,13 @@
 //! - `apply.rs`: carries a plan out: journal first (fsynced), then the writes, then fsync.
 //! - `journal.rs`: the undo journal and `rollback`.
 //! - `copy.rs`: the sparse-aware copy behind `convert -o`.
-//! - `hybrid.rs`, `grubcore.rs`: `--hybrid`, GRUB's BIOS loader rebuilt for GPT into a BIOS
-//!   boot partition.
 //!
 //! Room strategies are steps of the plan ([`plan::Room`]): new strategies (shrinking the last
 //! partition) add a variant and the steps that carry it out, not a new pipeline.
 
 pub mod apply;
+pub mod boot;
 pub mod copy;
-pub mod grubcore;
-pub mod hybrid;
 pub mod journal;
 pub mod plan;
 

@@ -17,7 +17,8 @@ use crate::info::{
 use crate::mbr::{self, MbrPartition};
 use crate::vhd::{self, Format};
 
-use super::hybrid;
+use crate::boot::linux::hybrid;
+use crate::boot::linux::modules::hybrid_relocation;
 
 /// GPT partition entries we write (the UEFI minimum array is 16 KiB: 128 entries of 128 bytes).
 pub const GPT_ENTRIES: u32 = 128;
@@ -655,7 +656,7 @@ pub fn validate(file: &dyn Disk, opts: &Options) -> Validation {
             Err(why) => c.fail_as(
                 ErrorKind::Unsupported,
                 "boot.hybrid",
-                why.clone(),
+                why.to_string(),
                 "convert without --hybrid (the disk then boots under UEFI only), or reinstall grub-pc in the guest (core.img in the first MiB, primary partitions) and convert again",
             ),
         }
@@ -1079,96 +1080,6 @@ fn shrink_layout(
         action,
         notes,
     })
-}
-
-/// `--hybrid`: what can be kept of BIOS boot, or why nothing can.
-fn hybrid_relocation(
-    data: &dyn Disk,
-    parts: &[&MbrPartition],
-    sb: u32,
-    first_start: u64,
-) -> std::result::Result<hybrid::Relocation, String> {
-    if sb != 512 {
-        return Err(format!(
-            "BIOS boot needs 512-byte sectors, the disk has {sb}"
-        ));
-    }
-    let mut sector0 = [0u8; 512];
-    data.read_at(0, &mut sector0)
-        .map_err(|e| format!("reading the MBR: {e}"))?;
-    // GPT entries follow the order of `parts` (see build_plan)
-    let gpt_index = |mbr_index: u32| {
-        parts
-            .iter()
-            .position(|p| p.index == mbr_index)
-            .and_then(|i| u32::try_from(i + 1).ok())
-    };
-    let mut modules = || grub_modules(data, parts, sb);
-    hybrid::plan(data, &sector0, first_start, &gpt_index, &mut modules)
-}
-
-/// part_gpt.mod (and part_msdos.mod, to compare) from the image's GRUB i386-pc folder: the one
-/// grub-install fills (/boot/grub/i386-pc, or /grub/i386-pc on a separate /boot), else the
-/// package's (/usr/lib/grub/i386-pc).
-fn grub_modules(
-    data: &dyn Disk,
-    parts: &[&MbrPartition],
-    sb: u32,
-) -> std::result::Result<hybrid::GrubModules, String> {
-    use crate::bootfiles::ext4::{read_file, with_ext4};
-    use crate::fs::FsKind;
-    const DIRS: [&str; 3] = [
-        "/boot/grub/i386-pc",
-        "/grub/i386-pc",
-        "/usr/lib/grub/i386-pc",
-    ];
-    const MAX_MODULE: u64 = 1 << 20;
-    let sbu = u64::from(sb);
-    let mut problems = Vec::new();
-    for dir in DIRS {
-        for p in parts {
-            let Some(w) = p
-                .start_lba
-                .checked_mul(sbu)
-                .zip(p.sectors.checked_mul(sbu))
-                .and_then(|(o, l)| Window::new(data, o, l).ok())
-            else {
-                continue;
-            };
-            if !matches!(
-                crate::fs::probe(&w).map(|f| f.kind),
-                Some(FsKind::Ext2 | FsKind::Ext3 | FsKind::Ext4)
-            ) {
-                continue;
-            }
-            let what = format!("partition {}", p.index);
-            let found = with_ext4(&w, &what, |fs| {
-                let gpt = read_file(fs, &format!("{dir}/part_gpt.mod"), MAX_MODULE)?;
-                let msdos = read_file(fs, &format!("{dir}/part_msdos.mod"), MAX_MODULE)?;
-                Ok(gpt.map(|g| (g, msdos)))
-            });
-            match found {
-                Ok(Some((part_gpt, part_msdos))) => {
-                    return Ok(hybrid::GrubModules {
-                        location: format!("{what}:{dir}"),
-                        part_gpt,
-                        part_msdos,
-                    })
-                }
-                Ok(None) => {}
-                Err(e) => problems.push(e.to_string()),
-            }
-        }
-    }
-    Err(format!(
-        "core.img lacks the part_gpt module and no ext2/3/4 partition holds part_gpt.mod in {}{}: install grub-pc-bin in the guest",
-        DIRS.join(", "),
-        if problems.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", problems.join("; "))
-        }
-    ))
 }
 
 /// GPT entry names, as gdisk gives converted partitions (its type names) and Windows its ESP.

@@ -35,10 +35,15 @@
 //! its boot loader (see the guest notes).
 
 pub mod ext4;
+pub mod grubcore;
+pub mod hybrid;
+pub mod modules;
+mod notes;
+
+pub use notes::GuestNote;
 
 use serde::Serialize;
 
-use crate::convert::plan::{Check, CheckStatus, Validation};
 use crate::disk::{Disk, Window};
 use crate::error::{ErrorKind, Result};
 use crate::esp::EspTree;
@@ -243,7 +248,7 @@ pub struct LinuxBoot {
     /// The stub written to `EFI/<vendor>/grub.cfg` and `EFI/BOOT/grub.cfg`.
     pub stub: String,
     /// What the guest still needs after its first Gen2 boot.
-    pub guest_notes: Vec<String>,
+    pub guest_notes: Vec<GuestNote>,
 }
 
 /// Why no boot files came out of an image that has Linux partitions.
@@ -689,34 +694,35 @@ pub fn find_boot_files(data: &dyn Disk, parts: &[PartitionRef]) -> Result<Discov
 
 /// What the guest needs after its first Gen2 boot (the ESP's fstab line is added by
 /// [`LinuxBoot::add_esp_note`], once the ESP's volume id is known).
-fn guest_notes(family: Family, vendor: &str, grub_dir: &str) -> Vec<String> {
-    let mut n = Vec::new();
+fn guest_notes(family: Family, vendor: &str, grub_dir: &str) -> Vec<GuestNote> {
     match family {
-        Family::Debian => {
-            n.push("the BIOS boot loader package grub-pc stays installed: its next update runs grub-install for i386-pc, which fails on a GPT disk without a BIOS boot partition; switch to the UEFI one: apt-get install grub-efi-amd64 grub-efi-amd64-signed shim-signed (removes grub-pc)".to_string());
-            n.push(format!("then, with the ESP mounted on /boot/efi: grub-install --target=x86_64-efi --efi-directory=/boot/efi --uefi-secure-boot (refreshes EFI/{vendor}/ and registers EFI/{vendor}/shimx64.efi in NVRAM) and update-grub"));
-        }
-        Family::Rhel => {
-            n.push("the BIOS boot loader (grub2-pc) cannot be reinstalled on a GPT disk without a BIOS boot partition; make sure shim-x64 and grub2-efi-x64 are installed: dnf install shim-x64 grub2-efi-x64".to_string());
-            n.push(format!("then, with the ESP mounted on /boot/efi: grub2-mkconfig -o {grub_dir}/grub.cfg (a config generated for BIOS may use linux16/initrd16, which UEFI grub lacks) and efibootmgr -c -d <disk> -p <ESP partition number> -L {vendor} -l '\\EFI\\{vendor}\\shimx64.efi'"));
-        }
-        Family::Suse => {
-            n.push("switch the boot loader to UEFI: zypper install shim grub2-x86_64-efi, set LOADER_TYPE=\"grub2-efi\" in /etc/sysconfig/bootloader and run update-bootloader --reinit (grub2-i386-pc cannot be reinstalled on a GPT disk without a BIOS boot partition)".to_string());
-        }
-        Family::Unknown => {
-            n.push("install the distribution's UEFI boot loader packages (signed shim and grub) and reinstall the boot loader for x86_64-efi".to_string());
-        }
+        Family::Debian => vec![
+            GuestNote::DebianGrubPcNeedsBiosBootPartition,
+            GuestNote::DebianReinstallGrubEfi {
+                vendor: vendor.to_string(),
+            },
+        ],
+        Family::Rhel => vec![
+            GuestNote::RhelGrub2PcNeedsBiosBootPartition,
+            GuestNote::RhelRegisterShim {
+                vendor: vendor.to_string(),
+                grub_dir: grub_dir.to_string(),
+            },
+        ],
+        Family::Suse => vec![GuestNote::SuseGrub2I386PcNeedsBiosBootPartition],
+        Family::Unknown => vec![GuestNote::InstallUefiBootLoader],
     }
-    n
 }
 
 impl LinuxBoot {
     /// Adds the note on mounting the ESP, whose FAT volume id the plan decides.
     pub fn add_esp_note(&mut self, esp_volume_id: u32) {
-        let id = format!("{:04X}-{:04X}", esp_volume_id >> 16, esp_volume_id & 0xffff);
-        self.guest_notes.insert(0, format!(
-            "mount the ESP: mkdir -p /boot/efi and add to /etc/fstab: UUID={id} /boot/efi vfat umask=0077 0 1"
-        ));
+        self.guest_notes.insert(
+            0,
+            GuestNote::MountEsp {
+                volume_id: esp_volume_id,
+            },
+        );
     }
 
     /// The human form: distribution, files and their sources, notes.
@@ -760,12 +766,36 @@ pub enum BootSource {
     FromImage,
 }
 
+/// The verdict of a [`BootCheck`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Pass,
+    Warn,
+    Fail,
+}
+
+/// A check of the boot layer, for the caller to list among its own (`convert` maps it into
+/// its validation; a failure means nothing may be written).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootCheck {
+    /// Stable id ([`CHECK_ID`]).
+    pub id: &'static str,
+    pub verdict: Verdict,
+    /// What was found (on a pass, too).
+    pub detail: String,
+    /// How to get past a failure.
+    pub fix: Option<String>,
+    /// What kind of refusal a failure is.
+    pub kind: ErrorKind,
+}
+
 /// The boot files resolved for one image: the tree, and for images that have Linux partitions
 /// the `boot.files` check.
 #[derive(Debug, Clone)]
 pub struct Resolved {
     pub tree: EspTree,
-    pub check: Option<Check>,
+    pub check: Option<BootCheck>,
     pub linux: Option<LinuxBoot>,
 }
 
@@ -808,9 +838,9 @@ pub fn resolve(file: &dyn Disk, source: &BootSource, sector_bytes: u32) -> Resul
                 .distro
                 .as_ref()
                 .map_or("Linux".to_string(), |d| d.name().to_string());
-            let check = Check {
+            let check = BootCheck {
                 id: CHECK_ID,
-                status: CheckStatus::Pass,
+                verdict: Verdict::Pass,
                 detail: format!(
                     "{who}: signed boot chain taken from the image ({}), ESP laid out as EFI/{}/ + EFI/BOOT/, grub.cfg stub -> {}",
                     files.join(", "),
@@ -828,9 +858,9 @@ pub fn resolve(file: &dyn Disk, source: &BootSource, sector_bytes: u32) -> Resul
         }
         Discovery::Missing(m) => Resolved {
             tree: EspTree::new(),
-            check: Some(Check {
+            check: Some(BootCheck {
                 id: CHECK_ID,
-                status: CheckStatus::Fail,
+                verdict: Verdict::Fail,
                 detail: m.detail,
                 fix: Some(m.fix),
                 kind: ErrorKind::InvalidInput,
@@ -838,23 +868,6 @@ pub fn resolve(file: &dyn Disk, source: &BootSource, sector_bytes: u32) -> Resul
             linux: None,
         },
     })
-}
-
-/// Adds the `boot.files` check to `v` (a failure drops the plan: nothing will be written) and,
-/// with a plan, the ESP's fstab note to the guest notes.
-pub fn attach(v: &mut Validation, resolved: &mut Resolved) {
-    if v.already_gpt {
-        return;
-    }
-    if let Some(c) = &resolved.check {
-        if c.status == CheckStatus::Fail {
-            v.plan = None;
-        }
-        v.checks.push(c.clone());
-    }
-    if let (Some(lb), Some(plan)) = (resolved.linux.as_mut(), v.plan.as_ref()) {
-        lb.add_esp_note(plan.esp.volume_id);
-    }
 }
 
 #[cfg(test)]
@@ -909,7 +922,12 @@ mod tests {
             guest_notes: Vec::new(),
         };
         lb.add_esp_note(0x1a2b_3c4d);
-        assert!(lb.guest_notes[0].contains("UUID=1A2B-3C4D /boot/efi vfat"));
+        assert_eq!(
+            lb.guest_notes[0],
+            GuestNote::MountEsp {
+                volume_id: 0x1a2b_3c4d
+            }
+        );
     }
 
     #[test]
