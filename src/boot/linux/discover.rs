@@ -493,33 +493,27 @@ fn lay_out(chain: &Chain, stub: &str) -> Result<Layout> {
         |f: &(&Scanned, String)| -> Vec<u8> { f.0.file(&f.1).unwrap_or_default().to_vec() };
     let shim = bytes_of(&chain.shim);
     let loader = bytes_of(&chain.loader);
-    put(
-        Some(&chain.shim),
-        &shim,
-        &format!("EFI/{vendor}/{shim_name}"),
-    )?;
-    put(
-        Some(&chain.loader),
-        &loader,
-        &format!("EFI/{vendor}/{loader_name}"),
-    )?;
-    if let Some(m) = &chain.mok {
-        put(Some(m), &bytes_of(m), &format!("EFI/{vendor}/{mok_name}"))?;
+    // the distribution's directory, then the removable media path (shim as BOOTX64.EFI, no
+    // BOOTX64.CSV: that file is for shim's fallback, which is not copied)
+    let dirs = [
+        (vendor.as_str(), shim_name, chain.csv.as_ref()),
+        ("BOOT", "BOOTX64.EFI", None),
+    ];
+    for (dir, shim_as, csv) in dirs {
+        put(Some(&chain.shim), &shim, &format!("EFI/{dir}/{shim_as}"))?;
+        put(
+            Some(&chain.loader),
+            &loader,
+            &format!("EFI/{dir}/{loader_name}"),
+        )?;
+        if let Some(m) = &chain.mok {
+            put(Some(m), &bytes_of(m), &format!("EFI/{dir}/{mok_name}"))?;
+        }
+        if let Some(c) = csv {
+            put(Some(c), &bytes_of(c), &format!("EFI/{dir}/BOOTX64.CSV"))?;
+        }
+        put(None, stub.as_bytes(), &format!("EFI/{dir}/grub.cfg"))?;
     }
-    if let Some(c) = &chain.csv {
-        put(Some(c), &bytes_of(c), &format!("EFI/{vendor}/BOOTX64.CSV"))?;
-    }
-    put(None, stub.as_bytes(), &format!("EFI/{vendor}/grub.cfg"))?;
-    put(Some(&chain.shim), &shim, "EFI/BOOT/BOOTX64.EFI")?;
-    put(
-        Some(&chain.loader),
-        &loader,
-        &format!("EFI/BOOT/{loader_name}"),
-    )?;
-    if let Some(m) = &chain.mok {
-        put(Some(m), &bytes_of(m), &format!("EFI/BOOT/{mok_name}"))?;
-    }
-    put(None, stub.as_bytes(), "EFI/BOOT/grub.cfg")?;
     let omitted = chain
         .fallback
         .iter()
