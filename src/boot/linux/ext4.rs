@@ -105,7 +105,7 @@ type BoxedError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// The worker's side of the channel: each read is a request to the thread that holds the disk.
 struct ChannelReader {
     requests: mpsc::Sender<(u64, usize)>,
-    replies: mpsc::Receiver<std::result::Result<Vec<u8>, String>>,
+    replies: mpsc::Receiver<Result<Vec<u8>>>,
 }
 
 impl Ext4Read for ChannelReader {
@@ -156,7 +156,7 @@ where
             // a usize always fits in a u64 on the targets we build for; read_vec refuses the
             // saturated value if it did not
             let len = u64::try_from(len).unwrap_or(u64::MAX);
-            let reply = part.read_vec(offset, len).map_err(|e| e.to_string());
+            let reply = part.read_vec(offset, len);
             if rep_tx.send(reply).is_err() {
                 break;
             }

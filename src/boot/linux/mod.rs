@@ -34,6 +34,15 @@
 //! loads grub from `EFI/BOOT` directly; the guest registers its own boot entry when it reinstalls
 //! its boot loader (see the guest notes).
 //!
+//! The pieces:
+//! - `discover.rs`, `distro.rs`, `ext4.rs`: the boot chain and the distribution, read from the
+//!   image's ext2/3/4 file systems; [`resolve`] turns them into an ESP tree, a [`BootCheck`] and
+//!   typed [`GuestNote`]s (`notes.rs`) for the caller to map (`convert` does, in its `boot.rs`).
+//! - `grubcore.rs`, `hybrid.rs`, `modules.rs`: `--hybrid`, GRUB's i386-pc loader rebuilt for the
+//!   GPT disk into a BIOS boot partition ([`modules::hybrid_relocation`]).
+//!
+//! Nothing here imports from `convert` or `cli`.
+//!
 //! Every module here reads image bytes (file systems, GRUB's core.img, the MBR gap), so all of
 //! them are under the crate's parser lints: no indexing, no unchecked arithmetic, no unwrap, no
 //! `as`.

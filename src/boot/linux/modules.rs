@@ -47,7 +47,7 @@ pub fn hybrid_relocation(
 }
 
 /// part_gpt.mod (and part_msdos.mod, to compare) from the image's GRUB i386-pc folder (see
-/// [`MODULE_DIRS`]), searched folder by folder over the ext2/3/4 partitions of `parts`.
+/// `MODULE_DIRS`), searched folder by folder over the ext2/3/4 partitions of `parts`.
 pub fn grub_modules(data: &dyn Disk, parts: &[&MbrPartition], sb: u32) -> Result<GrubModules> {
     let sbu = u64::from(sb);
     let mut problems = Vec::new();
