@@ -4,7 +4,7 @@
 //! Every byte of an image is untrusted: parsers use checked arithmetic and bounded loops and
 //! never panic on input. `unsafe` lives in `disk/mmap.rs` only.
 
-pub mod bootfiles;
+pub mod boot;
 pub mod checksum;
 pub mod cli;
 pub mod convert;

@@ -262,7 +262,7 @@ fn regress_ext4_blocks_hi_without_64bit() {
         fs::read(common::repo_root().join("testdata/regress/ext4-blocks-hi-without-64bit.bin"))
             .expect("regress file");
     let disk = fuzz::disk_from_input(&input);
-    assert!(vhdtool::bootfiles::ext4::check_superblock(&disk).is_err());
+    assert!(vhdtool::boot::linux::ext4::check_superblock(&disk).is_err());
     fuzz::bootfiles(&input);
 }
 
@@ -307,15 +307,15 @@ fn the_debian_seed_yields_boot_files() {
     let seed = fs::read(common::repo_root().join("fuzz/seeds/bootfiles/debian.ext4.sprs"))
         .expect("committed seed");
     let disk = fuzz::disk_from_input(&seed);
-    let part = vhdtool::bootfiles::PartitionRef {
+    let part = vhdtool::boot::linux::PartitionRef {
         index: 1,
         offset: 0,
         length: disk.len(),
         type_id: 0x83,
     };
-    match vhdtool::bootfiles::find_boot_files(&disk, &[part]).expect("in-memory disk") {
-        vhdtool::bootfiles::Discovery::Found(b) => {
-            assert_eq!(b.family, vhdtool::bootfiles::Family::Debian);
+    match vhdtool::boot::linux::find_boot_files(&disk, &[part]).expect("in-memory disk") {
+        vhdtool::boot::linux::Discovery::Found(b) => {
+            assert_eq!(b.family, vhdtool::boot::linux::Family::Debian);
             assert!(b.used.iter().any(|u| u.esp_path.ends_with("shimx64.efi")));
         }
         other => panic!("no boot chain in the Debian seed: {other:?}"),
@@ -474,5 +474,5 @@ fn shrink_and_grub_seeds_reach_their_properties() {
     let core = committed_seeds("grub");
     assert!(core
         .iter()
-        .any(|c| vhdtool::convert::grubcore::Core::decode(c).is_ok()));
+        .any(|c| vhdtool::boot::linux::grubcore::Core::decode(c).is_ok()));
 }

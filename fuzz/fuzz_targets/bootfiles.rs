@@ -2,7 +2,7 @@
 //! properties it checks.
 //!
 //! libfuzzer-sys turns every panic into an abort through its panic hook, before any
-//! `catch_unwind` can see it. `bootfiles::ext4::with_ext4` catches panics of the `ext4-view`
+//! `catch_unwind` can see it. `boot::linux::ext4::with_ext4` catches panics of the `ext4-view`
 //! crate on its worker thread by design (the last guard behind our bounds checks), so this
 //! target's hook lets a panic on that thread unwind to the guard, and aborts on any other.
 #![no_main]

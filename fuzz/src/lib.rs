@@ -603,10 +603,10 @@ pub fn info(data: &[u8]) {
     check_report(&report, disk.len());
 }
 
-/// Name of the thread `bootfiles::ext4::with_ext4` runs the `ext4-view` crate on. A panic on
+/// Name of the thread `boot::linux::ext4::with_ext4` runs the `ext4-view` crate on. A panic on
 /// it is caught there (the last guard); the cargo-fuzz target tolerates panics on this thread
 /// only, and counts them.
-pub const EXT4_THREAD: &str = vhdtool::bootfiles::ext4::WORKER_THREAD;
+pub const EXT4_THREAD: &str = vhdtool::boot::linux::ext4::WORKER_THREAD;
 
 /// The ext2/3/4 access path of the boot-file discovery (`bootfiles`), on the input as one
 /// Linux partition: our superblock bounds, `with_ext4` with directory listings and bounded file
@@ -615,7 +615,7 @@ pub const EXT4_THREAD: &str = vhdtool::bootfiles::ext4::WORKER_THREAD;
 /// (whose reads cannot fail) `find_boot_files` never returns `Err` and never says "not Linux"
 /// for a partition of type 0x83; every file it takes is within its size limit.
 pub fn bootfiles(data: &[u8]) {
-    use vhdtool::bootfiles::{ext4, find_boot_files, Discovery, PartitionRef};
+    use vhdtool::boot::linux::{ext4, find_boot_files, Discovery, PartitionRef};
     const MAX_LIST: usize = 64;
     const MAX_READ: u64 = 64 << 10;
     let disk = disk_from_input(data);
@@ -1076,7 +1076,7 @@ pub fn shrink(data: &[u8]) {
 /// Property: a core.img that decodes re-encodes, and the re-encoded one decodes to the same
 /// kernel and objects (with `part_gpt` added and `msdosN` renamed, as `--hybrid` does).
 pub fn grub(data: &[u8]) {
-    use vhdtool::convert::grubcore::Core;
+    use vhdtool::boot::linux::grubcore::{Core, EncodeError};
     let Ok(mut core) = Core::decode(data) else {
         return;
     };
@@ -1088,7 +1088,7 @@ pub fn grub(data: &[u8]) {
     let body = match core.encode() {
         Ok(b) => b,
         // the one refusal a valid core.img may meet: too large once the module is added
-        Err(e) if e.contains("more than GRUB's loader takes") => return,
+        Err(EncodeError::TooLarge { .. }) => return,
         Err(e) => panic!("a decoded core.img must re-encode: {e}"),
     };
     let again = Core::decode(&body).expect("a re-encoded core.img must decode");

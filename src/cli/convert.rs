@@ -6,7 +6,7 @@ use clap::Args;
 
 use super::exit;
 use super::output;
-use crate::bootfiles::{self, BootSource, LinuxBoot};
+use crate::boot::linux::{self, BootSource, LinuxBoot};
 use crate::convert::journal;
 use crate::convert::run::{self, ConvertReport, Request};
 use crate::convert::{self as conv, Options, RoomChoice, Validation};
@@ -218,10 +218,10 @@ pub fn run_validate(args: &ValidateArgs) -> Result<u8> {
     let source = boot_source(&args.plan)?;
     let mut opts = options(&args.plan, &args.image);
     let disk = MmapDisk::open(&args.image, Access::ReadOnly)?;
-    let mut boot = bootfiles::resolve(&disk, &source, opts.sector_bytes.unwrap_or(512))?;
+    let mut boot = linux::resolve(&disk, &source, opts.sector_bytes.unwrap_or(512))?;
     opts.boot_files_bytes = boot.tree.file_bytes();
     let mut v = conv::validate(&disk, &opts);
-    bootfiles::attach(&mut v, &mut boot);
+    crate::convert::boot::attach(&mut v, &mut boot);
     if args.plan.json {
         output::json(&ValidateReport {
             validation: &v,

@@ -15,16 +15,14 @@
 //! - `run.rs`: one conversion: resolve inputs -> plan -> apply -> prove.
 //! - `copy.rs`: the sparse copy behind `convert -o`, under a temporary name.
 //! - `faults.rs`: fault injection for the kill tests (debug builds only).
-//! - `hybrid.rs`, `grubcore.rs`: `--hybrid`, GRUB's BIOS loader rebuilt for GPT into a BIOS
-//!   boot partition.
+//! - `boot.rs`: the boot layer's typed check, mapped into a [`Check`].
 
 pub mod apply;
 mod bios;
+pub mod boot;
 pub mod checks;
 pub mod copy;
 pub mod faults;
-pub mod grubcore;
-pub mod hybrid;
 mod identity;
 pub mod journal;
 pub mod options;

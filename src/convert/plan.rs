@@ -15,7 +15,7 @@ use crate::mbr::{self, MbrPartition};
 use crate::vhd::{self, Format};
 
 use super::checks::GPT_ENTRIES;
-use super::hybrid;
+use crate::boot::linux::hybrid;
 use super::identity::Identity;
 use super::room::{Room, ShrinkAction, ShrinkLayout};
 

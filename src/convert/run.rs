@@ -12,6 +12,7 @@ use super::journal;
 use super::options::Options;
 use super::plan::Plan;
 use super::validate::{validate, Validation};
+use crate::boot::linux::GuestNote;
 use crate::checksum::compare;
 use crate::disk::{Access, Disk, MmapDisk};
 use crate::error::{Error, Result};
@@ -43,9 +44,9 @@ pub struct ConvertReport {
     /// Files placed in the ESP (paths inside it).
     pub esp_files: Vec<String>,
     /// Boot files taken from the image's Linux partitions (no --boot-files given).
-    pub linux_boot: Option<crate::bootfiles::LinuxBoot>,
+    pub linux_boot: Option<crate::boot::linux::LinuxBoot>,
     /// What the guest still needs after its first Generation-2 boot.
-    pub guest_notes: Vec<String>,
+    pub guest_notes: Vec<GuestNote>,
     pub warnings: Vec<String>,
     pub upload: Option<Upload>,
     /// With `--verify`: the proof that only the planned regions changed.
@@ -59,7 +60,7 @@ pub struct Request<'a> {
     pub output: Option<&'a Path>,
     /// The undo journal of an in-place conversion (default: IMAGE.vhdtool-journal).
     pub journal: Option<PathBuf>,
-    pub boot: &'a crate::bootfiles::BootSource,
+    pub boot: &'a crate::boot::linux::BootSource,
     pub dry_run: bool,
     /// Prove that only the planned regions changed.
     pub verify: bool,
@@ -129,10 +130,10 @@ pub fn convert(
         Access::ReadOnly
     };
     let mut disk = MmapDisk::open(req.image, access)?;
-    let mut boot = crate::bootfiles::resolve(&disk, req.boot, opts.sector_bytes.unwrap_or(512))?;
+    let mut boot = crate::boot::linux::resolve(&disk, req.boot, opts.sector_bytes.unwrap_or(512))?;
     opts.boot_files_bytes = boot.tree.file_bytes();
     let mut validation = validate(&disk, &opts);
-    crate::bootfiles::attach(&mut validation, &mut boot);
+    super::boot::attach(&mut validation, &mut boot);
     let mut report = ConvertReport {
         image: req.image.display().to_string(),
         output: req.output.unwrap_or(req.image).display().to_string(),
@@ -160,8 +161,8 @@ pub fn convert(
     {
         report
             .guest_notes
-            .retain(|n| !n.contains("without a BIOS boot partition"));
-        report.guest_notes.insert(0, "--hybrid: the disk has a BIOS boot partition holding GRUB's core.img, so the BIOS loader keeps working and its next update (grub-install for i386-pc on this GPT disk) succeeds; keep it (Debian/Ubuntu: grub-pc) and install the signed UEFI chain beside it (grub-efi-amd64-signed shim-signed; RHEL family: shim-x64 grub2-efi-x64) so that both generations stay bootable".to_string());
+            .retain(|n| !n.needs_bios_boot_partition());
+        report.guest_notes.insert(0, GuestNote::HybridKeepsGrubPc);
     }
     // refused: the report says why (the caller maps it to an exit code); nothing was written
     if !report.validation.passed() {

@@ -21,6 +21,8 @@
 use std::io::Read;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+use crate::error::{Error, Result};
+
 const COMPRESSED_SIZE: usize = 0x08;
 const UNCOMPRESSED_SIZE: usize = 0x0c;
 const RS_REDUNDANCY: usize = 0x10;
@@ -31,7 +33,11 @@ const MAX_UNCOMPRESSED: usize = 4 << 20;
 /// Candidate stream offsets decoded at most (the first is right on every image seen).
 const MAX_TRIES: usize = 64;
 const MODINFO_MAGIC: u32 = 0x676d_696d; // "mimg"
+/// Size of the module info header {magic, offset, size}; the same value as its `offset` field.
 const MODINFO_BYTES: usize = 12;
+const MODINFO_BYTES_U32: u32 = 12;
+/// Size of an object header {type, size}.
+const OBJ_HEADER_BYTES: usize = 8;
 pub const OBJ_ELF: u32 = 0;
 pub const OBJ_CONFIG: u32 = 2;
 pub const OBJ_PREFIX: u32 = 3;
@@ -47,6 +53,28 @@ pub struct Core {
     pub kernel: Vec<u8>,
     /// (type, body) in image order.
     pub objects: Objects,
+}
+
+/// Why [`Core::encode`] gave no image. Typed, so that a caller (the fuzz target) can tell the
+/// one refusal a valid core.img may meet from a failure of the encoder itself.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EncodeError {
+    /// The kernel and its modules exceed what GRUB's i386-pc loader decompresses.
+    #[error("core.img: {bytes} bytes uncompressed, more than GRUB's loader takes")]
+    TooLarge { bytes: usize },
+    /// The LZMA encoder failed, or the re-encoded image does not decode to what was encoded:
+    /// a defect of the encoder, never a property of the input.
+    #[error("{0}")]
+    Encoder(String),
+}
+
+impl From<EncodeError> for Error {
+    /// Both are "this core.img cannot be rebuilt" to a caller; `TooLarge` is a valid image that
+    /// is not handled. `Encoder` has no kind of its own in [`crate::error::ErrorKind`]; it is
+    /// reported as Unsupported, the kind `--hybrid`'s refusals carry.
+    fn from(e: EncodeError) -> Self {
+        Error::unsupported(e.to_string())
+    }
 }
 
 /// Little-endian integers at `at` in `b` (`None` past its end); also used by hybrid.rs.
@@ -68,10 +96,32 @@ pub(super) fn u16_at(b: &[u8], at: usize) -> Option<u16> {
     ))
 }
 
+/// Writes `v` little-endian at `at` in `b`; `None` (nothing written) past its end. Also used by
+/// hybrid.rs.
+pub(super) fn put_le(b: &mut [u8], at: usize, v: &[u8]) -> Option<()> {
+    b.get_mut(at..at.checked_add(v.len())?)?.copy_from_slice(v);
+    Some(())
+}
+
+/// `len` rounded up to GRUB's 4-byte object alignment.
+fn pad4(len: usize) -> Option<usize> {
+    len.checked_next_multiple_of(4)
+}
+
+/// `n` as a 32-bit size field of core.img. Below [`MAX_UNCOMPRESSED`] every size fits, so a
+/// failure here is the encoder's.
+fn size_u32(n: usize, what: &str) -> std::result::Result<u32, EncodeError> {
+    u32::try_from(n).map_err(|_| {
+        EncodeError::Encoder(format!(
+            "core.img: {what} of {n} bytes does not fit a 32-bit size"
+        ))
+    })
+}
+
 fn lzma_decode(stream: &[u8], size: usize) -> Option<Vec<u8>> {
+    let size_u64 = u64::try_from(size).ok()?;
     catch_unwind(AssertUnwindSafe(|| {
-        let mut r =
-            lzma_rust2::LzmaReader::new(stream, size as u64, LC, LP, PB, DICT, None).ok()?;
+        let mut r = lzma_rust2::LzmaReader::new(stream, size_u64, LC, LP, PB, DICT, None).ok()?;
         let mut out = vec![0u8; size];
         r.read_exact(&mut out).ok()?;
         Some(out)
@@ -80,22 +130,30 @@ fn lzma_decode(stream: &[u8], size: usize) -> Option<Vec<u8>> {
     .flatten()
 }
 
-fn lzma_encode(data: &[u8]) -> Result<Vec<u8>, String> {
+fn lzma_encode(data: &[u8]) -> std::result::Result<Vec<u8>, EncodeError> {
     use std::io::Write;
+    let failed = |e: std::io::Error| EncodeError::Encoder(format!("LZMA encoder: {e}"));
     let mut opts = lzma_rust2::LzmaOptions::with_preset(9);
     opts.lc = LC;
     opts.lp = LP;
     opts.pb = PB;
     opts.dict_size = DICT;
-    let mut w = lzma_rust2::LzmaWriter::new_no_header(Vec::new(), &opts, false)
-        .map_err(|e| format!("LZMA encoder: {e}"))?;
-    w.write_all(data)
-        .map_err(|e| format!("LZMA encoder: {e}"))?;
-    w.finish().map_err(|e| format!("LZMA encoder: {e}"))
+    let mut w = lzma_rust2::LzmaWriter::new_no_header(Vec::new(), &opts, false).map_err(failed)?;
+    w.write_all(data).map_err(failed)?;
+    w.finish().map_err(failed)
 }
 
 /// The objects after the module info: (type, body).
 type Objects = Vec<(u32, Vec<u8>)>;
+
+/// Is there a module info header at `at` spanning the rest of `payload`?
+fn modinfo_at(payload: &[u8], at: usize) -> Option<()> {
+    let rest = payload.len().checked_sub(at)?;
+    (u32_at(payload, at)? == MODINFO_MAGIC
+        && u32_at(payload, at.checked_add(4)?)? == MODINFO_BYTES_U32
+        && usize::try_from(u32_at(payload, at.checked_add(8)?)?).ok()? == rest)
+        .then_some(())
+}
 
 /// Split the decompressed payload into kernel and objects; `None` unless it is well formed.
 fn split(payload: &[u8]) -> Option<(Vec<u8>, Objects)> {
@@ -104,24 +162,29 @@ fn split(payload: &[u8]) -> Option<(Vec<u8>, Objects)> {
     let info_at = (0..total.checked_sub(MODINFO_BYTES)?)
         .step_by(4)
         .rev()
-        .find(|&at| {
-            u32_at(payload, at) == Some(MODINFO_MAGIC)
-                && u32_at(payload, at + 4) == Some(MODINFO_BYTES as u32)
-                && u32_at(payload, at + 8).and_then(|s| usize::try_from(s).ok()) == Some(total - at)
-        })?;
+        .find(|&at| modinfo_at(payload, at).is_some())?;
     let mut objects = Vec::new();
-    let mut p = info_at + MODINFO_BYTES;
+    let mut p = info_at.checked_add(MODINFO_BYTES)?;
+    // each object takes at least its 8-byte header, so this loop ends
     while p < total {
         let ty = u32_at(payload, p)?;
-        let size = usize::try_from(u32_at(payload, p + 4)?).ok()?;
+        let size = usize::try_from(u32_at(payload, p.checked_add(4)?)?).ok()?;
         let end = p.checked_add(size)?;
-        if size < 8 || end > total {
+        if size < OBJ_HEADER_BYTES || end > total {
             return None;
         }
-        objects.push((ty, payload.get(p + 8..end)?.to_vec()));
+        objects.push((
+            ty,
+            payload.get(p.checked_add(OBJ_HEADER_BYTES)?..end)?.to_vec(),
+        ));
         p = end;
     }
     Some((payload.get(..info_at)?.to_vec(), objects))
+}
+
+/// The bytes of `b` before its first NUL (all of `b` without one).
+fn until_nul(b: &[u8]) -> &[u8] {
+    b.split(|&c| c == 0).next().unwrap_or_default()
 }
 
 /// The name of a GRUB module (its `.modname` section), from the ELF32 section headers.
@@ -136,12 +199,13 @@ pub fn module_name(elf: &[u8]) -> Option<String> {
     if shentsize < 40 || shnum > 256 {
         return None;
     }
+    // (sh_name, sh_offset, sh_size) of section `i`
     let section = |i: usize| -> Option<(usize, usize, usize)> {
         let h = shoff.checked_add(i.checked_mul(shentsize)?)?;
         Some((
             usize::try_from(u32_at(elf, h)?).ok()?,
-            usize::try_from(u32_at(elf, h + 16)?).ok()?,
-            usize::try_from(u32_at(elf, h + 20)?).ok()?,
+            usize::try_from(u32_at(elf, h.checked_add(16)?)?).ok()?,
+            usize::try_from(u32_at(elf, h.checked_add(20)?)?).ok()?,
         ))
     };
     let (_, str_off, str_size) = section(shstrndx)?;
@@ -149,11 +213,13 @@ pub fn module_name(elf: &[u8]) -> Option<String> {
     for i in 0..shnum {
         let (name, off, size) = section(i)?;
         let n = strtab.get(name..)?;
-        let n = &n[..n.iter().position(|&b| b == 0)?];
-        if n == b".modname" {
+        // a name must be NUL-terminated inside the string table
+        if !n.contains(&0) {
+            return None;
+        }
+        if until_nul(n) == b".modname" {
             let body = elf.get(off..off.checked_add(size)?)?;
-            let body = &body[..body.iter().position(|&b| b == 0).unwrap_or(body.len())];
-            return String::from_utf8(body.to_vec()).ok();
+            return String::from_utf8(until_nul(body).to_vec()).ok();
         }
     }
     None
@@ -163,89 +229,94 @@ pub fn module_name(elf: &[u8]) -> Option<String> {
 fn string_body(s: &str) -> Vec<u8> {
     let mut b = s.as_bytes().to_vec();
     b.push(0);
-    b.resize(b.len().div_ceil(4) * 4, 0);
+    // a string of usize::MAX bytes cannot exist, so the padding always fits
+    let padded = pad4(b.len()).unwrap_or(b.len());
+    b.resize(padded, 0);
     b
 }
 
 fn body_string(b: &[u8]) -> String {
-    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
-    String::from_utf8_lossy(&b[..end]).into_owned()
+    String::from_utf8_lossy(until_nul(b)).into_owned()
 }
 
 /// Replace every `msdosN` partition name in `s` with `gptM` (`map(N) = Some(M)`).
-pub fn remap_partitions(s: &str, map: &dyn Fn(u32) -> Option<u32>) -> Result<String, String> {
+pub fn remap_partitions(s: &str, map: &dyn Fn(u32) -> Option<u32>) -> Result<String> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
-    while let Some(i) = rest.find("msdos") {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 5..];
+    while let Some((before, after)) = rest.split_once("msdos") {
+        out.push_str(before);
         let digits = after.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
+        // ASCII digits: `digits` is a character boundary
+        let Some((number, tail)) = after.split_at_checked(digits) else {
+            return Err(Error::corrupt(format!("partition number in {s:?}")));
+        };
+        if number.is_empty() {
             out.push_str("msdos");
             rest = after;
             continue;
         }
-        let n: u32 = after[..digits]
+        let n: u32 = number
             .parse()
-            .map_err(|_| format!("partition number in {s:?}"))?;
+            .map_err(|_| Error::corrupt(format!("partition number in {s:?}")))?;
         let m = map(n).ok_or_else(|| {
-            format!("GRUB names partition msdos{n} ({s:?}), which the GPT does not carry")
+            Error::unsupported(format!(
+                "GRUB names partition msdos{n} ({s:?}), which the GPT does not carry"
+            ))
         })?;
         out.push_str(&format!("gpt{m}"));
-        rest = &after[digits..];
+        rest = tail;
     }
     out.push_str(rest);
     Ok(out)
 }
 
+/// A size field of core.img's decompressor header, or a Corrupt error naming it.
+fn header_size(body: &[u8], at: usize) -> Result<usize> {
+    let v = u32_at(body, at).ok_or_else(|| Error::corrupt("core.img: too short"))?;
+    usize::try_from(v).map_err(|_| Error::corrupt("core.img: size"))
+}
+
+/// Offsets where the LZMA stream may start (after the decompressor), most likely first: with
+/// Reed-Solomon parity exactly one; without, the end of the image minus the stream, minus the
+/// padding of the last sector.
+fn stream_candidates(body: &[u8], comp: usize, rs: usize) -> Vec<usize> {
+    if rs > 0 {
+        return body
+            .len()
+            .checked_sub(rs)
+            .and_then(|x| x.checked_sub(comp))
+            .into_iter()
+            .collect();
+    }
+    let trailing = body.iter().rev().take_while(|&&b| b == 0).count().min(511);
+    let fixed = body.len().saturating_sub(comp);
+    (0..=trailing)
+        .rev()
+        .chain(trailing.saturating_add(1)..512)
+        .filter_map(|pad| fixed.checked_sub(pad))
+        .collect()
+}
+
 impl Core {
     /// Decode `body` (core.img from its second sector, as many sectors as diskboot.img loads).
-    pub fn decode(body: &[u8]) -> Result<Core, String> {
-        let bad = |what: &str| format!("core.img: {what}");
-        let comp = usize::try_from(u32_at(body, COMPRESSED_SIZE).ok_or_else(|| bad("too short"))?)
-            .map_err(|_| bad("size"))?;
-        let uncomp =
-            usize::try_from(u32_at(body, UNCOMPRESSED_SIZE).ok_or_else(|| bad("too short"))?)
-                .map_err(|_| bad("size"))?;
-        let rs = usize::try_from(u32_at(body, RS_REDUNDANCY).ok_or_else(|| bad("too short"))?)
-            .map_err(|_| bad("size"))?;
+    /// Every failure is Corrupt: the bytes are not the GRUB 2 i386-pc core.img they claim to be.
+    pub fn decode(body: &[u8]) -> Result<Core> {
+        let comp = header_size(body, COMPRESSED_SIZE)?;
+        let uncomp = header_size(body, UNCOMPRESSED_SIZE)?;
+        let rs = header_size(body, RS_REDUNDANCY)?;
         if uncomp == 0 || uncomp > MAX_UNCOMPRESSED || comp == 0 || comp > body.len() {
-            return Err(bad(&format!(
-                "compressed size {comp} / uncompressed size {uncomp} are not a GRUB i386-pc core.img of {} bytes",
+            return Err(Error::corrupt(format!(
+                "core.img: compressed size {comp} / uncompressed size {uncomp} are not a GRUB i386-pc core.img of {} bytes",
                 body.len()
             )));
         }
-        // where the LZMA stream starts
-        let candidates: Vec<usize> = if rs > 0 {
-            body.len()
-                .checked_sub(rs)
-                .and_then(|x| x.checked_sub(comp))
-                .into_iter()
-                .collect()
-        } else {
-            let trailing = body.iter().rev().take_while(|&&b| b == 0).count().min(511);
-            let fixed = body.len().saturating_sub(comp);
-            (0..=trailing)
-                .rev()
-                .chain(trailing + 1..512)
-                .filter_map(|pad| fixed.checked_sub(pad))
-                .collect()
-        };
         // a crafted image could make every candidate decode for long: a bounded number of tries
-        let mut tries = 0;
-        for d in candidates {
-            if !(0x200..=MAX_DECOMPRESSOR).contains(&d) || body.get(d) != Some(&0) {
-                continue;
-            }
-            tries += 1;
-            if tries > MAX_TRIES {
-                break;
-            }
-            if let Some(core) = Core::decode_at(body, d, comp, uncomp) {
-                return Ok(core);
-            }
-        }
-        Err(bad("no LZMA stream in it decodes to GRUB's kernel and module list (not GRUB 2's i386-pc format)"))
+        stream_candidates(body, comp, rs)
+            .into_iter()
+            .filter(|&d| (0x200..=MAX_DECOMPRESSOR).contains(&d) && body.get(d) == Some(&0))
+            .take(MAX_TRIES)
+            .find_map(|d| Core::decode_at(body, d, comp, uncomp))
+            .ok_or_else(|| Error::corrupt("core.img: no LZMA stream in it decodes to GRUB's kernel and module list (not GRUB 2's i386-pc format)"))
     }
 
     /// Decode with the LZMA stream at `d` (after the decompressor).
@@ -288,18 +359,18 @@ impl Core {
     /// Add an ELF module after the last one.
     pub fn add_module(&mut self, elf: &[u8]) {
         let mut body = elf.to_vec();
-        body.resize(body.len().div_ceil(4) * 4, 0);
+        body.resize(pad4(body.len()).unwrap_or(body.len()), 0);
         let at = self
             .objects
             .iter()
             .rposition(|(t, _)| *t == OBJ_ELF)
-            .map_or(0, |i| i + 1);
+            .map_or(0, |i| i.saturating_add(1));
         self.objects.insert(at, (OBJ_ELF, body));
     }
 
     /// Rewrite `msdosN` to `gptM` in the prefix and the embedded config; returns what changed
     /// ("prefix (hd0,msdos1)/boot/grub -> (hd0,gpt1)/boot/grub").
-    pub fn remap(&mut self, map: &dyn Fn(u32) -> Option<u32>) -> Result<Vec<String>, String> {
+    pub fn remap(&mut self, map: &dyn Fn(u32) -> Option<u32>) -> Result<Vec<String>> {
         let mut changes = Vec::new();
         for (ty, body) in &mut self.objects {
             let what = match *ty {
@@ -318,22 +389,28 @@ impl Core {
     }
 
     /// The uncompressed payload: kernel, module info, objects.
-    fn payload(&self) -> Result<Vec<u8>, String> {
-        let objects: usize = self.objects.iter().map(|(_, b)| 8 + b.len()).sum();
-        let info = MODINFO_BYTES + objects;
-        let mut p = Vec::with_capacity(self.kernel.len() + info);
+    fn payload(&self) -> std::result::Result<Vec<u8>, EncodeError> {
+        let too_large = || EncodeError::TooLarge { bytes: usize::MAX };
+        let objects = self.objects.iter().try_fold(0usize, |sum, (_, b)| {
+            sum.checked_add(OBJ_HEADER_BYTES)?.checked_add(b.len())
+        });
+        let info = objects
+            .and_then(|o| o.checked_add(MODINFO_BYTES))
+            .ok_or_else(too_large)?;
+        let total = self.kernel.len().checked_add(info).ok_or_else(too_large)?;
+        // the loader's limit first: every size below then fits in 32 bits
+        if total > MAX_UNCOMPRESSED {
+            return Err(EncodeError::TooLarge { bytes: total });
+        }
+        let mut p = Vec::with_capacity(total);
         p.extend_from_slice(&self.kernel);
         p.extend_from_slice(&MODINFO_MAGIC.to_le_bytes());
-        p.extend_from_slice(&(MODINFO_BYTES as u32).to_le_bytes());
-        p.extend_from_slice(
-            &u32::try_from(info)
-                .map_err(|_| "core.img too large")?
-                .to_le_bytes(),
-        );
+        p.extend_from_slice(&MODINFO_BYTES_U32.to_le_bytes());
+        p.extend_from_slice(&size_u32(info, "module info")?.to_le_bytes());
         for (t, b) in &self.objects {
             p.extend_from_slice(&t.to_le_bytes());
-            let size = u32::try_from(8 + b.len()).map_err(|_| "module too large")?;
-            p.extend_from_slice(&size.to_le_bytes());
+            let size = b.len().saturating_add(OBJ_HEADER_BYTES);
+            p.extend_from_slice(&size_u32(size, "module")?.to_le_bytes());
             p.extend_from_slice(b);
         }
         Ok(p)
@@ -341,31 +418,33 @@ impl Core {
 
     /// core.img from its second sector: the decompressor (sizes updated, no Reed-Solomon
     /// parity) and the LZMA stream. Decoded again and compared before it is returned.
-    pub fn encode(&self) -> Result<Vec<u8>, String> {
+    pub fn encode(&self) -> std::result::Result<Vec<u8>, EncodeError> {
         let payload = self.payload()?;
-        if payload.len() > MAX_UNCOMPRESSED {
-            return Err(format!(
-                "core.img: {} bytes uncompressed, more than GRUB's loader takes",
-                payload.len()
-            ));
-        }
         let stream = lzma_encode(&payload)?;
         let mut out = self.decompressor.clone();
-        let comp = u32::try_from(stream.len()).map_err(|_| "core.img too large")?;
-        let uncomp = u32::try_from(payload.len()).map_err(|_| "core.img too large")?;
-        out[COMPRESSED_SIZE..COMPRESSED_SIZE + 4].copy_from_slice(&comp.to_le_bytes());
-        out[UNCOMPRESSED_SIZE..UNCOMPRESSED_SIZE + 4].copy_from_slice(&uncomp.to_le_bytes());
-        out[RS_REDUNDANCY..RS_REDUNDANCY + 4].copy_from_slice(&0u32.to_le_bytes());
+        let comp = size_u32(stream.len(), "LZMA stream")?;
+        let uncomp = size_u32(payload.len(), "payload")?;
+        put_le(&mut out, COMPRESSED_SIZE, &comp.to_le_bytes())
+            .and_then(|()| put_le(&mut out, UNCOMPRESSED_SIZE, &uncomp.to_le_bytes()))
+            .and_then(|()| put_le(&mut out, RS_REDUNDANCY, &0u32.to_le_bytes()))
+            .ok_or_else(|| {
+                EncodeError::Encoder(format!(
+                    "core.img: a decompressor of {} bytes has no size header",
+                    self.decompressor.len()
+                ))
+            })?;
         out.extend_from_slice(&stream);
         let again = Core::decode_at(&out, self.decompressor.len(), stream.len(), payload.len())
-            .ok_or("core.img: the re-encoded image does not decode")?;
+            .ok_or_else(|| {
+                EncodeError::Encoder("core.img: the re-encoded image does not decode".into())
+            })?;
         if again.kernel != self.kernel
             || again.objects != self.objects
             || again.decompressor.len() != self.decompressor.len()
         {
-            return Err(
+            return Err(EncodeError::Encoder(
                 "core.img: the re-encoded image does not decode to what was encoded".into(),
-            );
+            ));
         }
         Ok(out)
     }
@@ -373,6 +452,12 @@ impl Core {
 
 /// Test fixtures shared with hybrid.rs.
 #[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::arithmetic_side_effects,
+    clippy::as_conversions
+)] // tests: a panic is a failed test
 pub mod fixture {
     use super::*;
 
@@ -430,6 +515,12 @@ pub mod fixture {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::arithmetic_side_effects,
+    clippy::as_conversions
+)] // tests: a panic is a failed test
 mod tests {
     use super::fixture::{elf, sample};
     use super::*;
@@ -459,7 +550,30 @@ mod tests {
         assert_eq!((&back.kernel, &back.objects), (&core.kernel, &core.objects));
         assert!(core.remap(&|_| None).is_ok()); // nothing msdos left
         let mut c2 = sample();
-        assert!(c2.remap(&|_| None).unwrap_err().contains("msdos1"));
+        let e = c2.remap(&|_| None).unwrap_err();
+        assert!(e.message().contains("msdos1"), "{e}");
+        assert_eq!(e.kind(), crate::error::ErrorKind::Unsupported);
+    }
+
+    #[test]
+    fn too_large_is_its_own_refusal() {
+        let mut core = sample();
+        core.kernel = vec![0; MAX_UNCOMPRESSED];
+        let e = core.encode().unwrap_err();
+        assert!(
+            matches!(e, EncodeError::TooLarge { bytes } if bytes > MAX_UNCOMPRESSED),
+            "{e}"
+        );
+        assert!(
+            e.to_string().contains("more than GRUB's loader takes"),
+            "{e}"
+        );
+        let e = Error::from(e);
+        assert_eq!(e.kind(), crate::error::ErrorKind::Unsupported);
+        // a decompressor too short for its size header: an error, not a panic
+        let mut short = sample();
+        short.decompressor.truncate(4);
+        assert!(matches!(short.encode(), Err(EncodeError::Encoder(_))));
     }
 
     #[test]
@@ -484,7 +598,8 @@ mod tests {
                 b[8..12].copy_from_slice(&100u32.to_le_bytes());
                 b[12..16].copy_from_slice(&1000u32.to_le_bytes());
             }
-            assert!(Core::decode(&b).is_err());
+            let e = Core::decode(&b).unwrap_err();
+            assert_eq!(e.kind(), crate::error::ErrorKind::Corrupt, "{e}");
         }
         assert_eq!(module_name(b"\x7fELF\x01garbage"), None);
     }

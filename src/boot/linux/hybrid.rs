@@ -23,15 +23,23 @@
 //! blocklist inside the gap, a core.img that decodes and re-encodes to the same modules, the
 //! image's own part_gpt.mod, and 512-byte sectors.
 
-use super::grubcore::{u16_at, u64_at, Core};
+use super::grubcore::{put_le, u16_at, u64_at, Core};
 use crate::disk::Disk;
+use crate::error::{Error, Result};
 use crate::mbr::contains;
 
+/// Bytes of a sector: BIOS boot and GRUB's i386-pc blocklists work in 512-byte sectors.
+const SECTOR: u64 = 512;
+const SECTOR_USIZE: usize = 512;
 /// boot.img: LBA of core.img's first sector (diskboot.img), u64 little-endian.
 const KERNEL_SECTOR: usize = 0x5c;
+/// boot.img: the boot code before the partition table.
+const BOOT_CODE_BYTES: usize = 440;
 /// diskboot.img: the first blocklist entry; further ones grow downwards.
 const FIRST_LIST: usize = 0x1f4;
 const LIST_ENTRY: usize = 12;
+/// diskboot.img's code ends here: a blocklist entry below it would be code.
+const LIST_FLOOR: usize = 0x100;
 /// Bound on blocklist entries (the list area ends where diskboot's code does).
 const MAX_LISTS: usize = 16;
 /// Where the BIOS boot partition starts: the first 4 KiB boundary after a 128-entry GPT.
@@ -68,121 +76,213 @@ pub struct GrubModules {
     pub part_msdos: Option<Vec<u8>>,
 }
 
-/// Find GRUB's i386-pc loader (boot.img in `sector0`, core.img in the gap before
-/// `first_partition_lba`) and rebuild it for the GPT disk: part_gpt added (from `modules`, asked
-/// only when core.img lacks it), `msdosN` partition names turned into `gptM` by `gpt_index`,
-/// moved into a BIOS boot partition. `Err` says why `--hybrid` cannot keep BIOS boot working.
-pub fn plan(
-    disk: &dyn Disk,
-    sector0: &[u8; 512],
-    first_partition_lba: u64,
-    gpt_index: &dyn Fn(u32) -> Option<u32>,
-    modules: &mut dyn FnMut() -> std::result::Result<GrubModules, String>,
-) -> std::result::Result<Relocation, String> {
-    let mut boot_code = [0u8; 440];
-    boot_code.copy_from_slice(&sector0[..440]);
-    if crate::mbr::boot_code_kind(&boot_code) != "grub" {
-        return Err(format!(
-            "the MBR's boot code is {}, not GRUB's boot.img: --hybrid keeps GRUB (grub-pc) BIOS boot only",
-            crate::mbr::boot_code_kind(&boot_code)
-        ));
-    }
-    let old_lba = u64_at(&boot_code, KERNEL_SECTOR).unwrap_or(0);
-    if old_lba == 0 || old_lba >= first_partition_lba {
-        return Err(format!(
-            "boot.img loads its core.img from LBA {old_lba}, not from the gap before the first partition (LBA {first_partition_lba}): a core.img inside a filesystem (blocklist install) cannot be moved"
-        ));
-    }
-    let mut diskboot = [0u8; 512];
-    disk.read_at(old_lba * 512, &mut diskboot)
-        .map_err(|e| format!("reading core.img at LBA {old_lba}: {e}"))?;
-    if !(contains(&diskboot, b"loading\0") && contains(&diskboot, b"Geom\0")) {
-        return Err(format!(
-            "LBA {old_lba}, where boot.img looks for core.img, does not hold GRUB's diskboot.img"
-        ));
-    }
-    // the blocklist: (start, len, segment), terminated by len == 0
+/// One entry of diskboot.img's blocklist: where it sits in diskboot.img, and the sectors it
+/// names.
+#[derive(Debug, Clone, Copy)]
+struct BlockList {
+    at: usize,
+    start: u64,
+    sectors: u64,
+}
+
+/// Byte offset of `lba`, or a Corrupt error (an LBA this large is no GRUB install).
+fn lba_bytes(lba: u64) -> Result<u64> {
+    lba.checked_mul(SECTOR)
+        .ok_or_else(|| Error::corrupt(format!("LBA {lba} is past any disk")))
+}
+
+/// diskboot.img's blocklist: (start, len, segment) entries from [`FIRST_LIST`] downwards,
+/// terminated by len == 0, each inside the gap before `gap_end` (exclusive).
+fn blocklists(diskboot: &[u8; 512], gap_end: u64) -> Result<Vec<BlockList>> {
     let mut lists = Vec::new();
     let mut at = FIRST_LIST;
     loop {
         if lists.len() >= MAX_LISTS {
-            return Err("diskboot.img's blocklist has no end".into());
+            return Err(Error::corrupt("diskboot.img's blocklist has no end"));
         }
-        let (Some(start), Some(len)) = (u64_at(&diskboot, at), u16_at(&diskboot, at + 8)) else {
-            return Err("diskboot.img's blocklist runs off its sector".into());
+        let (Some(start), Some(len)) = (
+            u64_at(diskboot, at),
+            at.checked_add(8).and_then(|a| u16_at(diskboot, a)),
+        ) else {
+            return Err(Error::corrupt(
+                "diskboot.img's blocklist runs off its sector",
+            ));
         };
         if len == 0 {
             break;
         }
         let end = start.saturating_add(u64::from(len));
-        if start == 0 || end > first_partition_lba.min(BIOS_BOOT_END) {
-            return Err(format!(
+        if start == 0 || end > gap_end {
+            return Err(Error::unsupported(format!(
                 "diskboot.img's blocklist names LBAs {start}-{}, outside the gap before the first partition",
                 end.saturating_sub(1)
-            ));
+            )));
         }
-        lists.push((at, start, u64::from(len)));
+        lists.push(BlockList {
+            at,
+            start,
+            sectors: u64::from(len),
+        });
         at = match at.checked_sub(LIST_ENTRY) {
-            Some(a) if a >= 0x100 => a,
-            _ => return Err("diskboot.img's blocklist runs into its code".into()),
+            Some(a) if a >= LIST_FLOOR => a,
+            _ => {
+                return Err(Error::corrupt(
+                    "diskboot.img's blocklist runs into its code",
+                ))
+            }
         };
     }
     if lists.is_empty() {
-        return Err("diskboot.img's blocklist is empty".into());
+        return Err(Error::corrupt("diskboot.img's blocklist is empty"));
     }
-    let segment = u16_at(&diskboot, FIRST_LIST + 10).unwrap_or(0x820);
-    // core.img after diskboot.img, in load order
+    Ok(lists)
+}
+
+/// core.img after diskboot.img: the sectors the blocklist names, in load order.
+fn read_body(disk: &dyn Disk, lists: &[BlockList]) -> Result<Vec<u8>> {
     let mut body = Vec::new();
-    for &(_, start, len) in &lists {
-        let mut run = vec![0u8; usize::try_from(len * 512).map_err(|_| "core.img too large")?];
-        disk.read_at(start * 512, &mut run)
-            .map_err(|e| format!("reading core.img at LBA {start}: {e}"))?;
+    for l in lists {
+        // the blocklist lies inside the first MiB (checked), so this is at most 1 MiB
+        let bytes = lba_bytes(l.sectors)?;
+        let run = disk
+            .read_vec(lba_bytes(l.start)?, bytes)
+            .map_err(|e| e.context(format!("reading core.img at LBA {}", l.start)))?;
         body.extend_from_slice(&run);
     }
-    let mut core = Core::decode(&body)?;
-    let mut changes = Vec::new();
-    if core.module("part_gpt").is_none() {
-        let m = modules()?;
-        if let (Some(embedded), Some(file)) = (core.module("part_msdos"), &m.part_msdos) {
-            let mut padded = file.clone();
-            padded.resize(padded.len().div_ceil(4) * 4, 0);
-            if embedded != padded.as_slice() {
-                return Err(format!(
-                    "the GRUB modules in {} are not the ones core.img was built from (part_msdos.mod differs from core.img's copy): reinstall grub-pc in the guest (grub-install) and convert again",
-                    m.location
-                ));
-            }
-        }
-        core.add_module(&m.part_gpt);
-        changes.push(format!("part_gpt module added from {}", m.location));
+    Ok(body)
+}
+
+/// Adds part_gpt to `core` when it lacks it, from `modules`, after checking that their folder
+/// holds the modules core.img was built from. Returns the change made, if any.
+fn add_part_gpt(
+    core: &mut Core,
+    modules: &mut dyn FnMut() -> Result<GrubModules>,
+) -> Result<Option<String>> {
+    if core.module("part_gpt").is_some() {
+        return Ok(None);
     }
+    let m = modules()?;
+    if let (Some(embedded), Some(file)) = (core.module("part_msdos"), &m.part_msdos) {
+        let mut padded = file.clone();
+        padded.resize(
+            file.len().checked_next_multiple_of(4).unwrap_or(file.len()),
+            0,
+        );
+        if embedded != padded.as_slice() {
+            return Err(Error::unsupported(format!(
+                "the GRUB modules in {} are not the ones core.img was built from (part_msdos.mod differs from core.img's copy): reinstall grub-pc in the guest (grub-install) and convert again",
+                m.location
+            )));
+        }
+    }
+    core.add_module(&m.part_gpt);
+    Ok(Some(format!("part_gpt module added from {}", m.location)))
+}
+
+/// diskboot.img with one blocklist entry for the whole (contiguous) new body at
+/// `first_lba + 1`; the old entries cleared.
+fn patch_diskboot(
+    diskboot: &[u8; 512],
+    lists: &[BlockList],
+    first_lba: u64,
+    body_sectors: u16,
+    segment: u16,
+) -> Result<Vec<u8>> {
+    let mut patched = diskboot.to_vec();
+    let zero = [0u8; LIST_ENTRY];
+    let body_lba = first_lba.saturating_add(1);
+    lists
+        .iter()
+        .try_for_each(|l| put_le(&mut patched, l.at, &zero))
+        .and_then(|()| put_le(&mut patched, FIRST_LIST, &body_lba.to_le_bytes()))
+        .and_then(|()| {
+            put_le(
+                &mut patched,
+                FIRST_LIST.checked_add(8)?,
+                &body_sectors.to_le_bytes(),
+            )
+        })
+        .and_then(|()| {
+            put_le(
+                &mut patched,
+                FIRST_LIST.checked_add(10)?,
+                &segment.to_le_bytes(),
+            )
+        })
+        // the offsets are constants and checked entries inside the 512-byte sector
+        .ok_or_else(|| Error::corrupt("diskboot.img's blocklist runs off its sector"))?;
+    Ok(patched)
+}
+
+/// Find GRUB's i386-pc loader (boot.img in `sector0`, core.img in the gap before
+/// `first_partition_lba`) and rebuild it for the GPT disk: part_gpt added (from `modules`, asked
+/// only when core.img lacks it), `msdosN` partition names turned into `gptM` by `gpt_index`,
+/// moved into a BIOS boot partition. `Err` says why `--hybrid` cannot keep BIOS boot working:
+/// Corrupt for a loader that contradicts itself, Unsupported for one that cannot be moved.
+pub fn plan(
+    disk: &dyn Disk,
+    sector0: &[u8; 512],
+    first_partition_lba: u64,
+    gpt_index: &dyn Fn(u32) -> Option<u32>,
+    modules: &mut dyn FnMut() -> Result<GrubModules>,
+) -> Result<Relocation> {
+    // 440 of 512 bytes: always there
+    let mut boot_code = *sector0
+        .first_chunk::<BOOT_CODE_BYTES>()
+        .unwrap_or(&[0; BOOT_CODE_BYTES]);
+    let kind = crate::mbr::boot_code_kind(&boot_code);
+    if kind != "grub" {
+        return Err(Error::unsupported(format!(
+            "the MBR's boot code is {kind}, not GRUB's boot.img: --hybrid keeps GRUB (grub-pc) BIOS boot only"
+        )));
+    }
+    let old_lba = u64_at(&boot_code, KERNEL_SECTOR).unwrap_or(0);
+    if old_lba == 0 || old_lba >= first_partition_lba {
+        return Err(Error::unsupported(format!(
+            "boot.img loads its core.img from LBA {old_lba}, not from the gap before the first partition (LBA {first_partition_lba}): a core.img inside a filesystem (blocklist install) cannot be moved"
+        )));
+    }
+    let mut diskboot = [0u8; SECTOR_USIZE];
+    disk.read_at(lba_bytes(old_lba)?, &mut diskboot)
+        .map_err(|e| e.context(format!("reading core.img at LBA {old_lba}")))?;
+    if !(contains(&diskboot, b"loading\0") && contains(&diskboot, b"Geom\0")) {
+        return Err(Error::unsupported(format!(
+            "LBA {old_lba}, where boot.img looks for core.img, does not hold GRUB's diskboot.img"
+        )));
+    }
+    let gap_end = first_partition_lba.min(BIOS_BOOT_END);
+    let lists = blocklists(&diskboot, gap_end)?;
+    let segment = FIRST_LIST
+        .checked_add(10)
+        .and_then(|a| u16_at(&diskboot, a))
+        .unwrap_or(0x820);
+    let mut core = Core::decode(&read_body(disk, &lists)?)?;
+    let mut changes: Vec<String> = add_part_gpt(&mut core, modules)?.into_iter().collect();
     changes.extend(core.remap(gpt_index)?);
     let new_body = core.encode()?;
-    let body_sectors = u64::try_from(new_body.len().div_ceil(512)).map_err(|_| "too large")?;
-    let core_sectors = 1 + body_sectors;
+    let too_large = || Error::unsupported("core.img too large for one blocklist");
+    let body_sectors =
+        u64::try_from(new_body.len().div_ceil(SECTOR_USIZE)).map_err(|_| too_large())?;
+    let core_sectors = body_sectors.checked_add(1).ok_or_else(too_large)?;
     let first_lba = BIOS_BOOT_FIRST;
-    let last_lba = first_partition_lba.min(BIOS_BOOT_END) - 1;
-    if last_lba < first_lba || last_lba - first_lba + 1 < core_sectors {
-        return Err(format!(
+    // gap_end > old_lba >= 1 (checked above), so this does not wrap
+    let last_lba = gap_end.saturating_sub(1);
+    let room = last_lba
+        .checked_sub(first_lba)
+        .and_then(|r| r.checked_add(1));
+    if room.is_none_or(|r| r < core_sectors) {
+        return Err(Error::unsupported(format!(
             "core.img takes {core_sectors} sectors; between the GPT (LBA {first_lba}) and the first partition (LBA {first_partition_lba}) there is no room for it"
-        ));
+        )));
     }
-    let len = u16::try_from(body_sectors).map_err(|_| "core.img too large for one blocklist")?;
-    // one blocklist entry for the whole (contiguous) body; the old entries below it cleared
-    let mut patched = diskboot;
-    for &(a, _, _) in &lists {
-        patched[a..a + LIST_ENTRY].fill(0);
-    }
-    patched[FIRST_LIST..FIRST_LIST + 8].copy_from_slice(&(first_lba + 1).to_le_bytes());
-    patched[FIRST_LIST + 8..FIRST_LIST + 10].copy_from_slice(&len.to_le_bytes());
-    patched[FIRST_LIST + 10..FIRST_LIST + 12].copy_from_slice(&segment.to_le_bytes());
-    let mut bytes = patched.to_vec();
+    let len = u16::try_from(body_sectors).map_err(|_| too_large())?;
+    let mut bytes = patch_diskboot(&diskboot, &lists, first_lba, len, segment)?;
     bytes.extend_from_slice(&new_body);
-    bytes.resize(
-        usize::try_from(core_sectors * 512).map_err(|_| "too large")?,
-        0,
-    );
-    boot_code[KERNEL_SECTOR..KERNEL_SECTOR + 8].copy_from_slice(&first_lba.to_le_bytes());
+    let core_bytes =
+        lba_bytes(core_sectors).and_then(|b| usize::try_from(b).map_err(|_| too_large()))?;
+    bytes.resize(core_bytes, 0);
+    put_le(&mut boot_code, KERNEL_SECTOR, &first_lba.to_le_bytes())
+        .ok_or_else(|| Error::corrupt("boot.img: kernel sector past its boot code"))?;
     Ok(Relocation {
         old_lba,
         core_sectors,
@@ -195,13 +295,19 @@ pub fn plan(
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::arithmetic_side_effects,
+    clippy::as_conversions
+)] // tests: a panic is a failed test
 mod tests {
+    use super::super::grubcore::{fixture, OBJ_PREFIX};
     use super::*;
-    use crate::convert::grubcore::fixture;
     use crate::disk::MemDisk;
 
-    fn no_modules() -> std::result::Result<GrubModules, String> {
-        Err("no modules here".into())
+    fn no_modules() -> Result<GrubModules> {
+        Err(Error::unsupported("no modules here"))
     }
 
     /// A disk with a GRUB-like boot.img and, at LBA 1, diskboot.img followed by a core.img
@@ -254,10 +360,7 @@ mod tests {
         assert_eq!(u16_at(&r.core, FIRST_LIST - LIST_ENTRY + 8), Some(0));
         let core = Core::decode(&r.core[512..]).unwrap();
         assert_eq!(core.module_names(), vec!["part_msdos", "part_gpt"]);
-        assert_eq!(
-            core.string(crate::convert::grubcore::OBJ_PREFIX).unwrap(),
-            "(hd0,gpt2)/boot/grub"
-        );
+        assert_eq!(core.string(OBJ_PREFIX).unwrap(), "(hd0,gpt2)/boot/grub");
         assert!(r
             .changes
             .iter()
@@ -281,10 +384,13 @@ mod tests {
             })
         };
         let e = plan(&disk, &mbr, 2048, &|n| Some(n), &mut other).unwrap_err();
-        assert!(e.contains("not the ones core.img was built from"), "{e}");
+        assert!(
+            e.message().contains("not the ones core.img was built from"),
+            "{e}"
+        );
         // no modules
         let e = plan(&disk, &mbr, 2048, &|n| Some(n), &mut no_modules).unwrap_err();
-        assert!(e.contains("no modules here"), "{e}");
+        assert!(e.message().contains("no modules here"), "{e}");
         // the prefix names a partition the GPT does not carry
         let mut ok = || {
             Ok(GrubModules {
@@ -294,21 +400,22 @@ mod tests {
             })
         };
         let e = plan(&disk, &mbr, 2048, &|_| None, &mut ok).unwrap_err();
-        assert!(e.contains("msdos1"), "{e}");
+        assert!(e.message().contains("msdos1"), "{e}");
         // blocklist past the first partition
         let e = plan(&disk, &mbr, n, &|n| Some(n), &mut no_modules).unwrap_err();
-        assert!(e.contains("outside the gap"), "{e}");
+        assert!(e.message().contains("outside the gap"), "{e}");
         // no room in the gap for the rebuilt core.img
         let e = plan(&disk, &mbr, 40 + n, &|n| Some(n), &mut ok).unwrap_err();
-        assert!(e.contains("no room"), "{e}");
+        assert!(e.message().contains("no room"), "{e}");
         // kernel sector inside a filesystem
         mbr[KERNEL_SECTOR..KERNEL_SECTOR + 8].copy_from_slice(&5000u64.to_le_bytes());
         let e = plan(&disk, &mbr, 2048, &|n| Some(n), &mut no_modules).unwrap_err();
-        assert!(e.contains("cannot be moved"), "{e}");
+        assert!(e.message().contains("cannot be moved"), "{e}");
         // not GRUB
         let blank = [0u8; 512];
         let e = plan(&disk, &blank, 2048, &|n| Some(n), &mut no_modules).unwrap_err();
-        assert!(e.contains("zero"), "{e}");
+        assert!(e.message().contains("zero"), "{e}");
+        assert_eq!(e.kind(), crate::error::ErrorKind::Unsupported);
         // an unterminated blocklist
         let (mut d2, mbr2, _) = grub_disk(Some(3));
         let mut db = [0u8; 512];
@@ -325,6 +432,7 @@ mod tests {
         let (mut d3, mbr3, _) = grub_disk(Some(8));
         d3.write_at(1024, &[0x55u8; 4096]).unwrap();
         let e = plan(&d3, &mbr3, 2048, &|n| Some(n), &mut no_modules).unwrap_err();
-        assert!(e.contains("core.img"), "{e}");
+        assert!(e.message().contains("core.img"), "{e}");
+        assert_eq!(e.kind(), crate::error::ErrorKind::Corrupt);
     }
 }
