@@ -99,19 +99,28 @@ trap cleanup EXIT
 DISK_SIG=0x5cbea03e
 MIB=1048576
 
-# py: deterministic content helpers. `standin PATH NAME BYTES`: "MZ" + a stand-in notice + filler.
-py() { python3 - "$@"; }
-standin() {
-    py "$1" "$2" "$3" <<'PY'
+# py ARGS: run the python program on stdin (deterministic content, byte patches).
+# the interpreter itself, resolved once (a version manager's shim costs ~0.5 s per start)
+python=$(python3 -c 'import sys; print(sys.executable)')
+py() { "$python" - "$@"; }
+# standin PATH NAME BYTES queues a stand-in; flush_standins writes the queue in one python run
+# (python starts are the slow part of this script).
+standin() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$work/standins"; }
+flush_standins() {
+    [ -s "$work/standins" ] || return 0
+    py "$work/standins" <<'PY'
 import os, random, sys
-path, name, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-os.makedirs(os.path.dirname(path), exist_ok=True)
-head = b"MZ" + (b"\nvhdtool test stand-in for %s: not a Microsoft binary\n" % name.encode())
-r = random.Random(name)
-body = head + r.randbytes(max(0, n - len(head)))
-with open(path, "wb") as f:
-    f.write(body[:max(n, len(head))])
+for line in open(sys.argv[1], encoding="utf-8"):
+    path, name, n = line.rstrip("\n").split("\t")
+    n = int(n)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    head = b"MZ" + (b"\nvhdtool test stand-in for %s: not a Microsoft binary\n" % name.encode())
+    r = random.Random(name)
+    body = head + r.randbytes(max(0, n - len(head)))
+    with open(path, "wb") as f:
+        f.write(body[:max(n, len(head))])
 PY
+    : >"$work/standins"
 }
 
 # mount_vol PART [OPTIONS]
@@ -145,6 +154,7 @@ windows_tree() {
     for f in winload.exe winload.efi winresume.exe winresume.efi; do
         standin "$m/Windows/System32/$f" "$f" 45000
     done
+    flush_standins
     mkdir -p "$m/Windows/System32/config" "$m/Windows/System32/Recovery"
     py "$here/windows-registry/SYSTEM-win7-mbr.xz" "$m/Windows/System32/config/SYSTEM" "$2" <<'PY'
 import lzma, struct, sys
@@ -186,11 +196,13 @@ recovery_tree() {
     mkdir -p "$mnt/Recovery/WindowsRE"
     printf 'MSWIM\0\0\0vhdtool test stand-in for Winre.wim: not a Windows image\n' >"$mnt/Recovery/WindowsRE/Winre.wim"
     standin "$mnt/Recovery/WindowsRE/boot.sdi" boot.sdi 20000
+    flush_standins
 }
 
 # bios_boot C_OFFSET_BYTES: \bootmgr and \Boot\BCD (the real store, devices moved onto this disk)
 bios_boot() {
     standin "$mnt/bootmgr" bootmgr 50000
+    flush_standins
     mkdir -p "$mnt/Boot"
     py "$here/windows-boot/pybcd-win7-bios-vm.BCD" "$mnt/Boot/BCD" "$1" <<'PY'
 import struct, sys
@@ -323,12 +335,13 @@ special_tree() {
     : >"$m/Mixed Case/empty"
     standin "$m/Mixed Case/Sub.Dir/Big.BIN" big.bin 300000
     printf 'ünïcødé ✓\n' >"$m/unicode/Ünïcødé-名前.txt"
-    ln "$m/Mixed Case/Sub.Dir/Big.BIN" "$m/unicode/hardlink-to-big.bin"
     # sparse: 8 MiB with data at 0 and at 6 MiB only; uninitialized tail: grown by truncate
     printf 'head' >"$m/sparse.bin"
     printf 'middle' | dd of="$m/sparse.bin" bs=1 seek=$((6 * MIB)) conv=notrunc status=none
     truncate -s $((8 * MIB)) "$m/sparse.bin"
     standin "$m/grown.bin" grown.bin 10000
+    flush_standins
+    ln "$m/Mixed Case/Sub.Dir/Big.BIN" "$m/unicode/hardlink-to-big.bin"
     truncate -s 200000 "$m/grown.bin"
     # fragmented: 3000 one-cluster files, the rest of the volume filled, every other file
     # deleted, then a file written into the holes (about 1400 runs: its runlist no longer fits
@@ -355,7 +368,11 @@ os.remove(filler)
 PY
     # many named streams (user.* xattrs are named $DATA streams): an $ATTRIBUTE_LIST
     printf 'streams\n' >"$m/streams.txt"
-    for i in $(seq 1 40); do setfattr -n "user.stream_with_a_long_name_$i" -v "value $i" "$m/streams.txt"; done
+    py "$m/streams.txt" <<'PY'
+import os, sys
+for i in range(1, 41):
+    os.setxattr(sys.argv[1], "user.stream_with_a_long_name_%d" % i, b"value %d" % i)
+PY
     many_files "$m/big dir" 3000
     local d="$m/deep"
     for i in 1 2 3 4 5 6 7 8 9 10; do d="$d/level$i"; done
@@ -499,6 +516,7 @@ reader() {
         many_files "$mnt/Many" 2000
         mkdir -p "$mnt/A/B/C"
         standin "$mnt/A/B/C/file.bin" file.bin 150000
+        flush_standins
         printf 'small\n' >"$mnt/A/small.txt"
     fi
     umount_vol

@@ -157,7 +157,10 @@ fn ntfs3g(name: &str, args: &[&str]) -> Vec<u8> {
 }
 
 fn ntfsls(part: &Path, dir: &str) -> BTreeSet<String> {
-    let out = ntfs3g("ntfsls", &["-a", "-s", "-p", dir, part.to_str().unwrap()]);
+    let out = ntfs3g(
+        "ntfsls",
+        &["-f", "-a", "-s", "-p", dir, part.to_str().unwrap()],
+    );
     String::from_utf8(out)
         .unwrap()
         .lines()
@@ -243,7 +246,7 @@ fn judge_volume(dir: &Path, variant: &str, p: &Part) -> (usize, usize, usize) {
             }
             // every file through ntfscat, but only one in 50 of a bulk directory
             if !bulk || i % 50 == 0 || i + 1 == ours.len() {
-                let want = ntfs3g("ntfscat", &[pf.to_str().unwrap(), &path]);
+                let want = ntfs3g("ntfscat", &["-f", pf.to_str().unwrap(), &path]);
                 assert!(
                     got == want,
                     "{variant} p{} {path}: {} bytes read, ntfscat gives {}",

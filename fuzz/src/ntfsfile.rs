@@ -1,7 +1,7 @@
 //! Fuzz harness for the NTFS file reader (`vhdtool::fs::ntfsfile`), public API only.
 //!
 //! The input is an NTFS volume (a partition's bytes). It is opened, its facts read, the root
-//! listed and walked, and every file read with a size limit. Properties: no panic; every
+//! listed, each top-level directory walked, and up to 200 files read with a size limit. Properties: no panic; every
 //! listing and walk stays within its limits; a file read returns at most the limit; reading
 //! the same file twice gives the same answer; an error on a file is a refusal or damage, never
 //! a partial result.
@@ -33,19 +33,27 @@ pub fn run_disk(disk: &dyn Disk) {
         return;
     };
     let _ = vol.facts();
-    if let Ok(root) = vol.list_dir("\\", &LIMITS) {
-        assert!(root.len() <= LIMITS.max_dir_entries);
-    }
-    let Ok(entries) = vol.walk("\\", &LIMITS) else {
+    let Ok(root) = vol.list_dir("\\", &LIMITS) else {
         return;
     };
-    assert!(entries.len() <= LIMITS.max_walk_entries);
-    let files = entries
-        .iter()
-        .filter(|e| !e.is_dir && e.record >= FIRST_USER_RECORD)
-        .take(MAX_FILES);
-    for e in files {
-        let path = format!("\\{}", e.path);
+    assert!(root.len() <= LIMITS.max_dir_entries);
+    // each top-level directory walked on its own, so that one large tree does not hide the rest
+    let mut files = Vec::new();
+    for e in root.iter().filter(|e| e.record >= FIRST_USER_RECORD) {
+        if !e.is_dir {
+            files.push((e.name.clone(), e.record));
+        } else if let Ok(below) = vol.walk(&format!("\\{}", e.name), &LIMITS) {
+            assert!(below.len() <= LIMITS.max_walk_entries);
+            files.extend(
+                below
+                    .into_iter()
+                    .filter(|b| !b.is_dir)
+                    .map(|b| (format!("{}\\{}", e.name, b.path), b.record)),
+            );
+        }
+    }
+    for (rel, record) in files.into_iter().take(MAX_FILES) {
+        let path = format!("\\{rel}");
         let first = vol.read_file(&path, MAX_FILE_BYTES);
         if let Ok(bytes) = &first {
             assert!(
@@ -54,8 +62,8 @@ pub fn run_disk(disk: &dyn Disk) {
             );
         }
         // Only when the name leads back to the walk's record (a damaged index may not).
-        if vol.lookup(&path).ok().flatten() == Some(e.record) {
-            let again = vol.read_record_file(e.record, &path, MAX_FILE_BYTES);
+        if vol.lookup(&path).ok().flatten() == Some(record) {
+            let again = vol.read_record_file(record, &path, MAX_FILE_BYTES);
             if let (Ok(a), Ok(b)) = (&first, &again) {
                 assert_eq!(a, b, "{path}: two reads differ");
             }

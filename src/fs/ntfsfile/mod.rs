@@ -69,6 +69,8 @@ pub const MAX_EXTENSION_RECORDS: usize = 4096;
 /// Deepest directory B+ tree we descend (a tree of 4 KiB blocks 8 deep already indexes more
 /// names than any volume holds).
 pub const MAX_INDEX_DEPTH: usize = 32;
+/// Deepest walk whatever the caller's limit (the walk recurses once per level).
+pub const MAX_WALK_DEPTH: usize = 256;
 /// Path components in one path.
 const MAX_PATH_COMPONENTS: usize = 255;
 /// `$STANDARD_INFORMATION` file attributes at 0x20 (ntfs-3g `FILE_ATTR_*`).
@@ -90,7 +92,8 @@ const HIBERNATION_SIGNATURES: [&[u8; 4]; 4] = [b"hibr", b"HIBR", b"wake", b"WAKE
 pub struct Limits {
     /// Entries in one directory.
     pub max_dir_entries: usize,
-    /// Directories below the walk's start (0: the start directory only).
+    /// Directories below the walk's start (0: the start directory only); at most
+    /// [`MAX_WALK_DEPTH`].
     pub max_depth: usize,
     /// Entries (files and directories) in one walk.
     pub max_walk_entries: usize,
@@ -519,7 +522,7 @@ impl<'a> NtfsVolume<'a> {
                     "NTFS: {abs_path} is its own ancestor"
                 )));
             }
-            if depth >= limits.max_depth {
+            if depth >= limits.max_depth.min(MAX_WALK_DEPTH) {
                 return Err(Error::unsupported(format!(
                     "NTFS: {abs_path} is more than {} levels deep",
                     limits.max_depth
@@ -1037,4 +1040,95 @@ fn components(path: &str) -> Result<Vec<&str>> {
 /// too large) rather than damage.
 pub fn is_refusal(e: &Error) -> bool {
     e.kind() == ErrorKind::Unsupported
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::arithmetic_side_effects,
+    clippy::as_conversions
+)]
+mod tests {
+    use super::*;
+    use crate::disk::MemDisk;
+    use crate::fs::ntfs::tests::boot_sector;
+
+    fn disk_with(boot: [u8; 512], len: usize) -> MemDisk {
+        let mut d = vec![0u8; len];
+        d[..512].copy_from_slice(&boot);
+        MemDisk::new(d)
+    }
+
+    #[test]
+    fn open_refuses_without_panicking() {
+        // too short to hold a boot sector
+        for n in [0, 1, 100, 511] {
+            assert!(NtfsVolume::open(&MemDisk::new(vec![0; n])).is_err());
+        }
+        // not NTFS
+        let e = NtfsVolume::open(&MemDisk::new(vec![0; 4096]))
+            .err()
+            .unwrap();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+        // a volume larger than its partition (1 MiB volume in 64 KiB)
+        let e = NtfsVolume::open(&disk_with(boot_sector(), 65536))
+            .err()
+            .unwrap();
+        assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+        // MFT past the end
+        let mut b = boot_sector();
+        b[0x30..0x38].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert_eq!(
+            NtfsVolume::open(&disk_with(b, 1 << 20))
+                .err()
+                .unwrap()
+                .kind(),
+            ErrorKind::Corrupt
+        );
+        // bad geometry codes
+        for (off, v) in [(0x0D, 3u8), (0x40, 0x00), (0x40, 0xE0), (0x0B, 0x03)] {
+            let mut b = boot_sector();
+            b[off] = v;
+            assert!(
+                NtfsVolume::open(&disk_with(b, 1 << 20)).is_err(),
+                "0x{off:x} = 0x{v:x}"
+            );
+        }
+        // a plausible boot sector over zeros: the MFT record has no FILE signature
+        let e = NtfsVolume::open(&disk_with(boot_sector(), 1 << 20))
+            .err()
+            .unwrap();
+        assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+        assert!(e.message().contains("MFT record 0"), "{e}");
+    }
+
+    #[test]
+    fn paths_split_and_refuse_dots() {
+        assert_eq!(
+            components("\\Windows//Boot\\").unwrap(),
+            vec!["Windows", "Boot"]
+        );
+        assert!(components("").unwrap().is_empty());
+        assert!(components("\\a\\..\\b").is_err());
+        assert!(components(&"a\\".repeat(300)).is_err());
+    }
+
+    #[test]
+    fn hibernation_signatures() {
+        let h = |s: &[u8; 4]| {
+            HiberFile {
+                bytes: 4096,
+                signature: Some(*s),
+            }
+            .is_hibernated()
+        };
+        assert!(h(b"HIBR") && h(b"hibr") && h(b"wake"));
+        assert!(!h(&[0; 4]) && !h(b"RSTR"));
+        assert!(!HiberFile {
+            bytes: 0,
+            signature: None
+        }
+        .is_hibernated());
+    }
 }
