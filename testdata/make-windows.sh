@@ -51,8 +51,9 @@
 # Needs: mkntfs and ntfs-3g (Debian ntfs-3g), a working /dev/fuse (the files and directories go
 # in through an ntfs-3g FUSE mount: ntfs-3g has no offline mkdir), sfdisk (fdisk), python3,
 # qemu-img (qemu-utils), setfattr (attr). Exit status: 0 ok; 5 when a tool or FUSE is missing
-# (the message says what to install). Runs in a few seconds; needs root for the FUSE mount
-# (or a user allowed to mount FUSE).
+# (the message says what to install). Takes 2-10 s per variant (special, with 7500 files through
+# FUSE, is the slowest), about 40 s for all; needs root for the FUSE mount (or a user allowed
+# to mount FUSE). Disk use: about 300 MiB for all variants (sparse files).
 set -euo pipefail
 
 if [ $# -lt 1 ]; then

@@ -533,8 +533,8 @@ fn fuzz_harness_on_images_and_mutations() {
     for (v, n, mutations) in [
         ("conly", 1, 1500),
         ("sysres", 1, 500),
-        ("special", 1, 500),
-        ("smallclus", 1, 500),
+        ("special", 1, 300),
+        ("smallclus", 1, 300),
     ] {
         let p = parts(dir, v).into_iter().find(|p| p.number == n).unwrap();
         let disk = image(dir, v);

@@ -37,6 +37,8 @@ pub(super) struct Entry {
 pub(super) struct Key {
     /// MFT record number (sequence number masked off).
     pub record: u64,
+    /// The record's sequence number when the entry was made (0: not checked).
+    pub sequence: u16,
     pub name: Vec<u16>,
     pub namespace: u8,
     /// `FILE_ATTR_*` as cached in the index (directory bit 0x10000000, reparse 0x400).
@@ -127,6 +129,7 @@ fn parse_key(k: &[u8], mref: u64) -> Option<Key> {
     let name = k.get(FN_NAME..FN_NAME.checked_add(name_len.checked_mul(2)?)?)?;
     Some(Key {
         record: mref & MFT_REF_MASK,
+        sequence: u16::try_from(mref >> 48).ok()?,
         name: utf16_units(name),
         namespace: *k.get(FN_NAMESPACE)?,
         file_attributes: le32(k, FN_FILE_ATTRIBUTES)?,

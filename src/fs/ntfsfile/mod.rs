@@ -401,7 +401,18 @@ impl<'a> NtfsVolume<'a> {
         for c in comps {
             let want: Vec<u16> = c.encode_utf16().collect();
             match self.find_in_dir(cur, &want, path)? {
-                Some(k) => cur = k.record,
+                Some(k) => {
+                    // A stale entry names a record since reused for another file (ntfs-3g
+                    // `ntfs_file_record_read` refuses it too).
+                    let rec = self.record(k.record)?;
+                    if k.sequence != 0 && k.sequence != rec.sequence {
+                        return Err(Error::corrupt(format!(
+                            "NTFS: {path}: the index names MFT record {} sequence {}, the record has sequence {}",
+                            k.record, k.sequence, rec.sequence
+                        )));
+                    }
+                    cur = k.record;
+                }
                 None => return Ok(None),
             }
         }

@@ -120,6 +120,8 @@ pub(super) struct Attr {
 #[derive(Debug, Clone)]
 pub(super) struct Record {
     pub flags: u16,
+    /// Incremented each time the record is reused; MFT references carry it in their top 16 bits.
+    pub sequence: u16,
     /// The base record this one extends (0 for a base record).
     pub base: u64,
     pub attrs: Vec<Attr>,
@@ -216,6 +218,7 @@ pub(super) fn parse_record(mut buf: Vec<u8>, number: u64, cluster_limit: u64) ->
     }
     Ok(Record {
         flags,
+        sequence: hdr.sequence_number.get(),
         base: hdr.base_mft_record.get() & MFT_REF_MASK,
         attrs,
     })
