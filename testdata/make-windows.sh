@@ -32,7 +32,7 @@
 #   its base block, so it stays valid).
 #
 # NTFS volumes for the reader (single-partition MBR disks; not Windows-like):
-#   special     4 KiB clusters: mixed-case and Unicode names, hard links, an empty and a resident
+#   special     4 KiB clusters: mixed-case and Unicode names, a DOS 8.3 alias, hard links, an empty and a resident
 #               file, a sparse file, a file with uninitialized tail, a fragmented file (thousands
 #               of runs: $DATA split over extension records by an $ATTRIBUTE_LIST), a file with
 #               many named streams ($ATTRIBUTE_LIST), a directory of 3000 files (a B+ tree of
@@ -333,6 +333,9 @@ special_tree() {
     printf 'secret\n' >"$m/efs.txt"
     mkdir -p "$m/Mixed Case/Sub.Dir" "$m/unicode"
     printf 'tiny resident\n' >"$m/Mixed Case/ReadMe.TXT"
+    # a DOS 8.3 alias beside the long name (separate Win32 and DOS index entries, as Windows makes)
+    printf 'long name\n' >"$m/Mixed Case/A Long File Name.text"
+    setfattr -h -n system.ntfs_dos_name -v "ALONGF~1.TEX" "$m/Mixed Case/A Long File Name.text"
     : >"$m/Mixed Case/empty"
     standin "$m/Mixed Case/Sub.Dir/Big.BIN" big.bin 300000
     printf 'ünïcødé ✓\n' >"$m/unicode/Ünïcødé-名前.txt"

@@ -308,6 +308,23 @@ fn special_volume_exercises_what_it_should() {
     assert!(vol
         .read_file("\\unicode\\ÜNÏCØDÉ-名前.TXT", MAX_FILE)
         .is_ok());
+    // a DOS alias finds its file; listings give the long name only
+    assert_eq!(
+        vol.read_file("\\mixed case\\alongf~1.tex", MAX_FILE)
+            .unwrap(),
+        b"long name\n"
+    );
+    let names: Vec<String> = vol
+        .list_dir("\\Mixed Case", &Limits::default())
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert!(
+        names.contains(&"A Long File Name.text".to_string()),
+        "{names:?}"
+    );
+    assert!(!names.iter().any(|n| n.contains('~')), "{names:?}");
     // the size limit refuses, naming the file
     let e = vol.read_file("\\frag.bin", 1000).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unsupported);
