@@ -16,6 +16,10 @@
 #               mount option, the compressed attribute on the directory, the file written anew)
 #   hibernated  conly with \hiberfil.sys starting with "HIBR" (1 MiB)
 #   dirty       conly with the $Volume dirty flag set (record 3 and its $MFTMirr copy)
+#   dirtyhive   conly with a dirty SYSTEM hive and no logs (Windows 10 1709: sequence numbers
+#               4317/4316; its C: value moved onto this disk, its other disks' values untouched)
+#   hivelogs    conly with a dirty SYSTEM hive (1622/1621, MountedDevices already in the GPT
+#               DMIO:ID: form) and its SYSTEM.LOG1 / SYSTEM.LOG2 beside it
 #   bitlocker   sysres, but p2 is a BitLocker stand-in (a "-FVE-FS-" header and FVE metadata
 #               block signature; no NTFS inside)
 # The Windows tree on C: \Windows\Boot\EFI\{bootmgfw.efi,bootmgr.efi,memtest.efi,boot.stl,
@@ -23,7 +27,8 @@
 #   \Windows\Boot\Fonts\{wgl4_boot,segmono_boot,segoen_slboot}.ttf,
 #   \Windows\Boot\Resources\{bootres.dll,en-US\bootres.dll.mui}, \Windows\Boot\PCAT\bootmgr,
 #   \Windows\System32\{winload.exe,winload.efi,winresume.exe,winresume.efi},
-#   \Windows\System32\config\SYSTEM (real, win7, MountedDevices moved to C:'s offset),
+#   \Windows\System32\config\SYSTEM (real, win7 unless said otherwise, MountedDevices' C: value
+#   moved to C:'s offset),
 #   \Windows\System32\Recovery\ReAgent.xml, and \Recovery\WindowsRE\{Winre.wim,boot.sdi} unless
 #   WinRE is in its own partition.
 # \Boot\BCD is the real Windows 7 BIOS store pybcd-win7-bios-vm.BCD with its MBR devices (disk
@@ -85,7 +90,7 @@ out=$1
 shift
 variants=("$@")
 if [ ${#variants[@]} -eq 0 ]; then
-    variants=(sysres conly winre compressed hibernated dirty bitlocker special bigclus smallclus)
+    variants=(sysres conly winre compressed hibernated dirty dirtyhive hivelogs bitlocker special bigclus smallclus)
 fi
 mkdir -p "$out"
 work=$(mktemp -d)
@@ -98,6 +103,7 @@ cleanup() {
 trap cleanup EXIT
 
 DISK_SIG=0x5cbea03e
+hive=win7 # the SYSTEM hive on C: (see windows_tree)
 MIB=1048576
 
 # py ARGS: run the python program on stdin (deterministic content, byte patches).
@@ -157,15 +163,26 @@ windows_tree() {
     done
     flush_standins
     mkdir -p "$m/Windows/System32/config" "$m/Windows/System32/Recovery"
-    py "$here/windows-registry/SYSTEM-win7-mbr.xz" "$m/Windows/System32/config/SYSTEM" "$2" <<'PY'
-import lzma, struct, sys
-src, dst, c_off = sys.argv[1], sys.argv[2], int(sys.argv[3])
-hive = lzma.open(src).read()
-# MountedDevices names C: as disk signature 0x5cbea03e + offset 1 MiB (12 bytes): move it to C:.
-old = struct.pack("<IQ", 0x5CBEA03E, 0x100000)
-new = struct.pack("<IQ", 0x5CBEA03E, c_off)
-assert hive.count(old) >= 1
-open(dst, "wb").write(hive.replace(old, new))
+    py "$here/windows-registry" "$m/Windows/System32/config" "$2" "$hive" <<'PY'
+import lzma, os, struct, sys
+src, dst, c_off, which = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+# which hive, and the 12-byte MountedDevices value (MBR signature + offset) that names C:, moved
+# onto this disk (signature 0x5cbea03e) and C:'s offset; None: the hive's C: is in GPT form
+name, c_value, logs = {
+    "win7": ("SYSTEM-win7-mbr", (0x5CBEA03E, 0x100000), False),
+    "dirty": ("SYSTEM-win10-1709-mbr-dirty", (0xDF4546AE, 0x1F500000), False),
+    "logs": ("SYSTEM-gpt-dirty", None, True),
+}[which]
+hive = lzma.open(os.path.join(src, name + ".xz")).read()
+if c_value:
+    old = struct.pack("<IQ", *c_value)
+    assert hive.count(old) >= 1, "no MountedDevices value for C:"
+    hive = hive.replace(old, struct.pack("<IQ", 0x5CBEA03E, c_off))
+open(os.path.join(dst, "SYSTEM"), "wb").write(hive)
+if logs:
+    for ext in ("LOG1", "LOG2"):
+        data = lzma.open(os.path.join(src, "%s.%s.xz" % (name, ext))).read()
+        open(os.path.join(dst, "SYSTEM." + ext), "wb").write(data)
 PY
     cat >"$m/Windows/System32/Recovery/ReAgent.xml" <<'XML'
 <?xml version='1.0' encoding='utf-8'?>
@@ -440,7 +457,8 @@ windows() {
     local sys_mib=32 c_mib=48 re_mib=16 c_start=1
     : >"$out/$v.parts"
     case $v in
-    conly | compressed | hibernated | dirty)
+    conly | compressed | hibernated | dirty | dirtyhive | hivelogs)
+        case $v in dirtyhive) hive=dirty ;; hivelogs) hive=logs ;; *) hive=win7 ;; esac
         mkvol "$w/c.part" $c_mib 4096 2048 Windows
         mount_vol "$w/c.part" "$([ "$v" = compressed ] && echo rw,compression || echo rw)"
         bios_boot $((c_start * MIB))
@@ -468,6 +486,7 @@ PY
         fi
         ;;
     sysres | winre | bitlocker)
+        hive=win7
         c_start=$((1 + sys_mib))
         mkvol "$w/sys.part" $sys_mib 4096 2048 "System Reserved"
         mount_vol "$w/sys.part"
@@ -537,7 +556,7 @@ reader() {
 for v in "${variants[@]}"; do
     rm -f "$out/$v.img" "$out/$v.vhd" "$out/$v.parts" "$out/$v.refused"
     case $v in
-    sysres | conly | winre | compressed | hibernated | dirty | bitlocker) windows "$v" ;;
+    sysres | conly | winre | compressed | hibernated | dirty | dirtyhive | hivelogs | bitlocker) windows "$v" ;;
     special | bigclus | smallclus) reader "$v" ;;
     *)
         echo "make-windows.sh: unknown variant '$v'" >&2

@@ -41,6 +41,8 @@ const WINDOWS: &[&str] = &[
     "compressed",
     "hibernated",
     "dirty",
+    "dirtyhive",
+    "hivelogs",
     "bitlocker",
 ];
 const READER: &[&str] = &["special", "bigclus", "smallclus"];
@@ -457,10 +459,22 @@ fn windows_layouts() {
                 .read_file("\\WINDOWS\\system32\\CONFIG\\system", MAX_FILE)
                 .unwrap();
             assert_eq!(&system[..4], b"regf");
-            // MountedDevices' C: entry moved to C:'s offset
+            // MountedDevices' C: entry moved to C:'s offset (hivelogs: already in GPT form)
             let mut md = 0x5cbe_a03eu32.to_le_bytes().to_vec();
             md.extend_from_slice(&c.start.to_le_bytes());
-            assert!(system.windows(12).any(|w| w == md.as_slice()), "{v}");
+            let names_c = system.windows(12).any(|w| w == md.as_slice());
+            assert_eq!(names_c, *v != "hivelogs", "{v}");
+            // primary and secondary sequence numbers (regf 0x04, 0x08): dirty when they differ
+            let seq = |at: usize| u32::from_le_bytes(system[at..at + 4].try_into().unwrap());
+            assert_eq!(
+                seq(4) != seq(8),
+                *v == "dirtyhive" || *v == "hivelogs",
+                "{v}"
+            );
+            for log in ["LOG1", "LOG2"] {
+                let p = format!("\\Windows\\System32\\config\\SYSTEM.{log}");
+                assert_eq!(vol.exists(&p).unwrap(), *v == "hivelogs", "{v} {p}");
+            }
             let reagent = vol
                 .read_file("\\Windows\\System32\\Recovery\\ReAgent.xml", MAX_FILE)
                 .unwrap();

@@ -297,14 +297,13 @@ impl<'a> NtfsVolume<'a> {
         let s = stream(&attrs, ATTR_DATA, &[], "$UpCase")?
             .ok_or_else(|| Error::corrupt("NTFS $UpCase has no $DATA"))?;
         let bytes = self.read_stream(&s, "$UpCase", 2 * 65536)?;
-        let mut table = record::utf16_units(&bytes);
+        let table = record::utf16_units(&bytes);
         if table.len() != UPCASE_UNITS {
             return Err(Error::corrupt(format!(
                 "NTFS $UpCase holds {} entries, expected 65536",
                 table.len()
             )));
         }
-        table.truncate(UPCASE_UNITS);
         Ok(table)
     }
 
