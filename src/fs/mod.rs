@@ -6,6 +6,7 @@
 
 pub mod fat;
 pub(crate) mod ntfs;
+pub mod ntfsfile;
 mod probe;
 
 #[cfg(test)]
