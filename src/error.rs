@@ -20,6 +20,11 @@ pub enum ErrorKind {
     InvalidInput,
     /// Another process holds the image, or state on disk disagrees with the request.
     Conflict,
+    /// A remote service refused the request (`upload`: no such blob, wrong size, a read-only or
+    /// expired SAS, Entra ID required); nothing was written.
+    Refused,
+    /// A remote service or the network kept failing past the retry budget (`upload`).
+    Network,
 }
 
 impl fmt::Display for ErrorKind {
@@ -30,6 +35,8 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Unsupported => "unsupported input",
             ErrorKind::InvalidInput => "invalid input",
             ErrorKind::Conflict => "conflict",
+            ErrorKind::Refused => "refused",
+            ErrorKind::Network => "network",
         })
     }
 }
@@ -64,6 +71,12 @@ impl Error {
     }
     pub fn conflict(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Conflict, message)
+    }
+    pub fn refused(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Refused, message)
+    }
+    pub fn network(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Network, message)
     }
     /// An I/O error with what was being done ("reading 512 bytes at 0x1ff000 of disk.vhd").
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
