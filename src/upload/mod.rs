@@ -482,9 +482,14 @@ pub fn upload(
         ranges_crc32: state::ranges_crc32(&plan),
         destination: url.identity(),
     };
+    // pages written there but zero here: cleared
+    let before = page_ranges(&exec, len)?;
+    let to_clear = state::subtract(&before, &plan);
+    // confirmed earlier, and still listed by the destination (a state file names what was
+    // sent; the blob says what is there)
     let done = if opts.resume {
         match State::read(&state_path)? {
-            Some(s) => s.done_for(&identity, &plan, &state_path)?,
+            Some(s) => state::intersect(&s.done_for(&identity, &plan, &state_path)?, &before),
             None => Vec::new(),
         }
     } else {
@@ -496,10 +501,6 @@ pub fn upload(
         st.add(*r);
     }
     st.write(&state_path)?;
-
-    // pages written there but zero here: cleared
-    let before = page_ranges(&exec, len)?;
-    let to_clear = state::subtract(&before, &plan);
     let mut cleared_bytes = 0;
     for r in &to_clear {
         let req = rest::clear_pages(url, *r)?;

@@ -106,12 +106,12 @@ impl State {
     }
 
     /// The confirmed ranges, checked against this upload: refused when the state is about
-    /// another image or blob, or records a range outside the plan.
+    /// another image (or this one changed), or records a range outside the plan. The
+    /// destination is not compared (a new `az disk grant-access` may give another URL for the
+    /// same disk): the caller keeps only what the destination lists as written.
     pub fn done_for(&self, id: &Identity, plan: &[Range], path: &Path) -> Result<Vec<Range>> {
         let mine = &self.identity;
-        let what = if mine.destination != id.destination {
-            Some(format!("another destination ({})", mine.destination))
-        } else if mine.file_bytes != id.file_bytes || mine.unique_id != id.unique_id {
+        let what = if mine.file_bytes != id.file_bytes || mine.unique_id != id.unique_id {
             Some(format!(
                 "another image ({} bytes, unique id {})",
                 mine.file_bytes, mine.unique_id
@@ -168,6 +168,11 @@ impl State {
     }
 }
 
+/// The bytes both lists cover.
+pub fn intersect(a: &[Range], b: &[Range]) -> Vec<Range> {
+    subtract(a, &subtract(a, b))
+}
+
 /// `plan` minus `done`: what is left to send.
 pub fn subtract(plan: &[Range], done: &[Range]) -> Vec<Range> {
     let mut out = Vec::new();
@@ -212,6 +217,10 @@ mod tests {
             vec![Range::new(0, 10), Range::new(30, 70), Range::new(200, 50)]
         );
         assert!(subtract(&plan, &[Range::new(0, 300)]).is_empty());
+        assert_eq!(
+            intersect(&plan, &[Range::new(50, 200)]),
+            vec![Range::new(50, 50), Range::new(200, 50)]
+        );
     }
 
     #[test]
@@ -232,7 +241,7 @@ mod tests {
             vec![Range::new(0, 1024)]
         );
         let mut other = id();
-        other.destination = "https://a/c/other".into();
+        other.unique_id = "ffeeddccbbaa99887766554433221100".into();
         assert!(back.done_for(&other, &plan, &p).is_err());
         let mut changed = id();
         changed.whole_crc32 = "87654321".into();
