@@ -702,3 +702,36 @@ fn killed_midway_then_resumed_sends_only_the_rest() {
     assert_eq!(run.exit_code(), 6, "{}", run.stderr);
     assert!(run.stderr.contains("another image"), "{}", run.stderr);
 }
+
+#[test]
+fn gives_up_past_the_retry_budget() {
+    // every answer is 503 ServerBusy: no emulator needed behind the proxy
+    let dir = TempDir::new("upload-budget");
+    let (img, _) = make_image(&dir, "d.vhd", 24, 4, 7);
+    let proxy = Proxy::start(1, Box::new(|_, _, _| Fault::Busy));
+    let url = format!(
+        "http://127.0.0.1:{}/devstoreaccount1/vhds/d.vhd?sv={}&sr=b&sp=rw&sig=c2ln",
+        proxy.port,
+        vhdtool::upload::rest::X_MS_VERSION
+    );
+    let t = Instant::now();
+    let run = upload(&[img.to_str().unwrap(), &url, "--retry-budget", "3"]);
+    assert_eq!(run.exit_code(), 10, "{}\n{}", run.command, run.stderr);
+    assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
+    for says in [
+        "gave up after",
+        "x-ms-error-code ServerBusy",
+        "x-ms-request-id proxy-busy",
+        "x-ms-client-request-id",
+        "--resume",
+    ] {
+        assert!(
+            run.stderr.contains(says),
+            "expected {says:?} in {}",
+            run.stderr
+        );
+    }
+    // Retry-After: 1 is honoured: no more than ~4 attempts in 3 s
+    let seen = proxy.seen().len();
+    assert!((2..=5).contains(&seen), "{seen} attempts in a 3 s budget");
+}
