@@ -23,6 +23,11 @@ pub enum ErrorKind {
     /// vhdtool broke one of its own invariants (a bug, not a problem of the input): a plan that
     /// does not hold together, a payload of the wrong size.
     Internal,
+    /// A remote service refused the request (`upload`: no such blob, wrong size, a read-only or
+    /// expired SAS, Entra ID required); nothing was written.
+    Refused,
+    /// A remote service or the network kept failing past the retry budget (`upload`).
+    Network,
 }
 
 impl fmt::Display for ErrorKind {
@@ -34,6 +39,8 @@ impl fmt::Display for ErrorKind {
             ErrorKind::InvalidInput => "invalid input",
             ErrorKind::Conflict => "conflict",
             ErrorKind::Internal => "internal error",
+            ErrorKind::Refused => "refused",
+            ErrorKind::Network => "network",
         })
     }
 }
@@ -68,6 +75,12 @@ impl Error {
     }
     pub fn conflict(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Conflict, message)
+    }
+    pub fn refused(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Refused, message)
+    }
+    pub fn network(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Network, message)
     }
     /// A broken internal invariant: a bug of vhdtool, reported as such.
     pub fn internal(message: impl Into<String>) -> Self {

@@ -17,6 +17,7 @@ pub mod gpt;
 pub mod info;
 pub mod mbr;
 pub mod shrink;
+pub mod upload;
 pub mod vhd;
 
 pub use error::{Error, ErrorKind, Result};

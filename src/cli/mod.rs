@@ -6,6 +6,7 @@ mod checksum;
 mod convert;
 mod info;
 pub mod output;
+mod upload;
 
 use std::process::ExitCode;
 
@@ -34,8 +35,14 @@ pub mod exit {
     pub const INVALID: u8 = 7;
     /// `validate`/`convert`: the disk already has a GPT; nothing to do.
     pub const ALREADY_GPT: u8 = 8;
+    /// `upload`: the destination refused it before any page was written (no such blob, wrong
+    /// size, a read-only or expired SAS, Entra ID required).
+    pub const REFUSED: u8 = 9;
+    /// `upload`: the service or the network kept failing past the retry budget (rerun with
+    /// --resume).
+    pub const NETWORK: u8 = 10;
     /// vhdtool broke one of its own invariants (a bug; the message says what).
-    pub const INTERNAL: u8 = 9;
+    pub const INTERNAL: u8 = 11;
 }
 
 /// Offline inspection and Generation-1 to Generation-2 conversion of VHD disk images.
@@ -66,6 +73,9 @@ pub enum Command {
     Verify(checksum::VerifyArgs),
     /// Compare two images byte for byte: changed ranges to the sector, named by both layouts.
     Diff(checksum::DiffArgs),
+    /// Upload the data pages of a fixed VHD to a managed disk or page blob (SAS URL), in
+    /// parallel, with retries, resumable (--resume), verified (--verify).
+    Upload(upload::UploadArgs),
 }
 
 /// Parse the command line, run the command, and give the exit code.
@@ -79,6 +89,7 @@ pub fn run() -> ExitCode {
         Command::Checksum(args) => checksum::run_checksum(&args),
         Command::Verify(args) => checksum::run_verify(&args),
         Command::Diff(args) => checksum::run_diff(&args),
+        Command::Upload(args) => upload::run(&args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -97,6 +108,8 @@ pub fn exit_code(e: &Error) -> u8 {
         ErrorKind::Unsupported => exit::UNSUPPORTED,
         ErrorKind::Conflict => exit::CONFLICT,
         ErrorKind::InvalidInput => exit::INVALID,
+        ErrorKind::Refused => exit::REFUSED,
+        ErrorKind::Network => exit::NETWORK,
         ErrorKind::Internal => exit::INTERNAL,
     }
 }

@@ -302,6 +302,7 @@ pub fn render_info(r: &InfoReport) -> String {
 pub struct Progress {
     label: &'static str,
     bar: Option<indicatif::ProgressBar>,
+    min_bytes: u64,
 }
 
 impl Progress {
@@ -309,12 +310,25 @@ impl Progress {
     const MIN_BYTES: u64 = 256 << 20;
 
     pub fn new(label: &'static str) -> Self {
-        Progress { label, bar: None }
+        Progress {
+            label,
+            bar: None,
+            min_bytes: Self::MIN_BYTES,
+        }
+    }
+
+    /// A bar for work of any size (an upload runs at network speed).
+    pub fn always(label: &'static str) -> Self {
+        Progress {
+            label,
+            bar: None,
+            min_bytes: 1,
+        }
     }
 
     pub fn update(&mut self, done: u64, total: u64) {
         use std::io::IsTerminal;
-        if self.bar.is_none() && total >= Self::MIN_BYTES && io::stderr().is_terminal() {
+        if self.bar.is_none() && total >= self.min_bytes && io::stderr().is_terminal() {
             let bar = indicatif::ProgressBar::with_draw_target(
                 Some(total),
                 indicatif::ProgressDrawTarget::stderr(),

@@ -1,0 +1,873 @@
+//! `vhdtool upload`: send the data pages of a fixed VHD to an Azure page blob (a managed disk
+//! opened with `az disk grant-access`, or a storage account's page blob), in parallel, with
+//! retries, resumable, verified.
+//!
+//! What is sent comes from the checksum map (`checksum --upload-ranges`): the granules of
+//! [`GRANULE_BYTES`] holding a non-zero byte, plus the footer's; holes are never read. In order:
+//!
+//! 1. the image must be a fixed VHD with a sound footer, a whole number of MiB, file = size +
+//!    512 (what Azure takes); a SAS whose `sp` lacks `w` is refused before any request;
+//! 2. Get Blob Properties: the blob must exist (or `--create` makes a page blob on a storage
+//!    account) and be exactly as long as the file;
+//! 3. Get Page Ranges: pages written there but zero in the image are cleared (Clear Pages), so
+//!    the blob ends equal to the file, as azcopy does;
+//! 4. Put Page requests of at most 4 MiB, N in flight, each with a transactional checksum
+//!    (Content-MD5 on storage accounts; CRC64 on managed disks, which refuse MD5; a checksum the
+//!    service refuses falls back to the next, and the report says so), retried per
+//!    [`retry::Policy`]; each confirmed range goes into the resume state;
+//! 5. Get Page Ranges again: they must cover every range sent and nothing else; `--verify` also
+//!    reads every range back and compares its CRC32 with the image's (from the map: the file is
+//!    not read again).
+
+pub mod rest;
+pub mod retry;
+pub mod state;
+pub mod url;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::checksum::{self, merge, ChecksumMap, Range};
+use crate::disk::{Access, Disk, MmapDisk};
+use crate::error::{Error, Result};
+use crate::vhd::Format;
+use rest::{Client, Integrity, Request, Response, MAX_PUT_PAGE_BYTES};
+use retry::{Policy, Rng};
+use state::State;
+pub use url::BlobUrl;
+
+/// What the upload map is made of: 64 KiB granules (finer than Azure's 4 MiB Put Page, so
+/// sparse filesystems send little zero padding; coarse enough for few requests). Raised for
+/// disks whose map would exceed [`checksum::MAX_CHUNKS`].
+pub const GRANULE_BYTES: u64 = 64 << 10;
+/// Default parallel requests.
+pub const DEFAULT_THREADS: usize = 8;
+/// Most parallel requests.
+pub const MAX_THREADS: usize = 64;
+const MIB: u64 = 1 << 20;
+
+/// How to upload.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Requests in flight.
+    pub threads: usize,
+    /// Create the page blob when there is none (storage accounts only).
+    pub create: bool,
+    /// Skip the ranges the state file records as written.
+    pub resume: bool,
+    /// Read every range back and compare CRC32s.
+    pub verify: bool,
+    /// The transactional checksum; `None`: MD5, or CRC64 on a managed disk.
+    pub integrity: Option<Integrity>,
+    pub policy: Policy,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            threads: DEFAULT_THREADS,
+            create: false,
+            resume: false,
+            verify: false,
+            integrity: None,
+            policy: Policy::default(),
+        }
+    }
+}
+
+/// The result of `--verify`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verified {
+    pub ranges: u64,
+    pub bytes: u64,
+    /// Ranges whose CRC32 read back differs from the image's.
+    pub mismatches: Vec<Range>,
+}
+
+/// What an upload did.
+#[derive(Debug, Clone, Serialize)]
+pub struct UploadReport {
+    pub image: String,
+    /// The blob URL with the signature redacted.
+    pub destination: String,
+    pub managed_disk: bool,
+    pub file_bytes: u64,
+    /// `--create` made the page blob.
+    pub created: bool,
+    /// Bytes of the upload plan: the non-zero granules and the footer's.
+    pub data_bytes: u64,
+    pub data_ranges: u64,
+    /// Bytes the resume state recorded as already written (not sent again).
+    pub resumed_bytes: u64,
+    /// Put Page body bytes sent, retries included.
+    pub bytes_sent: u64,
+    /// Put Page requests confirmed.
+    pub put_pages: u64,
+    /// Pages written at the destination but zero in the image, cleared.
+    pub cleared_bytes: u64,
+    pub clear_requests: u64,
+    /// HTTP requests sent (every attempt of every call).
+    pub requests: u64,
+    /// Attempts that were retried (transport failures and retryable statuses).
+    pub retries: u64,
+    /// The transactional checksum used in the end.
+    pub integrity: Integrity,
+    /// Why it is not the first choice (the service refused it), if so.
+    pub integrity_note: Option<String>,
+    pub seconds: f64,
+    /// `bytes_sent / seconds`.
+    pub bytes_per_second: f64,
+    /// Get Page Ranges after the upload covers every range of the plan and nothing else.
+    pub page_ranges_ok: bool,
+    /// Ranges of the plan the destination does not list, and ranges it lists outside the plan.
+    pub page_ranges_missing: Vec<Range>,
+    pub page_ranges_extra: Vec<Range>,
+    pub verified: Option<Verified>,
+    /// The command that ends the write access (managed disks).
+    pub revoke_access: Option<String>,
+}
+
+impl UploadReport {
+    /// Every check passed.
+    pub fn ok(&self) -> bool {
+        self.page_ranges_ok
+            && self
+                .verified
+                .as_ref()
+                .is_none_or(|v| v.mismatches.is_empty())
+    }
+}
+
+/// The granule for a file of `len` bytes: [`GRANULE_BYTES`], doubled until the map fits.
+pub fn granule_for(len: u64) -> u64 {
+    let mut g = GRANULE_BYTES;
+    while len.div_ceil(g) > checksum::MAX_CHUNKS && g < MAX_PUT_PAGE_BYTES {
+        g *= 2;
+    }
+    g
+}
+
+/// Split `ranges` into Put Page pieces of at most 4 MiB that do not cross a 4 MiB boundary.
+pub fn pieces(ranges: &[Range]) -> Vec<Range> {
+    let mut out = Vec::new();
+    for r in ranges {
+        let mut pos = r.offset;
+        while pos < r.end() {
+            let boundary = (pos / MAX_PUT_PAGE_BYTES + 1).saturating_mul(MAX_PUT_PAGE_BYTES);
+            let end = boundary.min(r.end());
+            out.push(Range::new(pos, end - pos));
+            pos = end;
+        }
+    }
+    out
+}
+
+/// What to send: the map's non-zero granules and the footer's, merged.
+pub fn plan(map: &ChecksumMap) -> Vec<Range> {
+    let len = map.file_bytes;
+    let footer = (len >= 512).then(|| Range::new(len - 512, 512));
+    checksum::upload_ranges(map, map.chunk_bytes, footer).ranges
+}
+
+/// The image as Azure takes it: a fixed VHD with a sound footer, a whole number of MiB, file =
+/// size + 512. Gives the footer's unique id.
+fn check_image(disk: &MmapDisk, shown: &str) -> Result<String> {
+    let img = crate::vhd::probe(disk);
+    let convert = "run `vhdtool convert` first (it writes a fixed VHD of a whole number of MiB)";
+    let f = match (&img.format, &img.footer) {
+        (Format::VhdFixed, Some(f)) => f,
+        (Format::Raw, _) => {
+            return Err(Error::unsupported(format!(
+                "{shown} has no VHD footer (a raw disk): Azure takes fixed VHDs only; {convert}"
+            )))
+        }
+        (other, _) => {
+            return Err(Error::unsupported(format!(
+                "{shown} is a {other:?} VHD: Azure takes fixed VHDs only; convert it to a fixed VHD (qemu-img convert -O vpc -o subformat=fixed,force_size=on)"
+            )))
+        }
+    };
+    if f.checksum != f.computed_checksum {
+        return Err(Error::corrupt(format!(
+            "{shown}: the VHD footer checksum is 0x{:08x}, computed 0x{:08x}: Azure would refuse it; {convert}",
+            f.checksum, f.computed_checksum
+        )));
+    }
+    if f.current_size == 0 || !f.current_size.is_multiple_of(MIB) {
+        return Err(Error::unsupported(format!(
+            "{shown}: virtual size {} bytes is not a whole number of MiB (Azure: \"unsupported virtual size\"); {convert}",
+            f.current_size
+        )));
+    }
+    if f.offset != disk.len().saturating_sub(512)
+        || disk.len() != f.current_size.saturating_add(512)
+    {
+        return Err(Error::unsupported(format!(
+            "{shown}: the file is {} bytes, the footer says {} + 512: Azure needs file = size + 512; {convert}",
+            disk.len(),
+            f.current_size
+        )));
+    }
+    Ok(f.unique_id.clone())
+}
+
+/// Seconds since 1970 of an ISO 8601 UTC time as a SAS carries it (`2030-01-01T00:00:00Z`).
+pub fn parse_utc(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 19 {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> { s.get(r)?.parse().ok() };
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
+        return None;
+    }
+    // days from civil (Howard Hinnant's algorithm)
+    let y = if mo <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + h * 3600 + mi * 60 + se)
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// A request that ended without success.
+enum Failure {
+    /// A final HTTP answer (not retried).
+    Final(Response),
+    /// Retries exhausted (the message says why).
+    Exhausted(String),
+}
+
+/// Sends requests with the retry policy and counts what it does.
+struct Exec<'u> {
+    client: Client,
+    url: &'u BlobUrl,
+    policy: Policy,
+    requests: AtomicU64,
+    retries: AtomicU64,
+    bytes_sent: AtomicU64,
+    salt: AtomicU64,
+    /// Set when the upload must stop (an error elsewhere): no new attempt starts.
+    stop: AtomicBool,
+}
+
+impl Exec<'_> {
+    fn rng(&self) -> Rng {
+        Rng::seeded(self.salt.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Send `req` until it succeeds, fails finally, or its budget is spent.
+    fn call(&self, req: &Request<'_>) -> std::result::Result<Response, Failure> {
+        let start = Instant::now();
+        let mut rng = self.rng();
+        let mut attempt = 0u32;
+        loop {
+            if self.stop.load(Ordering::Relaxed) {
+                return Err(Failure::Exhausted("stopped: another request failed".into()));
+            }
+            attempt = attempt.saturating_add(1);
+            let id = rng.uuid();
+            self.requests.fetch_add(1, Ordering::Relaxed);
+            self.bytes_sent
+                .fetch_add(req.body.len() as u64, Ordering::Relaxed);
+            let (why, retry_after) = match self.client.send(req, &id) {
+                Ok(resp) if resp.ok() => return Ok(resp),
+                Ok(resp) => {
+                    let code = resp.error_code().unwrap_or_default();
+                    let checksum_damage = resp.status == 400
+                        && matches!(code.as_str(), "Md5Mismatch" | "Crc64Mismatch");
+                    if !retry::retryable_status(resp.status) && !checksum_damage {
+                        return Err(Failure::Final(resp));
+                    }
+                    let ra = resp
+                        .header("retry-after")
+                        .and_then(retry::parse_retry_after);
+                    (
+                        format!("{} (x-ms-client-request-id {id})", resp.describe()),
+                        ra,
+                    )
+                }
+                Err(e) => (format!("{} (x-ms-client-request-id {id})", e.message), None),
+            };
+            let delay = self.policy.delay(attempt, retry_after, &mut rng);
+            if start.elapsed() + delay > self.policy.request_budget {
+                return Err(Failure::Exhausted(format!(
+                    "{}: gave up after {attempt} attempt(s) in {:.1} s (budget {} s); last: {why}",
+                    req.what,
+                    start.elapsed().as_secs_f64(),
+                    self.policy.request_budget.as_secs()
+                )));
+            }
+            self.retries.fetch_add(1, Ordering::Relaxed);
+            std::thread::sleep(delay);
+        }
+    }
+
+    /// The error for a request that failed: refused (clear message per status) or exhausted.
+    fn error(&self, what: &str, f: Failure) -> Error {
+        match f {
+            Failure::Exhausted(m) => Error::network(format!(
+                "{m}; nothing is lost: rerun with --resume to send only what is missing"
+            )),
+            Failure::Final(resp) => refusal(self.url, what, &resp),
+        }
+    }
+}
+
+/// A clear message for a final answer of the service.
+pub fn refusal(url: &BlobUrl, what: &str, resp: &Response) -> Error {
+    let d = resp.describe();
+    let code = resp.error_code().unwrap_or_default();
+    let sas = url.sas();
+    match resp.status {
+        401 if resp.header("www-authenticate").is_some() || code.contains("Authentic") => {
+            Error::refused(format!(
+                "{what}: the destination asks for Microsoft Entra ID authentication (WWW-Authenticate: {}): the disk was created with --data-access-auth-mode AzureActiveDirectory, and vhdtool uploads with a SAS only; create the disk without it, or upload with azcopy logged in with Entra ID ({d})",
+                resp.header("www-authenticate").unwrap_or("-")
+            ))
+        }
+        401 => Error::refused(format!("{what}: unauthorized ({d})")),
+        403 => {
+            let expired = sas
+                .expiry
+                .as_deref()
+                .and_then(parse_utc)
+                .is_some_and(|t| t <= now_unix());
+            if expired {
+                Error::refused(format!(
+                    "{what}: the SAS expired at {}: run `az disk grant-access --access-level Write` again for a new one ({d})",
+                    sas.expiry.unwrap_or_default()
+                ))
+            } else if code == "AuthorizationPermissionMismatch"
+                || sas.permissions.as_deref().is_some_and(|p| !p.contains('w'))
+            {
+                Error::refused(format!(
+                    "{what}: the SAS does not allow writing (a read-only SAS): use the URL of `az disk grant-access --access-level Write` ({d})"
+                ))
+            } else {
+                Error::refused(format!(
+                    "{what}: access denied: the SAS is not valid for this blob (expired, revoked, or signed for another resource) ({d})"
+                ))
+            }
+        }
+        404 => Error::refused(format!(
+            "{what}: no such blob at {url}: create the disk first with `az disk create --for-upload --upload-size-bytes SIZE` and `az disk grant-access --access-level Write` (or, for a storage account, pass --create) ({d})"
+        )),
+        _ => Error::refused(format!("{what}: the service refused the request ({d})")),
+    }
+}
+
+/// Every page range of the blob.
+fn page_ranges(exec: &Exec<'_>, blob_bytes: u64) -> Result<Vec<Range>> {
+    let mut all = Vec::new();
+    let mut marker: Option<String> = None;
+    // bounded: each answer has at least one range or ends the list
+    for _ in 0..=rest::MAX_PAGE_RANGES {
+        let req = rest::get_page_ranges(exec.url, marker.as_deref());
+        let resp = exec.call(&req).map_err(|f| exec.error(&req.what, f))?;
+        let list = rest::parse_page_list(&resp.body, blob_bytes)?;
+        let empty = list.ranges.is_empty();
+        all.extend(list.ranges);
+        if all.len() > rest::MAX_PAGE_RANGES {
+            return Err(Error::corrupt(format!(
+                "Get Page Ranges: more than {} ranges",
+                rest::MAX_PAGE_RANGES
+            )));
+        }
+        match list.next_marker {
+            Some(m) if !empty || marker.as_deref() != Some(m.as_str()) => marker = Some(m),
+            _ => return Ok(merge(all)),
+        }
+    }
+    Err(Error::corrupt("Get Page Ranges: the list does not end"))
+}
+
+/// Upload `image` to `url`. `progress(sent, to_send)` is called on this thread about every
+/// 100 ms while pages are sent.
+pub fn upload(
+    image: &Path,
+    url: &BlobUrl,
+    opts: &Options,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<UploadReport> {
+    let started = Instant::now();
+    let shown = image.display().to_string();
+    let sas = url.sas();
+    if let Some(p) = sas.permissions.as_deref().filter(|p| !p.contains('w')) {
+        return Err(Error::refused(format!(
+            "the SAS grants {p:?} only (sp={p}): a read-only SAS cannot write pages; use the URL of `az disk grant-access --access-level Write`"
+        )));
+    }
+    if opts.create && url.is_managed_disk() {
+        return Err(Error::invalid(
+            "--create makes a page blob in a storage account; a managed disk is created with `az disk create --for-upload --upload-size-bytes SIZE`",
+        ));
+    }
+    let disk = MmapDisk::open(image, Access::ReadOnly)?;
+    let unique_id = check_image(&disk, &shown)?;
+    let len = disk.len();
+    let data = disk
+        .as_slice()
+        .ok_or_else(|| Error::unsupported("the image is not memory-mapped"))?;
+
+    // what to send, from the checksum map (holes never read)
+    let granule = granule_for(len);
+    let mut src = checksum::Source::open(&disk)?;
+    let map = checksum::map(&mut src, granule, &mut |_, _| {})?;
+    let plan = plan(&map);
+    let data_bytes: u64 = plan.iter().map(|r| r.length).sum();
+
+    let threads = opts.threads.clamp(1, MAX_THREADS);
+    let exec = Exec {
+        client: Client::new(url, opts.policy.attempt_timeout, threads),
+        url,
+        policy: opts.policy,
+        requests: AtomicU64::new(0),
+        retries: AtomicU64::new(0),
+        bytes_sent: AtomicU64::new(0),
+        salt: AtomicU64::new(0),
+        stop: AtomicBool::new(false),
+    };
+
+    // the destination: it exists (or is created) and has the file's size
+    let props = rest::get_properties(url);
+    let mut created = false;
+    match exec.call(&props) {
+        Ok(resp) => {
+            if let Some(t) = resp.header("x-ms-blob-type").filter(|t| *t != "PageBlob") {
+                return Err(Error::refused(format!(
+                    "{url} is a {t}, not a page blob: disks are page blobs (create it with --create, or az disk create --for-upload)"
+                )));
+            }
+            let blob_len = resp
+                .header("content-length")
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .ok_or_else(|| {
+                    Error::corrupt("Get Blob Properties: no Content-Length in the answer")
+                })?;
+            if blob_len != len {
+                return Err(Error::refused(format!(
+                    "the disk is {blob_len} bytes, the image {len}: create it with --upload-size-bytes {len}"
+                )));
+            }
+        }
+        Err(Failure::Final(resp)) if resp.status == 404 && opts.create => {
+            let req = rest::create_page_blob(url, len)?;
+            exec.call(&req).map_err(|f| exec.error(&req.what, f))?;
+            created = true;
+        }
+        Err(f) => return Err(exec.error(&props.what, f)),
+    }
+
+    // resume state
+    let state_path = state::path_for(image);
+    let identity = state::Identity {
+        file_bytes: len,
+        unique_id,
+        whole_crc32: checksum::hex(map.whole_crc32),
+        ranges_crc32: state::ranges_crc32(&plan),
+        destination: url.identity(),
+    };
+    // pages written there but zero here: cleared
+    let before = page_ranges(&exec, len)?;
+    let to_clear = state::subtract(&before, &plan);
+    // confirmed earlier, and still listed by the destination (a state file names what was
+    // sent; the blob says what is there)
+    let done = if opts.resume {
+        match State::read(&state_path)? {
+            Some(s) => state::intersect(&s.done_for(&identity, &plan, &state_path)?, &before),
+            None => Vec::new(),
+        }
+    } else {
+        Vec::new()
+    };
+    let resumed_bytes: u64 = done.iter().map(|r| r.length).sum();
+    let mut st = State::new(identity);
+    for r in &done {
+        st.add(*r);
+    }
+    st.write(&state_path)?;
+    let mut cleared_bytes = 0;
+    for r in &to_clear {
+        let req = rest::clear_pages(url, *r)?;
+        exec.call(&req).map_err(|f| exec.error(&req.what, f))?;
+        cleared_bytes += r.length;
+    }
+
+    // the pages
+    let todo = pieces(&state::subtract(&plan, &done));
+    let to_send: u64 = todo.iter().map(|r| r.length).sum();
+    let first = opts.integrity.unwrap_or(if url.is_managed_disk() {
+        Integrity::Crc64
+    } else {
+        Integrity::Md5
+    });
+    let integrity = AtomicU8::new(integrity_code(first));
+    let note: Mutex<Option<String>> = Mutex::new(None);
+    let next = AtomicUsize::new(0);
+    let sent = AtomicU64::new(0);
+    let put_pages = AtomicU64::new(0);
+    let failed: Mutex<Option<Error>> = Mutex::new(None);
+    let st = Mutex::new(st);
+    let waiting = std::thread::current();
+    std::thread::scope(|s| {
+        let worker = || {
+            while !exec.stop.load(Ordering::Relaxed) {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(piece) = todo.get(i).copied() else {
+                    break;
+                };
+                let r = send_piece(&exec, data, piece, &integrity, &note).and_then(|()| {
+                    let mut g = st
+                        .lock()
+                        .map_err(|_| Error::invalid("upload state lock poisoned"))?;
+                    g.add(piece);
+                    g.write(&state_path)
+                });
+                match r {
+                    Ok(()) => {
+                        put_pages.fetch_add(1, Ordering::Relaxed);
+                        sent.fetch_add(piece.length, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        if let Ok(mut f) = failed.lock() {
+                            f.get_or_insert(e);
+                        }
+                        exec.stop.store(true, Ordering::Relaxed);
+                    }
+                }
+            }
+            waiting.unpark();
+        };
+        let handles: Vec<_> = (0..threads.min(todo.len().max(1)))
+            .map(|_| s.spawn(worker))
+            .collect();
+        while !handles.iter().all(|h| h.is_finished()) {
+            progress(sent.load(Ordering::Relaxed), to_send);
+            std::thread::park_timeout(Duration::from_millis(100));
+        }
+    });
+    progress(sent.load(Ordering::Relaxed), to_send);
+    if let Some(e) = failed.into_inner().ok().flatten() {
+        return Err(e);
+    }
+    let send_seconds = started.elapsed().as_secs_f64();
+
+    // the destination lists exactly the plan
+    let after = page_ranges(&exec, len)?;
+    let missing = state::subtract(&plan, &after);
+    let extra = state::subtract(&after, &plan);
+    let verified = if opts.verify {
+        Some(verify(&exec, &map, &plan, threads)?)
+    } else {
+        None
+    };
+    let ok = missing.is_empty() && extra.is_empty();
+    if ok && verified.as_ref().is_none_or(|v| v.mismatches.is_empty()) {
+        let _ = std::fs::remove_file(&state_path);
+    }
+    let bytes_sent = exec.bytes_sent.load(Ordering::Relaxed);
+    Ok(UploadReport {
+        image: shown,
+        destination: url.to_string(),
+        managed_disk: url.is_managed_disk(),
+        file_bytes: len,
+        created,
+        data_bytes,
+        data_ranges: plan.len() as u64,
+        resumed_bytes,
+        bytes_sent,
+        put_pages: put_pages.load(Ordering::Relaxed),
+        cleared_bytes,
+        clear_requests: to_clear.len() as u64,
+        requests: exec.requests.load(Ordering::Relaxed),
+        retries: exec.retries.load(Ordering::Relaxed),
+        integrity: integrity_of(integrity.load(Ordering::Relaxed)),
+        integrity_note: note.into_inner().ok().flatten(),
+        seconds: started.elapsed().as_secs_f64(),
+        bytes_per_second: if send_seconds > 0.0 {
+            bytes_sent as f64 / send_seconds
+        } else {
+            0.0
+        },
+        page_ranges_ok: ok,
+        page_ranges_missing: missing,
+        page_ranges_extra: extra,
+        verified,
+        revoke_access: url
+            .is_managed_disk()
+            .then(|| "az disk revoke-access --resource-group RG --name NAME".to_string()),
+    })
+}
+
+fn integrity_code(i: Integrity) -> u8 {
+    match i {
+        Integrity::Md5 => 0,
+        Integrity::Crc64 => 1,
+        Integrity::None => 2,
+    }
+}
+
+fn integrity_of(c: u8) -> Integrity {
+    match c {
+        0 => Integrity::Md5,
+        1 => Integrity::Crc64,
+        _ => Integrity::None,
+    }
+}
+
+/// Error codes with which the service refuses a header it does not take.
+const REFUSED_HEADER_CODES: &[&str] = &[
+    "UnsupportedHeader",
+    "InvalidHeaderValue",
+    "Md5NotSupported",
+    "Crc64NotSupported",
+];
+
+/// One Put Page, falling back to a weaker transactional checksum when the service refuses
+/// the header.
+fn send_piece(
+    exec: &Exec<'_>,
+    data: &[u8],
+    piece: Range,
+    integrity: &AtomicU8,
+    note: &Mutex<Option<String>>,
+) -> Result<()> {
+    // in range: pieces come from the plan, which lies inside the file
+    let bytes = data
+        .get(piece.offset as usize..piece.end() as usize)
+        .ok_or_else(|| {
+            Error::invalid(format!(
+                "piece 0x{:x}+{} outside the image",
+                piece.offset, piece.length
+            ))
+        })?;
+    // at most one fallback per checksum kind
+    for _ in 0..3 {
+        let mode = integrity_of(integrity.load(Ordering::Relaxed));
+        let req = rest::put_page(exec.url, piece.offset, bytes, mode)?;
+        match exec.call(&req) {
+            Ok(_) => return Ok(()),
+            Err(Failure::Final(resp))
+                if resp.status == 400
+                    && mode != Integrity::None
+                    && resp
+                        .error_code()
+                        .is_some_and(|c| REFUSED_HEADER_CODES.contains(&c.as_str())) =>
+            {
+                let Some(next) = mode.fallback() else {
+                    return Err(exec.error(&req.what, Failure::Final(resp)));
+                };
+                // the first thread to see it switches; the others just resend
+                if integrity
+                    .compare_exchange(
+                        integrity_code(mode),
+                        integrity_code(next),
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    )
+                    .is_ok()
+                {
+                    if let Ok(mut n) = note.lock() {
+                        let prev = n.take().map(|p| format!("{p}; ")).unwrap_or_default();
+                        *n = Some(format!(
+                            "{prev}the service refused {} ({}): {} used instead",
+                            mode.name(),
+                            resp.describe(),
+                            next.name()
+                        ));
+                    }
+                }
+            }
+            Err(f) => return Err(exec.error(&req.what, f)),
+        }
+    }
+    Err(Error::invalid(
+        "transactional checksum fallback did not settle",
+    ))
+}
+
+/// CRC32 of `r` from the map's chunk CRCs (`r` is chunk-aligned, or ends at the file end).
+fn map_crc(map: &ChecksumMap, r: Range) -> u32 {
+    let first = r.offset / map.chunk_bytes;
+    let last = r.end().div_ceil(map.chunk_bytes);
+    let mut crc = 0u32;
+    for i in first..last {
+        let c = map.range(i as usize);
+        if let Some(s) = map.chunks.get(i as usize) {
+            crc = checksum::combine(crc, s.crc, c.length);
+        }
+    }
+    crc
+}
+
+/// Read every range of the plan back (Get Blob, at most 4 MiB each, in parallel) and compare
+/// its CRC32 with the image's.
+fn verify(exec: &Exec<'_>, map: &ChecksumMap, plan: &[Range], threads: usize) -> Result<Verified> {
+    let todo = pieces(plan);
+    let next = AtomicUsize::new(0);
+    let mismatches = Mutex::new(Vec::new());
+    let failed: Mutex<Option<Error>> = Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..threads.min(todo.len().max(1)) {
+            s.spawn(|| {
+                while !exec.stop.load(Ordering::Relaxed) {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(p) = todo.get(i).copied() else { break };
+                    let r = rest::get_range(exec.url, p)
+                        .and_then(|req| exec.call(&req).map_err(|f| exec.error(&req.what, f)));
+                    match r {
+                        Ok(resp) => {
+                            let got = crc32fast::hash(&resp.body);
+                            if resp.body.len() as u64 != p.length || got != map_crc(map, p) {
+                                if let Ok(mut m) = mismatches.lock() {
+                                    m.push(p);
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            if let Ok(mut f) = failed.lock() {
+                                f.get_or_insert(e);
+                            }
+                            exec.stop.store(true, Ordering::Relaxed);
+                        }
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = failed.into_inner().ok().flatten() {
+        return Err(e);
+    }
+    Ok(Verified {
+        ranges: todo.len() as u64,
+        bytes: todo.iter().map(|r| r.length).sum(),
+        mismatches: merge(mismatches.into_inner().unwrap_or_default()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pieces_are_at_most_4mib_and_aligned() {
+        let p = pieces(&[Range::new(3 << 20, 6 << 20), Range::new(20 << 20, 512)]);
+        assert_eq!(
+            p,
+            vec![
+                Range::new(3 << 20, 1 << 20),
+                Range::new(4 << 20, 4 << 20),
+                Range::new(8 << 20, 1 << 20),
+                Range::new(20 << 20, 512)
+            ]
+        );
+        assert!(p.iter().all(|r| r.length <= MAX_PUT_PAGE_BYTES));
+    }
+
+    #[test]
+    fn granules() {
+        assert_eq!(granule_for(127 << 30), GRANULE_BYTES);
+        let g = granule_for(32 << 40);
+        assert!((32u64 << 40).div_ceil(g) <= checksum::MAX_CHUNKS && g <= MAX_PUT_PAGE_BYTES);
+    }
+
+    #[test]
+    fn plan_of_a_sparse_image() {
+        // 4 MiB + 512: data at 100 KiB, footer at the end
+        let len = (4 << 20) + 512;
+        let mut img = vec![0u8; len];
+        img[100 << 10] = 1;
+        img[len - 1] = 7;
+        let mut src = checksum::Source::from_slice(&img);
+        let map = checksum::map(&mut src, GRANULE_BYTES, &mut |_, _| {}).unwrap();
+        assert_eq!(
+            plan(&map),
+            vec![Range::new(64 << 10, 64 << 10), Range::new(4 << 20, 512)]
+        );
+        assert_eq!(
+            map_crc(&map, Range::new(64 << 10, 64 << 10)),
+            crc32fast::hash(&img[64 << 10..128 << 10])
+        );
+        assert_eq!(
+            map_crc(&map, Range::new(0, len as u64)),
+            crc32fast::hash(&img)
+        );
+    }
+
+    #[test]
+    fn utc() {
+        assert_eq!(parse_utc("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_utc("2000-01-01T00:00:00Z"), Some(946_684_800));
+        assert_eq!(parse_utc("2030-06-15T12:30:05Z"), Some(1_907_757_005));
+        assert_eq!(parse_utc("2030-13-01T00:00:00Z"), None);
+        assert_eq!(parse_utc("soon"), None);
+    }
+
+    #[test]
+    fn refusals_say_why() {
+        let url = BlobUrl::parse(
+            "https://a.blob.core.windows.net/c/b?sp=rw&se=2001-01-01T00%3A00%3A00Z&sig=x",
+        )
+        .unwrap();
+        let resp = |status: u16, code: &str, extra: Vec<(String, String)>| {
+            let mut headers = vec![
+                ("x-ms-error-code".to_string(), code.to_string()),
+                ("x-ms-request-id".to_string(), "rid".to_string()),
+            ];
+            headers.extend(extra);
+            Response {
+                status,
+                headers,
+                body: Vec::new(),
+            }
+        };
+        let e = refusal(&url, "Put Page", &resp(403, "AuthenticationFailed", vec![]));
+        assert!(
+            e.message().contains("expired at 2001-01-01T00:00:00Z"),
+            "{e}"
+        );
+        assert!(e.message().contains("x-ms-request-id rid"), "{e}");
+        let e = refusal(
+            &url,
+            "Get Blob Properties",
+            &resp(
+                401,
+                "InvalidAuthenticationInfo",
+                vec![(
+                    "www-authenticate".into(),
+                    "Bearer authorization_uri=x".into(),
+                )],
+            ),
+        );
+        assert!(e.message().contains("Entra ID"), "{e}");
+        let e = refusal(
+            &url,
+            "Get Blob Properties",
+            &resp(404, "BlobNotFound", vec![]),
+        );
+        assert!(e.message().contains("az disk create --for-upload"), "{e}");
+        let live = BlobUrl::parse("https://a.blob.core.windows.net/c/b?sp=r&sig=x").unwrap();
+        let e = refusal(
+            &live,
+            "Put Page",
+            &resp(403, "AuthorizationPermissionMismatch", vec![]),
+        );
+        assert!(e.message().contains("read-only SAS"), "{e}");
+        assert_eq!(e.kind(), crate::error::ErrorKind::Refused);
+    }
+}
