@@ -5,6 +5,7 @@
 //! never panic on input. `unsafe` lives in `disk/mmap.rs` only.
 
 pub mod bootfiles;
+pub mod bytes;
 pub mod checksum;
 pub mod cli;
 pub mod convert;

@@ -4,8 +4,9 @@
 //! The probes agree with `blkid -p` (util-linux 2.38) on TYPE, UUID and LABEL for volumes made by
 //! the real mkfs tools; where they differ on purpose it is said at the probe.
 
+mod common;
 pub mod fat;
-pub(crate) mod ntfs;
+pub mod ntfs;
 mod probe;
 
 #[cfg(test)]
