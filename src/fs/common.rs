@@ -11,6 +11,7 @@
 
 use zerocopy::FromBytes;
 
+use super::{FsInfo, FsKind};
 use crate::disk::Disk;
 
 /// Read a `T` at `offset`; `None` when the partition is too small or the read fails.
@@ -60,4 +61,18 @@ pub(crate) fn uuid_string(u: &[u8; 16]) -> Option<String> {
         s.push_str(&format!("{b:02x}"));
     }
     Some(s)
+}
+
+/// An [`FsInfo`] of `kind` with nothing else known yet.
+pub(crate) fn info(kind: FsKind) -> FsInfo {
+    FsInfo {
+        kind,
+        label: None,
+        uuid: None,
+        encrypted: false,
+        block_bytes: None,
+        fs_bytes: None,
+        uuid_sub: None,
+        version: None,
+    }
 }

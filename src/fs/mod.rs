@@ -4,10 +4,11 @@
 //! The probes agree with `blkid -p` (util-linux 2.38) on TYPE, UUID and LABEL for volumes made by
 //! the real mkfs tools; where they differ on purpose it is said at the probe.
 
-mod common;
+pub(crate) mod common;
 pub mod fat;
 pub mod ntfs;
 mod probe;
+pub mod swap;
 
 #[cfg(test)]
 mod oracle_tests;

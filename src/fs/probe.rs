@@ -21,9 +21,9 @@ use zerocopy::big_endian as be;
 use zerocopy::little_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
-use super::common::{byte_label, read_struct, utf16le_label, uuid_string};
+use super::common::{byte_label, info, read_struct, utf16le_label, uuid_string};
 use super::fat::{self, Fat, FatType};
-use super::{ntfs, FsInfo, FsKind};
+use super::{ntfs, swap, FsInfo, FsKind};
 use crate::disk::Disk;
 
 /// Run the probes in order; the first match wins.
@@ -31,7 +31,7 @@ pub(crate) fn probe(part: &dyn Disk) -> Option<FsInfo> {
     const PROBES: &[fn(&dyn Disk) -> Option<FsInfo>] = &[
         luks,
         lvm2,
-        swap,
+        swap::probe,
         bitlocker,
         ntfs::probe,
         refs,
@@ -48,19 +48,6 @@ pub(crate) fn probe(part: &dyn Disk) -> Option<FsInfo> {
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-fn info(kind: FsKind) -> FsInfo {
-    FsInfo {
-        kind,
-        label: None,
-        uuid: None,
-        encrypted: false,
-        block_bytes: None,
-        fs_bytes: None,
-        uuid_sub: None,
-        version: None,
-    }
-}
 
 /// A mixed-endian GUID (first three fields little-endian) as Windows prints it:
 /// "{4967D63B-2E29-4AD8-8399-F6A339E3D001}"; `None` when all zero.
@@ -195,76 +182,6 @@ fn lvm2(part: &dyn Disk) -> Option<FsInfo> {
             version: Some("LVM2 001".to_string()),
             ..info(FsKind::Lvm2)
         })
-    })
-}
-
-// ---------------------------------------------------------------------------------------------
-// Linux swap (linux `include/linux/swap.h` `union swap_header`)
-// ---------------------------------------------------------------------------------------------
-
-/// `swap_header.info`, at 1024 bytes; written in the CPU's byte order.
-#[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
-#[repr(C)]
-struct RawSwapInfo {
-    version: [u8; 4],       // 0x400 1
-    last_page: [u8; 4],     // 0x404 index of the last usable page
-    nr_badpages: [u8; 4],   // 0x408
-    uuid: [u8; 16],         // 0x40C
-    volume_name: [u8; 16],  // 0x41C
-    padding: [u8; 0x80],    // 0x42C padding[0..32]
-    padding_32_33: [u8; 8], // 0x4AC padding[32], padding[33]: blkid's "no garbage" check
-}
-const _: () = assert!(size_of::<RawSwapInfo>() == 0xB4);
-
-const SWAP_INFO_OFFSET: u64 = 0x400;
-const SWAP_PAGE_SIZES: [u64; 5] = [4096, 8192, 16384, 32768, 65536];
-const SWAP_MAGIC_LEN: u64 = 10;
-
-/// Swap: "SWAPSPACE2" (or the old "SWAP-SPACE") in the last 10 bytes of the first page, for
-/// page sizes 4 KiB..64 KiB; version 1 in either byte order, last page not 0. UUID and LABEL
-/// only when padding words 32 and 33 are zero, as blkid does.
-fn swap(part: &dyn Disk) -> Option<FsInfo> {
-    SWAP_PAGE_SIZES.iter().find_map(|&page| {
-        let mut magic = [0u8; 10];
-        part.read_at(page.checked_sub(SWAP_MAGIC_LEN)?, &mut magic)
-            .ok()?;
-        match &magic {
-            b"SWAP-SPACE" => Some(FsInfo {
-                version: Some("0".to_string()),
-                block_bytes: u32::try_from(page).ok(),
-                ..info(FsKind::Swap)
-            }),
-            b"SWAPSPACE2" => {
-                let h: RawSwapInfo = read_struct(part, SWAP_INFO_OFFSET)?;
-                let big = match (u32::from_le_bytes(h.version), u32::from_be_bytes(h.version)) {
-                    (1, _) => false,
-                    (_, 1) => true,
-                    _ => return None,
-                };
-                let last_page = if big {
-                    u32::from_be_bytes(h.last_page)
-                } else {
-                    u32::from_le_bytes(h.last_page)
-                };
-                if last_page == 0 {
-                    return None;
-                }
-                let clean = h.padding_32_33.iter().all(|&b| b == 0);
-                Some(FsInfo {
-                    label: if clean {
-                        byte_label(&h.volume_name)
-                    } else {
-                        None
-                    },
-                    uuid: if clean { uuid_string(&h.uuid) } else { None },
-                    block_bytes: u32::try_from(page).ok(),
-                    fs_bytes: u64::from(last_page).checked_add(1)?.checked_mul(page),
-                    version: Some("1".to_string()),
-                    ..info(FsKind::Swap)
-                })
-            }
-            _ => None,
-        }
     })
 }
 
@@ -1330,14 +1247,14 @@ pub(crate) mod tests {
             put(&mut img, 0x40C, &[0xAB; 16]); // uuid
             put(&mut img, 0x41C, b"swp"); // volume name
             put(&mut img, page - 10, b"SWAPSPACE2"); // magic
-            let info = swap(&MemDisk::new(img.clone())).unwrap();
+            let info = swap::probe(&MemDisk::new(img.clone())).unwrap();
             assert_eq!(info.fs_bytes, Some(256 * page as u64));
             assert_eq!(info.label.as_deref(), Some("swp"));
             put(&mut img, 0x4AC, &[1]); // garbage in padding[32]: no uuid/label
-            let info = swap(&MemDisk::new(img.clone())).unwrap();
+            let info = swap::probe(&MemDisk::new(img.clone())).unwrap();
             assert_eq!((info.label, info.uuid), (None, None));
             put(&mut img, 0x404, &[0; 4]); // last_page 0
-            assert_eq!(swap(&MemDisk::new(img)), None);
+            assert_eq!(swap::probe(&MemDisk::new(img)), None);
         }
     }
 
