@@ -5,6 +5,7 @@
 //! the real mkfs tools; where they differ on purpose it is said at the probe.
 
 pub(crate) mod common;
+pub mod ext;
 pub mod fat;
 pub mod ntfs;
 mod probe;

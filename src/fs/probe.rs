@@ -23,7 +23,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 use super::common::{byte_label, info, read_struct, utf16le_label, uuid_string};
 use super::fat::{self, Fat, FatType};
-use super::{ntfs, swap, FsInfo, FsKind};
+use super::{ext, ntfs, swap, FsInfo, FsKind};
 use crate::disk::Disk;
 
 /// Run the probes in order; the first match wins.
@@ -37,7 +37,7 @@ pub(crate) fn probe(part: &dyn Disk) -> Option<FsInfo> {
         refs,
         exfat,
         fat,
-        ext,
+        ext::probe,
         xfs,
         btrfs,
         iso9660,
@@ -475,120 +475,6 @@ fn fat(part: &dyn Disk) -> Option<FsInfo> {
             FatType::Fat16 => FsKind::Fat16,
             FatType::Fat32 => FsKind::Fat32,
         })
-    })
-}
-
-// ---------------------------------------------------------------------------------------------
-// ext2/3/4 (e2fsprogs `lib/ext2fs/ext2_fs.h` struct ext2_super_block)
-// ---------------------------------------------------------------------------------------------
-
-#[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
-#[repr(C)]
-struct RawExtSuperblock {
-    s_inodes_count: U32,           // 0x00
-    s_blocks_count_lo: U32,        // 0x04
-    s_r_blocks_count_lo: U32,      // 0x08
-    s_free_blocks_count_lo: U32,   // 0x0C
-    s_free_inodes_count: U32,      // 0x10
-    s_first_data_block: U32,       // 0x14
-    s_log_block_size: U32,         // 0x18 block = 1024 << this
-    s_log_cluster_size: U32,       // 0x1C
-    s_blocks_per_group: U32,       // 0x20
-    s_clusters_per_group: U32,     // 0x24
-    s_inodes_per_group: U32,       // 0x28
-    s_mtime: U32,                  // 0x2C
-    s_wtime: U32,                  // 0x30
-    s_mnt_count: U16,              // 0x34
-    s_max_mnt_count: U16,          // 0x36
-    s_magic: U16,                  // 0x38 0xEF53
-    s_state: U16,                  // 0x3A
-    s_errors: U16,                 // 0x3C
-    s_minor_rev_level: U16,        // 0x3E
-    s_lastcheck: U32,              // 0x40
-    s_checkinterval: U32,          // 0x44
-    s_creator_os: U32,             // 0x48
-    s_rev_level: U32,              // 0x4C
-    s_def_resuid: U16,             // 0x50
-    s_def_resgid: U16,             // 0x52
-    s_first_ino: U32,              // 0x54
-    s_inode_size: U16,             // 0x58
-    s_block_group_nr: U16,         // 0x5A
-    s_feature_compat: U32,         // 0x5C
-    s_feature_incompat: U32,       // 0x60
-    s_feature_ro_compat: U32,      // 0x64
-    s_uuid: [u8; 16],              // 0x68
-    s_volume_name: [u8; 16],       // 0x78
-    s_last_mounted: [u8; 64],      // 0x88
-    s_algorithm_usage_bitmap: U32, // 0xC8
-    s_prealloc: [u8; 4],           // 0xCC prealloc blocks, dir blocks, reserved GDT blocks
-    s_journal_uuid: [u8; 16],      // 0xD0
-    s_journal: [u8; 0x70],         // 0xE0 journal inode .. s_jnl_blocks
-    s_blocks_count_hi: U32,        // 0x150 (INCOMPAT_64BIT)
-    s_rest: [u8; 0x2A8],           // 0x154
-    s_checksum: U32,               // 0x3FC crc32c of 0x000..0x3FC (metadata_csum)
-}
-const _: () = assert!(size_of::<RawExtSuperblock>() == 1024);
-
-const EXT_SUPERBLOCK_OFFSET: u64 = 1024;
-const EXT_MAGIC: u16 = 0xEF53;
-const EXT3_FEATURE_COMPAT_HAS_JOURNAL: u32 = 0x0004;
-const EXT3_FEATURE_INCOMPAT_JOURNAL_DEV: u32 = 0x0008;
-const EXT4_FEATURE_INCOMPAT_64BIT: u32 = 0x0080;
-/// blkid `ext.c`: what ext2 and ext3 understand (FILETYPE | META_BG, + RECOVER for ext3;
-/// SPARSE_SUPER | LARGE_FILE | BTREE_DIR). Anything else makes it ext4.
-const EXT2_FEATURE_INCOMPAT_SUPP: u32 = 0x0002 | 0x0010;
-const EXT3_FEATURE_INCOMPAT_SUPP: u32 = 0x0002 | 0x0004 | 0x0010;
-const EXT_FEATURE_RO_COMPAT_SUPP: u32 = 0x0001 | 0x0002 | 0x0004;
-/// e2fsprogs: block sizes 1 KiB..64 KiB.
-const EXT_MAX_LOG_BLOCK_SIZE: u32 = 6;
-
-/// ext2/3/4: magic 0xEF53 at 0x438; the kind as blkid decides it (journal -> ext3 unless a
-/// feature ext3 does not know is set -> ext4; external journal devices are not filesystems).
-/// The metadata_csum superblock checksum is not required to hold (blkid 2.38 does not check it
-/// either): a damaged ext4 is still reported as ext4.
-fn ext(part: &dyn Disk) -> Option<FsInfo> {
-    let mut raw = [0u8; 1024];
-    part.read_at(EXT_SUPERBLOCK_OFFSET, &mut raw).ok()?;
-    let sb = RawExtSuperblock::read_from_bytes(&raw).ok()?;
-    if sb.s_magic.get() != EXT_MAGIC || sb.s_log_block_size.get() > EXT_MAX_LOG_BLOCK_SIZE {
-        return None;
-    }
-    let compat = sb.s_feature_compat.get();
-    let incompat = sb.s_feature_incompat.get();
-    let ro_compat = sb.s_feature_ro_compat.get();
-    if incompat & EXT3_FEATURE_INCOMPAT_JOURNAL_DEV != 0 {
-        return None;
-    }
-    let ro_extra = ro_compat & !EXT_FEATURE_RO_COMPAT_SUPP != 0;
-    let kind = if compat & EXT3_FEATURE_COMPAT_HAS_JOURNAL != 0 {
-        if ro_extra || incompat & !EXT3_FEATURE_INCOMPAT_SUPP != 0 {
-            FsKind::Ext4
-        } else {
-            FsKind::Ext3
-        }
-    } else if ro_extra || incompat & !EXT2_FEATURE_INCOMPAT_SUPP != 0 {
-        FsKind::Ext4
-    } else {
-        FsKind::Ext2
-    };
-    let block = 1024u64.checked_shl(sb.s_log_block_size.get())?;
-    let hi = if incompat & EXT4_FEATURE_INCOMPAT_64BIT != 0 {
-        u64::from(sb.s_blocks_count_hi.get())
-    } else {
-        0
-    };
-    let blocks = (hi << 32) | u64::from(sb.s_blocks_count_lo.get());
-    Some(FsInfo {
-        label: byte_label(&sb.s_volume_name),
-        uuid: uuid_string(&sb.s_uuid),
-        block_bytes: u32::try_from(block).ok(),
-        fs_bytes: blocks.checked_mul(block),
-        version: Some(format!(
-            "{}.{}",
-            sb.s_rev_level.get(),
-            sb.s_minor_rev_level.get()
-        )),
-        ..info(kind)
     })
 }
 
@@ -1202,28 +1088,32 @@ pub(crate) mod tests {
 
     #[test]
     fn ext_kind_follows_blkid_feature_rules() {
-        let kind = |c, i, r| ext(&MemDisk::new(ext_image(c, i, r, 0))).unwrap().kind;
+        let kind = |c, i, r| {
+            ext::probe(&MemDisk::new(ext_image(c, i, r, 0)))
+                .unwrap()
+                .kind
+        };
         assert_eq!(kind(0, 0x2, 0x3), FsKind::Ext2); // filetype, sparse_super + large_file
         assert_eq!(kind(0x4, 0x2, 0x3), FsKind::Ext3); // + has_journal
         assert_eq!(kind(0x4, 0x6, 0x3), FsKind::Ext3); // + needs_recovery
         assert_eq!(kind(0x4, 0x42, 0x3), FsKind::Ext4); // + extents
         assert_eq!(kind(0, 0x2, 0x8), FsKind::Ext4); // huge_file without a journal
         assert_eq!(kind(0, 0x6, 0), FsKind::Ext4); // recovery flag without journal: blkid says ext4
-        assert_eq!(ext(&MemDisk::new(ext_image(0x4, 0x8, 0, 0))), None); // journal device
-        let info = ext(&MemDisk::new(ext_image(0, 0x80, 0, 1))).unwrap();
+        assert_eq!(ext::probe(&MemDisk::new(ext_image(0x4, 0x8, 0, 0))), None); // journal device
+        let info = ext::probe(&MemDisk::new(ext_image(0, 0x80, 0, 1))).unwrap();
         assert_eq!(info.fs_bytes, Some(((1u64 << 32) + 8192) * 4096)); // 64bit: hi counts
         assert_eq!(info.label.as_deref(), Some("root"));
         assert_eq!(
             info.uuid.as_deref(),
             Some("11111111-1111-1111-1111-111111111111")
         );
-        let info = ext(&MemDisk::new(ext_image(0, 0, 0, 1))).unwrap();
+        let info = ext::probe(&MemDisk::new(ext_image(0, 0, 0, 1))).unwrap();
         assert_eq!(info.fs_bytes, Some(8192 * 4096)); // no 64bit: hi ignored
         let mut bad = ext_image(0, 0, 0, 0);
         put(&mut bad, 1024 + 0x18, &40u32.to_le_bytes()); // absurd block size
-        assert_eq!(ext(&MemDisk::new(bad)), None);
+        assert_eq!(ext::probe(&MemDisk::new(bad)), None);
         assert_eq!(
-            ext(&MemDisk::new(ext_image(0, 0, 0, 0)[..1500].to_vec())),
+            ext::probe(&MemDisk::new(ext_image(0, 0, 0, 0)[..1500].to_vec())),
             None
         );
     }
