@@ -18,7 +18,7 @@
 //! must be written when the target range is already zero.
 
 mod build;
-pub mod raw;
+pub mod timestamp;
 mod tree;
 
 pub use build::build_esp;
@@ -56,7 +56,7 @@ pub const ROOT_CLUSTER: u32 = 2;
 pub const DEFAULT_LABEL: &str = "SYSTEM";
 /// Timestamp used when neither the caller nor SOURCE_DATE_EPOCH gives one: the FAT epoch,
 /// 1980-01-01T00:00:00Z.
-pub const DEFAULT_TIMESTAMP_UNIX: i64 = raw::FAT_EPOCH_UNIX;
+pub const DEFAULT_TIMESTAMP_UNIX: i64 = timestamp::FAT_EPOCH_UNIX;
 /// Granule of [`EspImage::nonzero_regions`]: whole 4 KiB blocks, aligned for both sector sizes.
 pub const REGION_GRANULE_BYTES: usize = 4096;
 

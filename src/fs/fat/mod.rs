@@ -23,124 +23,17 @@
 use std::collections::HashSet;
 
 use serde::Serialize;
-use zerocopy::little_endian::{U16, U32};
-use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
+use zerocopy::FromBytes;
 
+pub mod raw;
+
+use self::raw::{
+    RawBpb, RawBpb16, RawBpb32, RawDirEntry, RawLfnEntry, ATTR_DIRECTORY, ATTR_LONG_NAME,
+    ATTR_LONG_NAME_MASK, ATTR_VOLUME_ID, DIR_ENTRY_BYTES, ENTRY_END, ENTRY_FREE, ENTRY_KANJI_E5,
+    LFN_CHARS_PER_ENTRY, LFN_LAST, LFN_MAX_ENTRIES, MAX_DIR_ENTRIES, NT_LOWER_BASE, NT_LOWER_EXT,
+};
 use crate::disk::Disk;
 use crate::error::{Error, Result};
-
-// ---------------------------------------------------------------------------------------------
-// On-disk structures
-// ---------------------------------------------------------------------------------------------
-
-/// fatgen103 §3.1 "Boot Sector and BPB Structure": the fields common to FAT12/16/32.
-#[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
-#[repr(C)]
-pub(crate) struct RawBpb {
-    pub jmp_boot: [u8; 3],  // 0x00 EB xx 90 or E9 xx xx
-    pub oem_name: [u8; 8],  // 0x03
-    pub bytes_per_sec: U16, // 0x0B 512, 1024, 2048 or 4096
-    pub sec_per_clus: u8,   // 0x0D power of two
-    pub rsvd_sec_cnt: U16,  // 0x0E never 0
-    pub num_fats: u8,       // 0x10 usually 2
-    pub root_ent_cnt: U16,  // 0x11 FAT12/16 root entries; 0 on FAT32
-    pub tot_sec16: U16,     // 0x13 0 when tot_sec32 is used
-    pub media: u8,          // 0x15 F0, F8..FF
-    pub fat_sz16: U16,      // 0x16 sectors per FAT; 0 on FAT32
-    pub sec_per_trk: U16,   // 0x18
-    pub num_heads: U16,     // 0x1A
-    pub hidd_sec: U32,      // 0x1C
-    pub tot_sec32: U32,     // 0x20
-}
-const _: () = assert!(size_of::<RawBpb>() == 0x24);
-
-/// fatgen103 §3.2 "FAT12 and FAT16 Structure Starting at Offset 36".
-#[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
-#[repr(C)]
-pub(crate) struct RawBpb16 {
-    pub drv_num: u8,           // 0x24
-    pub reserved1: u8,         // 0x25
-    pub boot_sig: u8,          // 0x26 0x29 when the next three fields are present
-    pub vol_id: [u8; 4],       // 0x27
-    pub vol_lab: [u8; 11],     // 0x2B
-    pub fil_sys_type: [u8; 8], // 0x36 informational only ("FAT12   ")
-}
-const _: () = assert!(size_of::<RawBpb16>() == 0x3E - 0x24);
-
-/// fatgen103 §3.3 "FAT32 Structure Starting at Offset 36".
-#[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
-#[repr(C)]
-pub(crate) struct RawBpb32 {
-    pub fat_sz32: U32,         // 0x24 sectors per FAT
-    pub ext_flags: U16,        // 0x28 bit 7: mirroring off, bits 0-3: active FAT
-    pub fs_ver: U16,           // 0x2A must be 0
-    pub root_clus: U32,        // 0x2C first cluster of the root directory
-    pub fs_info: U16,          // 0x30
-    pub bk_boot_sec: U16,      // 0x32
-    pub reserved: [u8; 12],    // 0x34
-    pub drv_num: u8,           // 0x40
-    pub reserved1: u8,         // 0x41
-    pub boot_sig: u8,          // 0x42 0x29
-    pub vol_id: [u8; 4],       // 0x43
-    pub vol_lab: [u8; 11],     // 0x47
-    pub fil_sys_type: [u8; 8], // 0x52 "FAT32   "
-}
-const _: () = assert!(size_of::<RawBpb32>() == 0x5A - 0x24);
-
-/// fatgen103 §6 "FAT Directory Structure": a short (8.3) directory entry.
-#[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
-#[repr(C)]
-pub(crate) struct RawDirEntry {
-    pub name: [u8; 11], // 0x00 8.3, space padded; [0]: 0x00 end, 0xE5 free, 0x05 = 0xE5
-    pub attr: u8,       // 0x0B ATTR_*
-    pub nt_res: u8,     // 0x0C bit 3: base lower case, bit 4: extension lower case
-    pub crt_time_tenth: u8, // 0x0D
-    pub crt_time: U16,  // 0x0E
-    pub crt_date: U16,  // 0x10
-    pub lst_acc_date: U16, // 0x12
-    pub fst_clus_hi: U16, // 0x14 high half of the first cluster (FAT32)
-    pub wrt_time: U16,  // 0x16
-    pub wrt_date: U16,  // 0x18
-    pub fst_clus_lo: U16, // 0x1A
-    pub file_size: U32, // 0x1C
-}
-const _: () = assert!(size_of::<RawDirEntry>() == DIR_ENTRY_BYTES);
-
-/// fatgen103 §7 "FAT Long Directory Entries".
-#[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
-#[repr(C)]
-struct RawLfnEntry {
-    ord: u8,          // 0x00 sequence number 1..=20, 0x40 on the last (first stored) one
-    name1: [U16; 5],  // 0x01 characters 1-5
-    attr: u8,         // 0x0B ATTR_LONG_NAME
-    kind: u8,         // 0x0C 0
-    chksum: u8,       // 0x0D checksum of the short name
-    name2: [U16; 6],  // 0x0E characters 6-11
-    fst_clus_lo: U16, // 0x1A 0
-    name3: [U16; 2],  // 0x1C characters 12-13
-}
-const _: () = assert!(size_of::<RawLfnEntry>() == DIR_ENTRY_BYTES);
-
-pub(crate) const DIR_ENTRY_BYTES: usize = 32;
-const ATTR_READ_ONLY: u8 = 0x01;
-const ATTR_HIDDEN: u8 = 0x02;
-const ATTR_SYSTEM: u8 = 0x04;
-pub(crate) const ATTR_VOLUME_ID: u8 = 0x08;
-pub(crate) const ATTR_DIRECTORY: u8 = 0x10;
-/// fatgen103 §7: READ_ONLY | HIDDEN | SYSTEM | VOLUME_ID.
-pub(crate) const ATTR_LONG_NAME: u8 = ATTR_READ_ONLY | ATTR_HIDDEN | ATTR_SYSTEM | ATTR_VOLUME_ID;
-const ATTR_LONG_NAME_MASK: u8 = 0x3F;
-const LFN_LAST: u8 = 0x40;
-/// fatgen103 §7: a long name is at most 255 characters, i.e. 20 entries of 13.
-const LFN_MAX_ENTRIES: u8 = 20;
-const LFN_CHARS_PER_ENTRY: usize = 13;
-const ENTRY_END: u8 = 0x00;
-const ENTRY_FREE: u8 = 0xE5;
-const ENTRY_KANJI_E5: u8 = 0x05;
-const NT_LOWER_BASE: u8 = 0x08;
-const NT_LOWER_EXT: u8 = 0x10;
-/// fatgen103 §6: "a directory may not be larger than 65 536 32-byte entries".
-const MAX_DIR_ENTRIES: u64 = 65_536;
 
 /// A length as u64 (lossless on every target Rust supports; saturates otherwise).
 fn len64(n: usize) -> u64 {
@@ -218,19 +111,19 @@ impl Geometry {
     pub fn parse(sector: &[u8]) -> Result<Geometry> {
         let (bpb, rest) = RawBpb::read_from_prefix(sector)
             .map_err(|_| Error::corrupt("FAT boot sector: shorter than 0x24 bytes"))?;
-        let bps = u32::from(bpb.bytes_per_sec.get());
+        let bps = u32::from(bpb.bytes_per_sector.get());
         if !is_pow2(bps) || !(512..=4096).contains(&bps) {
             return Err(Error::corrupt(format!(
                 "FAT boot sector at 0xb: bytes per sector {bps}, expected 512, 1024, 2048 or 4096"
             )));
         }
-        let spc = u32::from(bpb.sec_per_clus);
+        let spc = u32::from(bpb.sectors_per_cluster);
         if !is_pow2(spc) {
             return Err(Error::corrupt(format!(
                 "FAT boot sector at 0xd: sectors per cluster {spc}, expected a power of two"
             )));
         }
-        let reserved = u32::from(bpb.rsvd_sec_cnt.get());
+        let reserved = u32::from(bpb.reserved_sector_count.get());
         if reserved == 0 {
             return Err(Error::corrupt("FAT boot sector at 0xe: 0 reserved sectors"));
         }
@@ -244,32 +137,38 @@ impl Geometry {
                 bpb.media
             )));
         }
-        let is_fat32_layout = bpb.fat_sz16.get() == 0;
+        let is_fat32_layout = bpb.fat_size_16.get() == 0;
         let (fat_sectors, root_cluster, ext_flags, volume_id, boot_label) = if is_fat32_layout {
             let (b32, _) = RawBpb32::read_from_prefix(rest)
                 .map_err(|_| Error::corrupt("FAT32 boot sector: shorter than 0x5a bytes"))?;
             (
-                b32.fat_sz32.get(),
-                b32.root_clus.get(),
+                b32.fat_size_32.get(),
+                b32.root_cluster.get(),
                 b32.ext_flags.get(),
-                b32.vol_id,
-                b32.vol_lab,
+                b32.volume_id.get().to_le_bytes(),
+                b32.volume_label,
             )
         } else {
             let (b16, _) = RawBpb16::read_from_prefix(rest)
                 .map_err(|_| Error::corrupt("FAT boot sector: shorter than 0x3e bytes"))?;
-            (u32::from(bpb.fat_sz16.get()), 0, 0, b16.vol_id, b16.vol_lab)
+            (
+                u32::from(bpb.fat_size_16.get()),
+                0,
+                0,
+                b16.volume_id.get().to_le_bytes(),
+                b16.volume_label,
+            )
         };
         if fat_sectors == 0 {
             return Err(Error::corrupt(
                 "FAT boot sector at 0x24: FAT size is 0 sectors",
             ));
         }
-        let total_sectors = match bpb.tot_sec16.get() {
-            0 => bpb.tot_sec32.get(),
+        let total_sectors = match bpb.total_sectors_16.get() {
+            0 => bpb.total_sectors_32.get(),
             n => u32::from(n),
         };
-        let root_entries = u64::from(bpb.root_ent_cnt.get());
+        let root_entries = u64::from(bpb.root_entry_count.get());
         if is_fat32_layout && root_entries != 0 {
             return Err(Error::corrupt(format!(
                 "FAT32 boot sector at 0x11: {root_entries} root entries, expected 0"
@@ -536,7 +435,7 @@ impl LfnBuilder {
         let mut b = LfnBuilder {
             units: vec![0xFFFF; usize::from(n).checked_mul(LFN_CHARS_PER_ENTRY)?],
             next_ord: n,
-            checksum: e.chksum,
+            checksum: e.checksum,
         };
         b.add(e).then_some(b)
     }
@@ -544,7 +443,7 @@ impl LfnBuilder {
     /// Add the entry with the expected sequence number; false when it does not fit.
     fn add(&mut self, e: &RawLfnEntry) -> bool {
         let ord = e.ord & !LFN_LAST;
-        if ord != self.next_ord || ord == 0 || e.chksum != self.checksum {
+        if ord != self.next_ord || ord == 0 || e.checksum != self.checksum {
             return false;
         }
         let Some(prev) = ord.checked_sub(1) else {
@@ -600,7 +499,7 @@ fn parse_dir(buf: &[u8]) -> Vec<DirEntryInfo> {
             }
             _ => {}
         }
-        if e.attr & ATTR_LONG_NAME_MASK == ATTR_LONG_NAME {
+        if e.attributes & ATTR_LONG_NAME_MASK == ATTR_LONG_NAME {
             let Ok(l) = RawLfnEntry::ref_from_bytes(chunk) else {
                 break;
             };
@@ -612,18 +511,21 @@ fn parse_dir(buf: &[u8]) -> Vec<DirEntryInfo> {
             continue;
         }
         let long = lfn.take().and_then(|b| b.finish(&e.name));
-        if e.attr & ATTR_VOLUME_ID != 0 || e.name == *b".          " || e.name == *b"..         " {
+        if e.attributes & ATTR_VOLUME_ID != 0
+            || e.name == *b".          "
+            || e.name == *b"..         "
+        {
             continue;
         }
-        let short = short_name(&e.name, e.nt_res);
-        let is_dir = e.attr & ATTR_DIRECTORY != 0;
+        let short = short_name(&e.name, e.nt_reserved);
+        let is_dir = e.attributes & ATTR_DIRECTORY != 0;
         out.push(DirEntryInfo {
             name: long.unwrap_or_else(|| short.clone()),
             short_name: short,
             is_dir,
             size: if is_dir { 0 } else { e.file_size.get() },
-            first_cluster: (u32::from(e.fst_clus_hi.get()) << 16) | u32::from(e.fst_clus_lo.get()),
-            attributes: e.attr,
+            first_cluster: e.first_cluster(),
+            attributes: e.attributes,
         });
     }
     out
@@ -1036,13 +938,10 @@ impl<'a> Fat<'a> {
                     ENTRY_FREE => continue,
                     _ => {}
                 }
-                if e.attr & ATTR_LONG_NAME_MASK == ATTR_LONG_NAME
-                    || e.fst_clus_hi.get() != 0
-                    || e.fst_clus_lo.get() != 0
-                {
+                if e.attributes & ATTR_LONG_NAME_MASK == ATTR_LONG_NAME || e.first_cluster() != 0 {
                     continue;
                 }
-                if e.attr & (ATTR_VOLUME_ID | ATTR_DIRECTORY) == ATTR_VOLUME_ID {
+                if e.attributes & (ATTR_VOLUME_ID | ATTR_DIRECTORY) == ATTR_VOLUME_ID {
                     let mut name = e.name;
                     if name[0] == ENTRY_KANJI_E5 {
                         name[0] = ENTRY_FREE;
