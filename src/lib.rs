@@ -20,6 +20,7 @@ pub mod gpt;
 pub mod info;
 pub mod mbr;
 pub mod shrink;
+pub mod units;
 pub mod vhd;
 
 pub use error::{Error, ErrorKind, Result};

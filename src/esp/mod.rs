@@ -26,6 +26,7 @@ pub use tree::{name_valid, EspDir, EspNode, EspTree, MAX_DEPTH, MAX_NAME_UTF16, 
 
 use crate::disk::Disk;
 use crate::error::{Error, Result};
+use crate::units::SectorSize;
 
 const MIB: u64 = 1 << 20;
 
@@ -220,13 +221,8 @@ pub fn esp_layout(bytes: u64, sector_bytes: u32) -> Result<EspLayout> {
     })
 }
 
-fn check_sector_bytes(sector_bytes: u32) -> Result<()> {
-    if sector_bytes != 512 && sector_bytes != 4096 {
-        return Err(Error::unsupported(format!(
-            "ESP: sector size 512 or 4096 expected, found {sector_bytes}"
-        )));
-    }
-    Ok(())
+fn check_sector_bytes(sector_bytes: u32) -> Result<SectorSize> {
+    SectorSize::new(sector_bytes).map_err(|e| e.context("ESP"))
 }
 
 /// The largest cluster (<= [`MAX_CLUSTER_BYTES`]) that keeps the volume FAT32 with margin.
