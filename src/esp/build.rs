@@ -16,6 +16,7 @@ use zerocopy::FromBytes;
 use super::timestamp::FatTimestamp;
 use super::tree::{EspDir, EspNode, EspTree, MAX_DEPTH};
 use super::{esp_layout, label_valid, EspImage, EspLayout, EspSpec, ROOT_CLUSTER};
+use crate::bytes::le_u32;
 use crate::error::{Error, Result};
 use crate::fs::fat::raw::{
     RawDirEntry, RawFat32BootSector, RawFsInfo, ATTR_DIRECTORY, ATTR_LONG_NAME, ATTR_VOLUME_ID,
@@ -477,12 +478,8 @@ fn verify(bytes: &[u8], layout: &EspLayout, spec: &EspSpec, ts: FatTimestamp) ->
             "second FAT at {fat1_at:#x} differs from the first at {fat0_at:#x}"
         )));
     }
-    let fat_entry = |c: u32| -> u32 {
-        let i = c as usize * 4;
-        fat.get(i..i + 4)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) & FAT32_ENTRY_MASK)
-            .unwrap_or(0)
-    };
+    let fat_entry =
+        |c: u32| -> u32 { le_u32(fat, c as usize * 4).map_or(0, |v| v & FAT32_ENTRY_MASK) };
     if fat_entry(0) & 0xFF != u32::from(MEDIA_FIXED_DISK) {
         return Err(Error::corrupt(format!(
             "FAT[0] at {fat0_at:#x} is {:#x}, expected the media byte 0xF8 in its low byte",

@@ -32,10 +32,19 @@ pub(crate) fn byte_label(raw: &[u8]) -> Option<String> {
 
 /// A label stored as UTF-16LE (NTFS, exFAT): cut at NUL, trailing white space removed.
 pub(crate) fn utf16le_label(raw: &[u8]) -> Option<String> {
+    utf16_label(raw, u16::from_le_bytes)
+}
+
+/// A label stored as UTF-16BE (ISO 9660 Joliet): cut at NUL, trailing white space removed.
+pub(crate) fn utf16be_label(raw: &[u8]) -> Option<String> {
+    utf16_label(raw, u16::from_be_bytes)
+}
+
+fn utf16_label(raw: &[u8], unit: fn([u8; 2]) -> u16) -> Option<String> {
     let units: Vec<u16> = raw
         .chunks_exact(2)
         .map(|c| {
-            u16::from_le_bytes([
+            unit([
                 c.first().copied().unwrap_or(0),
                 c.get(1).copied().unwrap_or(0),
             ])

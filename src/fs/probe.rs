@@ -21,7 +21,7 @@ use zerocopy::big_endian as be;
 use zerocopy::little_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
-use super::common::{byte_label, info, read_struct, utf16le_label, uuid_string};
+use super::common::{byte_label, info, read_struct, utf16be_label, utf16le_label, uuid_string};
 use super::fat::{self, Fat, FatType};
 use super::{ext, ntfs, swap, FsInfo, FsKind};
 use crate::disk::Disk;
@@ -708,19 +708,7 @@ fn iso9660(part: &dyn Disk) -> Option<FsInfo> {
         }
         let esc = vd.escape_sequences.get(..3)?;
         if vd.vd_type == ISO_VD_SUPPLEMENTARY && matches!(esc, b"%/@" | b"%/C" | b"%/E") {
-            let units: Vec<u16> = vd
-                .volume_id
-                .chunks_exact(2)
-                .map(|c| {
-                    u16::from_be_bytes([
-                        c.first().copied().unwrap_or(0),
-                        c.get(1).copied().unwrap_or(0),
-                    ])
-                })
-                .take_while(|&u| u != 0)
-                .collect();
-            let s = String::from_utf16_lossy(&units).trim_end().to_string();
-            if !s.is_empty() {
+            if let Some(s) = utf16be_label(&vd.volume_id) {
                 joliet = Some(s);
             }
             break;
