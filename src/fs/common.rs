@@ -11,7 +11,7 @@
 
 use zerocopy::FromBytes;
 
-use super::{FsInfo, FsKind};
+use super::info::{FsInfo, FsKind};
 use crate::disk::Disk;
 
 /// Read a `T` at `offset`; `None` when the partition is too small or the read fails.

@@ -13,7 +13,7 @@ use zerocopy::little_endian::{U16, U32};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 use super::common::{byte_label, info, uuid_string};
-use super::{FsInfo, FsKind};
+use super::info::{FsInfo, FsKind};
 use crate::disk::Disk;
 
 /// The ext2/3/4 superblock (e2fsprogs `struct ext2_super_block`; the fields our readers use are

@@ -23,7 +23,8 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 use super::common::{byte_label, info, read_struct, utf16be_label, utf16le_label, uuid_string};
 use super::fat::{self, Fat, FatType};
-use super::{ext, ntfs, swap, FsInfo, FsKind};
+use super::info::{FsInfo, FsKind};
+use super::{ext, ntfs, swap};
 use crate::disk::Disk;
 
 /// Run the probes in order; the first match wins.

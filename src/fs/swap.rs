@@ -14,7 +14,7 @@ use zerocopy::little_endian::U32;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 use super::common::{byte_label, info, read_struct, uuid_string};
-use super::{FsInfo, FsKind};
+use super::info::{FsInfo, FsKind};
 use crate::disk::Disk;
 
 /// `swap_header.info` (`struct swap_header_v1_2`), from byte 0x400 of the first page up to the

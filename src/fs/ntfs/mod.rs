@@ -19,7 +19,7 @@ use self::raw::{
     ATTR_VOLUME_NAME, FILE_MAGIC, NTFS_OEM, USA_STRIDE,
 };
 use super::common::{read_struct, utf16le_label};
-use super::{FsInfo, FsKind};
+use super::info::{FsInfo, FsKind};
 use crate::disk::Disk;
 
 /// MFT record number of $Volume.
