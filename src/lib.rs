@@ -5,6 +5,7 @@
 //! never panic on input. `unsafe` lives in `disk/mmap.rs` only.
 
 pub mod boot;
+pub mod bytes;
 pub mod checksum;
 pub mod cli;
 pub mod convert;
@@ -17,6 +18,7 @@ pub mod gpt;
 pub mod info;
 pub mod mbr;
 pub mod shrink;
+pub mod units;
 pub mod upload;
 pub mod vhd;
 

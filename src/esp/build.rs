@@ -13,14 +13,17 @@ use hadris_fat::time::{FatDateTime, TimeProvider};
 use hadris_fat::{FatDir, FatVolume, FatVolumeWriteExt};
 use zerocopy::FromBytes;
 
-use super::raw::{
-    FatTimestamp, RawDirEntry, RawFat32BootSector, RawFsInfo, ATTR_DIRECTORY, ATTR_LONG_NAME,
-    ATTR_VOLUME_ID, BOOT_SIGNATURE, EXTENDED_BOOT_SIGNATURE, FAT32_ENTRY_MASK, FAT32_FS_TYPE,
-    FSINFO_LEAD_SIGNATURE, FSINFO_STRUCT_SIGNATURE, FSINFO_TRAIL_SIGNATURE, MEDIA_FIXED_DISK,
-};
+use super::timestamp::FatTimestamp;
 use super::tree::{EspDir, EspNode, EspTree, MAX_DEPTH};
 use super::{esp_layout, label_valid, EspImage, EspLayout, EspSpec, ROOT_CLUSTER};
+use crate::bytes::le_u32;
 use crate::error::{Error, Result};
+use crate::fs::fat::raw::{
+    RawDirEntry, RawFat32BootSector, RawFsInfo, ATTR_DIRECTORY, ATTR_LONG_NAME, ATTR_VOLUME_ID,
+    BOOT_SIGNATURE, DIR_ENTRY_BYTES, ENTRY_END, ENTRY_FREE, EXTENDED_BOOT_SIGNATURE,
+    FAT32_ENTRY_MASK, FAT32_EOC_MIN, FAT32_FS_TYPE, FSINFO_LEAD_SIGNATURE, FSINFO_STRUCT_SIGNATURE,
+    FSINFO_TRAIL_SIGNATURE, LFN_CHARS_PER_ENTRY, MAX_DIR_ENTRIES, MEDIA_FIXED_DISK,
+};
 
 /// `BS_OEMName`: fatgen103 recommends "MSWIN4.1" as the value most drivers expect.
 const OEM_NAME: &str = "MSWIN4.1";
@@ -29,16 +32,6 @@ const FSINFO_SECTOR: u64 = 1;
 const BACKUP_BOOT_SECTOR: u64 = 6;
 /// Files are handed to the writer in pieces of this size.
 const WRITE_CHUNK_BYTES: usize = 1 << 20;
-/// Size of a directory entry.
-const DIR_ENTRY_BYTES: usize = 32;
-/// Most entries in one FAT directory (fatgen103 section 6: 65,536 32-byte entries).
-const MAX_DIR_ENTRIES: u64 = 65_536;
-/// Characters of a long name held by one long-name entry.
-const LFN_CHARS_PER_ENTRY: usize = 13;
-/// FAT entries at or above this end a chain.
-const FAT32_EOC_MIN: u32 = 0x0FFF_FFF8;
-/// First byte of a deleted directory entry.
-const DELETED_ENTRY: u8 = 0xE5;
 
 thread_local! {
     /// The time [`SpecClock`] reports; set by [`build_esp`] on its own thread before any write.
@@ -361,84 +354,92 @@ fn verify(bytes: &[u8], layout: &EspLayout, spec: &EspSpec, ts: FatTimestamp) ->
         }
         Ok(())
     };
-    expect("jump byte (0x000)", bs.jump_boot[0].into(), 0xEB)?;
+    expect("jump byte (0x000)", bs.bpb.jump_boot[0].into(), 0xEB)?;
     expect(
         "bytes per sector (0x00B)",
-        bs.bytes_per_sector.get().into(),
+        bs.bpb.bytes_per_sector.get().into(),
         sector as u64,
     )?;
     expect(
         "sectors per cluster (0x00D)",
-        bs.sectors_per_cluster.into(),
+        bs.bpb.sectors_per_cluster.into(),
         layout.sectors_per_cluster.into(),
     )?;
     expect(
         "reserved sectors (0x00E)",
-        bs.reserved_sector_count.get().into(),
+        bs.bpb.reserved_sector_count.get().into(),
         layout.reserved_sectors.into(),
     )?;
     expect(
         "FAT count (0x010)",
-        bs.num_fats.into(),
+        bs.bpb.num_fats.into(),
         layout.fat_count.into(),
     )?;
     expect(
         "root entry count (0x011)",
-        bs.root_entry_count.get().into(),
+        bs.bpb.root_entry_count.get().into(),
         0,
     )?;
     expect(
         "16-bit total sectors (0x013)",
-        bs.total_sectors_16.get().into(),
+        bs.bpb.total_sectors_16.get().into(),
         0,
     )?;
-    expect("media (0x015)", bs.media.into(), MEDIA_FIXED_DISK.into())?;
-    expect("16-bit FAT size (0x016)", bs.fat_size_16.get().into(), 0)?;
+    expect(
+        "media (0x015)",
+        bs.bpb.media.into(),
+        MEDIA_FIXED_DISK.into(),
+    )?;
+    expect(
+        "16-bit FAT size (0x016)",
+        bs.bpb.fat_size_16.get().into(),
+        0,
+    )?;
     expect(
         "hidden sectors (0x01C)",
-        bs.hidden_sectors.get().into(),
+        bs.bpb.hidden_sectors.get().into(),
         spec.hidden_sectors.into(),
     )?;
     expect(
         "total sectors (0x020)",
-        bs.total_sectors_32.get().into(),
+        bs.bpb.total_sectors_32.get().into(),
         layout.total_sectors.into(),
     )?;
     expect(
         "FAT size (0x024)",
-        bs.fat_size_32.get().into(),
+        bs.bpb32.fat_size_32.get().into(),
         layout.fat_sectors.into(),
     )?;
     expect(
         "root cluster (0x02C)",
-        bs.root_cluster.get().into(),
+        bs.bpb32.root_cluster.get().into(),
         ROOT_CLUSTER.into(),
     )?;
     expect(
         "FSInfo sector (0x030)",
-        bs.fs_info_sector.get().into(),
+        bs.bpb32.fs_info_sector.get().into(),
         FSINFO_SECTOR,
     )?;
     expect(
         "backup boot sector (0x032)",
-        bs.backup_boot_sector.get().into(),
+        bs.bpb32.backup_boot_sector.get().into(),
         BACKUP_BOOT_SECTOR,
     )?;
     expect(
         "boot signature (0x042)",
-        bs.boot_signature.into(),
+        bs.bpb32.boot_signature.into(),
         EXTENDED_BOOT_SIGNATURE.into(),
     )?;
     expect(
         "volume id (0x043)",
-        bs.volume_id.get().into(),
+        bs.bpb32.volume_id.get().into(),
         spec.volume_id.into(),
     )?;
-    if bs.volume_label != label_bytes(&spec.label) || bs.fs_type != FAT32_FS_TYPE {
+    if bs.bpb32.volume_label != label_bytes(&spec.label) || bs.bpb32.fs_type != FAT32_FS_TYPE {
         return Err(Error::corrupt(format!(
             "boot sector: label/type at 0x047 are {:?}/{:?}, expected {:?}/\"FAT32\"",
-            String::from_utf8_lossy(&bs.volume_label),
-            String::from_utf8_lossy(&bs.fs_type),
+            String::from_utf8_lossy(&bs.bpb32.volume_label),
+            String::from_utf8_lossy(&bs.bpb32.fs_type),
             spec.label
         )));
     }
@@ -477,12 +478,8 @@ fn verify(bytes: &[u8], layout: &EspLayout, spec: &EspSpec, ts: FatTimestamp) ->
             "second FAT at {fat1_at:#x} differs from the first at {fat0_at:#x}"
         )));
     }
-    let fat_entry = |c: u32| -> u32 {
-        let i = c as usize * 4;
-        fat.get(i..i + 4)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) & FAT32_ENTRY_MASK)
-            .unwrap_or(0)
-    };
+    let fat_entry =
+        |c: u32| -> u32 { le_u32(fat, c as usize * 4).map_or(0, |v| v & FAT32_ENTRY_MASK) };
     if fat_entry(0) & 0xFF != u32::from(MEDIA_FIXED_DISK) {
         return Err(Error::corrupt(format!(
             "FAT[0] at {fat0_at:#x} is {:#x}, expected the media byte 0xF8 in its low byte",
@@ -569,10 +566,10 @@ impl Walker<'_> {
                 let off = at + i * DIR_ENTRY_BYTES;
                 let e = RawDirEntry::read_from_bytes(raw)
                     .map_err(|_| Error::corrupt(format!("entry at {off:#x}: short")))?;
-                if e.name[0] == 0 {
+                if e.name[0] == ENTRY_END {
                     return Ok(());
                 }
-                if e.name[0] == DELETED_ENTRY || e.attributes == ATTR_LONG_NAME {
+                if e.name[0] == ENTRY_FREE || e.attributes == ATTR_LONG_NAME {
                     continue;
                 }
                 let stamp = (
@@ -598,8 +595,7 @@ impl Walker<'_> {
                 if e.attributes & ATTR_VOLUME_ID != 0 || e.name[0] == b'.' {
                     continue;
                 }
-                let first = (u32::from(e.first_cluster_high.get()) << 16)
-                    | u32::from(e.first_cluster_low.get());
+                let first = e.first_cluster();
                 let name = String::from_utf8_lossy(&e.name).into_owned();
                 if e.attributes & ATTR_DIRECTORY != 0 {
                     self.dir(first, &format!("{path}{}/", name.trim_end()), depth + 1)?;

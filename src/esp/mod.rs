@@ -18,7 +18,7 @@
 //! must be written when the target range is already zero.
 
 mod build;
-pub mod raw;
+pub mod timestamp;
 mod tree;
 
 pub use build::build_esp;
@@ -26,6 +26,7 @@ pub use tree::{name_valid, EspDir, EspNode, EspTree, MAX_DEPTH, MAX_NAME_UTF16, 
 
 use crate::disk::Disk;
 use crate::error::{Error, Result};
+use crate::units::SectorSize;
 
 const MIB: u64 = 1 << 20;
 
@@ -56,7 +57,7 @@ pub const ROOT_CLUSTER: u32 = 2;
 pub const DEFAULT_LABEL: &str = "SYSTEM";
 /// Timestamp used when neither the caller nor SOURCE_DATE_EPOCH gives one: the FAT epoch,
 /// 1980-01-01T00:00:00Z.
-pub const DEFAULT_TIMESTAMP_UNIX: i64 = raw::FAT_EPOCH_UNIX;
+pub const DEFAULT_TIMESTAMP_UNIX: i64 = timestamp::FAT_EPOCH_UNIX;
 /// Granule of [`EspImage::nonzero_regions`]: whole 4 KiB blocks, aligned for both sector sizes.
 pub const REGION_GRANULE_BYTES: usize = 4096;
 
@@ -220,13 +221,8 @@ pub fn esp_layout(bytes: u64, sector_bytes: u32) -> Result<EspLayout> {
     })
 }
 
-fn check_sector_bytes(sector_bytes: u32) -> Result<()> {
-    if sector_bytes != 512 && sector_bytes != 4096 {
-        return Err(Error::unsupported(format!(
-            "ESP: sector size 512 or 4096 expected, found {sector_bytes}"
-        )));
-    }
-    Ok(())
+fn check_sector_bytes(sector_bytes: u32) -> Result<SectorSize> {
+    SectorSize::new(sector_bytes).map_err(|e| e.context("ESP"))
 }
 
 /// The largest cluster (<= [`MAX_CLUSTER_BYTES`]) that keeps the volume FAT32 with margin.

@@ -21,8 +21,10 @@ use zerocopy::big_endian as be;
 use zerocopy::little_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
+use super::common::{byte_label, info, read_struct, utf16be_label, utf16le_label, uuid_string};
 use super::fat::{self, Fat, FatType};
-use super::{ntfs, FsInfo, FsKind};
+use super::info::{FsInfo, FsKind};
+use super::{ext, ntfs, swap};
 use crate::disk::Disk;
 
 /// Run the probes in order; the first match wins.
@@ -30,13 +32,13 @@ pub(crate) fn probe(part: &dyn Disk) -> Option<FsInfo> {
     const PROBES: &[fn(&dyn Disk) -> Option<FsInfo>] = &[
         luks,
         lvm2,
-        swap,
+        swap::probe,
         bitlocker,
         ntfs::probe,
         refs,
         exfat,
         fat,
-        ext,
+        ext::probe,
         xfs,
         btrfs,
         iso9660,
@@ -47,68 +49,6 @@ pub(crate) fn probe(part: &dyn Disk) -> Option<FsInfo> {
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-/// Read a `T` at `offset`; `None` when the partition is too small or the read fails.
-pub(crate) fn read_struct<T: FromBytes>(part: &dyn Disk, offset: u64) -> Option<T> {
-    let mut buf = vec![0u8; size_of::<T>()];
-    part.read_at(offset, &mut buf).ok()?;
-    T::read_from_bytes(&buf).ok()
-}
-
-/// A label from a fixed-size byte field, as blkid's `blkid_probe_set_label`: cut at the first
-/// NUL, trailing white space removed, empty means none. Non-UTF-8 bytes are replaced.
-pub(crate) fn byte_label(raw: &[u8]) -> Option<String> {
-    let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
-    let s = String::from_utf8_lossy(raw.get(..end)?);
-    let t = s.trim_end();
-    (!t.is_empty()).then(|| t.to_string())
-}
-
-/// A label stored as UTF-16LE (NTFS, exFAT): cut at NUL, trailing white space removed.
-pub(crate) fn utf16le_label(raw: &[u8]) -> Option<String> {
-    let units: Vec<u16> = raw
-        .chunks_exact(2)
-        .map(|c| {
-            u16::from_le_bytes([
-                c.first().copied().unwrap_or(0),
-                c.get(1).copied().unwrap_or(0),
-            ])
-        })
-        .take_while(|&u| u != 0)
-        .collect();
-    let s = String::from_utf16_lossy(&units);
-    let t = s.trim_end();
-    (!t.is_empty()).then(|| t.to_string())
-}
-
-/// The canonical lower-case 8-4-4-4-12 form of a 16-byte UUID stored in byte order (ext, XFS,
-/// btrfs, swap); `None` for the all-zero UUID, which blkid does not report.
-pub(crate) fn uuid_string(u: &[u8; 16]) -> Option<String> {
-    if u.iter().all(|&b| b == 0) {
-        return None;
-    }
-    let mut s = String::with_capacity(36);
-    for (i, b) in u.iter().enumerate() {
-        if matches!(i, 4 | 6 | 8 | 10) {
-            s.push('-');
-        }
-        s.push_str(&format!("{b:02x}"));
-    }
-    Some(s)
-}
-
-fn info(kind: FsKind) -> FsInfo {
-    FsInfo {
-        kind,
-        label: None,
-        uuid: None,
-        encrypted: false,
-        block_bytes: None,
-        fs_bytes: None,
-        uuid_sub: None,
-        version: None,
-    }
-}
 
 /// A mixed-endian GUID (first three fields little-endian) as Windows prints it:
 /// "{4967D63B-2E29-4AD8-8399-F6A339E3D001}"; `None` when all zero.
@@ -243,76 +183,6 @@ fn lvm2(part: &dyn Disk) -> Option<FsInfo> {
             version: Some("LVM2 001".to_string()),
             ..info(FsKind::Lvm2)
         })
-    })
-}
-
-// ---------------------------------------------------------------------------------------------
-// Linux swap (linux `include/linux/swap.h` `union swap_header`)
-// ---------------------------------------------------------------------------------------------
-
-/// `swap_header.info`, at 1024 bytes; written in the CPU's byte order.
-#[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
-#[repr(C)]
-struct RawSwapInfo {
-    version: [u8; 4],       // 0x400 1
-    last_page: [u8; 4],     // 0x404 index of the last usable page
-    nr_badpages: [u8; 4],   // 0x408
-    uuid: [u8; 16],         // 0x40C
-    volume_name: [u8; 16],  // 0x41C
-    padding: [u8; 0x80],    // 0x42C padding[0..32]
-    padding_32_33: [u8; 8], // 0x4AC padding[32], padding[33]: blkid's "no garbage" check
-}
-const _: () = assert!(size_of::<RawSwapInfo>() == 0xB4);
-
-const SWAP_INFO_OFFSET: u64 = 0x400;
-const SWAP_PAGE_SIZES: [u64; 5] = [4096, 8192, 16384, 32768, 65536];
-const SWAP_MAGIC_LEN: u64 = 10;
-
-/// Swap: "SWAPSPACE2" (or the old "SWAP-SPACE") in the last 10 bytes of the first page, for
-/// page sizes 4 KiB..64 KiB; version 1 in either byte order, last page not 0. UUID and LABEL
-/// only when padding words 32 and 33 are zero, as blkid does.
-fn swap(part: &dyn Disk) -> Option<FsInfo> {
-    SWAP_PAGE_SIZES.iter().find_map(|&page| {
-        let mut magic = [0u8; 10];
-        part.read_at(page.checked_sub(SWAP_MAGIC_LEN)?, &mut magic)
-            .ok()?;
-        match &magic {
-            b"SWAP-SPACE" => Some(FsInfo {
-                version: Some("0".to_string()),
-                block_bytes: u32::try_from(page).ok(),
-                ..info(FsKind::Swap)
-            }),
-            b"SWAPSPACE2" => {
-                let h: RawSwapInfo = read_struct(part, SWAP_INFO_OFFSET)?;
-                let big = match (u32::from_le_bytes(h.version), u32::from_be_bytes(h.version)) {
-                    (1, _) => false,
-                    (_, 1) => true,
-                    _ => return None,
-                };
-                let last_page = if big {
-                    u32::from_be_bytes(h.last_page)
-                } else {
-                    u32::from_le_bytes(h.last_page)
-                };
-                if last_page == 0 {
-                    return None;
-                }
-                let clean = h.padding_32_33.iter().all(|&b| b == 0);
-                Some(FsInfo {
-                    label: if clean {
-                        byte_label(&h.volume_name)
-                    } else {
-                        None
-                    },
-                    uuid: if clean { uuid_string(&h.uuid) } else { None },
-                    block_bytes: u32::try_from(page).ok(),
-                    fs_bytes: u64::from(last_page).checked_add(1)?.checked_mul(page),
-                    version: Some("1".to_string()),
-                    ..info(FsKind::Swap)
-                })
-            }
-            _ => None,
-        }
     })
 }
 
@@ -610,120 +480,6 @@ fn fat(part: &dyn Disk) -> Option<FsInfo> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// ext2/3/4 (e2fsprogs `lib/ext2fs/ext2_fs.h` struct ext2_super_block)
-// ---------------------------------------------------------------------------------------------
-
-#[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
-#[repr(C)]
-struct RawExtSuperblock {
-    s_inodes_count: U32,           // 0x00
-    s_blocks_count_lo: U32,        // 0x04
-    s_r_blocks_count_lo: U32,      // 0x08
-    s_free_blocks_count_lo: U32,   // 0x0C
-    s_free_inodes_count: U32,      // 0x10
-    s_first_data_block: U32,       // 0x14
-    s_log_block_size: U32,         // 0x18 block = 1024 << this
-    s_log_cluster_size: U32,       // 0x1C
-    s_blocks_per_group: U32,       // 0x20
-    s_clusters_per_group: U32,     // 0x24
-    s_inodes_per_group: U32,       // 0x28
-    s_mtime: U32,                  // 0x2C
-    s_wtime: U32,                  // 0x30
-    s_mnt_count: U16,              // 0x34
-    s_max_mnt_count: U16,          // 0x36
-    s_magic: U16,                  // 0x38 0xEF53
-    s_state: U16,                  // 0x3A
-    s_errors: U16,                 // 0x3C
-    s_minor_rev_level: U16,        // 0x3E
-    s_lastcheck: U32,              // 0x40
-    s_checkinterval: U32,          // 0x44
-    s_creator_os: U32,             // 0x48
-    s_rev_level: U32,              // 0x4C
-    s_def_resuid: U16,             // 0x50
-    s_def_resgid: U16,             // 0x52
-    s_first_ino: U32,              // 0x54
-    s_inode_size: U16,             // 0x58
-    s_block_group_nr: U16,         // 0x5A
-    s_feature_compat: U32,         // 0x5C
-    s_feature_incompat: U32,       // 0x60
-    s_feature_ro_compat: U32,      // 0x64
-    s_uuid: [u8; 16],              // 0x68
-    s_volume_name: [u8; 16],       // 0x78
-    s_last_mounted: [u8; 64],      // 0x88
-    s_algorithm_usage_bitmap: U32, // 0xC8
-    s_prealloc: [u8; 4],           // 0xCC prealloc blocks, dir blocks, reserved GDT blocks
-    s_journal_uuid: [u8; 16],      // 0xD0
-    s_journal: [u8; 0x70],         // 0xE0 journal inode .. s_jnl_blocks
-    s_blocks_count_hi: U32,        // 0x150 (INCOMPAT_64BIT)
-    s_rest: [u8; 0x2A8],           // 0x154
-    s_checksum: U32,               // 0x3FC crc32c of 0x000..0x3FC (metadata_csum)
-}
-const _: () = assert!(size_of::<RawExtSuperblock>() == 1024);
-
-const EXT_SUPERBLOCK_OFFSET: u64 = 1024;
-const EXT_MAGIC: u16 = 0xEF53;
-const EXT3_FEATURE_COMPAT_HAS_JOURNAL: u32 = 0x0004;
-const EXT3_FEATURE_INCOMPAT_JOURNAL_DEV: u32 = 0x0008;
-const EXT4_FEATURE_INCOMPAT_64BIT: u32 = 0x0080;
-/// blkid `ext.c`: what ext2 and ext3 understand (FILETYPE | META_BG, + RECOVER for ext3;
-/// SPARSE_SUPER | LARGE_FILE | BTREE_DIR). Anything else makes it ext4.
-const EXT2_FEATURE_INCOMPAT_SUPP: u32 = 0x0002 | 0x0010;
-const EXT3_FEATURE_INCOMPAT_SUPP: u32 = 0x0002 | 0x0004 | 0x0010;
-const EXT_FEATURE_RO_COMPAT_SUPP: u32 = 0x0001 | 0x0002 | 0x0004;
-/// e2fsprogs: block sizes 1 KiB..64 KiB.
-const EXT_MAX_LOG_BLOCK_SIZE: u32 = 6;
-
-/// ext2/3/4: magic 0xEF53 at 0x438; the kind as blkid decides it (journal -> ext3 unless a
-/// feature ext3 does not know is set -> ext4; external journal devices are not filesystems).
-/// The metadata_csum superblock checksum is not required to hold (blkid 2.38 does not check it
-/// either): a damaged ext4 is still reported as ext4.
-fn ext(part: &dyn Disk) -> Option<FsInfo> {
-    let mut raw = [0u8; 1024];
-    part.read_at(EXT_SUPERBLOCK_OFFSET, &mut raw).ok()?;
-    let sb = RawExtSuperblock::read_from_bytes(&raw).ok()?;
-    if sb.s_magic.get() != EXT_MAGIC || sb.s_log_block_size.get() > EXT_MAX_LOG_BLOCK_SIZE {
-        return None;
-    }
-    let compat = sb.s_feature_compat.get();
-    let incompat = sb.s_feature_incompat.get();
-    let ro_compat = sb.s_feature_ro_compat.get();
-    if incompat & EXT3_FEATURE_INCOMPAT_JOURNAL_DEV != 0 {
-        return None;
-    }
-    let ro_extra = ro_compat & !EXT_FEATURE_RO_COMPAT_SUPP != 0;
-    let kind = if compat & EXT3_FEATURE_COMPAT_HAS_JOURNAL != 0 {
-        if ro_extra || incompat & !EXT3_FEATURE_INCOMPAT_SUPP != 0 {
-            FsKind::Ext4
-        } else {
-            FsKind::Ext3
-        }
-    } else if ro_extra || incompat & !EXT2_FEATURE_INCOMPAT_SUPP != 0 {
-        FsKind::Ext4
-    } else {
-        FsKind::Ext2
-    };
-    let block = 1024u64.checked_shl(sb.s_log_block_size.get())?;
-    let hi = if incompat & EXT4_FEATURE_INCOMPAT_64BIT != 0 {
-        u64::from(sb.s_blocks_count_hi.get())
-    } else {
-        0
-    };
-    let blocks = (hi << 32) | u64::from(sb.s_blocks_count_lo.get());
-    Some(FsInfo {
-        label: byte_label(&sb.s_volume_name),
-        uuid: uuid_string(&sb.s_uuid),
-        block_bytes: u32::try_from(block).ok(),
-        fs_bytes: blocks.checked_mul(block),
-        version: Some(format!(
-            "{}.{}",
-            sb.s_rev_level.get(),
-            sb.s_minor_rev_level.get()
-        )),
-        ..info(kind)
-    })
-}
-
-// ---------------------------------------------------------------------------------------------
 // XFS (xfsprogs `libxfs/xfs_format.h` struct xfs_dsb; big-endian)
 // ---------------------------------------------------------------------------------------------
 
@@ -953,19 +709,7 @@ fn iso9660(part: &dyn Disk) -> Option<FsInfo> {
         }
         let esc = vd.escape_sequences.get(..3)?;
         if vd.vd_type == ISO_VD_SUPPLEMENTARY && matches!(esc, b"%/@" | b"%/C" | b"%/E") {
-            let units: Vec<u16> = vd
-                .volume_id
-                .chunks_exact(2)
-                .map(|c| {
-                    u16::from_be_bytes([
-                        c.first().copied().unwrap_or(0),
-                        c.get(1).copied().unwrap_or(0),
-                    ])
-                })
-                .take_while(|&u| u != 0)
-                .collect();
-            let s = String::from_utf16_lossy(&units).trim_end().to_string();
-            if !s.is_empty() {
+            if let Some(s) = utf16be_label(&vd.volume_id) {
                 joliet = Some(s);
             }
             break;
@@ -1333,28 +1077,32 @@ pub(crate) mod tests {
 
     #[test]
     fn ext_kind_follows_blkid_feature_rules() {
-        let kind = |c, i, r| ext(&MemDisk::new(ext_image(c, i, r, 0))).unwrap().kind;
+        let kind = |c, i, r| {
+            ext::probe(&MemDisk::new(ext_image(c, i, r, 0)))
+                .unwrap()
+                .kind
+        };
         assert_eq!(kind(0, 0x2, 0x3), FsKind::Ext2); // filetype, sparse_super + large_file
         assert_eq!(kind(0x4, 0x2, 0x3), FsKind::Ext3); // + has_journal
         assert_eq!(kind(0x4, 0x6, 0x3), FsKind::Ext3); // + needs_recovery
         assert_eq!(kind(0x4, 0x42, 0x3), FsKind::Ext4); // + extents
         assert_eq!(kind(0, 0x2, 0x8), FsKind::Ext4); // huge_file without a journal
         assert_eq!(kind(0, 0x6, 0), FsKind::Ext4); // recovery flag without journal: blkid says ext4
-        assert_eq!(ext(&MemDisk::new(ext_image(0x4, 0x8, 0, 0))), None); // journal device
-        let info = ext(&MemDisk::new(ext_image(0, 0x80, 0, 1))).unwrap();
+        assert_eq!(ext::probe(&MemDisk::new(ext_image(0x4, 0x8, 0, 0))), None); // journal device
+        let info = ext::probe(&MemDisk::new(ext_image(0, 0x80, 0, 1))).unwrap();
         assert_eq!(info.fs_bytes, Some(((1u64 << 32) + 8192) * 4096)); // 64bit: hi counts
         assert_eq!(info.label.as_deref(), Some("root"));
         assert_eq!(
             info.uuid.as_deref(),
             Some("11111111-1111-1111-1111-111111111111")
         );
-        let info = ext(&MemDisk::new(ext_image(0, 0, 0, 1))).unwrap();
+        let info = ext::probe(&MemDisk::new(ext_image(0, 0, 0, 1))).unwrap();
         assert_eq!(info.fs_bytes, Some(8192 * 4096)); // no 64bit: hi ignored
         let mut bad = ext_image(0, 0, 0, 0);
         put(&mut bad, 1024 + 0x18, &40u32.to_le_bytes()); // absurd block size
-        assert_eq!(ext(&MemDisk::new(bad)), None);
+        assert_eq!(ext::probe(&MemDisk::new(bad)), None);
         assert_eq!(
-            ext(&MemDisk::new(ext_image(0, 0, 0, 0)[..1500].to_vec())),
+            ext::probe(&MemDisk::new(ext_image(0, 0, 0, 0)[..1500].to_vec())),
             None
         );
     }
@@ -1378,14 +1126,14 @@ pub(crate) mod tests {
             put(&mut img, 0x40C, &[0xAB; 16]); // uuid
             put(&mut img, 0x41C, b"swp"); // volume name
             put(&mut img, page - 10, b"SWAPSPACE2"); // magic
-            let info = swap(&MemDisk::new(img.clone())).unwrap();
+            let info = swap::probe(&MemDisk::new(img.clone())).unwrap();
             assert_eq!(info.fs_bytes, Some(256 * page as u64));
             assert_eq!(info.label.as_deref(), Some("swp"));
             put(&mut img, 0x4AC, &[1]); // garbage in padding[32]: no uuid/label
-            let info = swap(&MemDisk::new(img.clone())).unwrap();
+            let info = swap::probe(&MemDisk::new(img.clone())).unwrap();
             assert_eq!((info.label, info.uuid), (None, None));
             put(&mut img, 0x404, &[0; 4]); // last_page 0
-            assert_eq!(swap(&MemDisk::new(img)), None);
+            assert_eq!(swap::probe(&MemDisk::new(img)), None);
         }
     }
 

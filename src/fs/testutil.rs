@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{FsInfo, FsKind};
+use super::info::{FsInfo, FsKind};
 
 /// Is `tool` runnable? Missing: skip with a message naming the apt package outside CI (returns
 /// false), fail with that message when `CI` is set.

@@ -36,6 +36,7 @@ use raw::{
 use crate::disk::Disk;
 use crate::error::{Error, Result};
 use crate::finding::Finding;
+use crate::units::{Lba, LbaRange};
 
 /// Largest entry we accept (a page; the spec allows any 128 * 2^n, nobody uses more than 128).
 pub const MAX_ENTRY_BYTES: u32 = 4096;
@@ -91,6 +92,11 @@ impl GptPartition {
             .checked_sub(self.first_lba)
             .and_then(|d| d.checked_add(1))
             .unwrap_or(0)
+    }
+
+    /// `first_lba..=last_lba`; `None` for a reversed entry.
+    pub fn lba_range(&self) -> Option<LbaRange> {
+        LbaRange::new(Lba(self.first_lba), Lba(self.last_lba))
     }
 }
 
@@ -1232,6 +1238,12 @@ mod tests {
         assert_eq!(g.partitions.len(), 5);
         assert_eq!(g.partitions[4].name, "\u{FFFD}z");
         assert_eq!(g.partitions[3].sectors(), 0);
+        assert_eq!(g.partitions[3].lba_range(), None, "reversed entry");
+        for p in &g.partitions[..3] {
+            let r = p.lba_range().unwrap();
+            assert_eq!((r.first().get(), r.last().get()), (p.first_lba, p.last_lba));
+            assert_eq!(r.sectors(), p.sectors());
+        }
     }
 
     #[test]

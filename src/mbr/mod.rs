@@ -20,6 +20,7 @@ use serde::Serialize;
 use crate::disk::Disk;
 use crate::error::{Error, Result};
 use crate::finding::Finding;
+use crate::units::{Lba, LbaRange};
 
 use raw::{is_extended_type, BOOT_CODE_BYTES, MBR_BYTES, STATUS_ACTIVE, STATUS_INACTIVE};
 pub use raw::{protective_mbr, RawMbr, RawMbrEntry};
@@ -63,6 +64,12 @@ impl MbrPartition {
     /// One past the last sector (saturating: the inputs are 32-bit fields added to 64-bit bases).
     pub fn end_lba(&self) -> u64 {
         self.start_lba.saturating_add(self.sectors)
+    }
+
+    /// The sectors the entry covers, inclusive (`first..=last`, as GPT entries and the
+    /// conversion plan count them); `None` for an empty entry or one whose end overflows.
+    pub fn lba_range(&self) -> Option<LbaRange> {
+        LbaRange::from_start_len(Lba(self.start_lba), self.sectors)
     }
 
     /// A data partition (not an extended container, not a GPT protective entry).
@@ -483,6 +490,44 @@ mod tests {
     use crate::disk::MemDisk;
     use crate::finding::Severity;
     use std::process::Command;
+
+    #[test]
+    fn lba_range_is_the_inclusive_form_of_start_and_count() {
+        let chs = ChsAddr {
+            cylinder: 0,
+            head: 0,
+            sector: 0,
+        };
+        let p = MbrPartition {
+            index: 1,
+            bootable: false,
+            status: 0,
+            type_id: 0x83,
+            start_lba: 2048,
+            sectors: 1000,
+            chs_start: chs,
+            chs_end: chs,
+            extended: false,
+            logical: false,
+        };
+        let r = p.lba_range().unwrap();
+        assert_eq!((r.first().get(), r.last().get()), (2048, 3047));
+        assert_eq!(r.end_exclusive().map(|l| l.get()), Some(p.end_lba()));
+        assert_eq!(
+            MbrPartition {
+                sectors: 0,
+                ..p.clone()
+            }
+            .lba_range(),
+            None
+        );
+        let top = MbrPartition {
+            start_lba: u64::MAX,
+            sectors: 2,
+            ..p
+        };
+        assert_eq!(top.lba_range(), None, "end overflows (end_lba saturates)");
+    }
 
     /// One 16-byte entry: status, CHS start, type, CHS end, start LBA, size.
     fn entry(status: u8, type_id: u8, start: u32, size: u32) -> [u8; 16] {

@@ -43,7 +43,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use zerocopy::FromBytes;
+
 use crate::error::{Error, ErrorKind, Result};
+use crate::fs::ext::{
+    RawExtSuperblock, EXT2_ERROR_FS, EXT2_VALID_FS, EXT3_FEATURE_INCOMPAT_JOURNAL_DEV,
+    EXT3_FEATURE_INCOMPAT_RECOVER, EXT4_FEATURE_RO_COMPAT_BIGALLOC, EXT_MAGIC,
+    EXT_MAX_LOG_BLOCK_SIZE, EXT_SUPERBLOCK_OFFSET,
+};
 
 /// The e2fsprogs tools this module runs.
 const TOOLS: [&str; 3] = ["e2fsck", "resize2fs", "e2undo"];
@@ -54,28 +61,9 @@ const MIN_VERSION: (u32, u32) = (1, 43);
 /// Where to look when PATH is unset.
 const DEFAULT_DIRS: [&str; 4] = ["/usr/sbin", "/sbin", "/usr/bin", "/bin"];
 
-// ext2/3/4 superblock (e2fsprogs `lib/ext2fs/ext2_fs.h` struct ext2_super_block), the fields
-// read here, little-endian, offsets inside the superblock.
-/// The superblock is 1024 bytes at byte 1024 of the filesystem, whatever the block size.
-const SUPERBLOCK_OFFSET: u64 = 1024;
-const SUPERBLOCK_BYTES: usize = 1024;
-const S_BLOCKS_COUNT_LO: usize = 0x04;
-const S_LOG_BLOCK_SIZE: usize = 0x18;
-const S_MAGIC: usize = 0x38;
-const S_STATE: usize = 0x3A;
-const S_FEATURE_INCOMPAT: usize = 0x60;
-const S_FEATURE_RO_COMPAT: usize = 0x64;
-const S_BLOCKS_COUNT_HI: usize = 0x150;
-const EXT_MAGIC: u16 = 0xEF53;
-/// `s_state`: unmounted cleanly / errors detected.
-const EXT2_VALID_FS: u16 = 0x0001;
-const EXT2_ERROR_FS: u16 = 0x0002;
-const INCOMPAT_RECOVER: u32 = 0x0004;
-const INCOMPAT_JOURNAL_DEV: u32 = 0x0008;
-const INCOMPAT_64BIT: u32 = 0x0080;
-const RO_COMPAT_BIGALLOC: u32 = 0x0200;
-/// e2fsprogs: block sizes 1 KiB..64 KiB.
-const MAX_LOG_BLOCK_SIZE: u32 = 6;
+/// The superblock as this module reads and saves it (layout: [`RawExtSuperblock`]).
+const SUPERBLOCK_OFFSET: u64 = EXT_SUPERBLOCK_OFFSET;
+const SUPERBLOCK_BYTES: usize = size_of::<RawExtSuperblock>();
 
 /// The saved superblock beside the undo file: magic, u64 partition offset, u32 length, the
 /// bytes, CRC32 of all that (little-endian).
@@ -408,60 +396,44 @@ struct Superblock {
 
 impl Superblock {
     fn parse(raw: [u8; SUPERBLOCK_BYTES], part_offset: u64) -> Result<Superblock> {
-        let u16_at = |o: usize| {
-            raw.get(o..o + 2)
-                .and_then(|b| <[u8; 2]>::try_from(b).ok())
-                .map(u16::from_le_bytes)
-                .unwrap_or_default()
-        };
-        let u32_at = |o: usize| {
-            raw.get(o..o + 4)
-                .and_then(|b| <[u8; 4]>::try_from(b).ok())
-                .map(u32::from_le_bytes)
-                .unwrap_or_default()
-        };
-        if u16_at(S_MAGIC) != EXT_MAGIC {
+        let sb = RawExtSuperblock::read_from_bytes(&raw)
+            .map_err(|_| Error::corrupt("ext superblock: length"))?;
+        if sb.s_magic.get() != EXT_MAGIC {
             return Err(Error::invalid(format!(
                 "no ext2/3/4 superblock at 0x{:x} (magic 0x{:04x}, expected 0x{EXT_MAGIC:04x})",
                 part_offset.saturating_add(SUPERBLOCK_OFFSET),
-                u16_at(S_MAGIC)
+                sb.s_magic.get()
             )));
         }
-        let log = u32_at(S_LOG_BLOCK_SIZE);
-        if log > MAX_LOG_BLOCK_SIZE {
-            return Err(Error::corrupt(format!(
-                "ext superblock at 0x{:x}: s_log_block_size is {log}, at most \
-                 {MAX_LOG_BLOCK_SIZE}",
-                part_offset.saturating_add(SUPERBLOCK_OFFSET)
-            )));
-        }
-        let incompat = u32_at(S_FEATURE_INCOMPAT);
-        let hi = if incompat & INCOMPAT_64BIT != 0 {
-            u64::from(u32_at(S_BLOCKS_COUNT_HI))
-        } else {
-            0
-        };
+        let block_bytes = sb.block_bytes().ok_or_else(|| {
+            Error::corrupt(format!(
+                "ext superblock at 0x{:x}: s_log_block_size is {}, at most \
+                 {EXT_MAX_LOG_BLOCK_SIZE}",
+                part_offset.saturating_add(SUPERBLOCK_OFFSET),
+                sb.s_log_block_size.get()
+            ))
+        })?;
         Ok(Superblock {
             raw,
             geometry: Geometry {
-                block_bytes: 1024u64 << log,
-                blocks: (hi << 32) | u64::from(u32_at(S_BLOCKS_COUNT_LO)),
+                block_bytes,
+                blocks: sb.blocks_count(),
             },
-            state: u16_at(S_STATE),
-            incompat,
-            ro_compat: u32_at(S_FEATURE_RO_COMPAT),
+            state: sb.s_state.get(),
+            incompat: sb.s_feature_incompat.get(),
+            ro_compat: sb.s_feature_ro_compat.get(),
         })
     }
 
     /// What `resize2fs -f` would no longer check, and what it cannot do.
     fn check_shrinkable(&self, part_offset: u64) -> Result<()> {
         let at = format!("the ext filesystem at 0x{part_offset:x}");
-        if self.incompat & INCOMPAT_JOURNAL_DEV != 0 {
+        if self.incompat & EXT3_FEATURE_INCOMPAT_JOURNAL_DEV != 0 {
             return Err(Error::unsupported(format!(
                 "{at} is an external journal, not a filesystem; use --room grow"
             )));
         }
-        if self.incompat & INCOMPAT_RECOVER != 0 {
+        if self.incompat & EXT3_FEATURE_INCOMPAT_RECOVER != 0 {
             return Err(Error::conflict(format!(
                 "{at} has a journal to recover (the guest was not shut down cleanly): boot it \
                  and shut it down normally, or run `e2fsck -f` on it; or use --room grow"
@@ -479,7 +451,7 @@ impl Superblock {
                 self.state
             )));
         }
-        if self.ro_compat & RO_COMPAT_BIGALLOC != 0 {
+        if self.ro_compat & EXT4_FEATURE_RO_COMPAT_BIGALLOC != 0 {
             return Err(Error::unsupported(format!(
                 "{at} uses bigalloc, which resize2fs does not shrink reliably (it refuses \
                  without force); use --room grow"
@@ -751,13 +723,16 @@ mod tests {
         assert!(e.message().contains("'?'"), "{e}");
     }
 
-    fn sb(f: impl FnOnce(&mut [u8; SUPERBLOCK_BYTES])) -> Result<Superblock> {
+    fn sb(f: impl FnOnce(&mut RawExtSuperblock)) -> Result<Superblock> {
+        use zerocopy::{FromZeros, IntoBytes};
+        let mut s = RawExtSuperblock::new_zeroed();
+        s.s_magic.set(EXT_MAGIC);
+        s.s_log_block_size.set(2); // 4 KiB blocks
+        s.s_blocks_count_lo.set(1000);
+        s.s_state.set(EXT2_VALID_FS);
+        f(&mut s);
         let mut raw = [0u8; SUPERBLOCK_BYTES];
-        raw[S_MAGIC..S_MAGIC + 2].copy_from_slice(&EXT_MAGIC.to_le_bytes());
-        raw[S_LOG_BLOCK_SIZE] = 2; // 4 KiB blocks
-        raw[S_BLOCKS_COUNT_LO..S_BLOCKS_COUNT_LO + 4].copy_from_slice(&1000u32.to_le_bytes());
-        raw[S_STATE] = EXT2_VALID_FS as u8;
-        f(&mut raw);
+        raw.copy_from_slice(s.as_bytes());
         Superblock::parse(raw, 0x100000)
     }
 
@@ -774,36 +749,37 @@ mod tests {
         ok.check_shrinkable(0).unwrap();
         // 64-bit block count
         let big = sb(|r| {
-            r[S_FEATURE_INCOMPAT] = INCOMPAT_64BIT as u8;
-            r[S_BLOCKS_COUNT_HI] = 1;
+            r.s_feature_incompat
+                .set(crate::fs::ext::EXT4_FEATURE_INCOMPAT_64BIT);
+            r.s_blocks_count_hi.set(1);
         })
         .unwrap();
         assert_eq!(big.geometry.blocks, (1 << 32) + 1000);
         // refusals
-        let e = sb(|r| r[S_MAGIC] = 0).err().unwrap();
+        let e = sb(|r| r.s_magic.set(0)).err().unwrap();
         assert!(
             e.message().contains("no ext2/3/4 superblock at 0x100400"),
             "{e}"
         );
-        let e = sb(|r| r[S_LOG_BLOCK_SIZE] = 40).err().unwrap();
+        let e = sb(|r| r.s_log_block_size.set(40)).err().unwrap();
         assert!(e.message().contains("s_log_block_size"), "{e}");
-        type Corrupt = fn(&mut [u8; SUPERBLOCK_BYTES]);
+        type Corrupt = fn(&mut RawExtSuperblock);
         let cases: [(Corrupt, &str); 5] = [
             (
-                |r| r[S_FEATURE_INCOMPAT] = INCOMPAT_RECOVER as u8,
+                |r| r.s_feature_incompat.set(EXT3_FEATURE_INCOMPAT_RECOVER),
                 "journal to recover",
             ),
             (
-                |r| r[S_FEATURE_INCOMPAT] = INCOMPAT_JOURNAL_DEV as u8,
+                |r| r.s_feature_incompat.set(EXT3_FEATURE_INCOMPAT_JOURNAL_DEV),
                 "external journal",
             ),
-            (|r| r[S_STATE] = 0, "not cleanly unmounted"),
+            (|r| r.s_state.set(0), "not cleanly unmounted"),
             (
-                |r| r[S_STATE] = (EXT2_VALID_FS | EXT2_ERROR_FS) as u8,
+                |r| r.s_state.set(EXT2_VALID_FS | EXT2_ERROR_FS),
                 "having errors",
             ),
             (
-                |r| r[S_FEATURE_RO_COMPAT + 1] = (RO_COMPAT_BIGALLOC >> 8) as u8,
+                |r| r.s_feature_ro_compat.set(EXT4_FEATURE_RO_COMPAT_BIGALLOC),
                 "bigalloc",
             ),
         ];

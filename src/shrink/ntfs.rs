@@ -58,16 +58,16 @@ use std::io::{Read, Seek, SeekFrom};
 use zerocopy::little_endian::{I64, U64};
 use zerocopy::FromBytes;
 
-use self::record::{
-    encode_runs, Record, Run, ATTR_ATTRIBUTE_LIST, ATTR_DATA, ATTR_IS_COMPRESSED,
-    ATTR_IS_ENCRYPTED, ATTR_VOLUME_INFORMATION,
-};
+use self::record::{encode_runs, Record, Run};
 use super::ShrinkWrites;
+use crate::bytes::{le_u16, le_u32, le_u64};
 use crate::disk::Disk;
 use crate::error::{Error, Result};
-use crate::fs::ntfs::{
-    record_bytes, sectors_per_cluster, RawNtfsBootSector, MAX_CLUSTER_BYTES, NTFS_OEM,
+use crate::fs::ntfs::raw::{
+    RawNtfsBootSector, ATTR_ATTRIBUTE_LIST, ATTR_BITMAP, ATTR_DATA, ATTR_INDEX_ALLOCATION,
+    ATTR_INDEX_ROOT, ATTR_IS_COMPRESSED, ATTR_IS_ENCRYPTED, ATTR_VOLUME_INFORMATION, NTFS_OEM,
 };
+use crate::fs::ntfs::{record_bytes, sectors_per_cluster, MAX_CLUSTER_BYTES};
 
 /// Well-known MFT records (ntfs-3g `NTFS_SYSTEM_FILES`).
 const FILE_MFT: u64 = 0;
@@ -85,10 +85,6 @@ const LOGFILE_NO_CLIENT: u16 = 0xFFFF;
 const RESTART_VOLUME_IS_CLEAN: u16 = 0x0002;
 /// Largest `$LogFile` system page size we read (ntfs-3g accepts up to 64 KiB).
 const MAX_LOG_PAGE_BYTES: u64 = 64 * 1024;
-/// Attribute types of a directory's `$I30` index (ntfs-3g `ATTR_TYPES`).
-const ATTR_INDEX_ROOT: u32 = 0x90;
-const ATTR_INDEX_ALLOCATION: u32 = 0xA0;
-const ATTR_BITMAP: u32 = 0xB0;
 /// Index entry flag: the last entry of a node (no key).
 const INDEX_ENTRY_END: u32 = 0x02;
 /// Largest index block (ntfs-3g accepts up to 64 KiB) and root index we read.
@@ -537,7 +533,7 @@ fn volume_flags(volume: &Record, range: &std::ops::Range<usize>) -> Result<u16> 
         .bytes
         .get(range.clone())
         .filter(|v| v.len() >= 12)
-        .and_then(|v| Some(u16::from_le_bytes([*v.get(10)?, *v.get(11)?])))
+        .and_then(|v| le_u16(v, 10))
         .ok_or_else(|| Error::corrupt("NTFS $VOLUME_INFORMATION shorter than 12 bytes"))
 }
 
@@ -579,10 +575,8 @@ fn check_logfile(part: &dyn Disk, vol: &Volume) -> Result<()> {
     if head.iter().all(|&b| b == 0xFF) {
         return Ok(());
     }
-    let page = head
-        .get(0x10..0x14)
-        .and_then(|b| b.try_into().ok())
-        .map(|b: [u8; 4]| u64::from(u32::from_le_bytes(b)))
+    let page = le_u32(&head, 0x10)
+        .map(u64::from)
         .filter(|p| p.is_power_of_two() && (512..=MAX_LOG_PAGE_BYTES).contains(p))
         .filter(|&p| p.saturating_mul(2) <= log_bytes)
         .ok_or_else(|| unclean("has no readable restart page".to_string()))?;
@@ -594,7 +588,7 @@ fn check_logfile(part: &dyn Disk, vol: &Volume) -> Result<()> {
         {
             continue;
         }
-        let Some(ra) = le16(&p, 0x18).map(usize::from) else {
+        let Some(ra) = le_u16(&p, 0x18).map(usize::from) else {
             continue;
         };
         let lsn = p
@@ -603,8 +597,8 @@ fn check_logfile(part: &dyn Disk, vol: &Volume) -> Result<()> {
             .map(|(v, _)| v.get());
         let (Some(lsn), Some(in_use), Some(flags)) = (
             lsn,
-            le16(&p, ra.saturating_add(0xC)),
-            le16(&p, ra.saturating_add(0xE)),
+            le_u16(&p, ra.saturating_add(0xC)),
+            le_u16(&p, ra.saturating_add(0xE)),
         ) else {
             continue;
         };
@@ -728,7 +722,7 @@ fn attr_parts(
     let want: Vec<u16> = name.encode_utf16().collect();
     let mut seen: Vec<(u64, u64)> = Vec::new();
     let mut p = 0usize;
-    while let (Some(t), Some(len)) = (le32(&bytes, p), le16(&bytes, p.saturating_add(4))) {
+    while let (Some(t), Some(len)) = (le_u32(&bytes, p), le_u16(&bytes, p.saturating_add(4))) {
         let len = usize::from(len);
         if len < 0x1A {
             break;
@@ -742,15 +736,8 @@ fn attr_parts(
             .chunks_exact(2)
             .map(|c| <[u8; 2]>::try_from(c).map_or(0, u16::from_le_bytes))
             .collect();
-        let vcn = bytes
-            .get(p.saturating_add(8)..p.saturating_add(16))
-            .and_then(|b| b.try_into().ok())
-            .map_or(0, u64::from_le_bytes);
-        let rec = bytes
-            .get(p.saturating_add(16)..p.saturating_add(24))
-            .and_then(|b| b.try_into().ok())
-            .map_or(0, u64::from_le_bytes)
-            & MFT_REF_MASK;
+        let vcn = le_u64(&bytes, p.saturating_add(8)).unwrap_or(0);
+        let rec = le_u64(&bytes, p.saturating_add(16)).unwrap_or(0) & MFT_REF_MASK;
         if t == kind && n == want && !seen.contains(&(vcn, rec)) {
             seen.push((vcn, rec));
         }
@@ -798,7 +785,7 @@ fn find_in_root(part: &dyn Disk, vol: &Volume, name: &str) -> Result<Option<u64>
     let (ir_rec, ir) = ir.first().ok_or_else(|| bad("no $INDEX_ROOT"))?;
     let range = ir_rec.resident_value(ir)?;
     let value = ir_rec.bytes.get(range).unwrap_or_default();
-    let block = le32(value, 8).map(u64::from).unwrap_or(0);
+    let block = le_u32(value, 8).map(u64::from).unwrap_or(0);
     if let Some(n) = scan_index(value, 0x10, &want) {
         return Ok(Some(n));
     }
@@ -849,14 +836,14 @@ fn find_in_root(part: &dyn Disk, vol: &Volume, name: &str) -> Result<Option<u64>
 /// The entries of the index header at `hdr` in `buf`: the record number of the entry whose
 /// `$FILE_NAME` key is `want` (lowercase UTF-16), compared without ASCII case.
 fn scan_index(buf: &[u8], hdr: usize, want: &[u16]) -> Option<u64> {
-    let first = usize::try_from(le32(buf, hdr)?).ok()?;
-    let used = usize::try_from(le32(buf, hdr.checked_add(4)?)?).ok()?;
+    let first = usize::try_from(le_u32(buf, hdr)?).ok()?;
+    let used = usize::try_from(le_u32(buf, hdr.checked_add(4)?)?).ok()?;
     let end = hdr.checked_add(used)?.min(buf.len());
     let mut p = hdr.checked_add(first)?;
     while p.checked_add(16)? <= end {
-        let len = usize::from(le16(buf, p.checked_add(8)?)?);
-        let key_len = usize::from(le16(buf, p.checked_add(10)?)?);
-        let flags = le32(buf, p.checked_add(12)?)?;
+        let len = usize::from(le_u16(buf, p.checked_add(8)?)?);
+        let key_len = usize::from(le_u16(buf, p.checked_add(10)?)?);
+        let flags = le_u32(buf, p.checked_add(12)?)?;
         if flags & INDEX_ENTRY_END != 0 || len < 16 {
             return None;
         }
@@ -876,20 +863,12 @@ fn scan_index(buf: &[u8], hdr: usize, want: &[u16]) -> Option<u64> {
                     }
                 });
             if name.eq(want.iter().copied()) {
-                let r = buf.get(p..p.checked_add(8)?)?;
-                let r = u64::from_le_bytes(r.try_into().ok()?);
-                return Some(r & MFT_REF_MASK);
+                return Some(le_u64(buf, p)? & MFT_REF_MASK);
             }
         }
         p = p.checked_add(len)?;
     }
     None
-}
-
-fn le32(b: &[u8], off: usize) -> Option<u32> {
-    b.get(off..off.checked_add(4)?)
-        .and_then(|s| s.try_into().ok())
-        .map(u32::from_le_bytes)
 }
 
 /// Read the first `len` bytes of a stream stored in `runs` (holes read as zero).
@@ -1128,10 +1107,4 @@ fn path_of(part: &dyn Disk, record: u64) -> Option<String> {
         n = name.parent_directory_reference().file_record_number();
     }
     None
-}
-
-fn le16(b: &[u8], off: usize) -> Option<u16> {
-    b.get(off..off.checked_add(2)?)
-        .and_then(|s| s.try_into().ok())
-        .map(u16::from_le_bytes)
 }

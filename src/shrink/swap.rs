@@ -15,37 +15,27 @@
 )]
 
 use zerocopy::little_endian::U32;
-use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
+use zerocopy::{FromBytes, IntoBytes};
 
 use super::ShrinkWrites;
 use crate::disk::{Disk, MemDisk};
 use crate::error::{Error, Result};
+use crate::fs::common::uuid_string;
+use crate::fs::swap::{
+    RawSwapHeader, SWAP_BADPAGES_OFFSET, SWAP_HEADER_OFFSET, SWAP_MAGIC_LEN, SWAP_MAGIC_V0,
+    SWAP_MAGIC_V1, SWAP_PAGE_SIZES,
+};
 use crate::fs::{self, FsKind};
 
-/// The version 1 header after the boot bytes (`struct swap_header_v1_2`), little-endian.
-#[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
-#[repr(C)]
-struct RawSwapHeader {
-    version: U32,           // 0x400 1
-    last_page: U32,         // 0x404 index of the last usable page
-    nr_badpages: U32,       // 0x408 entries used in the bad page list
-    uuid: [u8; 16],         // 0x40C
-    volume_name: [u8; 16],  // 0x41C NUL padded
-    padding: [u8; 117 * 4], // 0x42C
-    first_badpage: [u8; 4], // 0x600 the bad page list starts here
-}
-const _: () = assert!(size_of::<RawSwapHeader>() == 0x204);
-
-/// Where the header starts (after the boot bytes).
+/// Where the header starts and ends, and where the bad page list starts (right after it).
 const HEADER_OFFSET: usize = 0x400;
-/// Where the header ends.
 const HEADER_END: usize = HEADER_OFFSET + size_of::<RawSwapHeader>();
-/// Where the bad page list starts.
 const BADPAGES_OFFSET: usize = 0x600;
+const _: () = assert!(HEADER_OFFSET as u64 == SWAP_HEADER_OFFSET);
+const _: () = assert!(BADPAGES_OFFSET as u64 == SWAP_BADPAGES_OFFSET);
+const _: () = assert!(HEADER_END == BADPAGES_OFFSET);
 /// The signature is the last 10 bytes of the first page.
-const MAGIC_LEN: usize = 10;
-/// Page sizes Linux uses (x86 4 KiB; arm64, ppc64 up to 64 KiB), as blkid probes them.
-const PAGE_SIZES: [u64; 5] = [4096, 8192, 16384, 32768, 65536];
+const MAGIC_LEN: usize = SWAP_MAGIC_LEN;
 /// mkswap refuses areas under 10 pages ("swap space needs to be at least 40 KiB" on 4 KiB pages).
 const MIN_PAGES: u64 = 10;
 /// Signatures of a hibernation image written over a swap area (blkid `swap.c`): the swap is in
@@ -67,8 +57,8 @@ pub fn plan_swap_shrink(part: &dyn Disk, new_bytes: u64) -> Result<ShrinkWrites>
     }
     let (page_bytes, magic) = find_signature(part)?;
     match &magic {
-        b"SWAPSPACE2" => {}
-        b"SWAP-SPACE" => {
+        m if m == SWAP_MAGIC_V1 => {}
+        m if m == SWAP_MAGIC_V0 => {
             return Err(Error::unsupported(
                 "swap: version 0 swap area (\"SWAP-SPACE\", Linux before 2.2) cannot be \
                  shrunk; run mkswap in the guest or use --room grow",
@@ -138,7 +128,7 @@ pub fn plan_swap_shrink(part: &dyn Disk, new_bytes: u64) -> Result<ShrinkWrites>
         )));
     }
     let new_last_page = new_pages.saturating_sub(1);
-    let uuid = fs_uuid(&header.uuid);
+    let uuid = uuid_string(&header.uuid);
     let label = label(&header.volume_name);
     let who = format!(
         "swap (UUID {}, LABEL {})",
@@ -182,12 +172,6 @@ pub fn plan_swap_shrink(part: &dyn Disk, new_bytes: u64) -> Result<ShrinkWrites>
             .map_err(|_| Error::invalid("swap: more pages than a 32-bit last_page holds"))?,
     );
     header.nr_badpages = U32::new(u32::try_from(kept.len()).unwrap_or(u32::MAX));
-    // The struct ends with the first bad page slot, which the list above already wrote.
-    header.first_badpage = page
-        .get(BADPAGES_OFFSET..)
-        .and_then(|s| s.get(..4))
-        .and_then(|s| <[u8; 4]>::try_from(s).ok())
-        .unwrap_or_default();
     page.get_mut(HEADER_OFFSET..HEADER_END)
         .ok_or_else(|| Error::corrupt("swap: first page shorter than its header"))?
         .copy_from_slice(header.as_bytes());
@@ -224,7 +208,7 @@ pub fn plan_swap_shrink(part: &dyn Disk, new_bytes: u64) -> Result<ShrinkWrites>
 /// The page size (where the signature is) and the 10-byte signature; an error when the
 /// partition holds no swap signature at any page size.
 fn find_signature(part: &dyn Disk) -> Result<(u64, [u8; MAGIC_LEN])> {
-    for &page in &PAGE_SIZES {
+    for &page in &SWAP_PAGE_SIZES {
         let mut magic = [0u8; MAGIC_LEN];
         let Some(at) = page.checked_sub(MAGIC_LEN as u64) else {
             continue;
@@ -232,8 +216,8 @@ fn find_signature(part: &dyn Disk) -> Result<(u64, [u8; MAGIC_LEN])> {
         if part.read_at(at, &mut magic).is_err() {
             continue;
         }
-        let known = &magic == b"SWAPSPACE2"
-            || &magic == b"SWAP-SPACE"
+        let known = &magic == SWAP_MAGIC_V1
+            || &magic == SWAP_MAGIC_V0
             || HIBERNATION_MAGICS.iter().any(|h| magic.starts_with(h));
         if known {
             return Ok((page, magic));
@@ -241,22 +225,6 @@ fn find_signature(part: &dyn Disk) -> Result<(u64, [u8; MAGIC_LEN])> {
     }
     Err(Error::invalid(
         "swap: no swap signature at the end of the first page (page sizes 4 KiB to 64 KiB)",
-    ))
-}
-
-/// The UUID as blkid prints it; `None` when it is all zeros.
-fn fs_uuid(u: &[u8; 16]) -> Option<String> {
-    if u.iter().all(|&b| b == 0) {
-        return None;
-    }
-    let h: String = u.iter().map(|b| format!("{b:02x}")).collect();
-    Some(format!(
-        "{}-{}-{}-{}-{}",
-        h.get(0..8)?,
-        h.get(8..12)?,
-        h.get(12..16)?,
-        h.get(16..20)?,
-        h.get(20..32)?
     ))
 }
 

@@ -49,9 +49,8 @@ use self::record::{
 };
 use crate::disk::Disk;
 use crate::error::{Error, ErrorKind, Result};
-use crate::fs::ntfs::{
-    record_bytes, sectors_per_cluster, RawNtfsBootSector, MAX_CLUSTER_BYTES, NTFS_OEM,
-};
+use crate::fs::ntfs::raw::{RawNtfsBootSector, NTFS_OEM};
+use crate::fs::ntfs::{record_bytes, sectors_per_cluster, MAX_CLUSTER_BYTES};
 
 /// Well-known MFT records (ntfs-3g `NTFS_SYSTEM_FILES`).
 const FILE_MFT: u64 = 0;

@@ -9,7 +9,8 @@ use zerocopy::little_endian::{I64, U16, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 use crate::error::{Error, Result};
-use crate::fs::ntfs::{apply_fixup, RawMftRecord};
+use crate::fs::ntfs::apply_fixup;
+use crate::fs::ntfs::raw::RawMftRecord;
 
 /// Attribute type codes (ntfs-3g `ATTR_TYPES`).
 pub(super) const ATTR_STANDARD_INFORMATION: u32 = 0x10;

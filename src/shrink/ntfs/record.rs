@@ -11,72 +11,15 @@
     clippy::unwrap_used
 )]
 
-use zerocopy::little_endian::{I64, U16, U32};
-use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout, Unaligned};
+use zerocopy::{FromBytes, FromZeros, IntoBytes};
 
+use crate::bytes::le_u16;
 use crate::error::{Error, Result};
-use crate::fs::ntfs::{apply_fixup, RawMftRecord};
-
-/// Attribute type codes (ntfs-3g `ATTR_TYPES`).
-pub(crate) const ATTR_ATTRIBUTE_LIST: u32 = 0x20;
-pub(crate) const ATTR_VOLUME_INFORMATION: u32 = 0x70;
-pub(crate) const ATTR_DATA: u32 = 0x80;
-const ATTR_END: u32 = 0xFFFF_FFFF;
-/// Attribute flags (ntfs-3g `ATTR_FLAGS`).
-pub(crate) const ATTR_IS_COMPRESSED: u16 = 0x00FF;
-pub(crate) const ATTR_IS_ENCRYPTED: u16 = 0x4000;
-const MFT_RECORD_IN_USE: u16 = 0x0001;
-const FILE_MAGIC: &[u8; 4] = b"FILE";
-/// The update sequence stride is 512 bytes whatever the sector size.
-const USA_STRIDE: usize = 512;
-
-/// Common attribute header (ntfs-3g `ATTR_RECORD`, first 16 bytes).
-#[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
-#[repr(C)]
-struct RawAttrHeader {
-    kind: U32,        // 0x00 attribute type
-    length: U32,      // 0x04 length of the attribute record, 8-byte multiple
-    non_resident: u8, // 0x08
-    name_length: u8,  // 0x09 in UTF-16 units
-    name_offset: U16, // 0x0A
-    flags: U16,       // 0x0C ATTR_IS_COMPRESSED / ATTR_IS_ENCRYPTED / ATTR_IS_SPARSE
-    instance: U16,    // 0x0E
-}
-const _: () = assert!(size_of::<RawAttrHeader>() == 0x10);
-
-/// Resident attribute value location (ntfs-3g `ATTR_RECORD`, resident form, from 0x10).
-#[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
-#[repr(C)]
-struct RawResidentPart {
-    value_length: U32,  // 0x10
-    value_offset: U16,  // 0x14
-    resident_flags: u8, // 0x16
-    reserved: u8,       // 0x17
-}
-const _: () = assert!(size_of::<RawResidentPart>() == 0x08);
-
-/// Non-resident attribute header (ntfs-3g `ATTR_RECORD`, non-resident form). Compressed and
-/// sparse attributes carry a `compressed_size` (i64) at 0x40 after it.
-#[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
-#[repr(C)]
-pub(crate) struct RawNonResidentAttr {
-    pub kind: U32,                 // 0x00
-    pub length: U32,               // 0x04
-    pub non_resident: u8,          // 0x08 1
-    pub name_length: u8,           // 0x09
-    pub name_offset: U16,          // 0x0A
-    pub flags: U16,                // 0x0C
-    pub instance: U16,             // 0x0E
-    pub lowest_vcn: I64,           // 0x10 first VCN this record maps
-    pub highest_vcn: I64,          // 0x18 last VCN this record maps
-    pub mapping_pairs_offset: U16, // 0x20
-    pub compression_unit: u8,      // 0x22 log2 of clusters per compression unit
-    pub reserved: [u8; 5],         // 0x23
-    pub allocated_size: I64,       // 0x28 bytes allocated (clusters x cluster size)
-    pub data_size: I64,            // 0x30 logical size
-    pub initialized_size: I64,     // 0x38 bytes written; beyond reads as zero
-}
-const _: () = assert!(size_of::<RawNonResidentAttr>() == 0x40);
+use crate::fs::ntfs::apply_fixup;
+use crate::fs::ntfs::raw::{
+    RawAttrHeader, RawMftRecord, RawNonResidentAttr, RawResidentAttr, ATTR_END, FILE_MAGIC,
+    MFT_RECORD_IN_USE, USA_STRIDE,
+};
 
 /// One attribute of a record: where it is and what it is.
 #[derive(Debug, Clone)]
@@ -112,11 +55,6 @@ pub(crate) struct Record {
 
 fn corrupt(rec: u64, what: impl std::fmt::Display) -> Error {
     Error::corrupt(format!("NTFS MFT record {rec}: {what}"))
-}
-
-fn u16_at(b: &[u8], off: usize) -> Option<u16> {
-    let s = b.get(off..off.checked_add(2)?)?;
-    Some(u16::from_le_bytes([*s.first()?, *s.get(1)?]))
 }
 
 impl Record {
@@ -261,8 +199,8 @@ impl Record {
     pub fn resident_value(&self, a: &Attr) -> Result<std::ops::Range<usize>> {
         let part = self
             .bytes
-            .get(a.offset.saturating_add(0x10)..)
-            .and_then(|b| RawResidentPart::read_from_prefix(b).ok())
+            .get(a.offset..)
+            .and_then(|b| RawResidentAttr::read_from_prefix(b).ok())
             .map(|(p, _)| p)
             .filter(|_| !a.non_resident)
             .ok_or_else(|| {
@@ -405,7 +343,7 @@ impl Record {
                 "update sequence count does not match the record size",
             ));
         }
-        let usn = u16_at(&out, usa_ofs)
+        let usn = le_u16(&out, usa_ofs)
             .ok_or_else(|| corrupt(self.number, "update sequence array outside the record"))?;
         let mut next = usn.wrapping_add(1);
         if next == 0 || next == 0xFFFF {

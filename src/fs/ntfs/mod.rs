@@ -10,97 +10,20 @@
     clippy::unwrap_used
 )]
 
-use zerocopy::little_endian::{U16, U32, U64};
-use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
+pub mod raw;
 
-use super::probe::{read_struct, utf16le_label};
-use super::{FsInfo, FsKind};
+use zerocopy::FromBytes;
+
+use self::raw::{
+    RawMftRecord, RawNtfsBootSector, RawResidentAttr, ATTR_END, ATTR_VOLUME_INFORMATION,
+    ATTR_VOLUME_NAME, FILE_MAGIC, NTFS_OEM, USA_STRIDE,
+};
+use super::common::{read_struct, utf16le_label};
+use super::info::{FsInfo, FsKind};
 use crate::disk::Disk;
 
-/// NTFS boot sector (ntfs-3g `NTFS_BOOT_SECTOR`).
-#[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
-#[repr(C)]
-pub(crate) struct RawNtfsBootSector {
-    pub jump: [u8; 3],                 // 0x00
-    pub oem_id: [u8; 8],               // 0x03 "NTFS    "
-    pub bytes_per_sector: U16,         // 0x0B 256..=4096, power of two
-    pub sectors_per_cluster: u8,       // 0x0D 1..=128, or 0xF4..=0xFF meaning 2^(256 - v)
-    pub reserved_sectors: U16,         // 0x0E must be 0
-    pub fats: u8,                      // 0x10 must be 0
-    pub root_entries: U16,             // 0x11 must be 0
-    pub sectors: U16,                  // 0x13 must be 0
-    pub media_type: u8,                // 0x15
-    pub sectors_per_fat: U16,          // 0x16 must be 0
-    pub sectors_per_track: U16,        // 0x18
-    pub heads: U16,                    // 0x1A
-    pub hidden_sectors: U32,           // 0x1C
-    pub large_sectors: U32,            // 0x20 must be 0
-    pub physical_drive: u8,            // 0x24
-    pub current_head: u8,              // 0x25
-    pub extended_boot_signature: u8,   // 0x26
-    pub reserved2: u8,                 // 0x27
-    pub number_of_sectors: U64,        // 0x28 volume size, excluding the backup boot sector
-    pub mft_lcn: U64,                  // 0x30 first cluster of $MFT
-    pub mftmirr_lcn: U64,              // 0x38 first cluster of $MFTMirr
-    pub clusters_per_mft_record: u8,   // 0x40 i8: > 0 clusters, < 0 record = 2^(-v) bytes
-    pub reserved0: [u8; 3],            // 0x41
-    pub clusters_per_index_record: u8, // 0x44 same encoding
-    pub reserved1: [u8; 3],            // 0x45
-    pub volume_serial_number: U64,     // 0x48 blkid prints it as %016X
-    pub checksum: U32,                 // 0x50
-    pub bootstrap: [u8; 426],          // 0x54
-    pub end_of_sector_marker: U16,     // 0x1FE 0xAA55
-}
-const _: () = assert!(size_of::<RawNtfsBootSector>() == 512);
-
-/// MFT record header (ntfs-3g `MFT_RECORD`, NTFS 3.1).
-#[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
-#[repr(C)]
-pub(crate) struct RawMftRecord {
-    pub(crate) magic: [u8; 4],          // 0x00 "FILE"
-    pub(crate) usa_ofs: U16,            // 0x04 offset of the update sequence array
-    pub(crate) usa_count: U16,          // 0x06 1 + number of 512-byte strides
-    pub(crate) lsn: U64,                // 0x08
-    pub(crate) sequence_number: U16,    // 0x10
-    pub(crate) link_count: U16,         // 0x12
-    pub(crate) attrs_offset: U16,       // 0x14 first attribute
-    pub(crate) flags: U16,              // 0x16 0x0001 in use
-    pub(crate) bytes_in_use: U32,       // 0x18
-    pub(crate) bytes_allocated: U32,    // 0x1C
-    pub(crate) base_mft_record: U64,    // 0x20
-    pub(crate) next_attr_instance: U16, // 0x28
-    pub(crate) reserved: U16,           // 0x2A
-    pub(crate) mft_record_number: U32,  // 0x2C
-}
-const _: () = assert!(size_of::<RawMftRecord>() == 0x30);
-
-/// Resident attribute header (ntfs-3g `ATTR_RECORD`, resident form).
-#[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
-#[repr(C)]
-struct RawResidentAttr {
-    kind: U32,          // 0x00 attribute type (0x60 $VOLUME_NAME), 0xFFFFFFFF ends the list
-    length: U32,        // 0x04 length of this attribute record
-    non_resident: u8,   // 0x08
-    name_length: u8,    // 0x09
-    name_offset: U16,   // 0x0A
-    flags: U16,         // 0x0C
-    instance: U16,      // 0x0E
-    value_length: U32,  // 0x10
-    value_offset: U16,  // 0x14
-    resident_flags: u8, // 0x16
-    reserved: u8,       // 0x17
-}
-const _: () = assert!(size_of::<RawResidentAttr>() == 0x18);
-
-pub(crate) const NTFS_OEM: &[u8; 8] = b"NTFS    ";
-const MFT_RECORD_MAGIC: &[u8; 4] = b"FILE";
 /// MFT record number of $Volume.
 const MFT_RECORD_VOLUME: u64 = 3;
-const ATTR_VOLUME_NAME: u32 = 0x60;
-const ATTR_VOLUME_INFORMATION: u32 = 0x70;
-const ATTR_END: u32 = 0xFFFF_FFFF;
-/// The update sequence stride is always 512 bytes, whatever the sector size.
-const USA_STRIDE: usize = 512;
 /// Largest cluster NTFS allows (Windows 10 1709+: 2 MiB).
 pub(crate) const MAX_CLUSTER_BYTES: u64 = 2 * 1024 * 1024;
 /// Largest MFT record we read (real ones are 1 KiB or 4 KiB).
@@ -162,7 +85,7 @@ struct VolumeRecord {
 /// Walk the attributes of a fixed-up $Volume record (bounded by the record size).
 fn parse_volume_record(rec: &[u8]) -> Option<VolumeRecord> {
     let hdr = RawMftRecord::read_from_prefix(rec).ok()?.0;
-    if &hdr.magic != MFT_RECORD_MAGIC {
+    if &hdr.magic != FILE_MAGIC {
         return None;
     }
     let limit = rec.len().min(usize::try_from(hdr.bytes_in_use.get()).ok()?);
@@ -179,12 +102,12 @@ fn parse_volume_record(rec: &[u8]) -> Option<VolumeRecord> {
         let Ok((attr, _)) = RawResidentAttr::read_from_prefix(bytes) else {
             break;
         };
-        let kind = attr.kind.get();
-        let len = usize::try_from(attr.length.get()).ok()?;
+        let kind = attr.header.kind.get();
+        let len = usize::try_from(attr.header.length.get()).ok()?;
         if kind == ATTR_END || len < size_of::<RawResidentAttr>() {
             break;
         }
-        if attr.non_resident == 0 {
+        if attr.header.non_resident == 0 {
             let v_off = usize::from(attr.value_offset.get());
             let v_len = usize::try_from(attr.value_length.get()).ok()?;
             let value = v_off

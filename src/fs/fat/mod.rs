@@ -23,397 +23,29 @@
 use std::collections::HashSet;
 
 use serde::Serialize;
-use zerocopy::little_endian::{U16, U32};
-use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
+use zerocopy::FromBytes;
 
+mod geometry;
+pub mod raw;
+
+pub use self::geometry::FatType;
+use self::geometry::{last_cluster, overflow, Geometry, DIR_ENTRY_BYTES_U64};
+use self::raw::{
+    RawDirEntry, RawLfnEntry, ATTR_DIRECTORY, ATTR_LONG_NAME, ATTR_LONG_NAME_MASK, ATTR_VOLUME_ID,
+    DIR_ENTRY_BYTES, ENTRY_END, ENTRY_FREE, ENTRY_KANJI_E5, LFN_CHARS_PER_ENTRY, LFN_LAST,
+    LFN_MAX_ENTRIES, MAX_DIR_ENTRIES, NT_LOWER_BASE, NT_LOWER_EXT,
+};
 use crate::disk::Disk;
 use crate::error::{Error, Result};
-
-// ---------------------------------------------------------------------------------------------
-// On-disk structures
-// ---------------------------------------------------------------------------------------------
-
-/// fatgen103 §3.1 "Boot Sector and BPB Structure": the fields common to FAT12/16/32.
-#[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
-#[repr(C)]
-pub(crate) struct RawBpb {
-    pub jmp_boot: [u8; 3],  // 0x00 EB xx 90 or E9 xx xx
-    pub oem_name: [u8; 8],  // 0x03
-    pub bytes_per_sec: U16, // 0x0B 512, 1024, 2048 or 4096
-    pub sec_per_clus: u8,   // 0x0D power of two
-    pub rsvd_sec_cnt: U16,  // 0x0E never 0
-    pub num_fats: u8,       // 0x10 usually 2
-    pub root_ent_cnt: U16,  // 0x11 FAT12/16 root entries; 0 on FAT32
-    pub tot_sec16: U16,     // 0x13 0 when tot_sec32 is used
-    pub media: u8,          // 0x15 F0, F8..FF
-    pub fat_sz16: U16,      // 0x16 sectors per FAT; 0 on FAT32
-    pub sec_per_trk: U16,   // 0x18
-    pub num_heads: U16,     // 0x1A
-    pub hidd_sec: U32,      // 0x1C
-    pub tot_sec32: U32,     // 0x20
-}
-const _: () = assert!(size_of::<RawBpb>() == 0x24);
-
-/// fatgen103 §3.2 "FAT12 and FAT16 Structure Starting at Offset 36".
-#[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
-#[repr(C)]
-pub(crate) struct RawBpb16 {
-    pub drv_num: u8,           // 0x24
-    pub reserved1: u8,         // 0x25
-    pub boot_sig: u8,          // 0x26 0x29 when the next three fields are present
-    pub vol_id: [u8; 4],       // 0x27
-    pub vol_lab: [u8; 11],     // 0x2B
-    pub fil_sys_type: [u8; 8], // 0x36 informational only ("FAT12   ")
-}
-const _: () = assert!(size_of::<RawBpb16>() == 0x3E - 0x24);
-
-/// fatgen103 §3.3 "FAT32 Structure Starting at Offset 36".
-#[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
-#[repr(C)]
-pub(crate) struct RawBpb32 {
-    pub fat_sz32: U32,         // 0x24 sectors per FAT
-    pub ext_flags: U16,        // 0x28 bit 7: mirroring off, bits 0-3: active FAT
-    pub fs_ver: U16,           // 0x2A must be 0
-    pub root_clus: U32,        // 0x2C first cluster of the root directory
-    pub fs_info: U16,          // 0x30
-    pub bk_boot_sec: U16,      // 0x32
-    pub reserved: [u8; 12],    // 0x34
-    pub drv_num: u8,           // 0x40
-    pub reserved1: u8,         // 0x41
-    pub boot_sig: u8,          // 0x42 0x29
-    pub vol_id: [u8; 4],       // 0x43
-    pub vol_lab: [u8; 11],     // 0x47
-    pub fil_sys_type: [u8; 8], // 0x52 "FAT32   "
-}
-const _: () = assert!(size_of::<RawBpb32>() == 0x5A - 0x24);
-
-/// fatgen103 §6 "FAT Directory Structure": a short (8.3) directory entry.
-#[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
-#[repr(C)]
-pub(crate) struct RawDirEntry {
-    pub name: [u8; 11], // 0x00 8.3, space padded; [0]: 0x00 end, 0xE5 free, 0x05 = 0xE5
-    pub attr: u8,       // 0x0B ATTR_*
-    pub nt_res: u8,     // 0x0C bit 3: base lower case, bit 4: extension lower case
-    pub crt_time_tenth: u8, // 0x0D
-    pub crt_time: U16,  // 0x0E
-    pub crt_date: U16,  // 0x10
-    pub lst_acc_date: U16, // 0x12
-    pub fst_clus_hi: U16, // 0x14 high half of the first cluster (FAT32)
-    pub wrt_time: U16,  // 0x16
-    pub wrt_date: U16,  // 0x18
-    pub fst_clus_lo: U16, // 0x1A
-    pub file_size: U32, // 0x1C
-}
-const _: () = assert!(size_of::<RawDirEntry>() == DIR_ENTRY_BYTES);
-
-/// fatgen103 §7 "FAT Long Directory Entries".
-#[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
-#[repr(C)]
-struct RawLfnEntry {
-    ord: u8,          // 0x00 sequence number 1..=20, 0x40 on the last (first stored) one
-    name1: [U16; 5],  // 0x01 characters 1-5
-    attr: u8,         // 0x0B ATTR_LONG_NAME
-    kind: u8,         // 0x0C 0
-    chksum: u8,       // 0x0D checksum of the short name
-    name2: [U16; 6],  // 0x0E characters 6-11
-    fst_clus_lo: U16, // 0x1A 0
-    name3: [U16; 2],  // 0x1C characters 12-13
-}
-const _: () = assert!(size_of::<RawLfnEntry>() == DIR_ENTRY_BYTES);
-
-pub(crate) const DIR_ENTRY_BYTES: usize = 32;
-const ATTR_READ_ONLY: u8 = 0x01;
-const ATTR_HIDDEN: u8 = 0x02;
-const ATTR_SYSTEM: u8 = 0x04;
-pub(crate) const ATTR_VOLUME_ID: u8 = 0x08;
-pub(crate) const ATTR_DIRECTORY: u8 = 0x10;
-/// fatgen103 §7: READ_ONLY | HIDDEN | SYSTEM | VOLUME_ID.
-pub(crate) const ATTR_LONG_NAME: u8 = ATTR_READ_ONLY | ATTR_HIDDEN | ATTR_SYSTEM | ATTR_VOLUME_ID;
-const ATTR_LONG_NAME_MASK: u8 = 0x3F;
-const LFN_LAST: u8 = 0x40;
-/// fatgen103 §7: a long name is at most 255 characters, i.e. 20 entries of 13.
-const LFN_MAX_ENTRIES: u8 = 20;
-const LFN_CHARS_PER_ENTRY: usize = 13;
-const ENTRY_END: u8 = 0x00;
-const ENTRY_FREE: u8 = 0xE5;
-const ENTRY_KANJI_E5: u8 = 0x05;
-const NT_LOWER_BASE: u8 = 0x08;
-const NT_LOWER_EXT: u8 = 0x10;
-/// fatgen103 §6: "a directory may not be larger than 65 536 32-byte entries".
-const MAX_DIR_ENTRIES: u64 = 65_536;
 
 /// A length as u64 (lossless on every target Rust supports; saturates otherwise).
 fn len64(n: usize) -> u64 {
     u64::try_from(n).unwrap_or(u64::MAX)
 }
-// usize -> u64 of a small constant: lossless, and `u64::from` is not const.
-#[allow(clippy::as_conversions)]
-const DIR_ENTRY_BYTES_U64: u64 = DIR_ENTRY_BYTES as u64;
 const MAX_DIR_BYTES: u64 = MAX_DIR_ENTRIES * DIR_ENTRY_BYTES_U64;
-/// fatgen103 §3.5: the cluster count limits that decide the FAT type.
-const FAT12_MAX_CLUSTERS: u64 = 4084;
-const FAT16_MAX_CLUSTERS: u64 = 65_524;
-/// FAT32 entries are 28 bits; 0x0FFFFFF7 is "bad", so the last usable cluster is 0x0FFFFFF6.
-const FAT32_MAX_CLUSTERS: u64 = 0x0FFF_FFF5;
 /// The deepest path we walk; the names come from the caller, this only stops silly input (each
 /// level may read a directory of up to 2 MiB).
 const MAX_PATH_COMPONENTS: usize = 32;
-/// First data cluster number (clusters 0 and 1 are reserved).
-const FIRST_CLUSTER: u32 = 2;
-
-// ---------------------------------------------------------------------------------------------
-// Validated geometry
-// ---------------------------------------------------------------------------------------------
-
-/// FAT width.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FatType {
-    Fat12,
-    Fat16,
-    Fat32,
-}
-
-/// The layout of a FAT volume, decoded from a validated BPB. All offsets are in bytes from the
-/// start of the volume.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Geometry {
-    pub fat_type: FatType,
-    pub bytes_per_sector: u32,
-    pub cluster_bytes: u32,
-    /// Data clusters (numbered 2 ..= cluster_count + 1).
-    pub cluster_count: u32,
-    pub total_sectors: u32,
-    /// The FAT copy we read (the active one when FAT32 mirroring is off).
-    pub fat_offset: u64,
-    pub fat_bytes: u64,
-    /// FAT12/16 fixed root directory.
-    pub root_dir_offset: u64,
-    pub root_dir_bytes: u64,
-    /// FAT32 root directory first cluster.
-    pub root_cluster: u32,
-    pub data_offset: u64,
-    pub volume_bytes: u64,
-    pub volume_id: [u8; 4],
-    /// The label in the BPB (the root directory may hold another one).
-    pub boot_label: [u8; 11],
-}
-
-fn is_pow2(v: u32) -> bool {
-    v != 0 && v & v.wrapping_sub(1) == 0
-}
-
-fn overflow(what: &str) -> Error {
-    Error::corrupt(format!("FAT boot sector: {what} overflows"))
-}
-
-impl Geometry {
-    /// Decode and validate the boot sector (at least 0x5A bytes; 512 are normally given).
-    ///
-    /// FAT12 vs FAT16 is decided by the cluster count (fatgen103 §3.5), never by the
-    /// `fil_sys_type` string. FAT32 is the layout with `fat_sz16 == 0` (as Linux and blkid
-    /// decide it): a FAT32 BPB has no fixed root directory and no 16-bit FAT size, so it cannot
-    /// be read as FAT16 even when it has fewer than 65 525 clusters (dosfstools makes such
-    /// volumes with a warning). A 16-bit layout with 65 525 clusters or more is `Corrupt`.
-    pub fn parse(sector: &[u8]) -> Result<Geometry> {
-        let (bpb, rest) = RawBpb::read_from_prefix(sector)
-            .map_err(|_| Error::corrupt("FAT boot sector: shorter than 0x24 bytes"))?;
-        let bps = u32::from(bpb.bytes_per_sec.get());
-        if !is_pow2(bps) || !(512..=4096).contains(&bps) {
-            return Err(Error::corrupt(format!(
-                "FAT boot sector at 0xb: bytes per sector {bps}, expected 512, 1024, 2048 or 4096"
-            )));
-        }
-        let spc = u32::from(bpb.sec_per_clus);
-        if !is_pow2(spc) {
-            return Err(Error::corrupt(format!(
-                "FAT boot sector at 0xd: sectors per cluster {spc}, expected a power of two"
-            )));
-        }
-        let reserved = u32::from(bpb.rsvd_sec_cnt.get());
-        if reserved == 0 {
-            return Err(Error::corrupt("FAT boot sector at 0xe: 0 reserved sectors"));
-        }
-        let num_fats = u32::from(bpb.num_fats);
-        if num_fats == 0 {
-            return Err(Error::corrupt("FAT boot sector at 0x10: 0 FATs"));
-        }
-        if !(bpb.media == 0xF0 || bpb.media >= 0xF8) {
-            return Err(Error::corrupt(format!(
-                "FAT boot sector at 0x15: media 0x{:02x}, expected 0xf0 or 0xf8..0xff",
-                bpb.media
-            )));
-        }
-        let is_fat32_layout = bpb.fat_sz16.get() == 0;
-        let (fat_sectors, root_cluster, ext_flags, volume_id, boot_label) = if is_fat32_layout {
-            let (b32, _) = RawBpb32::read_from_prefix(rest)
-                .map_err(|_| Error::corrupt("FAT32 boot sector: shorter than 0x5a bytes"))?;
-            (
-                b32.fat_sz32.get(),
-                b32.root_clus.get(),
-                b32.ext_flags.get(),
-                b32.vol_id,
-                b32.vol_lab,
-            )
-        } else {
-            let (b16, _) = RawBpb16::read_from_prefix(rest)
-                .map_err(|_| Error::corrupt("FAT boot sector: shorter than 0x3e bytes"))?;
-            (u32::from(bpb.fat_sz16.get()), 0, 0, b16.vol_id, b16.vol_lab)
-        };
-        if fat_sectors == 0 {
-            return Err(Error::corrupt(
-                "FAT boot sector at 0x24: FAT size is 0 sectors",
-            ));
-        }
-        let total_sectors = match bpb.tot_sec16.get() {
-            0 => bpb.tot_sec32.get(),
-            n => u32::from(n),
-        };
-        let root_entries = u64::from(bpb.root_ent_cnt.get());
-        if is_fat32_layout && root_entries != 0 {
-            return Err(Error::corrupt(format!(
-                "FAT32 boot sector at 0x11: {root_entries} root entries, expected 0"
-            )));
-        }
-        let bps64 = u64::from(bps);
-        // fatgen103 §3.5: RootDirSectors = ceil(RootEntCnt * 32 / BytsPerSec).
-        let root_dir_bytes = root_entries
-            .checked_mul(DIR_ENTRY_BYTES_U64)
-            .ok_or_else(|| overflow("root directory size"))?;
-        let root_dir_sectors = root_dir_bytes.div_ceil(bps64);
-        let all_fats = u64::from(fat_sectors)
-            .checked_mul(u64::from(num_fats))
-            .ok_or_else(|| overflow("FAT area"))?;
-        let meta_sectors = u64::from(reserved)
-            .checked_add(all_fats)
-            .and_then(|v| v.checked_add(root_dir_sectors))
-            .ok_or_else(|| overflow("metadata area"))?;
-        let data_sectors = u64::from(total_sectors)
-            .checked_sub(meta_sectors)
-            .filter(|&d| d > 0)
-            .ok_or_else(|| {
-                Error::corrupt(format!(
-                    "FAT boot sector: {total_sectors} total sectors leave no data area after \
-                     {meta_sectors} reserved/FAT/root sectors"
-                ))
-            })?;
-        let clusters = data_sectors
-            .checked_div(u64::from(spc))
-            .ok_or_else(|| overflow("cluster count"))?;
-        let fat_type = if is_fat32_layout {
-            if clusters > FAT32_MAX_CLUSTERS {
-                return Err(Error::corrupt(format!(
-                    "FAT32 boot sector: {clusters} clusters, at most {FAT32_MAX_CLUSTERS}"
-                )));
-            }
-            FatType::Fat32
-        } else if clusters <= FAT12_MAX_CLUSTERS {
-            FatType::Fat12
-        } else if clusters <= FAT16_MAX_CLUSTERS {
-            FatType::Fat16
-        } else {
-            return Err(Error::corrupt(format!(
-                "FAT boot sector: {clusters} clusters need FAT32, but the BPB at 0x16 has a \
-                 16-bit FAT size"
-            )));
-        };
-        if clusters == 0 {
-            return Err(Error::corrupt("FAT boot sector: no data clusters"));
-        }
-        let cluster_count = u32::try_from(clusters).map_err(|_| overflow("cluster count"))?;
-        // The FAT must hold an entry for every cluster (plus the two reserved ones).
-        let entries_needed = clusters
-            .checked_add(u64::from(FIRST_CLUSTER))
-            .ok_or_else(|| overflow("FAT entries"))?;
-        let fat_bytes = u64::from(fat_sectors)
-            .checked_mul(bps64)
-            .ok_or_else(|| overflow("FAT size"))?;
-        let bits_needed = entries_needed
-            .checked_mul(match fat_type {
-                FatType::Fat12 => 12,
-                FatType::Fat16 => 16,
-                FatType::Fat32 => 32,
-            })
-            .ok_or_else(|| overflow("FAT size"))?;
-        if bits_needed.div_ceil(8) > fat_bytes {
-            return Err(Error::corrupt(format!(
-                "FAT boot sector: a FAT of {fat_bytes} bytes cannot map {clusters} clusters"
-            )));
-        }
-        let active_fat = if fat_type == FatType::Fat32 && ext_flags & 0x80 != 0 {
-            u64::from(ext_flags & 0x0F)
-        } else {
-            0
-        };
-        if active_fat >= u64::from(num_fats) {
-            return Err(Error::corrupt(format!(
-                "FAT32 boot sector at 0x28: active FAT {active_fat}, only {num_fats} FATs"
-            )));
-        }
-        let reserved_bytes = u64::from(reserved)
-            .checked_mul(bps64)
-            .ok_or_else(|| overflow("reserved area"))?;
-        let fat_offset = active_fat
-            .checked_mul(fat_bytes)
-            .and_then(|v| v.checked_add(reserved_bytes))
-            .ok_or_else(|| overflow("FAT offset"))?;
-        let root_dir_offset = all_fats
-            .checked_mul(bps64)
-            .and_then(|v| v.checked_add(reserved_bytes))
-            .ok_or_else(|| overflow("root directory offset"))?;
-        let data_offset = meta_sectors
-            .checked_mul(bps64)
-            .ok_or_else(|| overflow("data offset"))?;
-        let volume_bytes = u64::from(total_sectors)
-            .checked_mul(bps64)
-            .ok_or_else(|| overflow("volume size"))?;
-        let cluster_bytes = bps
-            .checked_mul(spc)
-            .ok_or_else(|| overflow("cluster size"))?;
-        if fat_type == FatType::Fat32
-            && (root_cluster < FIRST_CLUSTER || root_cluster > last_cluster(cluster_count))
-        {
-            return Err(Error::corrupt(format!(
-                "FAT32 boot sector at 0x2c: root cluster {root_cluster}, expected 2..={}",
-                last_cluster(cluster_count)
-            )));
-        }
-        Ok(Geometry {
-            fat_type,
-            bytes_per_sector: bps,
-            cluster_bytes,
-            cluster_count,
-            total_sectors,
-            fat_offset,
-            fat_bytes,
-            root_dir_offset,
-            root_dir_bytes,
-            root_cluster,
-            data_offset,
-            volume_bytes,
-            volume_id,
-            boot_label,
-        })
-    }
-
-    /// Byte offset of a data cluster (already range-checked by the caller).
-    fn cluster_offset(&self, cluster: u32) -> Result<u64> {
-        u64::from(cluster)
-            .checked_sub(u64::from(FIRST_CLUSTER))
-            .and_then(|n| n.checked_mul(u64::from(self.cluster_bytes)))
-            .and_then(|n| n.checked_add(self.data_offset))
-            .ok_or_else(|| Error::corrupt(format!("FAT: cluster {cluster} is out of range")))
-    }
-
-    fn is_valid_cluster(&self, cluster: u32) -> bool {
-        cluster >= FIRST_CLUSTER && cluster <= last_cluster(self.cluster_count)
-    }
-}
-
-fn last_cluster(cluster_count: u32) -> u32 {
-    // cluster_count <= FAT32_MAX_CLUSTERS, so this cannot saturate in practice
-    cluster_count.saturating_add(1)
-}
 
 /// How [`Fat::chain`] treats its length bound `max`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -536,7 +168,7 @@ impl LfnBuilder {
         let mut b = LfnBuilder {
             units: vec![0xFFFF; usize::from(n).checked_mul(LFN_CHARS_PER_ENTRY)?],
             next_ord: n,
-            checksum: e.chksum,
+            checksum: e.checksum,
         };
         b.add(e).then_some(b)
     }
@@ -544,7 +176,7 @@ impl LfnBuilder {
     /// Add the entry with the expected sequence number; false when it does not fit.
     fn add(&mut self, e: &RawLfnEntry) -> bool {
         let ord = e.ord & !LFN_LAST;
-        if ord != self.next_ord || ord == 0 || e.chksum != self.checksum {
+        if ord != self.next_ord || ord == 0 || e.checksum != self.checksum {
             return false;
         }
         let Some(prev) = ord.checked_sub(1) else {
@@ -600,7 +232,7 @@ fn parse_dir(buf: &[u8]) -> Vec<DirEntryInfo> {
             }
             _ => {}
         }
-        if e.attr & ATTR_LONG_NAME_MASK == ATTR_LONG_NAME {
+        if e.attributes & ATTR_LONG_NAME_MASK == ATTR_LONG_NAME {
             let Ok(l) = RawLfnEntry::ref_from_bytes(chunk) else {
                 break;
             };
@@ -612,18 +244,21 @@ fn parse_dir(buf: &[u8]) -> Vec<DirEntryInfo> {
             continue;
         }
         let long = lfn.take().and_then(|b| b.finish(&e.name));
-        if e.attr & ATTR_VOLUME_ID != 0 || e.name == *b".          " || e.name == *b"..         " {
+        if e.attributes & ATTR_VOLUME_ID != 0
+            || e.name == *b".          "
+            || e.name == *b"..         "
+        {
             continue;
         }
-        let short = short_name(&e.name, e.nt_res);
-        let is_dir = e.attr & ATTR_DIRECTORY != 0;
+        let short = short_name(&e.name, e.nt_reserved);
+        let is_dir = e.attributes & ATTR_DIRECTORY != 0;
         out.push(DirEntryInfo {
             name: long.unwrap_or_else(|| short.clone()),
             short_name: short,
             is_dir,
             size: if is_dir { 0 } else { e.file_size.get() },
-            first_cluster: (u32::from(e.fst_clus_hi.get()) << 16) | u32::from(e.fst_clus_lo.get()),
-            attributes: e.attr,
+            first_cluster: e.first_cluster(),
+            attributes: e.attributes,
         });
     }
     out
@@ -1036,13 +671,10 @@ impl<'a> Fat<'a> {
                     ENTRY_FREE => continue,
                     _ => {}
                 }
-                if e.attr & ATTR_LONG_NAME_MASK == ATTR_LONG_NAME
-                    || e.fst_clus_hi.get() != 0
-                    || e.fst_clus_lo.get() != 0
-                {
+                if e.attributes & ATTR_LONG_NAME_MASK == ATTR_LONG_NAME || e.first_cluster() != 0 {
                     continue;
                 }
-                if e.attr & (ATTR_VOLUME_ID | ATTR_DIRECTORY) == ATTR_VOLUME_ID {
+                if e.attributes & (ATTR_VOLUME_ID | ATTR_DIRECTORY) == ATTR_VOLUME_ID {
                     let mut name = e.name;
                     if name[0] == ENTRY_KANJI_E5 {
                         name[0] = ENTRY_FREE;
