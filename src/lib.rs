@@ -4,6 +4,7 @@
 //! Every byte of an image is untrusted: parsers use checked arithmetic and bounded loops and
 //! never panic on input. `unsafe` lives in `disk/mmap.rs` only.
 
+pub mod boot;
 pub mod bootfiles;
 pub mod checksum;
 pub mod cli;
@@ -18,6 +19,7 @@ pub mod fuzz;
 pub mod gpt;
 pub mod info;
 pub mod mbr;
+pub mod regf;
 pub mod shrink;
 pub mod vhd;
 

@@ -1,0 +1,3 @@
+//! Boot configuration taken from, and written for, the operating system inside an image.
+
+pub mod windows;
