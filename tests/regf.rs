@@ -33,12 +33,21 @@ fn rewritten_hives_read_back_and_agree_with_oracles() {
         let bytes = load(rel);
         let tree = Hive::parse(&bytes).unwrap().read_tree().unwrap();
         let t0 = std::time::Instant::now();
-        let out = regf::write_hive(&tree, &WriteOptions::bcd()).unwrap_or_else(|e| panic!("{rel}: {e}"));
+        let out =
+            regf::write_hive(&tree, &WriteOptions::bcd()).unwrap_or_else(|e| panic!("{rel}: {e}"));
         eprintln!("{rel}: wrote {} bytes in {:?}", out.len(), t0.elapsed());
         let back = Hive::parse(&out).unwrap();
         assert!(!back.is_dirty());
-        assert_eq!(back.root().unwrap().offset, 0x20, "{rel}: root is not the first cell");
-        assert_eq!(back.read_tree().unwrap().canonical(), tree.canonical(), "{rel}");
+        assert_eq!(
+            back.root().unwrap().offset,
+            0x20,
+            "{rel}: root is not the first cell"
+        );
+        assert_eq!(
+            back.read_tree().unwrap().canonical(),
+            tree.canonical(),
+            "{rel}"
+        );
         if check {
             let path = tmp.write("hive", &out);
             let r = judge(&path, &out, &tmp, regipy_subtree(rel));

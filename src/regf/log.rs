@@ -67,7 +67,9 @@ pub fn marvin32(data: &[u8], seed: u64) -> u64 {
     }
     let mut last = [0u8; 4];
     let rem = words.remainder();
-    last.get_mut(..rem.len()).unwrap_or_default().copy_from_slice(rem);
+    last.get_mut(..rem.len())
+        .unwrap_or_default()
+        .copy_from_slice(rem);
     if let Some(b) = last.get_mut(rem.len()) {
         *b = 0x80;
     }
@@ -119,7 +121,8 @@ fn entry_at(log: &[u8], at: usize) -> Option<Entry<'_>> {
     let mut pages = Vec::with_capacity(count);
     for r in refs {
         let (off, len) = (to_usize(r.offset.get()), to_usize(r.size.get()));
-        if off % LOG_SECTOR_BYTES != 0 || len % LOG_SECTOR_BYTES != 0 || off.checked_add(len)? > hbs {
+        if off % LOG_SECTOR_BYTES != 0 || len % LOG_SECTOR_BYTES != 0 || off.checked_add(len)? > hbs
+        {
             return None;
         }
         let page = data.get(..len)?;

@@ -108,9 +108,7 @@ impl Key {
 
     /// The value named `name` (case-insensitive).
     pub fn value(&self, name: &str) -> Option<&Value> {
-        self.values
-            .iter()
-            .find(|v| raw::names_equal(&v.name, name))
+        self.values.iter().find(|v| raw::names_equal(&v.name, name))
     }
 
     /// Set (replace or add) a value.
@@ -139,8 +137,10 @@ impl Key {
     }
 
     fn sort_recursive(&mut self) {
-        self.values.sort_by(|a, b| raw::name_order(&a.name, &b.name));
-        self.subkeys.sort_by(|a, b| raw::name_order(&a.name, &b.name));
+        self.values
+            .sort_by(|a, b| raw::name_order(&a.name, &b.name));
+        self.subkeys
+            .sort_by(|a, b| raw::name_order(&a.name, &b.name));
         for s in &mut self.subkeys {
             s.sort_recursive();
         }
@@ -170,7 +170,9 @@ pub fn multi_sz<S: AsRef<str>>(items: &[S]) -> Vec<u8> {
 pub fn parse_sz(data: &[u8]) -> Result<String> {
     let units = utf16_units(data)?;
     let end = units.iter().position(|&u| u == 0).unwrap_or(units.len());
-    Ok(String::from_utf16_lossy(units.get(..end).unwrap_or_default()))
+    Ok(String::from_utf16_lossy(
+        units.get(..end).unwrap_or_default(),
+    ))
 }
 
 /// Decode REG_MULTI_SZ data: the strings before the empty one.
@@ -192,7 +194,12 @@ fn utf16_units(data: &[u8]) -> Result<Vec<u16>> {
     }
     Ok(data
         .chunks_exact(2)
-        .map(|c| u16::from_le_bytes([c.first().copied().unwrap_or(0), c.get(1).copied().unwrap_or(0)]))
+        .map(|c| {
+            u16::from_le_bytes([
+                c.first().copied().unwrap_or(0),
+                c.get(1).copied().unwrap_or(0),
+            ])
+        })
         .collect())
 }
 
@@ -320,7 +327,10 @@ mod tests {
         bytes[at..at + 4].copy_from_slice(&a.offset.to_le_bytes());
         let h = Hive::parse(&bytes).unwrap();
         let a = h.open("A");
-        assert_eq!(kind(a.and_then(|k| h.subkeys(&k.unwrap()))), ErrorKind::Corrupt);
+        assert_eq!(
+            kind(a.and_then(|k| h.subkeys(&k.unwrap()))),
+            ErrorKind::Corrupt
+        );
     }
 
     #[test]
@@ -351,8 +361,10 @@ mod tests {
         let (_, bytes) = sample();
         let mut p = HivePatcher::new(&bytes).unwrap();
         let new: Vec<u8> = (0..24).collect();
-        p.set_value_data("MountedDevices", "\\DosDevices\\C:", &new).unwrap();
-        p.set_value_data("MountedDevices", "small", &[9, 9]).unwrap();
+        p.set_value_data("MountedDevices", "\\DosDevices\\C:", &new)
+            .unwrap();
+        p.set_value_data("MountedDevices", "small", &[9, 9])
+            .unwrap();
         let done = p.finish().unwrap();
         let mut applied = bytes.clone();
         for w in &done.writes {
@@ -392,10 +404,16 @@ mod tests {
         let mut root = Key::new("R");
         root.subkeys.push(Key::new("a"));
         root.subkeys.push(Key::new("A"));
-        assert_eq!(kind(write_hive(&root, &WriteOptions::bcd())), ErrorKind::InvalidInput);
+        assert_eq!(
+            kind(write_hive(&root, &WriteOptions::bcd())),
+            ErrorKind::InvalidInput
+        );
         let mut root = Key::new("R");
         root.subkeys.push(Key::new("a\\b"));
-        assert_eq!(kind(write_hive(&root, &WriteOptions::bcd())), ErrorKind::InvalidInput);
+        assert_eq!(
+            kind(write_hive(&root, &WriteOptions::bcd())),
+            ErrorKind::InvalidInput
+        );
         let root = Key::new("R");
         let mut o = WriteOptions::bcd();
         o.minor_version = 5;
@@ -408,7 +426,10 @@ mod tests {
         let mut two = sz("abc");
         two.extend([0, 0]);
         assert_eq!(parse_sz(&two).unwrap(), "abc");
-        assert_eq!(parse_multi_sz(&multi_sz(&["a", "bc"])).unwrap(), ["a", "bc"]);
+        assert_eq!(
+            parse_multi_sz(&multi_sz(&["a", "bc"])).unwrap(),
+            ["a", "bc"]
+        );
         assert_eq!(kind(parse_sz(&[1])), ErrorKind::Corrupt);
     }
 }

@@ -77,7 +77,9 @@ impl HivePatcher {
             .ok_or_else(|| Error::corrupt("registry patch: offset overflow"))?;
         self.bytes
             .get_mut(at..end)
-            .ok_or_else(|| Error::corrupt(format!("registry patch: write at {at:#x} past the end")))?
+            .ok_or_else(|| {
+                Error::corrupt(format!("registry patch: write at {at:#x} past the end"))
+            })?
             .copy_from_slice(data);
         self.touch(at, end);
         Ok(())
@@ -93,7 +95,9 @@ impl HivePatcher {
         let file = self.bytes.clone();
         let hive = Hive::parse(&file)?;
         let key = hive.open(key_path)?.ok_or_else(|| {
-            Error::invalid(format!("registry patch: key {key_path:?} is not in the hive"))
+            Error::invalid(format!(
+                "registry patch: key {key_path:?} is not in the hive"
+            ))
         })?;
         let v = hive.value(&key, value_name)?.ok_or_else(|| {
             Error::invalid(format!(
@@ -122,7 +126,10 @@ impl HivePatcher {
 
         if len <= 4 {
             let mut inline = [0u8; 4];
-            inline.get_mut(..len).unwrap_or_default().copy_from_slice(data);
+            inline
+                .get_mut(..len)
+                .unwrap_or_default()
+                .copy_from_slice(data);
             self.put(size_field, &(len32 | DATA_INLINE).to_le_bytes())?;
             self.put(offset_field, &inline)?;
             if let DataCell::Cell { offset, .. } = old {
@@ -164,7 +171,9 @@ impl HivePatcher {
     fn free_cell(&mut self, hive: &Hive<'_>, offset: u32) -> Result<()> {
         let (size, _) = hive.raw_cell(offset)?;
         let free = size.checked_neg().filter(|s| *s > 0).ok_or_else(|| {
-            Error::corrupt(format!("registry patch: cell at {offset:#x} is not allocated"))
+            Error::corrupt(format!(
+                "registry patch: cell at {offset:#x} is not allocated"
+            ))
         })?;
         self.put(to_usize(offset), &free.to_le_bytes())
     }
@@ -178,7 +187,10 @@ impl HivePatcher {
         let bins = hive.bins();
         let starts = hive.bin_starts();
         for (i, &start) in starts.iter().enumerate() {
-            let end = starts.get(i.saturating_add(1)).copied().unwrap_or(bins.len());
+            let end = starts
+                .get(i.saturating_add(1))
+                .copied()
+                .unwrap_or(bins.len());
             let mut at = start.saturating_add(HBIN_HEADER_BYTES);
             // each step advances by at least 8 bytes, so this ends within the bin
             while at < end {
@@ -186,7 +198,9 @@ impl HivePatcher {
                     .get(at..at.saturating_add(4))
                     .and_then(|b| <[u8; 4]>::try_from(b).ok())
                     .map(i32::from_le_bytes)
-                    .ok_or_else(|| Error::corrupt(format!("registry hive: cell at {at:#x} truncated")))?;
+                    .ok_or_else(|| {
+                        Error::corrupt(format!("registry hive: cell at {at:#x} truncated"))
+                    })?;
                 let abs = to_usize(size.unsigned_abs());
                 if abs < 8 || abs % 8 != 0 || at.checked_add(abs).is_none_or(|e| e > end) {
                     return Err(Error::corrupt(format!(
@@ -197,7 +211,9 @@ impl HivePatcher {
                     let cell = u32::try_from(at).map_err(|_| Error::corrupt("offset"))?;
                     let rest = abs.saturating_sub(need);
                     let taken = if rest >= 8 { need } else { abs };
-                    let neg = i32::try_from(taken).map_err(|_| Error::corrupt("size"))?.wrapping_neg();
+                    let neg = i32::try_from(taken)
+                        .map_err(|_| Error::corrupt("size"))?
+                        .wrapping_neg();
                     self.put(at, &neg.to_le_bytes())?;
                     if rest >= 8 {
                         let free = i32::try_from(rest).map_err(|_| Error::corrupt("size"))?;
@@ -268,7 +284,9 @@ impl HivePatcher {
             match ranges.last_mut() {
                 Some(last)
                     if u64::try_from(s).unwrap_or(u64::MAX)
-                        <= u64::try_from(last.1).unwrap_or(0).saturating_add(MERGE_GAP_BYTES) =>
+                        <= u64::try_from(last.1)
+                            .unwrap_or(0)
+                            .saturating_add(MERGE_GAP_BYTES) =>
                 {
                     last.1 = last.1.max(e)
                 }

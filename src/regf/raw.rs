@@ -57,20 +57,20 @@ pub const BIG_DATA_SEGMENT_BYTES: usize = 16344;
 #[repr(C)]
 #[derive(Debug, Clone, Copy, FromBytes, IntoBytes, Immutable, KnownLayout, Unaligned)]
 pub struct RawBaseBlock {
-    pub signature: [u8; 4],          // 0x000 "regf"
-    pub primary_sequence: U32,       // 0x004
-    pub secondary_sequence: U32,     // 0x008 equal to primary when the hive is clean
-    pub last_written: U64,           // 0x00C FILETIME
-    pub major_version: U32,          // 0x014 1
-    pub minor_version: U32,          // 0x018 3 (BCD), 5, 6
-    pub file_type: U32,              // 0x01C 0 primary, 1/2 old logs, 6 new log
-    pub file_format: U32,            // 0x020 1
-    pub root_cell_offset: U32,       // 0x024
-    pub hive_bins_data_size: U32,    // 0x028 multiple of 4096
-    pub clustering_factor: U32,      // 0x02C 1
-    pub file_name: [u8; 64],         // 0x030 UTF-16LE, tail of the path
-    pub reserved: [u8; 396],         // 0x070 RmId, LogId, flags, TmId, "rmtm", ...
-    pub checksum: U32,               // 0x1FC XOR-32 of 0x000..0x1FC
+    pub signature: [u8; 4],       // 0x000 "regf"
+    pub primary_sequence: U32,    // 0x004
+    pub secondary_sequence: U32,  // 0x008 equal to primary when the hive is clean
+    pub last_written: U64,        // 0x00C FILETIME
+    pub major_version: U32,       // 0x014 1
+    pub minor_version: U32,       // 0x018 3 (BCD), 5, 6
+    pub file_type: U32,           // 0x01C 0 primary, 1/2 old logs, 6 new log
+    pub file_format: U32,         // 0x020 1
+    pub root_cell_offset: U32,    // 0x024
+    pub hive_bins_data_size: U32, // 0x028 multiple of 4096
+    pub clustering_factor: U32,   // 0x02C 1
+    pub file_name: [u8; 64],      // 0x030 UTF-16LE, tail of the path
+    pub reserved: [u8; 396],      // 0x070 RmId, LogId, flags, TmId, "rmtm", ...
+    pub checksum: U32,            // 0x1FC XOR-32 of 0x000..0x1FC
 }
 const _: () = assert!(core::mem::size_of::<RawBaseBlock>() == 512);
 
@@ -92,26 +92,26 @@ const _: () = assert!(core::mem::size_of::<RawHbin>() == HBIN_HEADER_BYTES);
 #[repr(C)]
 #[derive(Debug, Clone, Copy, FromBytes, IntoBytes, Immutable, KnownLayout, Unaligned)]
 pub struct RawNk {
-    pub signature: [u8; 2],            // 0x00 "nk"
-    pub flags: U16,                    // 0x02
-    pub last_written: U64,             // 0x04 FILETIME
-    pub access_bits: U32,              // 0x0C
-    pub parent: U32,                   // 0x10
-    pub subkey_count: U32,             // 0x14
-    pub volatile_subkey_count: U32,    // 0x18
-    pub subkey_list: U32,              // 0x1C
-    pub volatile_subkey_list: U32,     // 0x20
-    pub value_count: U32,              // 0x24
-    pub value_list: U32,               // 0x28
-    pub security: U32,                 // 0x2C sk cell
-    pub class_name: U32,               // 0x30
-    pub max_subkey_name_bytes: U32,    // 0x34 UTF-16 bytes (low 16 bits)
-    pub max_class_name_bytes: U32,     // 0x38
-    pub max_value_name_bytes: U32,     // 0x3C
-    pub max_value_data_bytes: U32,     // 0x40
-    pub work_var: U32,                 // 0x44
-    pub name_length: U16,              // 0x48 bytes as stored
-    pub class_name_length: U16,        // 0x4A
+    pub signature: [u8; 2],         // 0x00 "nk"
+    pub flags: U16,                 // 0x02
+    pub last_written: U64,          // 0x04 FILETIME
+    pub access_bits: U32,           // 0x0C
+    pub parent: U32,                // 0x10
+    pub subkey_count: U32,          // 0x14
+    pub volatile_subkey_count: U32, // 0x18
+    pub subkey_list: U32,           // 0x1C
+    pub volatile_subkey_list: U32,  // 0x20
+    pub value_count: U32,           // 0x24
+    pub value_list: U32,            // 0x28
+    pub security: U32,              // 0x2C sk cell
+    pub class_name: U32,            // 0x30
+    pub max_subkey_name_bytes: U32, // 0x34 UTF-16 bytes (low 16 bits)
+    pub max_class_name_bytes: U32,  // 0x38
+    pub max_value_name_bytes: U32,  // 0x3C
+    pub max_value_data_bytes: U32,  // 0x40
+    pub work_var: U32,              // 0x44
+    pub name_length: U16,           // 0x48 bytes as stored
+    pub class_name_length: U16,     // 0x4A
 }
 const _: () = assert!(core::mem::size_of::<RawNk>() == 0x4C);
 
@@ -134,10 +134,10 @@ const _: () = assert!(core::mem::size_of::<RawVk>() == 0x14);
 #[repr(C)]
 #[derive(Debug, Clone, Copy, FromBytes, IntoBytes, Immutable, KnownLayout, Unaligned)]
 pub struct RawSk {
-    pub signature: [u8; 2],  // 0x00 "sk"
-    pub reserved: U16,       // 0x02
-    pub flink: U32,          // 0x04 next sk in the circular list
-    pub blink: U32,          // 0x08 previous sk
+    pub signature: [u8; 2],   // 0x00 "sk"
+    pub reserved: U16,        // 0x02
+    pub flink: U32,           // 0x04 next sk in the circular list
+    pub blink: U32,           // 0x08 previous sk
     pub reference_count: U32, // 0x0C number of nk cells using it
     pub descriptor_size: U32, // 0x10
 }
@@ -165,9 +165,9 @@ const _: () = assert!(core::mem::size_of::<RawHashEntry>() == 8);
 #[repr(C)]
 #[derive(Debug, Clone, Copy, FromBytes, IntoBytes, Immutable, KnownLayout, Unaligned)]
 pub struct RawDb {
-    pub signature: [u8; 2],  // 0x00 "db"
-    pub segment_count: U16,  // 0x02
-    pub segment_list: U32,   // 0x04 cell of u32 offsets
+    pub signature: [u8; 2], // 0x00 "db"
+    pub segment_count: U16, // 0x02
+    pub segment_list: U32,  // 0x04 cell of u32 offsets
 }
 const _: () = assert!(core::mem::size_of::<RawDb>() == 8);
 

@@ -93,7 +93,12 @@ pub fn decode_name(raw: &[u8], compressed: bool) -> String {
     } else {
         let units: Vec<u16> = raw
             .chunks_exact(2)
-            .map(|c| u16::from_le_bytes([c.first().copied().unwrap_or(0), c.get(1).copied().unwrap_or(0)]))
+            .map(|c| {
+                u16::from_le_bytes([
+                    c.first().copied().unwrap_or(0),
+                    c.get(1).copied().unwrap_or(0),
+                ])
+            })
             .collect();
         String::from_utf16_lossy(&units)
     }
@@ -227,7 +232,10 @@ impl<'a> Hive<'a> {
 
     /// The bin holding `offset`: (start, end).
     fn bin_of(&self, offset: usize) -> Option<(usize, usize)> {
-        let i = self.bin_starts.partition_point(|&s| s <= offset).checked_sub(1)?;
+        let i = self
+            .bin_starts
+            .partition_point(|&s| s <= offset)
+            .checked_sub(1)?;
         let start = *self.bin_starts.get(i)?;
         let end = self
             .bin_starts
@@ -426,13 +434,15 @@ impl<'a> Hive<'a> {
         }
         let body = self.cell(key.value_list)?;
         let count = usize_of(key.value_count);
-        let (entries, _) = <[zerocopy::little_endian::U32]>::ref_from_prefix_with_elems(body, count)
-            .map_err(|_| {
-                corrupt(format!(
-                    "value list at {:#x}: {count} entries overflow the cell",
-                    key.value_list
-                ))
-            })?;
+        let (entries, _) = <[zerocopy::little_endian::U32]>::ref_from_prefix_with_elems(
+            body, count,
+        )
+        .map_err(|_| {
+            corrupt(format!(
+                "value list at {:#x}: {count} entries overflow the cell",
+                key.value_list
+            ))
+        })?;
         entries.iter().map(|e| self.value_node(e.get())).collect()
     }
 
@@ -531,15 +541,19 @@ impl<'a> Hive<'a> {
             .map_err(|_| corrupt(format!("big data at {offset:#x}: cell too small")))?;
         let count = usize::from(db.segment_count.get());
         if count > MAX_BIG_DATA_SEGMENTS {
-            return Err(corrupt(format!("big data at {offset:#x}: {count} segments")));
+            return Err(corrupt(format!(
+                "big data at {offset:#x}: {count} segments"
+            )));
         }
         let list = self.cell(db.segment_list.get())?;
-        let (segments, _) = <[zerocopy::little_endian::U32]>::ref_from_prefix_with_elems(list, count)
-            .map_err(|_| {
-                corrupt(format!(
-                    "big data at {offset:#x}: {count} segments overflow the list cell"
-                ))
-            })?;
+        let (segments, _) = <[zerocopy::little_endian::U32]>::ref_from_prefix_with_elems(
+            list, count,
+        )
+        .map_err(|_| {
+            corrupt(format!(
+                "big data at {offset:#x}: {count} segments overflow the list cell"
+            ))
+        })?;
         // bounded by the bytes the hive holds: the segments are cells of this hive
         let mut out = Vec::with_capacity(size.min(self.bins.len()));
         for s in segments {
@@ -547,7 +561,9 @@ impl<'a> Hive<'a> {
                 break;
             }
             let seg = self.cell(s.get())?;
-            let take = (size.saturating_sub(out.len())).min(BIG_DATA_SEGMENT_BYTES).min(seg.len());
+            let take = (size.saturating_sub(out.len()))
+                .min(BIG_DATA_SEGMENT_BYTES)
+                .min(seg.len());
             out.extend_from_slice(seg.get(..take).unwrap_or_default());
         }
         if out.len() != size {

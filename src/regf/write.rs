@@ -19,9 +19,9 @@ pub const MAX_VALUE_DATA_BYTES: usize = 1 << 20;
 /// Most subkeys of one key (one `lf` list; larger lists would need an `ri` index).
 pub const MAX_SUBKEYS: usize = 0xFFFF;
 
-/// Security descriptor bcdboot gives the BCD root key (self-relative): owner BUILTIN\
-/// Administrators, group SYSTEM, DACL: Administrators and SYSTEM KEY_ALL_ACCESS.
-pub const BCD_ROOT_SD: &[u8] = &[
+/// Security descriptor bcdboot gives the store's `Description` key (self-relative): owner
+/// BUILTIN\Administrators, group SYSTEM, DACL: Administrators and SYSTEM KEY_ALL_ACCESS.
+pub const BCD_DESCRIPTION_SD: &[u8] = &[
     0x01, 0x00, 0x04, 0x80, 0x48, 0x00, 0x00, 0x00, 0x58, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
     0x14, 0x00, 0x00, 0x00, 0x02, 0x00, 0x34, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x18, 0x00,
     0x3f, 0x00, 0x0f, 0x00, 0x01, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x05, 0x20, 0x00, 0x00, 0x00,
@@ -30,8 +30,9 @@ pub const BCD_ROOT_SD: &[u8] = &[
     0x20, 0x00, 0x00, 0x00, 0x20, 0x02, 0x00, 0x00, 0x01, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x05,
     0x12, 0x00, 0x00, 0x00,
 ];
-/// Security descriptor bcdboot gives every other BCD key: the same, but Administrators get
-/// 0x00060019 (KEY_READ | WRITE_DAC | WRITE_OWNER... as bcdboot writes it).
+/// Security descriptor bcdboot gives every other key of a store, the root included: the same,
+/// but Administrators get 0x00060019 (KEY_READ | WRITE_DAC). Verified on
+/// regipy-win10-uefi.BCD: 131 keys use this one, `\Description` the other.
 pub const BCD_KEY_SD: &[u8] = &[
     0x01, 0x00, 0x04, 0x80, 0x48, 0x00, 0x00, 0x00, 0x58, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
     0x14, 0x00, 0x00, 0x00, 0x02, 0x00, 0x34, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x18, 0x00,
@@ -47,10 +48,10 @@ pub const BCD_KEY_SD: &[u8] = &[
 pub struct WriteOptions {
     /// Minor version: 3 (as BCD stores). Only 3 is written (`lf` lists, no big data).
     pub minor_version: u32,
-    /// Security descriptor of the root key.
-    pub root_security: Vec<u8>,
-    /// Security descriptor of every other key (the same bytes as the root's give one sk cell).
+    /// Security descriptor of every key not in `security_overrides`.
     pub key_security: Vec<u8>,
+    /// Keys (paths below the root, e.g. "Description") with their own security descriptor.
+    pub security_overrides: Vec<(String, Vec<u8>)>,
     /// Base block file name (UTF-16, at most 31 characters kept), e.g. "\\EFI\\Microsoft\\Boot\\BCD".
     pub file_name: String,
     /// FILETIME written in the base block, the first bin and every key (0 keeps output
@@ -65,8 +66,8 @@ impl WriteOptions {
     pub fn bcd() -> WriteOptions {
         WriteOptions {
             minor_version: 3,
-            root_security: BCD_ROOT_SD.to_vec(),
             key_security: BCD_KEY_SD.to_vec(),
+            security_overrides: vec![("Description".to_owned(), BCD_DESCRIPTION_SD.to_vec())],
             file_name: String::new(),
             timestamp: 0,
             sequence: 1,
@@ -88,10 +89,16 @@ fn round8(v: usize) -> Option<usize> {
 
 /// Name bytes as stored and whether they are compressed (Latin-1).
 fn encode_name(name: &str) -> (Vec<u8>, bool) {
-    let latin1: Option<Vec<u8>> = name.chars().map(|c| u8::try_from(u32::from(c)).ok()).collect();
+    let latin1: Option<Vec<u8>> = name
+        .chars()
+        .map(|c| u8::try_from(u32::from(c)).ok())
+        .collect();
     match latin1 {
         Some(b) => (b, true),
-        None => (name.encode_utf16().flat_map(u16::to_le_bytes).collect(), false),
+        None => (
+            name.encode_utf16().flat_map(u16::to_le_bytes).collect(),
+            false,
+        ),
     }
 }
 
@@ -111,7 +118,9 @@ struct Bins {
 
 impl Bins {
     fn put(&mut self, at: usize, bytes: &[u8]) -> Result<()> {
-        let end = at.checked_add(bytes.len()).ok_or_else(|| invalid("offset overflow"))?;
+        let end = at
+            .checked_add(bytes.len())
+            .ok_or_else(|| invalid("offset overflow"))?;
         self.buf
             .get_mut(at..end)
             .ok_or_else(|| invalid(format!("write at {at:#x} outside the bins")))?
@@ -138,14 +147,20 @@ impl Bins {
             .checked_add(4)
             .and_then(round8)
             .ok_or_else(|| invalid("cell size overflow"))?;
-        if self.next.checked_add(total).is_none_or(|e| e > self.bin_end) {
+        if self
+            .next
+            .checked_add(total)
+            .is_none_or(|e| e > self.bin_end)
+        {
             self.close_bin()?;
             let start = self.buf.len();
             let size = total
                 .checked_add(HBIN_HEADER_BYTES)
                 .and_then(|s| s.checked_next_multiple_of(HBIN_ALIGN))
                 .ok_or_else(|| invalid("bin size overflow"))?;
-            let end = start.checked_add(size).ok_or_else(|| invalid("hive too large"))?;
+            let end = start
+                .checked_add(size)
+                .ok_or_else(|| invalid("hive too large"))?;
             self.buf.resize(end, 0);
             let hdr = RawHbin {
                 signature: HBIN_SIGNATURE,
@@ -162,29 +177,40 @@ impl Bins {
                 .ok_or_else(|| invalid("bin overflow"))?;
         }
         let at = self.next;
-        let neg = i32::try_from(total).map_err(|_| invalid("cell too large"))?.wrapping_neg();
+        let neg = i32::try_from(total)
+            .map_err(|_| invalid("cell too large"))?
+            .wrapping_neg();
         self.put(at, &neg.to_le_bytes())?;
-        self.next = at.checked_add(total).ok_or_else(|| invalid("bin overflow"))?;
+        self.next = at
+            .checked_add(total)
+            .ok_or_else(|| invalid("bin overflow"))?;
         Ok(at)
     }
 
     /// Write a cell body (after its size field).
     fn body(&mut self, cell: usize, bytes: &[u8]) -> Result<()> {
-        self.put(cell.checked_add(4).ok_or_else(|| invalid("offset overflow"))?, bytes)
+        self.put(
+            cell.checked_add(4)
+                .ok_or_else(|| invalid("offset overflow"))?,
+            bytes,
+        )
     }
 }
 
 struct Writer<'o> {
     bins: Bins,
     opts: &'o WriteOptions,
-    root_sk: usize,
-    key_sk: usize,
+    /// sk cell of each distinct descriptor, in order of first use; [0] is `key_security`'s.
+    sks: Vec<(&'o [u8], usize)>,
 }
 
 /// Check names, counts and sizes of the whole tree before anything is laid out.
 fn check_tree(key: &Key, depth: usize) -> Result<()> {
     if depth >= super::read::MAX_DEPTH {
-        return Err(invalid(format!("keys nested deeper than {}", super::read::MAX_DEPTH)));
+        return Err(invalid(format!(
+            "keys nested deeper than {}",
+            super::read::MAX_DEPTH
+        )));
     }
     let chars = key.name.chars().count();
     if (depth > 0 && chars == 0) || chars > MAX_KEY_NAME_CHARS || key.name.contains('\\') {
@@ -202,7 +228,10 @@ fn check_tree(key: &Key, depth: usize) -> Result<()> {
     }
     for (i, v) in key.values.iter().enumerate() {
         if v.name.chars().count() > MAX_VALUE_NAME_CHARS {
-            return Err(invalid(format!("value name of {} characters", v.name.chars().count())));
+            return Err(invalid(format!(
+                "value name of {} characters",
+                v.name.chars().count()
+            )));
         }
         if v.data.len() > MAX_VALUE_DATA_BYTES {
             return Err(Error::unsupported(format!(
@@ -212,13 +241,29 @@ fn check_tree(key: &Key, depth: usize) -> Result<()> {
                 v.data.len()
             )));
         }
-        if key.values.iter().take(i).any(|w| names_equal(&w.name, &v.name)) {
-            return Err(invalid(format!("key {:?}: value {:?} twice", key.name, v.name)));
+        if key
+            .values
+            .iter()
+            .take(i)
+            .any(|w| names_equal(&w.name, &v.name))
+        {
+            return Err(invalid(format!(
+                "key {:?}: value {:?} twice",
+                key.name, v.name
+            )));
         }
     }
     for (i, s) in key.subkeys.iter().enumerate() {
-        if key.subkeys.iter().take(i).any(|w| names_equal(&w.name, &s.name)) {
-            return Err(invalid(format!("key {:?}: subkey {:?} twice", key.name, s.name)));
+        if key
+            .subkeys
+            .iter()
+            .take(i)
+            .any(|w| names_equal(&w.name, &s.name))
+        {
+            return Err(invalid(format!(
+                "key {:?}: subkey {:?} twice",
+                key.name, s.name
+            )));
         }
         check_tree(s, depth.saturating_add(1))?;
     }
@@ -226,16 +271,24 @@ fn check_tree(key: &Key, depth: usize) -> Result<()> {
 }
 
 impl Writer<'_> {
-    fn sk(&mut self, sd: &[u8]) -> Result<usize> {
-        let at = self.bins.alloc(
-            core::mem::size_of::<RawSk>()
-                .checked_add(sd.len())
-                .ok_or_else(|| invalid("sd size"))?,
-        )?;
-        Ok(at)
+    /// The sk cell for the key at `path` (below the root, '\\'-separated).
+    fn sk_for(&self, path: &str) -> usize {
+        let sd = sd_for(self.opts, path);
+        self.sks
+            .iter()
+            .find(|(d, _)| *d == sd)
+            .or(self.sks.first())
+            .map_or(0, |&(_, at)| at)
     }
 
-    fn fill_sk(&mut self, at: usize, sd: &[u8], flink: usize, blink: usize, refs: usize) -> Result<()> {
+    fn fill_sk(
+        &mut self,
+        at: usize,
+        sd: &[u8],
+        flink: usize,
+        blink: usize,
+        refs: usize,
+    ) -> Result<()> {
         let raw = RawSk {
             signature: SK_SIGNATURE,
             reserved: 0.into(),
@@ -250,7 +303,14 @@ impl Writer<'_> {
     }
 
     /// Lay out `key` (already allocated at `nk_at`) and everything below it.
-    fn key(&mut self, key: &Key, nk_at: usize, parent: u32, is_root: bool) -> Result<()> {
+    fn key(
+        &mut self,
+        key: &Key,
+        path: &str,
+        nk_at: usize,
+        parent: u32,
+        is_root: bool,
+    ) -> Result<()> {
         // values
         let mut value_list = NO_CELL;
         if !key.values.is_empty() {
@@ -326,7 +386,12 @@ impl Writer<'_> {
             self.bins.body(list_at, &list)?;
             let me = u32_of(nk_at)?;
             for (s, child) in subs.iter().zip(children) {
-                self.key(s, child, me, false)?;
+                let child_path = if path.is_empty() {
+                    s.name.clone()
+                } else {
+                    format!("{path}\\{}", s.name)
+                };
+                self.key(s, &child_path, child, me, false)?;
             }
         }
 
@@ -348,7 +413,7 @@ impl Writer<'_> {
             volatile_subkey_list: NO_CELL.into(),
             value_count: u32_of(key.values.len())?.into(),
             value_list: value_list.into(),
-            security: u32_of(if is_root { self.root_sk } else { self.key_sk })?.into(),
+            security: u32_of(self.sk_for(path))?.into(),
             class_name: NO_CELL.into(),
             max_subkey_name_bytes: max(&mut subs.iter().map(|s| utf16_bytes(&s.name)))?.into(),
             max_class_name_bytes: 0.into(),
@@ -366,11 +431,38 @@ impl Writer<'_> {
     }
 }
 
-fn count_keys(key: &Key) -> usize {
-    key.subkeys
+/// The descriptor of the key at `path` (below the root, '\\'-separated, case-insensitive).
+fn sd_for<'o>(opts: &'o WriteOptions, path: &str) -> &'o [u8] {
+    opts.security_overrides
         .iter()
-        .map(count_keys)
-        .fold(1usize, usize::saturating_add)
+        .find(|(p, _)| {
+            let p: Vec<&str> = p.split('\\').filter(|c| !c.is_empty()).collect();
+            let q: Vec<&str> = path.split('\\').filter(|c| !c.is_empty()).collect();
+            p.len() == q.len() && p.iter().zip(&q).all(|(a, b)| names_equal(a, b))
+        })
+        .map_or(opts.key_security.as_slice(), |(_, sd)| sd.as_slice())
+}
+
+/// Count, per distinct security descriptor, the keys that use it.
+fn count_uses<'o>(
+    key: &Key,
+    path: &str,
+    opts: &'o WriteOptions,
+    uses: &mut Vec<(&'o [u8], usize)>,
+) {
+    let sd = sd_for(opts, path);
+    match uses.iter_mut().find(|(d, _)| *d == sd) {
+        Some(u) => u.1 = u.1.saturating_add(1),
+        None => uses.push((sd, 1)),
+    }
+    for s in &key.subkeys {
+        let child = if path.is_empty() {
+            s.name.clone()
+        } else {
+            format!("{path}\\{}", s.name)
+        };
+        count_uses(s, &child, opts, uses);
+    }
 }
 
 /// Write `root` and everything below it as a new hive file. The result is parsed back with our
@@ -391,28 +483,36 @@ pub fn write_hive(root: &Key, opts: &WriteOptions) -> Result<Vec<u8>> {
             timestamp: opts.timestamp,
         },
         opts,
-        root_sk: 0,
-        key_sk: 0,
+        sks: Vec::new(),
     };
     // the root key is the first cell (0x20): regipy and every Windows sample rely on it
     let (root_name, _) = encode_name(&root.name);
     let root_at = w
         .bins
         .alloc(core::mem::size_of::<RawNk>().saturating_add(root_name.len()))?;
-    let others = count_keys(root).saturating_sub(1);
-    let shared = opts.root_security == opts.key_security || others == 0;
-    w.root_sk = w.sk(&opts.root_security)?;
-    if shared {
-        w.key_sk = w.root_sk;
-        let refs = others.saturating_add(1);
-        w.fill_sk(w.root_sk, &opts.root_security, w.root_sk, w.root_sk, refs)?;
-    } else {
-        w.key_sk = w.sk(&opts.key_security)?;
-        let (r, k) = (w.root_sk, w.key_sk);
-        w.fill_sk(r, &opts.root_security, k, k, 1)?;
-        w.fill_sk(k, &opts.key_security, r, r, others)?;
+    // one sk cell per distinct descriptor in use, in a closed flink/blink ring
+    let mut uses: Vec<(&[u8], usize)> = vec![(opts.key_security.as_slice(), 0)];
+    count_uses(root, "", opts, &mut uses);
+    uses.retain(|(_, n)| *n > 0);
+    for (sd, _) in &uses {
+        let at = w.bins.alloc(
+            core::mem::size_of::<RawSk>()
+                .checked_add(sd.len())
+                .ok_or_else(|| invalid("sd size"))?,
+        )?;
+        w.sks.push((sd, at));
     }
-    w.key(root, root_at, NO_CELL, true)?;
+    let n = w.sks.len();
+    for (i, &(sd, at)) in w.sks.clone().iter().enumerate() {
+        let next = w.sks.get((i.saturating_add(1)) % n).map_or(at, |x| x.1);
+        let prev = w
+            .sks
+            .get((i.saturating_add(n).saturating_sub(1)) % n)
+            .map_or(at, |x| x.1);
+        let refs = uses.get(i).map_or(0, |u| u.1);
+        w.fill_sk(at, sd, next, prev, refs)?;
+    }
+    w.key(root, "", root_at, NO_CELL, true)?;
     w.bins.close_bin()?;
     let bins = w.bins.buf;
 

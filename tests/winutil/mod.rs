@@ -23,7 +23,12 @@ pub fn load(rel: &str) -> Vec<u8> {
             .arg(&path)
             .output()
             .unwrap_or_else(|e| panic!("running `xz -dc` (apt-get install xz-utils): {e}"));
-        assert!(out.status.success(), "xz -dc {}: {:?}", path.display(), out.status);
+        assert!(
+            out.status.success(),
+            "xz -dc {}: {:?}",
+            path.display(),
+            out.status
+        );
         out.stdout
     } else {
         std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
@@ -79,7 +84,10 @@ fn dump_key(k: &Key, path: &str, out: &mut Vec<serde_json::Value>) {
 
 /// Our reader's view of a whole hive, as JSON for tests/regf_oracle.py.
 pub fn dump(hive: &[u8]) -> String {
-    let tree = Hive::parse(hive).expect("parse").read_tree().expect("read_tree");
+    let tree = Hive::parse(hive)
+        .expect("parse")
+        .read_tree()
+        .expect("read_tree");
     let mut out = Vec::new();
     dump_key(&tree, "\\", &mut out);
     serde_json::to_string(&out).expect("json")
@@ -94,7 +102,10 @@ pub fn oracles_present() -> bool {
         .is_ok_and(|s| s.success());
     if !regipy {
         let msg = "missing Python module `regipy`: install it with `pip install regipy`";
-        assert!(!common::under_ci(), "{msg} (CI is set, so this is a failure)");
+        assert!(
+            !common::under_ci(),
+            "{msg} (CI is set, so this is a failure)"
+        );
         eprintln!("SKIPPED: {msg}");
     }
     hivex && regipy
@@ -103,12 +114,24 @@ pub fn oracles_present() -> bool {
 /// hivex and regipy must read the hive file `path` and see what our reader sees in `bytes`
 /// (hivex: the whole hive; regipy: the keys under `regipy_subtree`, "\\" for all).
 pub fn judge(path: &Path, bytes: &[u8], tmp: &common::TempDir, regipy_subtree: &str) -> String {
+    judge_with(path, bytes, tmp, regipy_subtree, "both")
+}
+
+/// [`judge`] with a choice of judges: "both", or "regipy" alone.
+pub fn judge_with(
+    path: &Path,
+    bytes: &[u8],
+    tmp: &common::TempDir,
+    regipy_subtree: &str,
+    which: &str,
+) -> String {
     let ours = tmp.write("ours.json", dump(bytes).as_bytes());
     let out = Command::new("python3")
         .arg(common::repo_root().join("tests/regf_oracle.py"))
         .arg(path)
         .arg(&ours)
         .arg(regipy_subtree)
+        .arg(which)
         .output()
         .expect("run tests/regf_oracle.py");
     let text = format!(
@@ -116,6 +139,10 @@ pub fn judge(path: &Path, bytes: &[u8], tmp: &common::TempDir, regipy_subtree: &
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success(), "oracles disagree on {}:\n{text}", path.display());
+    assert!(
+        out.status.success(),
+        "oracles disagree on {}:\n{text}",
+        path.display()
+    );
     text
 }

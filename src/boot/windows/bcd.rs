@@ -124,7 +124,9 @@ pub const STYLE_MBR: u32 = 1;
 
 /// A partition (or boot/locate) device descriptor, 72 bytes (bl.h BL_DEVICE_DESCRIPTOR).
 #[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout, Unaligned)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout, Unaligned,
+)]
 pub struct RawDeviceDescriptor {
     pub device_type: U32, // 0x00 6 partition, 5 boot, 8 locate
     pub flags: U32,       // 0x04
@@ -132,8 +134,8 @@ pub struct RawDeviceDescriptor {
     pub reserved: U32,    // 0x0C
     /// GPT: partition unique GUID; MBR: u64 byte offset of the partition, then 8 zero bytes.
     pub partition_id: [u8; 16], // 0x10
-    pub disk_local_type: U32,   // 0x20 0 (local disk)
-    pub partition_style: U32,   // 0x24 0 GPT, 1 MBR
+    pub disk_local_type: U32, // 0x20 0 (local disk)
+    pub partition_style: U32, // 0x24 0 GPT, 1 MBR
     /// GPT: disk GUID; MBR: u32 disk signature, then 12 zero bytes.
     pub disk_id: [u8; 16], // 0x28
     pub padding: [u8; 16], // 0x38
@@ -142,9 +144,11 @@ const _: () = assert!(core::mem::size_of::<RawDeviceDescriptor>() == 72);
 
 /// A device element: 16-byte options GUID + descriptor (88 bytes for a partition device).
 #[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout, Unaligned)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout, Unaligned,
+)]
 pub struct RawDeviceElement {
-    pub options: [u8; 16],                // 0x00 additional options object, or zero
+    pub options: [u8; 16],               // 0x00 additional options object, or zero
     pub descriptor: RawDeviceDescriptor, // 0x10
 }
 const _: () = assert!(core::mem::size_of::<RawDeviceElement>() == 88);
@@ -152,18 +156,20 @@ const _: () = assert!(core::mem::size_of::<RawDeviceElement>() == 88);
 /// The fixed head of a ramdisk device element (the WinRE entry): 0x8C bytes, then the UTF-16
 /// path of the image with a NUL.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout, Unaligned)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout, Unaligned,
+)]
 pub struct RawRamdiskElement {
-    pub options: [u8; 16],    // 0x00 GUID of the ramdisk options object (0x30000000)
-    pub device_type: U32,     // 0x10 0 (disk)
-    pub flags: U32,           // 0x14 1
-    pub size: U32,            // 0x18 total - 16
-    pub reserved: U32,        // 0x1C
-    pub local_type: U32,      // 0x20 3 (ramdisk)
+    pub options: [u8; 16], // 0x00 GUID of the ramdisk options object (0x30000000)
+    pub device_type: U32,  // 0x10 0 (disk)
+    pub flags: U32,        // 0x14 1
+    pub size: U32,         // 0x18 total - 16
+    pub reserved: U32,     // 0x1C
+    pub local_type: U32,   // 0x20 3 (ramdisk)
     pub image_base: [u8; 20], // 0x24 image base, length, offset: 0
-    pub one: U32,             // 0x38 1
-    pub file_size: U32,       // 0x3C total - 0x38
-    pub path_type: U32,       // 0x40 5
+    pub one: U32,          // 0x38 1
+    pub file_size: U32,    // 0x3C total - 0x38
+    pub path_type: U32,    // 0x40 5
     pub source: RawDeviceDescriptor, // 0x44 the partition that holds the image
 }
 const _: () = assert!(core::mem::size_of::<RawRamdiskElement>() == 0x8C);
@@ -199,7 +205,10 @@ pub enum Device {
     /// `boot`: the device the boot manager was started from.
     Boot,
     /// `partition=`: with its additional options object (nil when none).
-    Partition { options: Guid, partition: PartitionId },
+    Partition {
+        options: Guid,
+        partition: PartitionId,
+    },
     /// `ramdisk=[partition]path,{options}` (WinRE).
     Ramdisk {
         options: Guid,
@@ -274,7 +283,9 @@ impl Device {
                 && head.local_type.get() == LOCAL_RAMDISK
                 && usize::try_from(head.size.get()).ok() == data.len().checked_sub(16);
             if is_ramdisk {
-                if let (Some(partition), Ok(path)) = (partition_of(&head.source), regf::parse_sz(rest)) {
+                if let (Some(partition), Ok(path)) =
+                    (partition_of(&head.source), regf::parse_sz(rest))
+                {
                     return Device::Ramdisk {
                         options: Guid::from_bytes(head.options),
                         partition,
@@ -359,7 +370,9 @@ impl Device {
     /// The partition this device names (the image's partition for a ramdisk).
     pub fn partition(&self) -> Option<&PartitionId> {
         match self {
-            Device::Partition { partition, .. } | Device::Ramdisk { partition, .. } => Some(partition),
+            Device::Partition { partition, .. } | Device::Ramdisk { partition, .. } => {
+                Some(partition)
+            }
             _ => None,
         }
     }
@@ -376,7 +389,10 @@ pub enum Element {
     Boolean(bool),
     IntegerList(Vec<u64>),
     /// A value that does not decode as its format says (kept as it is).
-    Raw { data_type: u32, data: Vec<u8> },
+    Raw {
+        data_type: u32,
+        data: Vec<u8>,
+    },
 }
 
 /// Format nibble of an element type (bits 24..27).
@@ -412,7 +428,9 @@ impl Element {
                 .map_or_else(raw, Element::ObjectList),
             (5, regf::REG_BINARY) if (1..=8).contains(&data.len()) => {
                 let mut b = [0u8; 8];
-                b.get_mut(..data.len()).unwrap_or_default().copy_from_slice(data);
+                b.get_mut(..data.len())
+                    .unwrap_or_default()
+                    .copy_from_slice(data);
                 Element::Integer(u64::from_le_bytes(b))
             }
             (6, regf::REG_BINARY) if !data.is_empty() && data.len() <= 8 => {
@@ -439,7 +457,10 @@ impl Element {
             ),
             Element::Integer(i) => (regf::REG_BINARY, i.to_le_bytes().to_vec()),
             Element::Boolean(b) => (regf::REG_BINARY, vec![u8::from(*b)]),
-            Element::IntegerList(v) => (regf::REG_BINARY, v.iter().flat_map(|i| i.to_le_bytes()).collect()),
+            Element::IntegerList(v) => (
+                regf::REG_BINARY,
+                v.iter().flat_map(|i| i.to_le_bytes()).collect(),
+            ),
             Element::Raw { data_type, data } => (*data_type, data.clone()),
         }
     }
@@ -512,7 +533,10 @@ impl BcdStore {
         let mut objects = BTreeMap::new();
         let subkeys = h.subkeys(&objects_key)?;
         if subkeys.len() > MAX_OBJECTS {
-            return Err(corrupt(format!("{} objects (at most {MAX_OBJECTS})", subkeys.len())));
+            return Err(corrupt(format!(
+                "{} objects (at most {MAX_OBJECTS})",
+                subkeys.len()
+            )));
         }
         for ok in subkeys {
             let id = parse_guid(&ok.name)
@@ -544,7 +568,8 @@ impl BcdStore {
                     };
                     if let Some(v) = h.value(&ek, "Element")? {
                         let data = h.value_data(&v)?;
-                        obj.elements.insert(et, Element::decode(et, v.data_type, &data));
+                        obj.elements
+                            .insert(et, Element::decode(et, v.data_type, &data));
                     }
                 }
             }
@@ -563,7 +588,11 @@ impl BcdStore {
         let d = root.subkey_mut("Description");
         d.set_value("KeyName", regf::REG_SZ, regf::sz("BCD00000000"));
         d.set_value("System", regf::REG_DWORD, 1u32.to_le_bytes().to_vec());
-        d.set_value("TreatAsSystem", regf::REG_DWORD, 1u32.to_le_bytes().to_vec());
+        d.set_value(
+            "TreatAsSystem",
+            regf::REG_DWORD,
+            1u32.to_le_bytes().to_vec(),
+        );
         let objs = root.subkey_mut("Objects");
         for (id, obj) in &self.objects {
             let ok = objs.subkey_mut(&guid_str(id));
@@ -575,7 +604,8 @@ impl BcdStore {
             let els = ok.subkey_mut("Elements");
             for (et, el) in &obj.elements {
                 let (t, data) = el.encode();
-                els.subkey_mut(&format!("{et:08x}")).set_value("Element", t, data);
+                els.subkey_mut(&format!("{et:08x}"))
+                    .set_value("Element", t, data);
             }
         }
         root
@@ -633,7 +663,9 @@ pub fn read_bios_store(hive: &[u8]) -> Result<BiosStore> {
         .object(EL_DEFAULT_OBJECT)
         .ok_or_else(|| Error::invalid("BCD: {bootmgr} has no default entry (23000003)"))?;
     let loader = store.object(&default_loader).ok_or_else(|| {
-        Error::invalid(format!("BCD: the default entry {{{default_loader}}} is not in the store"))
+        Error::invalid(format!(
+            "BCD: the default entry {{{default_loader}}} is not in the store"
+        ))
     })?;
     if loader.object_type != TYPE_OSLOADER {
         return Err(Error::invalid(format!(
@@ -646,7 +678,9 @@ pub fn read_bios_store(hive: &[u8]) -> Result<BiosStore> {
         .or_else(|| loader.device(EL_DEVICE))
         .cloned()
         .ok_or_else(|| {
-            Error::invalid(format!("BCD: the default entry {{{default_loader}}} has no osdevice"))
+            Error::invalid(format!(
+                "BCD: the default entry {{{default_loader}}} has no osdevice"
+            ))
         })?;
     let winre = loader
         .objects(EL_RECOVERY_SEQUENCE)
@@ -668,7 +702,9 @@ pub fn read_bios_store(hive: &[u8]) -> Result<BiosStore> {
                 wim_partition: *partition,
                 wim_path: path.clone(),
                 sdi_device: opts.and_then(|o| o.device(EL_RAMDISK_SDI_DEVICE)).cloned(),
-                sdi_path: opts.and_then(|o| o.string(EL_RAMDISK_SDI_PATH)).map(str::to_owned),
+                sdi_path: opts
+                    .and_then(|o| o.string(EL_RAMDISK_SDI_PATH))
+                    .map(str::to_owned),
                 description: re.string(EL_DESCRIPTION).map(str::to_owned),
                 locale: re.string(EL_LOCALE).map(str::to_owned),
             })
@@ -737,8 +773,16 @@ pub fn uuid_v5(namespace: Guid, name: &[u8]) -> Guid {
 
 /// SHA-1 (FIPS 180-4), for name-based GUIDs only (not for security).
 fn sha1(data: &[u8]) -> [u8; 20] {
-    let mut h: [u32; 5] = [0x6745_2301, 0xEFCD_AB89, 0x98BA_DCFE, 0x1032_5476, 0xC3D2_E1F0];
-    let bit_len = u64::try_from(data.len()).unwrap_or(u64::MAX).wrapping_mul(8);
+    let mut h: [u32; 5] = [
+        0x6745_2301,
+        0xEFCD_AB89,
+        0x98BA_DCFE,
+        0x1032_5476,
+        0xC3D2_E1F0,
+    ];
+    let bit_len = u64::try_from(data.len())
+        .unwrap_or(u64::MAX)
+        .wrapping_mul(8);
     let mut msg = data.to_vec();
     msg.push(0x80);
     while msg.len() % 64 != 56 {
@@ -751,10 +795,15 @@ fn sha1(data: &[u8]) -> [u8; 20] {
             *slot = u32::from_be_bytes(c.try_into().unwrap_or([0; 4]));
         }
         for i in 16..80usize {
-            let x = [i.wrapping_sub(3), i.wrapping_sub(8), i.wrapping_sub(14), i.wrapping_sub(16)]
-                .iter()
-                .map(|&j| w.get(j).copied().unwrap_or(0))
-                .fold(0u32, |a, b| a ^ b);
+            let x = [
+                i.wrapping_sub(3),
+                i.wrapping_sub(8),
+                i.wrapping_sub(14),
+                i.wrapping_sub(16),
+            ]
+            .iter()
+            .map(|&j| w.get(j).copied().unwrap_or(0))
+            .fold(0u32, |a, b| a ^ b);
             if let Some(s) = w.get_mut(i) {
                 *s = x.rotate_left(1);
             }
@@ -836,7 +885,10 @@ impl UefiStoreInput {
         UefiStoreInput {
             esp,
             os,
-            description: old.description.clone().unwrap_or_else(|| "Windows Boot Manager".to_owned()),
+            description: old
+                .description
+                .clone()
+                .unwrap_or_else(|| "Windows Boot Manager".to_owned()),
             locale: locale.clone(),
             timeout: old.timeout.unwrap_or(30),
             winre: match (&old.winre, winre_partition) {
@@ -902,7 +954,10 @@ pub fn build_uefi_store(input: &UefiStoreInput, ids: &ObjectIds) -> BcdStore {
         .with(EL_LOCALE, locale())
         .with(EL_INHERIT, Element::ObjectList(vec![BOOTLOADERSETTINGS]))
         .with(EL_ISOLATED_CONTEXT, Element::Boolean(true))
-        .with(EL_ALLOWED_IN_MEMORY_SETTINGS, Element::IntegerList(vec![0x1500_0075]))
+        .with(
+            EL_ALLOWED_IN_MEMORY_SETTINGS,
+            Element::IntegerList(vec![0x1500_0075]),
+        )
         .with(EL_OS_DEVICE, dev(input.os))
         .with(EL_SYSTEM_ROOT, s("\\Windows"))
         .with(EL_DEFAULT_OBJECT, Element::Object(ids.resume))
@@ -918,16 +973,22 @@ pub fn build_uefi_store(input: &UefiStoreInput, ids: &ObjectIds) -> BcdStore {
         .with(EL_LOCALE, locale())
         .with(EL_INHERIT, Element::ObjectList(vec![RESUMELOADERSETTINGS]))
         .with(EL_ISOLATED_CONTEXT, Element::Boolean(true))
-        .with(EL_ALLOWED_IN_MEMORY_SETTINGS, Element::IntegerList(vec![0x1500_0075]))
+        .with(
+            EL_ALLOWED_IN_MEMORY_SETTINGS,
+            Element::IntegerList(vec![0x1500_0075]),
+        )
         .with(EL_OS_DEVICE, dev(input.os))
         .with(EL_SYSTEM_ROOT, s("\\hiberfil.sys"))
         .with(EL_RESUME_BOOTMENU_POLICY, Element::Integer(1))
         .with(EL_DEBUG_OPTION_ENABLED, Element::Boolean(false));
     if let Some(re) = &input.winre {
         for obj in [&mut loader, &mut resume] {
+            obj.elements.insert(
+                EL_RECOVERY_SEQUENCE,
+                Element::ObjectList(vec![ids.winre_loader]),
+            );
             obj.elements
-                .insert(EL_RECOVERY_SEQUENCE, Element::ObjectList(vec![ids.winre_loader]));
-            obj.elements.insert(EL_RECOVERY_ENABLED, Element::Boolean(true));
+                .insert(EL_RECOVERY_ENABLED, Element::Boolean(true));
         }
         let ramdisk = Element::Device(Device::Ramdisk {
             options: ids.winre_options,
@@ -1031,4 +1092,78 @@ pub fn uefi_store_bytes(input: &UefiStoreInput, seed: &[u8]) -> Result<UefiStore
     }
     let bytes = regf::write_hive(&key, &WriteOptions::bcd())?;
     Ok(UefiStore { bytes, ids, store })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)] // tests: a panic is a failed test
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sha1_known_answers() {
+        // FIPS 180-2 appendix A.1 and the empty message
+        let hex = |b: [u8; 20]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        assert_eq!(
+            hex(sha1(b"abc")),
+            "a9993e364706816aba3e25717850c26c9cd0d89d"
+        );
+        assert_eq!(hex(sha1(b"")), "da39a3ee5e6b4b0d3255bfef95601890afd80709");
+        let long = b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+        assert_eq!(hex(sha1(long)), "84983e441c3bd26ebaae4aa1f95129e5e54670f1");
+    }
+
+    #[test]
+    fn partition_device_layouts() {
+        let mbr = Device::Partition {
+            options: Guid::NIL,
+            partition: PartitionId::Mbr {
+                signature: 0x0003_ee7c,
+                offset: 0x12_4f90_0000,
+            },
+        }
+        .encode();
+        assert_eq!(mbr.len(), 88);
+        assert_eq!(&mbr[0x10..0x14], &6u32.to_le_bytes()); // partition device
+        assert_eq!(&mbr[0x18..0x1C], &0x48u32.to_le_bytes()); // descriptor size
+        assert_eq!(&mbr[0x20..0x28], &0x12_4f90_0000u64.to_le_bytes()); // byte offset
+        assert_eq!(&mbr[0x34..0x38], &1u32.to_le_bytes()); // MBR style
+        assert_eq!(&mbr[0x38..0x3C], &0x0003_ee7cu32.to_le_bytes()); // signature
+        let disk = Guid::from_u128(0x0b2394a9_095e_487d_8d48_719ecd4d78ca);
+        let part = Guid::from_u128(0x8e0f2c38_e4ea_47ba_b7fc_9d8c74dccf0b);
+        let gpt = Device::Partition {
+            options: Guid::NIL,
+            partition: PartitionId::Gpt {
+                partition: part,
+                disk,
+            },
+        };
+        let b = gpt.encode();
+        assert_eq!(&b[0x20..0x30], &part.to_bytes()); // partition GUID, on-disk order
+        assert_eq!(&b[0x34..0x38], &0u32.to_le_bytes()); // GPT style
+        assert_eq!(&b[0x38..0x48], &disk.to_bytes()); // disk GUID
+        assert_eq!(Device::decode(&b), gpt);
+        let boot = Device::Boot.encode();
+        assert_eq!(Device::decode(&boot), Device::Boot);
+    }
+
+    #[test]
+    fn ramdisk_layout_is_140_plus_path() {
+        let d = Device::Ramdisk {
+            options: Guid::from_hash(b"opts"),
+            partition: PartitionId::Mbr {
+                signature: 1,
+                offset: 2,
+            },
+            path: "\\Recovery\\WindowsRE\\Winre.wim".into(),
+        };
+        let b = d.encode();
+        assert_eq!(b.len(), 200);
+        assert_eq!(&b[0x18..0x1C], &184u32.to_le_bytes());
+        assert_eq!(&b[0x3C..0x40], &(200u32 - 0x38).to_le_bytes());
+        assert_eq!(Device::decode(&b), d);
+        // truncated or odd bytes never panic and come back as Other
+        for n in 0..b.len() {
+            let _ = Device::decode(&b[..n]);
+        }
+    }
 }
