@@ -5,7 +5,7 @@
 mod common;
 mod winutil;
 
-use vhdtool::regf::{self, Hive, HivePatcher, WriteOptions};
+use vhdtool::regf::{self, Hive, WriteOptions};
 use winutil::*;
 
 #[test]

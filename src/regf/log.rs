@@ -99,7 +99,7 @@ fn entry_at(log: &[u8], at: usize) -> Option<Entry<'_>> {
         return None;
     }
     let size = to_usize(hdr.size.get());
-    if size < core::mem::size_of::<RawLogEntry>() || size % LOG_SECTOR_BYTES != 0 {
+    if size < core::mem::size_of::<RawLogEntry>() || !size.is_multiple_of(LOG_SECTOR_BYTES) {
         return None;
     }
     let bytes = rest.get(..size)?;
@@ -109,7 +109,7 @@ fn entry_at(log: &[u8], at: usize) -> Option<Entry<'_>> {
         return None;
     }
     let hbs = to_usize(hdr.hive_bins_data_size.get());
-    if hbs == 0 || hbs % HBIN_ALIGN != 0 || hbs > MAX_HIVE_BINS_BYTES {
+    if hbs == 0 || !hbs.is_multiple_of(HBIN_ALIGN) || hbs > MAX_HIVE_BINS_BYTES {
         return None;
     }
     let count = to_usize(hdr.dirty_page_count.get());
@@ -121,7 +121,9 @@ fn entry_at(log: &[u8], at: usize) -> Option<Entry<'_>> {
     let mut pages = Vec::with_capacity(count);
     for r in refs {
         let (off, len) = (to_usize(r.offset.get()), to_usize(r.size.get()));
-        if off % LOG_SECTOR_BYTES != 0 || len % LOG_SECTOR_BYTES != 0 || off.checked_add(len)? > hbs
+        if !off.is_multiple_of(LOG_SECTOR_BYTES)
+            || !len.is_multiple_of(LOG_SECTOR_BYTES)
+            || off.checked_add(len)? > hbs
         {
             return None;
         }

@@ -186,7 +186,7 @@ pub fn parse_multi_sz(data: &[u8]) -> Result<Vec<String>> {
 }
 
 fn utf16_units(data: &[u8]) -> Result<Vec<u16>> {
-    if data.len() % 2 != 0 {
+    if !data.len().is_multiple_of(2) {
         return Err(Error::corrupt(format!(
             "registry string: {} bytes, expected an even number (UTF-16LE)",
             data.len()

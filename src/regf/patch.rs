@@ -202,7 +202,8 @@ impl HivePatcher {
                         Error::corrupt(format!("registry hive: cell at {at:#x} truncated"))
                     })?;
                 let abs = to_usize(size.unsigned_abs());
-                if abs < 8 || abs % 8 != 0 || at.checked_add(abs).is_none_or(|e| e > end) {
+                if abs < 8 || !abs.is_multiple_of(8) || at.checked_add(abs).is_none_or(|e| e > end)
+                {
                     return Err(Error::corrupt(format!(
                         "registry hive: cell at {at:#x} has size {size}, the cells of the bin at {start:#x} do not tile it"
                     )));

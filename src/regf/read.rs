@@ -141,7 +141,7 @@ impl<'a> Hive<'a> {
             )));
         }
         let size = usize_of(base.hive_bins_data_size.get());
-        if size == 0 || size % HBIN_ALIGN != 0 {
+        if size == 0 || !size.is_multiple_of(HBIN_ALIGN) {
             return Err(corrupt(format!(
                 "base block at 0x28: hive bins data size {size:#x} is not a positive multiple of 0x1000"
             )));
@@ -177,7 +177,7 @@ impl<'a> Hive<'a> {
             let bin_size = usize_of(hb.size.get());
             let end = at.checked_add(bin_size).filter(|&e| e <= bins.len());
             match end {
-                Some(end) if bin_size != 0 && bin_size % HBIN_ALIGN == 0 => {
+                Some(end) if bin_size != 0 && bin_size.is_multiple_of(HBIN_ALIGN) => {
                     bin_starts.push(at);
                     at = end;
                 }
@@ -252,7 +252,7 @@ impl<'a> Hive<'a> {
         let (start, end) = self
             .bin_of(off)
             .ok_or_else(|| corrupt(format!("cell offset {offset:#x} is outside the hive bins")))?;
-        if off % 8 != 0 || off < start.saturating_add(HBIN_HEADER_BYTES) {
+        if !off.is_multiple_of(8) || off < start.saturating_add(HBIN_HEADER_BYTES) {
             return Err(corrupt(format!(
                 "cell offset {offset:#x} is not an 8-byte aligned cell of the bin at {start:#x}"
             )));

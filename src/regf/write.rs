@@ -504,10 +504,18 @@ pub fn write_hive(root: &Key, opts: &WriteOptions) -> Result<Vec<u8>> {
     }
     let n = w.sks.len();
     for (i, &(sd, at)) in w.sks.clone().iter().enumerate() {
-        let next = w.sks.get((i.saturating_add(1)) % n).map_or(at, |x| x.1);
+        let next = w
+            .sks
+            .get(i.saturating_add(1).checked_rem(n).unwrap_or(0))
+            .map_or(at, |x| x.1);
         let prev = w
             .sks
-            .get((i.saturating_add(n).saturating_sub(1)) % n)
+            .get(
+                i.saturating_add(n)
+                    .saturating_sub(1)
+                    .checked_rem(n)
+                    .unwrap_or(0),
+            )
             .map_or(at, |x| x.1);
         let refs = uses.get(i).map_or(0, |u| u.1);
         w.fill_sk(at, sd, next, prev, refs)?;

@@ -436,7 +436,7 @@ impl Element {
             (6, regf::REG_BINARY) if !data.is_empty() && data.len() <= 8 => {
                 Element::Boolean(data.iter().any(|&b| b != 0))
             }
-            (7, regf::REG_BINARY) if data.len() % 8 == 0 => Element::IntegerList(
+            (7, regf::REG_BINARY) if data.len().is_multiple_of(8) => Element::IntegerList(
                 data.chunks_exact(8)
                     .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
                     .collect(),
