@@ -8,8 +8,8 @@ hivex judges the whole hive; regipy the keys under REGIPY_SUBTREE (default: all)
 every key object of a walk in memory (gigabytes for a whole SYSTEM hive), so the SYSTEM tests
 give it the subtree they touch.
 Exit 0 and "ok ..." on agreement; exit 1 with the differences otherwise.
-Run by tests/regf.rs; regipy is from PyPI (pip install regipy), hivexregedit from Debian
-libhivex-bin.
+Run by tests/regf.rs and tests/windows_bcd.rs; regipy is from PyPI (pip install regipy==6.5.0),
+hivexregedit from Debian libwin-hivex-perl.
 """
 import json
 import re

@@ -95,13 +95,16 @@ pub fn dump(hive: &[u8]) -> String {
 
 /// Are hivexregedit and regipy there? (skip outside CI, fail under CI with the install line)
 pub fn oracles_present() -> bool {
-    let hivex = common::require_tool("hivexregedit", "libhivex-bin");
+    let hivex = common::require_tools(&[
+        ("hivexregedit", "libwin-hivex-perl"),
+        ("hivexsh", "libhivex-bin"),
+    ]);
     let regipy = Command::new("python3")
         .args(["-c", "import regipy"])
         .status()
         .is_ok_and(|s| s.success());
     if !regipy {
-        let msg = "missing Python module `regipy`: install it with `pip install regipy`";
+        let msg = "missing Python module `regipy`: install it with `pip install regipy==6.5.0`";
         assert!(
             !common::under_ci(),
             "{msg} (CI is set, so this is a failure)"

@@ -888,7 +888,7 @@ impl UefiStoreInput {
             description: old
                 .description
                 .clone()
-                .unwrap_or_else(|| "Windows Boot Manager".to_owned()),
+                .unwrap_or_else(|| "Windows".to_owned()),
             locale: locale.clone(),
             timeout: old.timeout.unwrap_or(30),
             winre: match (&old.winre, winre_partition) {
