@@ -17,6 +17,7 @@ pub mod fs;
 pub mod gpt;
 pub mod info;
 pub mod mbr;
+pub mod regf;
 pub mod shrink;
 pub mod units;
 pub mod upload;

@@ -222,7 +222,7 @@ bios_boot() {
     standin "$mnt/bootmgr" bootmgr 50000
     flush_standins
     mkdir -p "$mnt/Boot"
-    py "$here/windows-boot/pybcd-win7-bios-vm.BCD" "$mnt/Boot/BCD" "$1" <<'PY'
+    py "$here/windows-boot/bios/pybcd-win7-bios-vm.BCD" "$mnt/Boot/BCD" "$1" <<'PY'
 import struct, sys
 src, dst, c_off = sys.argv[1], sys.argv[2], int(sys.argv[3])
 bcd = open(src, "rb").read()
