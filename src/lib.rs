@@ -16,6 +16,7 @@ pub mod fs;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod gpt;
+pub mod image;
 pub mod info;
 pub mod mbr;
 pub mod shrink;
