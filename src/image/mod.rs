@@ -228,6 +228,18 @@ impl Image {
         out
     }
 
+    /// Sector sizes to look for partition tables with, in order. A VHDX says its logical
+    /// sector size, and only that is tried; a VHD's footer says nothing about the guest's
+    /// sectors (its 512 is the format's unit), and a disk imaged from a 4Kn drive keeps a GPT
+    /// at byte 4096: 512, then 4096, as for raw and qcow2.
+    pub fn table_sector_bytes(&self) -> &'static [u32] {
+        match (self.info.format, self.info.logical_sector_bytes) {
+            (Format::Vhdx, Some(4096)) => &[4096],
+            (Format::Vhdx, _) => &[512],
+            _ => &[512, 4096],
+        }
+    }
+
     /// The disk's unique id (VHD footer, VHDX virtual disk id), on-disk bytes.
     pub fn unique_id(&self) -> Option<[u8; 16]> {
         self.info.unique_id
