@@ -357,6 +357,9 @@ impl Image {
     }
 }
 
+/// Most runs merged into one extent by [`Extents`].
+const MAX_MERGED: usize = 4096;
+
 /// Longest extent [`Extents`] yields (a writer reads data extents in smaller chunks anyway).
 const EXTENT_MAX_BYTES: u64 = 1 << 30;
 
@@ -423,8 +426,10 @@ impl Iterator for Extents<'_> {
             len: first.len.max(1).min(self.max_len),
             ..first
         };
-        // merge following runs of the same kind; each step advances by at least one byte
-        loop {
+        // merge following runs of the same kind; each step advances by at least one byte, and
+        // at most MAX_MERGED runs are looked up per extent (a crafted 4 TiB disk of 512-byte
+        // blocks costs bounded time per call, not a walk of the whole map)
+        for _ in 0..MAX_MERGED {
             let next = ext.offset.saturating_add(ext.len);
             if next >= size || ext.len >= self.max_len {
                 break;

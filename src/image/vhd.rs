@@ -368,3 +368,93 @@ impl Backend for SparseVhd {
         Ok(Piece { len, source })
     }
 }
+
+#[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::arithmetic_side_effects,
+    clippy::as_conversions
+)] // tests: a panic is a failed test
+mod tests {
+    use super::super::{Extent, ExtentKind, Image, OpenOptions};
+    use super::*;
+    use crate::vhd::dynamic::encode_header;
+    use crate::vhd::footer::{encode, FooterFields};
+
+    const BLOCK: u32 = 4096; // 8 sectors: one bitmap sector per block
+
+    /// A dynamic VHD of `blocks` 4 KiB blocks; block 1 allocated with bitmap `bits` and every
+    /// data byte 0xAB.
+    fn dynamic(blocks: u32, bits: u8, tweak: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+        let size = u64::from(blocks * BLOCK);
+        let mut f = FooterFields::fixed(size, [3; 16], 0, *b"win ", 0, *b"Wi2k", size);
+        f.disk_type = DISK_TYPE_DYNAMIC;
+        f.data_offset = 0x200;
+        let mut v = vec![0u8; 0xa00];
+        v[0x200..0x600].copy_from_slice(&encode_header(0x600, blocks, BLOCK, None));
+        v[0x600..0x600 + blocks as usize * 4].fill(0xff);
+        v[0x604..0x608].copy_from_slice(&(0xa00u32 / 512).to_be_bytes());
+        let mut bitmap = vec![0u8; 512];
+        bitmap[0] = bits;
+        v.extend_from_slice(&bitmap);
+        v.extend_from_slice(&[0xab; BLOCK as usize]);
+        tweak(&mut v);
+        let footer = encode(&f);
+        v[..512].copy_from_slice(&footer);
+        v.extend_from_slice(&footer);
+        v
+    }
+
+    #[test]
+    fn bitmap_zero_bits_read_as_zero() {
+        // sectors 0-1 and 4 of block 1 present (bit 7 is sector 0)
+        let img =
+            Image::from_bytes(dynamic(4, 0b1100_1000, |_| {}), &OpenOptions::default()).unwrap();
+        assert_eq!(img.format(), Format::VhdDynamic);
+        let mut got = vec![0u8; 4 * BLOCK as usize];
+        img.read_at(0, &mut got).unwrap();
+        let mut want = vec![0u8; 4 * BLOCK as usize];
+        for s in [0usize, 1, 4] {
+            let at = BLOCK as usize + s * 512;
+            want[at..at + 512].fill(0xab);
+        }
+        assert!(got == want);
+        let ext: Vec<Extent> = img.extents().collect::<Result<_>>().unwrap();
+        let e = |offset: u64, len: u64, kind| Extent { offset, len, kind };
+        assert_eq!(
+            ext,
+            [
+                e(0, 4096, ExtentKind::Zero),
+                e(4096, 1024, ExtentKind::Data),
+                e(5120, 1024, ExtentKind::Zero),
+                e(6144, 512, ExtentKind::Data),
+                e(6656, 3 * 512 + 2 * 4096, ExtentKind::Zero),
+            ]
+        );
+    }
+
+    #[test]
+    fn damage_is_refused_with_the_reason() {
+        let open = |v: Vec<u8>| Image::from_bytes(v, &OpenOptions::default());
+        // header checksum
+        let e = open(dynamic(4, 0xff, |v| v[0x210] ^= 1)).unwrap_err();
+        assert!(e.message().contains("checksum"), "{e}");
+        // a block past the end of the file: an error on read, not a panic
+        let img = open(dynamic(4, 0xff, |v| {
+            v[0x608..0x60c].copy_from_slice(&0x00ff_0000u32.to_be_bytes())
+        }))
+        .unwrap();
+        let mut b = vec![0u8; 4 * BLOCK as usize];
+        assert!(img.read_at(0, &mut b).is_err());
+        // a BAT too small for the size
+        let mut v = dynamic(4, 0xff, |_| {});
+        let mut h: [u8; 1024] = v[0x200..0x600].try_into().unwrap();
+        h[0x1c..0x20].copy_from_slice(&2u32.to_be_bytes());
+        let s = crate::vhd::dynamic::checksum(&h);
+        h[0x24..0x28].copy_from_slice(&s.to_be_bytes());
+        v[0x200..0x600].copy_from_slice(&h);
+        let e = open(v).unwrap_err();
+        assert!(e.message().contains("BAT entries"), "{e}");
+    }
+}
