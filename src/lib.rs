@@ -15,6 +15,7 @@ pub mod esp;
 pub mod finding;
 pub mod fs;
 pub mod gpt;
+pub mod image;
 pub mod info;
 pub mod mbr;
 pub mod regf;

@@ -5,10 +5,10 @@
 //! followed by what the GUID is for ("disk", "partition 2" (the MBR index), "esp", "bios boot",
 //! "esp volume" (the FAT volume id: its first 4 bytes)). The seed is the VHD footer's unique id
 //! (16 bytes, a VHD only), the MBR sector (512 bytes) and the disk size (u64, little-endian).
-//! `--random-guids` appends 32 bytes from the kernel's random source to the seed.
+//! `--random-guids` appends two random GUIDs (getrandom(2)) to the seed.
 
 use crate::disk::Disk;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::gpt::Guid;
 use crate::vhd;
 
@@ -32,7 +32,9 @@ impl Identity {
         seed.extend_from_slice(&sector0);
         seed.extend_from_slice(&image.data_bytes.to_le_bytes());
         if random {
-            seed.extend_from_slice(&os_random()?);
+            // two random GUIDs: 244 random bits from getrandom(2)
+            seed.extend_from_slice(&Guid::random()?.0);
+            seed.extend_from_slice(&Guid::random()?.0);
         }
         Ok(Identity { seed })
     }
@@ -43,17 +45,4 @@ impl Identity {
         s.extend_from_slice(what.as_bytes());
         Guid::name_based(NAMESPACE, &s)
     }
-}
-
-/// 32 bytes from the kernel's random source (`getrandom(2)`).
-fn os_random() -> Result<[u8; 32]> {
-    let mut buf = [0u8; 32];
-    let mut filled = 0usize;
-    while filled < buf.len() {
-        let rest = buf.get_mut(filled..).unwrap_or_default();
-        let n = rustix::rand::getrandom(rest, rustix::rand::GetRandomFlags::empty())
-            .map_err(|e| Error::io("reading the system's random source", e.into()))?;
-        filled = filled.saturating_add(n);
-    }
-    Ok(buf)
 }

@@ -15,9 +15,9 @@ use crate::mbr::{self, MbrPartition};
 use crate::vhd::{self, Format};
 
 use super::checks::GPT_ENTRIES;
-use crate::boot::linux::hybrid;
 use super::identity::Identity;
 use super::room::{Room, ShrinkAction, ShrinkLayout};
+use crate::boot::linux::hybrid;
 
 /// What a step writes.
 #[derive(Debug, Clone)]

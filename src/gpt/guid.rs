@@ -102,6 +102,23 @@ impl Guid {
         self.0 == [0; 16]
     }
 
+    /// A random GUID (RFC 9562 version 4) from the kernel's random source (`getrandom(2)`).
+    pub fn random() -> crate::error::Result<Guid> {
+        let mut buf = [0u8; 16];
+        let mut filled = 0usize;
+        while filled < buf.len() {
+            let rest = buf.get_mut(filled..).unwrap_or_default();
+            let n = rustix::rand::getrandom(rest, rustix::rand::GetRandomFlags::empty()).map_err(
+                |e| crate::error::Error::io("reading the system's random source", e.into()),
+            )?;
+            filled = filled.saturating_add(n);
+        }
+        let mut v = u128::from_be_bytes(buf);
+        v = (v & !(0xF_u128 << 76)) | (0x4_u128 << 76);
+        v = (v & !(0x3_u128 << 62)) | (0x2_u128 << 62);
+        Ok(Guid::from_u128(v))
+    }
+
     /// A name-based GUID: RFC 9562 version 8 as its Appendix B.2 ("name-based with SHA-256")
     /// describes it: the first 128 bits of SHA-256 over the namespace (its canonical
     /// big-endian bytes) followed by the name, with the version field set to 8 and the variant
