@@ -15,6 +15,16 @@
 //! `#[path = "../fuzz/src/lib.rs"] mod fuzz;`. It uses vhdtool's public API only, and the
 //! structure-aware `convert` target runs the real `apply` on an in-memory sparse disk.
 
+// Harnesses of the newer parsers, one file each (the stable tests include them with #[path] too).
+pub mod ntfsfile;
+pub mod regf_read;
+pub mod regf_roundtrip;
+pub mod bcd;
+pub mod mounted;
+pub mod vhd_dynamic;
+pub mod vhdx;
+pub mod qcow2;
+
 use std::collections::BTreeMap;
 
 use vhdtool::disk::{check_range, Disk, MemDisk, Window};

@@ -1,0 +1,4 @@
+//! Fuzz target `mounted`: see `fuzz/src/mounted.rs` for what it feeds and which properties it checks.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| vhdtool_fuzz::mounted::run(data));
