@@ -20,6 +20,7 @@ pub mod info;
 pub mod mbr;
 pub mod regf;
 pub mod shrink;
+pub mod table;
 pub mod units;
 pub mod upload;
 pub mod vhd;

@@ -16,6 +16,9 @@
 
 use std::fmt;
 
+/// Bytes in a MiB.
+pub const MIB: u64 = 1 << 20;
+
 use serde::Serialize;
 
 use crate::error::{Error, Result};

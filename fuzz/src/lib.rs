@@ -16,14 +16,14 @@
 //! structure-aware `convert` target runs the real `apply` on an in-memory sparse disk.
 
 // Harnesses of the newer parsers, one file each (the stable tests include them with #[path] too).
-pub mod ntfsfile;
-pub mod regf_read;
-pub mod regf_roundtrip;
 pub mod bcd;
 pub mod mounted;
+pub mod ntfsfile;
+pub mod qcow2;
+pub mod regf_read;
+pub mod regf_roundtrip;
 pub mod vhd_dynamic;
 pub mod vhdx;
-pub mod qcow2;
 
 use std::collections::BTreeMap;
 

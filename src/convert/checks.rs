@@ -8,10 +8,10 @@ use crate::disk::{Disk, Window};
 use crate::error::ErrorKind;
 use crate::finding::{Finding, Severity};
 use crate::gpt::{self, Guid};
-use crate::info::{
-    TableKind, Tables, AZURE_GEN2_OS_MAX_BYTES, AZURE_MAX_BYTES, AZURE_MIN_BYTES, MIB,
-};
+use crate::info::{AZURE_GEN2_OS_MAX_BYTES, AZURE_MAX_BYTES, AZURE_MIN_BYTES};
 use crate::mbr::{Mbr, MbrPartition};
+use crate::table::{TableKind, Tables};
+use crate::units::MIB;
 use crate::vhd::{self, Format};
 
 use super::options::Options;

@@ -6,8 +6,8 @@ use serde::Serialize;
 
 use crate::disk::{Disk, Window};
 use crate::error::{Error, Result};
-use crate::info::MIB;
 use crate::mbr::MbrPartition;
+use crate::units::MIB;
 use crate::vhd::Format;
 
 use super::checks::{last_lba, GptGeometry};

@@ -5,7 +5,8 @@ use serde::Serialize;
 use crate::disk::{Disk, Window};
 use crate::error::ErrorKind;
 use crate::finding::Finding;
-use crate::info::{self, MIB};
+use crate::table;
+use crate::units::MIB;
 
 use super::bios;
 use super::checks::{self, last_lba, Check, CheckStatus, Checks, TableVerdict};
@@ -66,7 +67,7 @@ fn checked_plan(
             return None;
         }
     };
-    let tables = info::read_tables(&data, false);
+    let tables = table::read_tables(&data, false);
     match checks::table(c, notes, &tables) {
         TableVerdict::AlreadyGpt => {
             *already_gpt = true;

@@ -11,7 +11,7 @@ use crate::disk::{Disk, Window};
 use crate::error::{ErrorKind, Result};
 use crate::esp::EspTree;
 use crate::fs::FsKind;
-use crate::info;
+use crate::table;
 
 /// Signed EFI binaries are a few MiB; refuse to read anything claiming more.
 const MAX_EFI_BYTES: u64 = 32 << 20;
@@ -31,7 +31,7 @@ pub struct PartitionRef {
 }
 
 /// The data partitions of an MBR disk (extended containers and empty slots left out).
-pub fn mbr_partitions(tables: &info::Tables, sector_bytes: u32) -> Vec<PartitionRef> {
+pub fn mbr_partitions(tables: &table::Tables, sector_bytes: u32) -> Vec<PartitionRef> {
     let sbu = u64::from(sector_bytes);
     let Some(m) = tables.mbr.as_ref() else {
         return Vec::new();

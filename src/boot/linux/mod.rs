@@ -72,7 +72,7 @@ use serde::Serialize;
 use crate::disk::{Disk, Window};
 use crate::error::{ErrorKind, Result};
 use crate::esp::EspTree;
-use crate::info::{self, TableKind};
+use crate::table::{self, TableKind};
 
 /// The id of the check `validate` and `convert` add for the boot files.
 pub const CHECK_ID: &str = "boot.files";
@@ -142,7 +142,7 @@ pub fn resolve(file: &dyn Disk, source: &BootSource, sector_bytes: u32) -> Resul
         return Ok(none(EspTree::new()));
     }
     let data = Window::new(file, 0, image.data_bytes)?;
-    let tables = info::read_tables(&data, false);
+    let tables = table::read_tables(&data, false);
     if tables.kind != TableKind::Mbr {
         return Ok(none(EspTree::new()));
     }
