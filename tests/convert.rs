@@ -647,3 +647,140 @@ fn hybrid_without_grub_is_refused_and_writes_nothing() {
     assert_eq!(file_crc(&work), before);
     assert!(!tmp.path().join("nogrub.vhd.vhdtool-journal").exists());
 }
+
+/// `-o` onto another filesystem (/dev/shm, tmpfs): `copy_file_range` answers EXDEV there and the
+/// copy falls back to pread/pwrite; the result equals a copy made on the same filesystem, and
+/// nothing is left under the temporary name.
+#[test]
+fn output_on_another_filesystem_is_the_same_copy() {
+    let Some(images) = common::images() else {
+        return;
+    };
+    let shm = Path::new("/dev/shm");
+    if !shm.is_dir() {
+        assert!(
+            !common::under_ci(),
+            "/dev/shm is missing: the EXDEV fallback is not tested"
+        );
+        eprintln!("skipped: no /dev/shm (another filesystem to copy to)");
+        return;
+    }
+    let tmp = TempDir::new("convert-exdev");
+    let src = images.path("linux-mbr.force.vhd");
+    let here = tmp.path().join("here.vhd");
+    let there = shm.join(format!("vhdtool-exdev-{}.vhd", std::process::id()));
+    let _ = fs::remove_file(&there);
+    let before = file_crc(&src);
+    for out in [&here, &there] {
+        let run = vhdtool([
+            "convert".as_ref(),
+            src.as_os_str(),
+            "-o".as_ref(),
+            out.as_os_str(),
+            "--no-boot-files".as_ref(),
+            "--room".as_ref(),
+            "grow".as_ref(),
+        ]);
+        assert_eq!(run.exit_code(), 0, "{}\n{}", run.stdout, run.stderr);
+    }
+    let same = fs::read(&here).unwrap() == fs::read(&there).unwrap();
+    let partial = shm.join(format!(
+        ".vhdtool-exdev-{}.vhd.vhdtool-partial",
+        std::process::id()
+    ));
+    let left = partial.exists();
+    let _ = fs::remove_file(&there);
+    assert!(
+        same,
+        "the copy on tmpfs differs from the copy on the same filesystem"
+    );
+    assert!(!left, "a partial file was left behind");
+    assert_eq!(file_crc(&src), before, "the input of -o was written");
+}
+
+/// A `convert -o` killed at any write leaves nothing under OUTPUT (the copy is built under a
+/// temporary name and renamed last), and a rerun replaces the stale partial copy.
+#[test]
+fn killed_convert_o_never_leaves_a_partial_output() {
+    let Some(images) = common::images() else {
+        return;
+    };
+    let tmp = TempDir::new("convert-o-kill");
+    let src = images.path("linux-mbr.force.vhd");
+    let out = tmp.path().join("out.vhd");
+    let partial = tmp.path().join(".out.vhd.vhdtool-partial");
+    let args = [
+        "convert".as_ref(),
+        src.as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+        "--no-boot-files".as_ref(),
+    ];
+    for n in 0..3 {
+        let mut cmd = Command::new(common::bin());
+        cmd.args(args)
+            .env("VHDTOOL_FAULT_AFTER_WRITES", n.to_string());
+        let run = run_with_timeout(&mut cmd, Duration::from_secs(120));
+        assert_ne!(run.code, Some(0), "fault {n} did not stop the conversion");
+        assert!(
+            !out.exists(),
+            "killed at write {n}: {} exists",
+            out.display()
+        );
+        assert!(
+            partial.exists(),
+            "killed at write {n}: no partial copy to replace"
+        );
+    }
+    let run = vhdtool(args);
+    assert_eq!(run.exit_code(), 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(out.exists() && !partial.exists());
+    let again = vhdtool(args);
+    assert_eq!(
+        again.exit_code(),
+        6,
+        "an existing output must not be overwritten"
+    );
+}
+
+/// `--esp-size`: below FAT32's minimum a failure that names that minimum; from it up to
+/// Microsoft's minimum a warning; from there a pass (the check and its message agree).
+#[test]
+fn esp_size_check_and_message_agree() {
+    let Some(images) = common::images() else {
+        return;
+    };
+    let img = images.path("linux-mbr.force.vhd");
+    let status = |size: &str| {
+        let run = vhdtool([
+            "validate".as_ref(),
+            img.as_os_str(),
+            "--no-boot-files".as_ref(),
+            "--room".as_ref(),
+            "grow".as_ref(),
+            "--esp-size".as_ref(),
+            size.as_ref(),
+            "--json".as_ref(),
+        ]);
+        let v: Value = serde_json::from_str(&run.stdout).expect("validate --json");
+        let c = v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == "esp.size")
+            .cloned()
+            .expect("an esp.size check");
+        (run.exit_code(), c)
+    };
+    let (code, c) = status("8M");
+    assert_eq!((code, c["status"].as_str()), (1, Some("fail")), "{c}");
+    assert!(
+        c["fix"].as_str().unwrap().contains("at least 33 MiB"),
+        "{c}"
+    );
+    let (code, c) = status("33M");
+    assert_eq!((code, c["status"].as_str()), (0, Some("warn")), "{c}");
+    assert!(c["detail"].as_str().unwrap().contains("100 MiB"), "{c}");
+    let (code, c) = status("100M");
+    assert_eq!((code, c["status"].as_str()), (0, Some("pass")), "{c}");
+}

@@ -275,8 +275,9 @@ fn regress_vhd_bat_four_billion_entries() {
     let t = Instant::now();
     fuzz::vhd(&input);
     fuzz::info(&input);
+    // a hang guard (reading the 16 GiB table whole took minutes), not a speed goal
     assert!(
-        t.elapsed() < std::time::Duration::from_secs(2),
+        t.elapsed() < std::time::Duration::from_secs(30),
         "took {:?}",
         t.elapsed()
     );

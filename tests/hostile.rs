@@ -313,3 +313,55 @@ fn corpus_builders_are_sound() {
         run.stderr
     );
 }
+
+/// Files that are not regular files: a FIFO given as an image or a manifest, /dev/zero as a
+/// manifest, a directory as an image. Each is refused at once by its type (exit 7), never read
+/// without end and never blocked on in open(2).
+#[test]
+fn fifos_devices_and_directories_are_refused_at_once() {
+    let dir = TempDir::new("hostile-not-regular");
+    let fifo = dir.path().join("fifo");
+    let st = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo (coreutils)");
+    assert!(st.success());
+    let img = dir.write("img.raw", &vec![0u8; 1 << 20]);
+    let zero = Path::new("/dev/zero");
+    let cases: Vec<Vec<&OsStr>> = vec![
+        vec!["info".as_ref(), fifo.as_os_str()],
+        vec!["validate".as_ref(), fifo.as_os_str()],
+        vec!["convert".as_ref(), fifo.as_os_str()],
+        vec!["checksum".as_ref(), fifo.as_os_str()],
+        vec!["info".as_ref(), dir.path().as_os_str()],
+        vec!["convert".as_ref(), dir.path().as_os_str()],
+        vec![
+            "verify".as_ref(),
+            img.as_os_str(),
+            "--manifest".as_ref(),
+            zero.as_os_str(),
+        ],
+        vec![
+            "verify".as_ref(),
+            img.as_os_str(),
+            "--manifest".as_ref(),
+            fifo.as_os_str(),
+        ],
+    ];
+    for args in cases {
+        let run = common::vhdtool_timeout(&args, HOSTILE_TIMEOUT);
+        assert!(!run.timed_out, "{args:?}: hung");
+        assert_eq!(
+            run.code,
+            Some(7),
+            "{args:?}: {}\n{}",
+            run.stdout,
+            run.stderr
+        );
+        assert!(
+            run.stderr.contains("regular files only"),
+            "{args:?}: {}",
+            run.stderr
+        );
+    }
+}

@@ -110,9 +110,11 @@ const MUTANTS: usize = 10_000;
 const BINARY_SAMPLE: usize = 300;
 const PEAK_LIMIT: usize = 64 << 20;
 const SINGLE_SLACK: u64 = 64 << 10;
-const INSPECT_LIMIT: Duration = Duration::from_secs(1);
-/// Per run of the binary: process start, mapping the file, inspection, JSON out.
-const BINARY_LIMIT: Duration = Duration::from_secs(1);
+/// A hang guard, not a speed goal (speed lives in benches/parse.rs): an inspection reads a few
+/// sectors, so even a loaded 2-core runner finishes it far below this.
+const INSPECT_LIMIT: Duration = Duration::from_secs(10);
+/// The same for one run of the binary (the deadline after which it is killed).
+const BINARY_LIMIT: Duration = Duration::from_secs(20);
 
 /// The metadata of an image file as a sparse disk of the file's length.
 fn metadata_disk(path: &std::path::Path) -> SparseDisk {
@@ -253,18 +255,13 @@ fn ten_thousand_mutants() {
                     std::ffi::OsStr::new("--json"),
                     path.as_os_str(),
                 ],
-                Duration::from_secs(10),
+                BINARY_LIMIT,
             );
             let code = run.exit_code(); // panics on exit 101, a signal, or the deadline
             if code == 0 || code == 1 {
                 serde_json::from_str::<serde_json::Value>(&run.stdout)
                     .unwrap_or_else(|e| panic!("mutant {n} of {name}: not JSON: {e}"));
             }
-            assert!(
-                run.elapsed < BINARY_LIMIT,
-                "mutant {n} of {name}: vhdtool info took {:?}",
-                run.elapsed
-            );
             worst_bin = worst_bin.max(run.elapsed);
         }
     }

@@ -97,16 +97,9 @@ impl Manifest {
     /// Read, parse and check a manifest file.
     pub fn read(path: &Path) -> Result<Manifest> {
         let shown = path.display();
-        let meta = std::fs::metadata(path)
-            .map_err(|e| Error::io(format!("reading metadata of {shown}"), e))?;
-        if meta.len() > MAX_MANIFEST_BYTES {
-            return Err(Error::invalid(format!(
-                "{shown}: {} bytes is larger than any manifest ({MAX_MANIFEST_BYTES} bytes at most)",
-                meta.len()
-            )));
-        }
-        let text =
-            std::fs::read_to_string(path).map_err(|e| Error::io(format!("reading {shown}"), e))?;
+        let bytes = crate::disk::read_bounded(path, MAX_MANIFEST_BYTES)?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| Error::corrupt(format!("{shown}: a manifest is UTF-8 JSON")))?;
         Manifest::from_json(&text).map_err(|e| e.context(shown))
     }
 

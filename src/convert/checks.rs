@@ -444,13 +444,34 @@ pub fn esp_size(c: &mut Checks, opts: &Options, sb: u32) -> u64 {
     let esp_bytes = opts
         .esp_bytes
         .unwrap_or_else(|| crate::esp::default_esp_bytes(sb));
+    let recommended = crate::esp::default_esp_bytes(sb);
     match crate::esp::check_esp_size(esp_bytes, sb) {
-        Ok(()) => c.pass("esp.size", format!("ESP of {} MiB", esp_bytes / MIB)),
-        Err(e) => c.fail(
+        Ok(()) if esp_bytes >= recommended => {
+            c.pass("esp.size", format!("ESP of {} MiB", esp_bytes / MIB))
+        }
+        // FAT32 can be this small; Windows' own tools do not make it (MBR2GPT, bcdboot)
+        Ok(()) => c.warn(
             "esp.size",
-            e.to_string(),
-            "choose --esp-size in whole MiB, at least 100 MiB (260 MiB on 4096-byte sectors)",
+            format!(
+                "ESP of {} MiB: below Microsoft's minimum of {} MiB for {sb}-byte sectors (valid FAT32; firmware and Linux take it, Windows setup and servicing may not)",
+                esp_bytes / MIB,
+                recommended / MIB
+            ),
+            Some(format!("leave --esp-size out for {} MiB", recommended / MIB)),
         ),
+        Err(e) => {
+            let min = crate::esp::min_esp_bytes(sb).map_or(String::new(), |m| {
+                format!("at least {} MiB (the smallest FAT32 ESP at {sb}-byte sectors); ", m / MIB)
+            });
+            c.fail(
+                "esp.size",
+                e.to_string(),
+                format!(
+                    "choose --esp-size in whole MiB, {min}Microsoft's minimum is {} MiB",
+                    recommended / MIB
+                ),
+            )
+        }
     }
     if opts.boot_files_bytes > 0 {
         // FAT32 metadata (two FATs, reserved sectors, directories) takes at most a few percent

@@ -176,6 +176,17 @@ impl Journal {
     pub fn write(&self, path: &Path, mut step: impl FnMut()) -> Result<()> {
         let tmp = tmp_path(path);
         let bytes = self.encode();
+        // a temporary journal left by a run that died before its rename (ENOSPC, a kill): the
+        // image was never written then, and the caller holds the image's exclusive lock, so no
+        // other conversion is writing it
+        if tmp.exists() {
+            fs::remove_file(&tmp).map_err(|e| {
+                Error::io(
+                    format!("removing the stale temporary journal {}", tmp.display()),
+                    e,
+                )
+            })?;
+        }
         let mut f = OpenOptions::new()
             .write(true)
             .create_new(true)

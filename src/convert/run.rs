@@ -241,7 +241,17 @@ fn in_place(
         .verify
         .then(|| compare::snapshot(disk, &plan.regions()))
         .transpose()?;
-    let written = apply(disk, plan, contents, Some(&jp), faults)?;
+    let written = apply(disk, plan, contents, Some(&jp), faults).map_err(|e| {
+        if jp.exists() {
+            e.context(format!(
+                "the conversion stopped with the image half written; `vhdtool rollback {}` restores it from {}",
+                req.image.display(),
+                jp.display()
+            ))
+        } else {
+            e.context("nothing was written to the image")
+        }
+    })?;
     let verified = before.map(|b| compare::prove(&b, disk)).transpose()?;
     Ok((written, verified, Some(jp.display().to_string())))
 }

@@ -12,7 +12,7 @@
 //! inspector (shared) therefore never map the same file at once.
 #![allow(unsafe_code)]
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, TryLockError};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -43,15 +43,13 @@ impl MmapDisk {
     /// Open and map `path`, taking the file lock that `access` calls for (never waiting for it).
     pub fn open(path: &Path, access: Access) -> Result<Self> {
         let shown = path.display();
-        let file = match access {
-            Access::ReadOnly => File::open(path),
-            Access::ReadWrite => OpenOptions::new().read(true).write(true).open(path),
-        }
-        .map_err(|e| match e.raw_os_error() {
-            Some(libc_erofs) if libc_erofs == 30 || libc_erofs == 13 => Error::conflict(format!(
-                "{shown} cannot be opened for writing ({e}); it is read-only: use -o OUTPUT to write a converted copy"
-            )),
-            _ => Error::io(format!("opening {shown}"), e),
+        let file = super::open_regular(path, access == Access::ReadWrite).map_err(|e| match e {
+            super::OpenError::Os(e) if matches!(e.raw_os_error(), Some(30 | 13)) => {
+                Error::conflict(format!(
+                    "{shown} cannot be opened for writing ({e}); it is read-only: use -o OUTPUT to write a converted copy"
+                ))
+            }
+            other => other.into_error(path),
         })?;
         Self::from_file(file, path, access)
     }

@@ -6,10 +6,12 @@
 //! how a fixed VHD's data area (the file minus its footer) and a partition are presented.
 
 mod extents;
+mod file;
 mod mem;
 mod mmap;
 
 pub use extents::{data_extents, data_extents_in};
+pub use file::{open_regular, read_bounded, OpenError};
 pub use mem::MemDisk;
 pub use mmap::{Access, MmapDisk};
 
