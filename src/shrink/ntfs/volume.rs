@@ -33,6 +33,14 @@ pub(super) struct Volume {
 
 /// Boot sector, geometry and $MFT's runlist, every value checked against the partition.
 pub(super) fn read_volume(part: &dyn Disk) -> Result<Volume> {
+    let (mut vol, mft_lcn) = read_boot_sector(part)?;
+    read_mft_runs(part, &mut vol, mft_lcn)?;
+    Ok(vol)
+}
+
+/// The geometry from the boot sector, with `$MFT` taken to hold its first 16 records from the
+/// boot sector's `$MFT` cluster (enough to read record 0); and that cluster.
+fn read_boot_sector(part: &dyn Disk) -> Result<(Volume, u64)> {
     const BOOT_BYTES: u64 = size_of::<RawNtfsBootSector>() as u64;
     if part.len() < BOOT_BYTES {
         return Err(Error::invalid(format!(
@@ -86,7 +94,7 @@ pub(super) fn read_volume(part: &dyn Disk) -> Result<Volume> {
         )));
     }
     let boot = part.read_vec(0, bps)?;
-    let mut vol = Volume {
+    let vol = Volume {
         bytes_per_sector: bps,
         sectors_per_cluster: spc,
         cluster_bytes,
@@ -104,8 +112,13 @@ pub(super) fn read_volume(part: &dyn Disk) -> Result<Volume> {
         }],
         mft_records: MIN_FIRST_RUN_RECORDS,
     };
-    // $MFT's own record sits at its first cluster.
-    let mft = read_record(part, &vol, FILE_MFT)?;
+    Ok((vol, mft_lcn))
+}
+
+/// `$MFT`'s own runlist and size in records, from its record 0, which sits at its first cluster.
+fn read_mft_runs(part: &dyn Disk, vol: &mut Volume, mft_lcn: u64) -> Result<()> {
+    let (clusters, cluster_bytes, rec) = (vol.clusters, vol.cluster_bytes, vol.record_bytes);
+    let mft = read_record(part, vol, FILE_MFT)?;
     let data = mft
         .find(ATTR_DATA, "")?
         .ok_or_else(|| Error::corrupt("NTFS MFT record 0 ($MFT): no data stream"))?;
@@ -130,7 +143,7 @@ pub(super) fn read_volume(part: &dyn Disk) -> Result<Volume> {
         .checked_div(rec)
         .unwrap_or(0);
     vol.mft_runs = runs;
-    Ok(vol)
+    Ok(())
 }
 
 /// Read MFT record `n`, which must lie in $MFT's runs.
