@@ -56,70 +56,13 @@ pub fn plan_swap_shrink(part: &dyn Disk, new_bytes: u64) -> Result<ShrinkWrites>
         )));
     }
     let (page_bytes, magic) = find_signature(part)?;
-    match &magic {
-        m if m == SWAP_MAGIC_V1 => {}
-        m if m == SWAP_MAGIC_V0 => {
-            return Err(Error::unsupported(
-                "swap: version 0 swap area (\"SWAP-SPACE\", Linux before 2.2) cannot be \
-                 shrunk; run mkswap in the guest or use --room grow",
-            ))
-        }
-        m if HIBERNATION_MAGICS.iter().any(|h| m.starts_with(h)) => {
-            return Err(Error::unsupported(format!(
-                "swap: the area holds a hibernation image (signature {:?}); boot the guest so \
-                 that it resumes, shut it down normally, then convert; or use --room grow",
-                String::from_utf8_lossy(m).trim_end_matches('\0')
-            )))
-        }
-        // find_signature returns only the signatures above.
-        m => {
-            return Err(Error::corrupt(format!(
-                "swap: unexpected signature {:?}",
-                String::from_utf8_lossy(m)
-            )))
-        }
-    }
+    refuse_other_signatures(&magic)?;
     let page_len = usize::try_from(page_bytes)
         .map_err(|_| Error::unsupported("swap: page size does not fit in memory"))?;
     let mut page = part.read_vec(0, page_bytes)?;
-    let header_bytes = page
-        .get(HEADER_OFFSET..HEADER_END)
-        .ok_or_else(|| Error::corrupt("swap: first page shorter than its header"))?;
-    let mut header = RawSwapHeader::read_from_bytes(header_bytes)
-        .map_err(|_| Error::corrupt("swap: header length"))?;
-    match (header.version.get(), header.version.get().swap_bytes()) {
-        (1, _) => {}
-        (_, 1) => {
-            return Err(Error::unsupported(
-                "swap: big-endian swap header (made on a big-endian machine); run mkswap in \
-                 the guest or use --room grow",
-            ))
-        }
-        (v, _) => {
-            return Err(Error::corrupt(format!(
-                "swap: header at 0x400: version is {v}, expected 1"
-            )))
-        }
-    }
+    let mut header = read_header(&page)?;
     let old_last_page = u64::from(header.last_page.get());
-    if old_last_page == 0 {
-        return Err(Error::corrupt(
-            "swap: header at 0x404: last_page is 0 (an empty swap area)",
-        ));
-    }
-    // Bad page list: from 0x600 to just before the signature.
-    let max_badpages = page_len
-        .checked_sub(BADPAGES_OFFSET)
-        .and_then(|n| n.checked_sub(MAGIC_LEN))
-        .map(|n| n / 4)
-        .unwrap_or(0);
-    let nr_badpages = usize::try_from(header.nr_badpages.get()).unwrap_or(usize::MAX);
-    if nr_badpages > max_badpages {
-        return Err(Error::corrupt(format!(
-            "swap: header at 0x408: nr_badpages is {nr_badpages}, at most {max_badpages} fit \
-             in a {page_bytes}-byte page"
-        )));
-    }
+    let nr_badpages = bad_page_count(&header, page_len, page_bytes)?;
     let new_pages = new_bytes.checked_div(page_bytes).unwrap_or(0);
     if new_pages < MIN_PAGES {
         return Err(Error::invalid(format!(
@@ -145,48 +88,18 @@ pub fn plan_swap_shrink(part: &dyn Disk, new_bytes: u64) -> Result<ShrinkWrites>
             )],
         });
     }
-    // Keep the bad pages that are still inside the area, in their order.
-    let list_range = nr_badpages
-        .checked_mul(4)
-        .and_then(|n| n.checked_add(BADPAGES_OFFSET))
-        .map(|end| BADPAGES_OFFSET..end)
-        .ok_or_else(|| Error::corrupt("swap: bad page list outside the first page"))?;
-    let list = page
-        .get(list_range.clone())
-        .ok_or_else(|| Error::corrupt("swap: bad page list outside the first page"))?;
-    let kept: Vec<u32> = list
-        .chunks_exact(4)
-        .filter_map(|c| <[u8; 4]>::try_from(c).ok().map(u32::from_le_bytes))
-        .filter(|&p| u64::from(p) <= new_last_page)
-        .collect();
-    let dropped = nr_badpages.saturating_sub(kept.len());
-    let list = page
-        .get_mut(list_range)
-        .ok_or_else(|| Error::corrupt("swap: bad page list outside the first page"))?;
-    list.fill(0);
-    for (slot, p) in list.chunks_exact_mut(4).zip(&kept) {
-        slot.copy_from_slice(&p.to_le_bytes());
-    }
+    let kept = keep_bad_pages(&mut page, nr_badpages, new_last_page)?;
+    let dropped = nr_badpages.saturating_sub(kept);
     header.last_page = U32::new(
         u32::try_from(new_last_page)
             .map_err(|_| Error::invalid("swap: more pages than a 32-bit last_page holds"))?,
     );
-    header.nr_badpages = U32::new(u32::try_from(kept.len()).unwrap_or(u32::MAX));
+    header.nr_badpages = U32::new(u32::try_from(kept).unwrap_or(u32::MAX));
     page.get_mut(HEADER_OFFSET..HEADER_END)
         .ok_or_else(|| Error::corrupt("swap: first page shorter than its header"))?
         .copy_from_slice(header.as_bytes());
+    check_reads_back(&page, &uuid, &label)?;
 
-    // The new page must read back as the same swap area.
-    let check = fs::probe(&MemDisk::read_only(page.clone()));
-    match check {
-        Some(info) if info.kind == FsKind::Swap && info.uuid == uuid && info.label == label => {}
-        other => {
-            return Err(Error::corrupt(format!(
-                "swap: the rewritten header does not read back as the same swap area \
-                 (probe: {other:?})"
-            )))
-        }
-    }
     let mut notes = vec![format!(
         "{who}: {} -> {} pages of {page_bytes} bytes ({} -> {} bytes)",
         old_last_page.saturating_add(1),
@@ -203,6 +116,116 @@ pub fn plan_swap_shrink(part: &dyn Disk, new_bytes: u64) -> Result<ShrinkWrites>
         writes: vec![(0, page)],
         notes,
     })
+}
+
+/// Refuse every signature but version 1 swap: version 0, hibernation images.
+fn refuse_other_signatures(magic: &[u8; MAGIC_LEN]) -> Result<()> {
+    match magic {
+        m if m == SWAP_MAGIC_V1 => Ok(()),
+        m if m == SWAP_MAGIC_V0 => Err(Error::unsupported(
+            "swap: version 0 swap area (\"SWAP-SPACE\", Linux before 2.2) cannot be \
+             shrunk; run mkswap in the guest or use --room grow",
+        )),
+        m if HIBERNATION_MAGICS.iter().any(|h| m.starts_with(h)) => {
+            Err(Error::unsupported(format!(
+                "swap: the area holds a hibernation image (signature {:?}); boot the guest so \
+                 that it resumes, shut it down normally, then convert; or use --room grow",
+                String::from_utf8_lossy(m).trim_end_matches('\0')
+            )))
+        }
+        // find_signature returns only the signatures above.
+        m => Err(Error::corrupt(format!(
+            "swap: unexpected signature {:?}",
+            String::from_utf8_lossy(m)
+        ))),
+    }
+}
+
+/// The header in the first page: version 1 in this machine's byte order, a non-empty area.
+fn read_header(page: &[u8]) -> Result<RawSwapHeader> {
+    let header_bytes = page
+        .get(HEADER_OFFSET..HEADER_END)
+        .ok_or_else(|| Error::corrupt("swap: first page shorter than its header"))?;
+    let header = RawSwapHeader::read_from_bytes(header_bytes)
+        .map_err(|_| Error::corrupt("swap: header length"))?;
+    match (header.version.get(), header.version.get().swap_bytes()) {
+        (1, _) => {}
+        (_, 1) => {
+            return Err(Error::unsupported(
+                "swap: big-endian swap header (made on a big-endian machine); run mkswap in \
+                 the guest or use --room grow",
+            ))
+        }
+        (v, _) => {
+            return Err(Error::corrupt(format!(
+                "swap: header at 0x400: version is {v}, expected 1"
+            )))
+        }
+    }
+    if header.last_page.get() == 0 {
+        return Err(Error::corrupt(
+            "swap: header at 0x404: last_page is 0 (an empty swap area)",
+        ));
+    }
+    Ok(header)
+}
+
+/// `nr_badpages`, checked against the room for the list: from 0x600 to just before the
+/// signature.
+fn bad_page_count(header: &RawSwapHeader, page_len: usize, page_bytes: u64) -> Result<usize> {
+    let max_badpages = page_len
+        .checked_sub(BADPAGES_OFFSET)
+        .and_then(|n| n.checked_sub(MAGIC_LEN))
+        .map(|n| n / 4)
+        .unwrap_or(0);
+    let nr_badpages = usize::try_from(header.nr_badpages.get()).unwrap_or(usize::MAX);
+    if nr_badpages > max_badpages {
+        return Err(Error::corrupt(format!(
+            "swap: header at 0x408: nr_badpages is {nr_badpages}, at most {max_badpages} fit \
+             in a {page_bytes}-byte page"
+        )));
+    }
+    Ok(nr_badpages)
+}
+
+/// Keep the bad pages that are still inside the area, in their order, zeroing the rest of the
+/// list in `page`; the number kept.
+fn keep_bad_pages(page: &mut [u8], nr_badpages: usize, new_last_page: u64) -> Result<usize> {
+    let list_range = nr_badpages
+        .checked_mul(4)
+        .and_then(|n| n.checked_add(BADPAGES_OFFSET))
+        .map(|end| BADPAGES_OFFSET..end)
+        .ok_or_else(|| Error::corrupt("swap: bad page list outside the first page"))?;
+    let list = page
+        .get(list_range.clone())
+        .ok_or_else(|| Error::corrupt("swap: bad page list outside the first page"))?;
+    let kept: Vec<u32> = list
+        .chunks_exact(4)
+        .filter_map(|c| <[u8; 4]>::try_from(c).ok().map(u32::from_le_bytes))
+        .filter(|&p| u64::from(p) <= new_last_page)
+        .collect();
+    let list = page
+        .get_mut(list_range)
+        .ok_or_else(|| Error::corrupt("swap: bad page list outside the first page"))?;
+    list.fill(0);
+    for (slot, p) in list.chunks_exact_mut(4).zip(&kept) {
+        slot.copy_from_slice(&p.to_le_bytes());
+    }
+    Ok(kept.len())
+}
+
+/// The new page must read back as the same swap area.
+fn check_reads_back(page: &[u8], uuid: &Option<String>, label: &Option<String>) -> Result<()> {
+    let check = fs::probe(&MemDisk::read_only(page.to_vec()));
+    match check {
+        Some(info) if info.kind == FsKind::Swap && &info.uuid == uuid && &info.label == label => {
+            Ok(())
+        }
+        other => Err(Error::corrupt(format!(
+            "swap: the rewritten header does not read back as the same swap area \
+             (probe: {other:?})"
+        ))),
+    }
 }
 
 /// The page size (where the signature is) and the 10-byte signature; an error when the
