@@ -266,7 +266,20 @@ struct Exec<'u> {
     stop: AtomicBool,
 }
 
-impl Exec<'_> {
+impl<'u> Exec<'u> {
+    fn new(url: &'u BlobUrl, policy: Policy, threads: usize) -> Exec<'u> {
+        Exec {
+            client: Client::new(url, policy.attempt_timeout, threads),
+            url,
+            policy,
+            requests: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            bytes_sent: AtomicU64::new(0),
+            salt: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+        }
+    }
+
     fn rng(&self) -> Rng {
         Rng::seeded(self.salt.fetch_add(1, Ordering::Relaxed))
     }
@@ -423,16 +436,7 @@ pub fn upload(
     let data_bytes: u64 = plan.iter().map(|r| r.length).sum();
 
     let threads = opts.threads.clamp(1, MAX_THREADS);
-    let exec = Exec {
-        client: Client::new(url, opts.policy.attempt_timeout, threads),
-        url,
-        policy: opts.policy,
-        requests: AtomicU64::new(0),
-        retries: AtomicU64::new(0),
-        bytes_sent: AtomicU64::new(0),
-        salt: AtomicU64::new(0),
-        stop: AtomicBool::new(false),
-    };
+    let exec = Exec::new(url, opts.policy, threads);
     let created = prepare_blob(&exec, len, opts.create)?;
 
     // resume state
@@ -446,12 +450,6 @@ pub fn upload(
     };
     let start = start_state(&exec, &state_path, identity, &plan, opts.resume)?;
     let resumed_bytes: u64 = start.done.iter().map(|r| r.length).sum();
-    let mut cleared_bytes = 0;
-    for r in &start.to_clear {
-        let req = rest::clear_pages(url, *r)?;
-        exec.call(&req).map_err(|f| exec.error(&req.what, f))?;
-        cleared_bytes += r.length;
-    }
 
     // the pages
     let todo = pieces(&state::subtract(&plan, &start.done));
@@ -495,7 +493,7 @@ pub fn upload(
         resumed_bytes,
         bytes_sent,
         put_pages: sent.put_pages,
-        cleared_bytes,
+        cleared_bytes: start.cleared_bytes,
         clear_requests: start.to_clear.len() as u64,
         requests: exec.requests.load(Ordering::Relaxed),
         retries: exec.retries.load(Ordering::Relaxed),
@@ -567,13 +565,14 @@ fn prepare_blob(exec: &Exec<'_>, len: u64, create: bool) -> Result<bool> {
     }
 }
 
-/// Where an upload starts: what is already there, what must be cleared, and the state file
+/// Where an upload starts: what is already there, what was cleared, and the state file
 /// (written) that records what is confirmed.
 struct Start {
     /// Confirmed earlier and still listed by the destination.
     done: Vec<Range>,
-    /// Pages written there but zero here.
+    /// Pages written there but zero here (cleared).
     to_clear: Vec<Range>,
+    cleared_bytes: u64,
     state: State,
 }
 
@@ -602,9 +601,16 @@ fn start_state(
         st.add(*r);
     }
     st.write(state_path)?;
+    let mut cleared_bytes = 0;
+    for r in &to_clear {
+        let req = rest::clear_pages(exec.url, *r)?;
+        exec.call(&req).map_err(|f| exec.error(&req.what, f))?;
+        cleared_bytes += r.length;
+    }
     Ok(Start {
         done,
         to_clear,
+        cleared_bytes,
         state: st,
     })
 }
