@@ -8,8 +8,8 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::finding::{Finding, Severity};
-use crate::info::{InfoReport, Scheme, TableKind};
-use crate::vhd::Format;
+use crate::info::{InfoReport, PartitionReport, Scheme, TableKind};
+use crate::vhd::{DynamicInfo, Footer, Format};
 
 /// Write text to stdout. A closed pipe (`vhdtool info x | head`) ends the process with 0.
 pub fn text(s: &str) -> Result<()> {
@@ -99,84 +99,133 @@ pub fn render_info(r: &InfoReport) -> String {
     let _ = writeln!(o, "  virtual size   {}", bytes(r.virtual_bytes));
     let _ = writeln!(o, "  sector size    {} bytes", r.sector_bytes);
     if let Some(f) = &r.footer {
-        let _ = writeln!(
-            o,
-            "\nfooter (at 0x{:x}{})",
-            f.offset,
-            if f.legacy_511 {
-                ", legacy 511-byte"
-            } else {
-                ""
-            }
-        );
-        let _ = writeln!(o, "  cookie               {:?}", f.cookie);
-        let _ = writeln!(o, "  features             0x{:08x}", f.features);
-        let _ = writeln!(o, "  format version       0x{:08x}", f.format_version);
-        let _ = writeln!(o, "  data offset          0x{:016x}", f.data_offset);
-        let _ = writeln!(
-            o,
-            "  timestamp            {} ({})",
-            f.timestamp, f.timestamp_utc
-        );
-        let _ = writeln!(
-            o,
-            "  creator application  {:?} version 0x{:08x}",
-            f.creator_application, f.creator_version
-        );
-        let _ = writeln!(o, "  creator host OS      {:?}", f.creator_host_os);
-        let _ = writeln!(o, "  original size        {}", bytes(f.original_size));
-        let _ = writeln!(o, "  current size         {}", bytes(f.current_size));
-        let g = f.geometry;
-        let c = f.computed_geometry;
-        let _ = writeln!(
-            o,
-            "  geometry (C/H/S)     {}/{}/{} (computed from current size: {}/{}/{})",
-            g.cylinders, g.heads, g.sectors_per_track, c.cylinders, c.heads, c.sectors_per_track
-        );
-        let _ = writeln!(o, "  disk type            {}", f.disk_type);
-        let mark = if f.checksum == f.computed_checksum {
-            "ok"
-        } else {
-            "MISMATCH"
-        };
-        let _ = writeln!(
-            o,
-            "  checksum             0x{:08x} (computed 0x{:08x}, {mark})",
-            f.checksum, f.computed_checksum
-        );
-        let _ = writeln!(o, "  unique id            {}", f.unique_id);
-        let _ = writeln!(o, "  saved state          {}", f.saved_state);
+        render_footer(&mut o, f);
     }
     if let Some(d) = &r.dynamic {
-        let _ = writeln!(o, "\ndynamic disk header");
+        render_dynamic(&mut o, d);
+    }
+    render_tables(&mut o, r);
+    if !r.partitions.is_empty() {
+        let _ = writeln!(o, "\npartitions");
         let _ = writeln!(
             o,
-            "  block size           {}",
-            bytes(u64::from(d.block_size))
+            "  {:>3}  {:>12}  {:>12}  {:>10}  {:<28} {:<6} filesystem",
+            "#", "start LBA", "end LBA", "size", "type", "flags"
         );
-        let _ = writeln!(
-            o,
-            "  BAT                  {} entries at 0x{:x}, {} allocated",
-            d.max_table_entries, d.table_offset, d.allocated_blocks
-        );
-        let mark = if d.checksum == d.computed_checksum {
-            "ok"
-        } else {
-            "MISMATCH"
-        };
-        let _ = writeln!(
-            o,
-            "  checksum             0x{:08x} (computed 0x{:08x}, {mark})",
-            d.checksum, d.computed_checksum
-        );
-        if let Some(p) = &d.parent_name {
+        for p in &r.partitions {
+            render_partition(&mut o, p);
+        }
+    }
+    if !r.unallocated.is_empty() {
+        let _ = writeln!(o, "\nunallocated");
+        for u in &r.unallocated {
             let _ = writeln!(
                 o,
-                "  parent               {p} (unique id {})",
-                d.parent_unique_id
+                "  LBA {}..={} ({})",
+                u.start_lba,
+                u.end_lba,
+                human(u.size_bytes)
             );
         }
     }
+    if !r.findings.is_empty() {
+        let _ = writeln!(o, "\nfindings");
+        render_findings(&mut o, &r.findings);
+    }
+    let _ = writeln!(
+        o,
+        "\nazure_ready: {}   gen2_ready: {}",
+        yes(r.azure_ready),
+        yes(r.gen2_ready)
+    );
+    o
+}
+
+/// The VHD footer section of `info`.
+fn render_footer(o: &mut String, f: &Footer) {
+    let _ = writeln!(
+        o,
+        "\nfooter (at 0x{:x}{})",
+        f.offset,
+        if f.legacy_511 {
+            ", legacy 511-byte"
+        } else {
+            ""
+        }
+    );
+    let _ = writeln!(o, "  cookie               {:?}", f.cookie);
+    let _ = writeln!(o, "  features             0x{:08x}", f.features);
+    let _ = writeln!(o, "  format version       0x{:08x}", f.format_version);
+    let _ = writeln!(o, "  data offset          0x{:016x}", f.data_offset);
+    let _ = writeln!(
+        o,
+        "  timestamp            {} ({})",
+        f.timestamp, f.timestamp_utc
+    );
+    let _ = writeln!(
+        o,
+        "  creator application  {:?} version 0x{:08x}",
+        f.creator_application, f.creator_version
+    );
+    let _ = writeln!(o, "  creator host OS      {:?}", f.creator_host_os);
+    let _ = writeln!(o, "  original size        {}", bytes(f.original_size));
+    let _ = writeln!(o, "  current size         {}", bytes(f.current_size));
+    let g = f.geometry;
+    let c = f.computed_geometry;
+    let _ = writeln!(
+        o,
+        "  geometry (C/H/S)     {}/{}/{} (computed from current size: {}/{}/{})",
+        g.cylinders, g.heads, g.sectors_per_track, c.cylinders, c.heads, c.sectors_per_track
+    );
+    let _ = writeln!(o, "  disk type            {}", f.disk_type);
+    let mark = if f.checksum == f.computed_checksum {
+        "ok"
+    } else {
+        "MISMATCH"
+    };
+    let _ = writeln!(
+        o,
+        "  checksum             0x{:08x} (computed 0x{:08x}, {mark})",
+        f.checksum, f.computed_checksum
+    );
+    let _ = writeln!(o, "  unique id            {}", f.unique_id);
+    let _ = writeln!(o, "  saved state          {}", f.saved_state);
+}
+
+/// The dynamic disk header section of `info`.
+fn render_dynamic(o: &mut String, d: &DynamicInfo) {
+    let _ = writeln!(o, "\ndynamic disk header");
+    let _ = writeln!(
+        o,
+        "  block size           {}",
+        bytes(u64::from(d.block_size))
+    );
+    let _ = writeln!(
+        o,
+        "  BAT                  {} entries at 0x{:x}, {} allocated",
+        d.max_table_entries, d.table_offset, d.allocated_blocks
+    );
+    let mark = if d.checksum == d.computed_checksum {
+        "ok"
+    } else {
+        "MISMATCH"
+    };
+    let _ = writeln!(
+        o,
+        "  checksum             0x{:08x} (computed 0x{:08x}, {mark})",
+        d.checksum, d.computed_checksum
+    );
+    if let Some(p) = &d.parent_name {
+        let _ = writeln!(
+            o,
+            "  parent               {p} (unique id {})",
+            d.parent_unique_id
+        );
+    }
+}
+
+/// The MBR and GPT summary lines of `info`.
+fn render_tables(o: &mut String, r: &InfoReport) {
     if let Some(m) = &r.mbr {
         let _ = writeln!(
             o,
@@ -209,93 +258,64 @@ pub fn render_info(r: &InfoReport) -> String {
             h.my_lba, h.alternate_lba, h.first_usable_lba, h.last_usable_lba, h.num_partition_entries, h.size_of_partition_entry, h.partition_entry_lba
         );
     }
-    if !r.partitions.is_empty() {
-        let _ = writeln!(o, "\npartitions");
-        let _ = writeln!(
-            o,
-            "  {:>3}  {:>12}  {:>12}  {:>10}  {:<28} {:<6} filesystem",
-            "#", "start LBA", "end LBA", "size", "type", "flags"
-        );
-        for p in &r.partitions {
-            let ty = match p.scheme {
-                Scheme::Mbr => format!(
-                    "{} {}",
-                    p.type_id,
-                    p.type_name.as_deref().unwrap_or("unknown")
-                ),
-                Scheme::Gpt => p.type_name.clone().unwrap_or_else(|| p.type_id.clone()),
-            };
-            let mut flags = Vec::new();
-            if p.bootable {
-                flags.push(if p.scheme == Scheme::Mbr {
-                    "active"
-                } else {
-                    "legacy-boot"
-                });
+}
+
+/// One row of the partition list of `info` (and its name line).
+fn render_partition(o: &mut String, p: &PartitionReport) {
+    let ty = match p.scheme {
+        Scheme::Mbr => format!(
+            "{} {}",
+            p.type_id,
+            p.type_name.as_deref().unwrap_or("unknown")
+        ),
+        Scheme::Gpt => p.type_name.clone().unwrap_or_else(|| p.type_id.clone()),
+    };
+    let mut flags = Vec::new();
+    if p.bootable {
+        flags.push(if p.scheme == Scheme::Mbr {
+            "active"
+        } else {
+            "legacy-boot"
+        });
+    }
+    if p.logical {
+        flags.push("logical");
+    }
+    let fs = match &p.filesystem {
+        Some(f) => {
+            let mut s = format!("{:?}", f.kind).to_lowercase();
+            if let Some(l) = &f.label {
+                let _ = write!(s, " label={l:?}");
             }
-            if p.logical {
-                flags.push("logical");
+            if let Some(u) = &f.uuid {
+                let _ = write!(s, " uuid={u}");
             }
-            let fs = match &p.filesystem {
-                Some(f) => {
-                    let mut s = format!("{:?}", f.kind).to_lowercase();
-                    if let Some(l) = &f.label {
-                        let _ = write!(s, " label={l:?}");
-                    }
-                    if let Some(u) = &f.uuid {
-                        let _ = write!(s, " uuid={u}");
-                    }
-                    if f.encrypted {
-                        s.push_str(" ENCRYPTED");
-                    }
-                    s
-                }
-                None if p.extended => "(extended container)".to_string(),
-                None => "-".to_string(),
-            };
-            let _ = writeln!(
-                o,
-                "  {:>3}  {:>12}  {:>12}  {:>10}  {:<28} {:<6} {fs}",
-                p.index,
-                p.start_lba,
-                p.end_lba,
-                human(p.size_bytes),
-                ty,
-                flags.join(",")
-            );
-            if let Some(name) = p.name.as_deref().filter(|n| !n.is_empty()) {
-                let _ = writeln!(
-                    o,
-                    "  {:>3}  name {name:?}, GUID {}",
-                    "",
-                    p.guid.as_deref().unwrap_or("-")
-                );
+            if f.encrypted {
+                s.push_str(" ENCRYPTED");
             }
+            s
         }
-    }
-    if !r.unallocated.is_empty() {
-        let _ = writeln!(o, "\nunallocated");
-        for u in &r.unallocated {
-            let _ = writeln!(
-                o,
-                "  LBA {}..={} ({})",
-                u.start_lba,
-                u.end_lba,
-                human(u.size_bytes)
-            );
-        }
-    }
-    if !r.findings.is_empty() {
-        let _ = writeln!(o, "\nfindings");
-        render_findings(&mut o, &r.findings);
-    }
+        None if p.extended => "(extended container)".to_string(),
+        None => "-".to_string(),
+    };
     let _ = writeln!(
         o,
-        "\nazure_ready: {}   gen2_ready: {}",
-        yes(r.azure_ready),
-        yes(r.gen2_ready)
+        "  {:>3}  {:>12}  {:>12}  {:>10}  {:<28} {:<6} {fs}",
+        p.index,
+        p.start_lba,
+        p.end_lba,
+        human(p.size_bytes),
+        ty,
+        flags.join(",")
     );
-    o
+    if let Some(name) = p.name.as_deref().filter(|n| !n.is_empty()) {
+        let _ = writeln!(
+            o,
+            "  {:>3}  name {name:?}, GUID {}",
+            "",
+            p.guid.as_deref().unwrap_or("-")
+        );
+    }
 }
 
 /// A progress bar on stderr, shown only when stderr is a terminal and the work is large.

@@ -342,10 +342,77 @@ fn to_usize(v: u64) -> Result<usize> {
 /// directory and cluster chain (no cross-links, no lost clusters, chain lengths match file
 /// sizes, every timestamp is the spec's). Returns the number of clusters in use.
 fn verify(bytes: &[u8], layout: &EspLayout, spec: &EspSpec, ts: FatTimestamp) -> Result<u32> {
+    verify_boot_sector(bytes, layout, spec)?;
+    let (fsi, fsinfo_at) = verify_fsinfo(bytes, layout)?;
+    let (fat, fat0_at) = verify_fats(bytes, layout)?;
+    let fat_entry =
+        |c: u32| -> u32 { le_u32(fat, c as usize * 4).map_or(0, |v| v & FAT32_ENTRY_MASK) };
+    if fat_entry(0) & 0xFF != u32::from(MEDIA_FIXED_DISK) {
+        return Err(Error::corrupt(format!(
+            "FAT[0] at {fat0_at:#x} is {:#x}, expected the media byte 0xF8 in its low byte",
+            fat_entry(0)
+        )));
+    }
+
+    let mut walker = Walker {
+        bytes,
+        layout,
+        used: vec![false; layout.cluster_count as usize + 2],
+        fat_entry: &fat_entry,
+        ts,
+    };
+    walker.dir(ROOT_CLUSTER, "/", 0)?;
+
+    let end = layout.cluster_count + 2;
+    let allocated = (2..end).filter(|&c| fat_entry(c) != 0).count();
+    let used = walker.used.iter().filter(|&&u| u).count();
+    if allocated != used {
+        return Err(Error::corrupt(format!(
+            "FAT at {fat0_at:#x}: {allocated} clusters allocated, {used} reachable from the root"
+        )));
+    }
+    let used = u32::try_from(used).unwrap_or(u32::MAX);
+    let free = layout.cluster_count.saturating_sub(used);
+    if fsi.free_count.get() != free {
+        return Err(Error::corrupt(format!(
+            "FSInfo at {:#x}: free count is {}, counted {free}",
+            fsinfo_at + 0x1E8,
+            fsi.free_count.get()
+        )));
+    }
+    Ok(used)
+}
+
+/// The boot sector's fields are the layout's and the spec's, and its backup is identical.
+fn verify_boot_sector(bytes: &[u8], layout: &EspLayout, spec: &EspSpec) -> Result<()> {
     let sector = layout.sector_bytes as usize;
     let bs = RawFat32BootSector::read_from_prefix(bytes)
         .map_err(|_| Error::corrupt("boot sector: image shorter than 512 bytes"))?
         .0;
+    expect_bpb(&bs, layout, spec)?;
+    if bs.bpb32.volume_label != label_bytes(&spec.label) || bs.bpb32.fs_type != FAT32_FS_TYPE {
+        return Err(Error::corrupt(format!(
+            "boot sector: label/type at 0x047 are {:?}/{:?}, expected {:?}/\"FAT32\"",
+            String::from_utf8_lossy(&bs.bpb32.volume_label),
+            String::from_utf8_lossy(&bs.bpb32.fs_type),
+            spec.label
+        )));
+    }
+    if bs.signature != BOOT_SIGNATURE {
+        return Err(Error::corrupt("boot sector: no 0x55AA signature at 0x1FE"));
+    }
+    let backup_at = BACKUP_BOOT_SECTOR as usize * sector;
+    if bytes.get(..sector) != bytes.get(backup_at..backup_at + sector) {
+        return Err(Error::corrupt(format!(
+            "backup boot sector at {backup_at:#x} differs from the boot sector"
+        )));
+    }
+    Ok(())
+}
+
+/// Each BPB field we set, compared with what the layout and the spec say it must be.
+fn expect_bpb(bs: &RawFat32BootSector, layout: &EspLayout, spec: &EspSpec) -> Result<()> {
+    let sector = layout.sector_bytes as usize;
     let expect = |what: &str, found: u64, expected: u64| -> Result<()> {
         if found != expected {
             return Err(Error::corrupt(format!(
@@ -435,24 +502,12 @@ fn verify(bytes: &[u8], layout: &EspLayout, spec: &EspSpec, ts: FatTimestamp) ->
         bs.bpb32.volume_id.get().into(),
         spec.volume_id.into(),
     )?;
-    if bs.bpb32.volume_label != label_bytes(&spec.label) || bs.bpb32.fs_type != FAT32_FS_TYPE {
-        return Err(Error::corrupt(format!(
-            "boot sector: label/type at 0x047 are {:?}/{:?}, expected {:?}/\"FAT32\"",
-            String::from_utf8_lossy(&bs.bpb32.volume_label),
-            String::from_utf8_lossy(&bs.bpb32.fs_type),
-            spec.label
-        )));
-    }
-    if bs.signature != BOOT_SIGNATURE {
-        return Err(Error::corrupt("boot sector: no 0x55AA signature at 0x1FE"));
-    }
-    let backup_at = BACKUP_BOOT_SECTOR as usize * sector;
-    if bytes.get(..sector) != bytes.get(backup_at..backup_at + sector) {
-        return Err(Error::corrupt(format!(
-            "backup boot sector at {backup_at:#x} differs from the boot sector"
-        )));
-    }
+    Ok(())
+}
 
+/// The FSInfo sector and its byte offset, after checking its three signatures.
+fn verify_fsinfo(bytes: &[u8], layout: &EspLayout) -> Result<(RawFsInfo, usize)> {
+    let sector = layout.sector_bytes as usize;
     let fsinfo_at = FSINFO_SECTOR as usize * sector;
     let fsi = RawFsInfo::read_from_prefix(bytes.get(fsinfo_at..).unwrap_or_default())
         .map_err(|_| Error::corrupt(format!("FSInfo at {fsinfo_at:#x}: out of range")))?
@@ -465,8 +520,12 @@ fn verify(bytes: &[u8], layout: &EspLayout, spec: &EspSpec, ts: FatTimestamp) ->
             "FSInfo at {fsinfo_at:#x}: bad signatures"
         )));
     }
+    Ok((fsi, fsinfo_at))
+}
 
-    // Both FATs, identical.
+/// The first FAT and its byte offset, after checking the second is identical.
+fn verify_fats<'a>(bytes: &'a [u8], layout: &EspLayout) -> Result<(&'a [u8], usize)> {
+    let sector = layout.sector_bytes as usize;
     let fat_len = layout.fat_sectors as usize * sector;
     let fat0_at = to_usize(layout.fat_offset(0))?;
     let fat1_at = to_usize(layout.fat_offset(1))?;
@@ -478,42 +537,7 @@ fn verify(bytes: &[u8], layout: &EspLayout, spec: &EspSpec, ts: FatTimestamp) ->
             "second FAT at {fat1_at:#x} differs from the first at {fat0_at:#x}"
         )));
     }
-    let fat_entry =
-        |c: u32| -> u32 { le_u32(fat, c as usize * 4).map_or(0, |v| v & FAT32_ENTRY_MASK) };
-    if fat_entry(0) & 0xFF != u32::from(MEDIA_FIXED_DISK) {
-        return Err(Error::corrupt(format!(
-            "FAT[0] at {fat0_at:#x} is {:#x}, expected the media byte 0xF8 in its low byte",
-            fat_entry(0)
-        )));
-    }
-
-    let mut walker = Walker {
-        bytes,
-        layout,
-        used: vec![false; layout.cluster_count as usize + 2],
-        fat_entry: &fat_entry,
-        ts,
-    };
-    walker.dir(ROOT_CLUSTER, "/", 0)?;
-
-    let end = layout.cluster_count + 2;
-    let allocated = (2..end).filter(|&c| fat_entry(c) != 0).count();
-    let used = walker.used.iter().filter(|&&u| u).count();
-    if allocated != used {
-        return Err(Error::corrupt(format!(
-            "FAT at {fat0_at:#x}: {allocated} clusters allocated, {used} reachable from the root"
-        )));
-    }
-    let used = u32::try_from(used).unwrap_or(u32::MAX);
-    let free = layout.cluster_count.saturating_sub(used);
-    if fsi.free_count.get() != free {
-        return Err(Error::corrupt(format!(
-            "FSInfo at {:#x}: free count is {}, counted {free}",
-            fsinfo_at + 0x1E8,
-            fsi.free_count.get()
-        )));
-    }
-    Ok(used)
+    Ok((fat, fat0_at))
 }
 
 struct Walker<'a> {

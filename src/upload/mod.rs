@@ -21,13 +21,14 @@
 
 pub mod rest;
 pub mod retry;
+mod send;
 pub mod state;
 pub mod url;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::Serialize;
 
@@ -265,7 +266,20 @@ struct Exec<'u> {
     stop: AtomicBool,
 }
 
-impl Exec<'_> {
+impl<'u> Exec<'u> {
+    fn new(url: &'u BlobUrl, policy: Policy, threads: usize) -> Exec<'u> {
+        Exec {
+            client: Client::new(url, policy.attempt_timeout, threads),
+            url,
+            policy,
+            requests: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            bytes_sent: AtomicU64::new(0),
+            salt: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+        }
+    }
+
     fn rng(&self) -> Rng {
         Rng::seeded(self.salt.fetch_add(1, Ordering::Relaxed))
     }
@@ -406,17 +420,7 @@ pub fn upload(
 ) -> Result<UploadReport> {
     let started = Instant::now();
     let shown = image.display().to_string();
-    let sas = url.sas();
-    if let Some(p) = sas.permissions.as_deref().filter(|p| !p.contains('w')) {
-        return Err(Error::refused(format!(
-            "the SAS grants {p:?} only (sp={p}): a read-only SAS cannot write pages; use the URL of `az disk grant-access --access-level Write`"
-        )));
-    }
-    if opts.create && url.is_managed_disk() {
-        return Err(Error::invalid(
-            "--create makes a page blob in a storage account; a managed disk is created with `az disk create --for-upload --upload-size-bytes SIZE`",
-        ));
-    }
+    check_request(url, opts)?;
     let disk = MmapDisk::open(image, Access::ReadOnly)?;
     let unique_id = check_image(&disk, &shown)?;
     let len = disk.len();
@@ -432,46 +436,8 @@ pub fn upload(
     let data_bytes: u64 = plan.iter().map(|r| r.length).sum();
 
     let threads = opts.threads.clamp(1, MAX_THREADS);
-    let exec = Exec {
-        client: Client::new(url, opts.policy.attempt_timeout, threads),
-        url,
-        policy: opts.policy,
-        requests: AtomicU64::new(0),
-        retries: AtomicU64::new(0),
-        bytes_sent: AtomicU64::new(0),
-        salt: AtomicU64::new(0),
-        stop: AtomicBool::new(false),
-    };
-
-    // the destination: it exists (or is created) and has the file's size
-    let props = rest::get_properties(url);
-    let mut created = false;
-    match exec.call(&props) {
-        Ok(resp) => {
-            if let Some(t) = resp.header("x-ms-blob-type").filter(|t| *t != "PageBlob") {
-                return Err(Error::refused(format!(
-                    "{url} is a {t}, not a page blob: disks are page blobs (create it with --create, or az disk create --for-upload)"
-                )));
-            }
-            let blob_len = resp
-                .header("content-length")
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .ok_or_else(|| {
-                    Error::corrupt("Get Blob Properties: no Content-Length in the answer")
-                })?;
-            if blob_len != len {
-                return Err(Error::refused(format!(
-                    "the disk is {blob_len} bytes, the image {len}: create it with --upload-size-bytes {len}"
-                )));
-            }
-        }
-        Err(Failure::Final(resp)) if resp.status == 404 && opts.create => {
-            let req = rest::create_page_blob(url, len)?;
-            exec.call(&req).map_err(|f| exec.error(&req.what, f))?;
-            created = true;
-        }
-        Err(f) => return Err(exec.error(&props.what, f)),
-    }
+    let exec = Exec::new(url, opts.policy, threads);
+    let created = prepare_blob(&exec, len, opts.create)?;
 
     // resume state
     let state_path = state::path_for(image);
@@ -482,89 +448,24 @@ pub fn upload(
         ranges_crc32: state::ranges_crc32(&plan),
         destination: url.identity(),
     };
-    // pages written there but zero here: cleared
-    let before = page_ranges(&exec, len)?;
-    let to_clear = state::subtract(&before, &plan);
-    // confirmed earlier, and still listed by the destination (a state file names what was
-    // sent; the blob says what is there)
-    let done = if opts.resume {
-        match State::read(&state_path)? {
-            Some(s) => state::intersect(&s.done_for(&identity, &plan, &state_path)?, &before),
-            None => Vec::new(),
-        }
-    } else {
-        Vec::new()
-    };
-    let resumed_bytes: u64 = done.iter().map(|r| r.length).sum();
-    let mut st = State::new(identity);
-    for r in &done {
-        st.add(*r);
-    }
-    st.write(&state_path)?;
-    let mut cleared_bytes = 0;
-    for r in &to_clear {
-        let req = rest::clear_pages(url, *r)?;
-        exec.call(&req).map_err(|f| exec.error(&req.what, f))?;
-        cleared_bytes += r.length;
-    }
+    let start = start_state(&exec, &state_path, identity, &plan, opts.resume)?;
+    let resumed_bytes: u64 = start.done.iter().map(|r| r.length).sum();
 
     // the pages
-    let todo = pieces(&state::subtract(&plan, &done));
-    let to_send: u64 = todo.iter().map(|r| r.length).sum();
+    let todo = pieces(&state::subtract(&plan, &start.done));
     let first = opts.integrity.unwrap_or(if url.is_managed_disk() {
         Integrity::Crc64
     } else {
         Integrity::Md5
     });
-    let integrity = AtomicU8::new(integrity_code(first));
-    let note: Mutex<Option<String>> = Mutex::new(None);
-    let next = AtomicUsize::new(0);
-    let sent = AtomicU64::new(0);
-    let put_pages = AtomicU64::new(0);
-    let failed: Mutex<Option<Error>> = Mutex::new(None);
-    let st = Mutex::new(st);
-    let waiting = std::thread::current();
-    std::thread::scope(|s| {
-        let worker = || {
-            while !exec.stop.load(Ordering::Relaxed) {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(piece) = todo.get(i).copied() else {
-                    break;
-                };
-                let r = send_piece(&exec, data, piece, &integrity, &note).and_then(|()| {
-                    let mut g = st
-                        .lock()
-                        .map_err(|_| Error::invalid("upload state lock poisoned"))?;
-                    g.add(piece);
-                    g.write(&state_path)
-                });
-                match r {
-                    Ok(()) => {
-                        put_pages.fetch_add(1, Ordering::Relaxed);
-                        sent.fetch_add(piece.length, Ordering::Relaxed);
-                    }
-                    Err(e) => {
-                        if let Ok(mut f) = failed.lock() {
-                            f.get_or_insert(e);
-                        }
-                        exec.stop.store(true, Ordering::Relaxed);
-                    }
-                }
-            }
-            waiting.unpark();
-        };
-        let handles: Vec<_> = (0..threads.min(todo.len().max(1)))
-            .map(|_| s.spawn(worker))
-            .collect();
-        while !handles.iter().all(|h| h.is_finished()) {
-            progress(sent.load(Ordering::Relaxed), to_send);
-            std::thread::park_timeout(Duration::from_millis(100));
-        }
-    });
-    progress(sent.load(Ordering::Relaxed), to_send);
-    if let Some(e) = failed.into_inner().ok().flatten() {
-        return Err(e);
-    }
+    let job = send::Job {
+        exec: &exec,
+        data,
+        todo: &todo,
+        threads,
+        state_path: &state_path,
+    };
+    let sent = send::send_all(&job, first, start.state, progress)?;
     let send_seconds = started.elapsed().as_secs_f64();
 
     // the destination lists exactly the plan
@@ -591,13 +492,13 @@ pub fn upload(
         data_ranges: plan.len() as u64,
         resumed_bytes,
         bytes_sent,
-        put_pages: put_pages.load(Ordering::Relaxed),
-        cleared_bytes,
-        clear_requests: to_clear.len() as u64,
+        put_pages: sent.put_pages,
+        cleared_bytes: start.cleared_bytes,
+        clear_requests: start.to_clear.len() as u64,
         requests: exec.requests.load(Ordering::Relaxed),
         retries: exec.retries.load(Ordering::Relaxed),
-        integrity: integrity_of(integrity.load(Ordering::Relaxed)),
-        integrity_note: note.into_inner().ok().flatten(),
+        integrity: sent.integrity,
+        integrity_note: sent.note,
         seconds: started.elapsed().as_secs_f64(),
         bytes_per_second: if send_seconds > 0.0 {
             bytes_sent as f64 / send_seconds
@@ -614,91 +515,104 @@ pub fn upload(
     })
 }
 
-fn integrity_code(i: Integrity) -> u8 {
-    match i {
-        Integrity::Md5 => 0,
-        Integrity::Crc64 => 1,
-        Integrity::None => 2,
+/// Refusals that need no request: a read-only SAS, `--create` on a managed disk.
+fn check_request(url: &BlobUrl, opts: &Options) -> Result<()> {
+    let sas = url.sas();
+    if let Some(p) = sas.permissions.as_deref().filter(|p| !p.contains('w')) {
+        return Err(Error::refused(format!(
+            "the SAS grants {p:?} only (sp={p}): a read-only SAS cannot write pages; use the URL of `az disk grant-access --access-level Write`"
+        )));
     }
+    if opts.create && url.is_managed_disk() {
+        return Err(Error::invalid(
+            "--create makes a page blob in a storage account; a managed disk is created with `az disk create --for-upload --upload-size-bytes SIZE`",
+        ));
+    }
+    Ok(())
 }
 
-fn integrity_of(c: u8) -> Integrity {
-    match c {
-        0 => Integrity::Md5,
-        1 => Integrity::Crc64,
-        _ => Integrity::None,
-    }
-}
-
-/// Error codes with which the service refuses a header it does not take.
-const REFUSED_HEADER_CODES: &[&str] = &[
-    "UnsupportedHeader",
-    "InvalidHeaderValue",
-    "Md5NotSupported",
-    "Crc64NotSupported",
-];
-
-/// One Put Page, falling back to a weaker transactional checksum when the service refuses
-/// the header.
-fn send_piece(
-    exec: &Exec<'_>,
-    data: &[u8],
-    piece: Range,
-    integrity: &AtomicU8,
-    note: &Mutex<Option<String>>,
-) -> Result<()> {
-    // in range: pieces come from the plan, which lies inside the file
-    let bytes = data
-        .get(piece.offset as usize..piece.end() as usize)
-        .ok_or_else(|| {
-            Error::invalid(format!(
-                "piece 0x{:x}+{} outside the image",
-                piece.offset, piece.length
-            ))
-        })?;
-    // at most one fallback per checksum kind
-    for _ in 0..3 {
-        let mode = integrity_of(integrity.load(Ordering::Relaxed));
-        let req = rest::put_page(exec.url, piece.offset, bytes, mode)?;
-        match exec.call(&req) {
-            Ok(_) => return Ok(()),
-            Err(Failure::Final(resp))
-                if resp.status == 400
-                    && mode != Integrity::None
-                    && resp
-                        .error_code()
-                        .is_some_and(|c| REFUSED_HEADER_CODES.contains(&c.as_str())) =>
-            {
-                let Some(next) = mode.fallback() else {
-                    return Err(exec.error(&req.what, Failure::Final(resp)));
-                };
-                // the first thread to see it switches; the others just resend
-                if integrity
-                    .compare_exchange(
-                        integrity_code(mode),
-                        integrity_code(next),
-                        Ordering::Relaxed,
-                        Ordering::Relaxed,
-                    )
-                    .is_ok()
-                {
-                    if let Ok(mut n) = note.lock() {
-                        let prev = n.take().map(|p| format!("{p}; ")).unwrap_or_default();
-                        *n = Some(format!(
-                            "{prev}the service refused {} ({}): {} used instead",
-                            mode.name(),
-                            resp.describe(),
-                            next.name()
-                        ));
-                    }
-                }
+/// The destination exists (or is created when `create`) and is a page blob of `len` bytes.
+/// True when it was created.
+fn prepare_blob(exec: &Exec<'_>, len: u64, create: bool) -> Result<bool> {
+    let url = exec.url;
+    let props = rest::get_properties(url);
+    match exec.call(&props) {
+        Ok(resp) => {
+            if let Some(t) = resp.header("x-ms-blob-type").filter(|t| *t != "PageBlob") {
+                return Err(Error::refused(format!(
+                    "{url} is a {t}, not a page blob: disks are page blobs (create it with --create, or az disk create --for-upload)"
+                )));
             }
-            Err(f) => return Err(exec.error(&req.what, f)),
+            let blob_len = resp
+                .header("content-length")
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .ok_or_else(|| {
+                    Error::corrupt("Get Blob Properties: no Content-Length in the answer")
+                })?;
+            if blob_len != len {
+                return Err(Error::refused(format!(
+                    "the disk is {blob_len} bytes, the image {len}: create it with --upload-size-bytes {len}"
+                )));
+            }
+            Ok(false)
         }
+        Err(Failure::Final(resp)) if resp.status == 404 && create => {
+            let req = rest::create_page_blob(url, len)?;
+            exec.call(&req).map_err(|f| exec.error(&req.what, f))?;
+            Ok(true)
+        }
+        Err(f) => Err(exec.error(&props.what, f)),
     }
-    Err(Error::invalid(
-        "transactional checksum fallback did not settle",
-    ))
+}
+
+/// Where an upload starts: what is already there, what was cleared, and the state file
+/// (written) that records what is confirmed.
+struct Start {
+    /// Confirmed earlier and still listed by the destination.
+    done: Vec<Range>,
+    /// Pages written there but zero here (cleared).
+    to_clear: Vec<Range>,
+    cleared_bytes: u64,
+    state: State,
+}
+
+fn start_state(
+    exec: &Exec<'_>,
+    state_path: &Path,
+    identity: state::Identity,
+    plan: &[Range],
+    resume: bool,
+) -> Result<Start> {
+    // pages written there but zero here: cleared
+    let before = page_ranges(exec, identity.file_bytes)?;
+    let to_clear = state::subtract(&before, plan);
+    // confirmed earlier, and still listed by the destination (a state file names what was
+    // sent; the blob says what is there)
+    let done = if resume {
+        match State::read(state_path)? {
+            Some(s) => state::intersect(&s.done_for(&identity, plan, state_path)?, &before),
+            None => Vec::new(),
+        }
+    } else {
+        Vec::new()
+    };
+    let mut st = State::new(identity);
+    for r in &done {
+        st.add(*r);
+    }
+    st.write(state_path)?;
+    let mut cleared_bytes = 0;
+    for r in &to_clear {
+        let req = rest::clear_pages(exec.url, *r)?;
+        exec.call(&req).map_err(|f| exec.error(&req.what, f))?;
+        cleared_bytes += r.length;
+    }
+    Ok(Start {
+        done,
+        to_clear,
+        cleared_bytes,
+        state: st,
+    })
 }
 
 /// CRC32 of `r` from the map's chunk CRCs (`r` is chunk-aligned, or ends at the file end).
