@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 use serde::Serialize;
 
-use super::convert::parse_size;
+use super::args::parse_size;
 use super::exit;
 use super::output::{self, human, Progress};
 use crate::checksum::{
@@ -273,40 +273,6 @@ pub fn render_diff(r: &DiffReport) -> String {
             human(c.length),
             c.what
         );
-    }
-    o
-}
-
-/// The `--verify` part of `convert`'s human output.
-pub fn render_verified(v: &crate::checksum::VerifyReport) -> String {
-    let mut o = String::new();
-    let _ = writeln!(
-        o,
-        "\nverify: {}",
-        if v.ok {
-            "only the planned regions changed"
-        } else {
-            "FAILED: bytes outside the planned regions changed"
-        }
-    );
-    let _ = writeln!(o, "  method: {}", v.method);
-    let _ = writeln!(
-        o,
-        "  compared outside the plan: {}",
-        output::bytes(v.checked_bytes)
-    );
-    for r in &v.regions {
-        let _ = writeln!(
-            o,
-            "  0x{:012x} +{:<12} {:<9} {}",
-            r.offset,
-            r.length,
-            if r.changed { "changed" } else { "unchanged" },
-            r.what
-        );
-    }
-    for r in &v.unplanned {
-        let _ = writeln!(o, "  UNPLANNED CHANGE 0x{:012x} +{}", r.offset, r.length);
     }
     o
 }

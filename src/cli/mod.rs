@@ -2,6 +2,7 @@
 //!
 //! Commands build a report value; `output.rs` renders it as text or JSON.
 
+mod args;
 mod checksum;
 mod convert;
 mod info;

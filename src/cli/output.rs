@@ -523,3 +523,33 @@ pub fn render_convert(r: &crate::convert::run::ConvertReport) -> String {
     }
     o
 }
+
+/// The `--verify` part of `convert`'s human output.
+pub fn render_verified(v: &crate::checksum::VerifyReport) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "\nverify: {}",
+        if v.ok {
+            "only the planned regions changed"
+        } else {
+            "FAILED: bytes outside the planned regions changed"
+        }
+    );
+    let _ = writeln!(o, "  method: {}", v.method);
+    let _ = writeln!(o, "  compared outside the plan: {}", bytes(v.checked_bytes));
+    for r in &v.regions {
+        let _ = writeln!(
+            o,
+            "  0x{:012x} +{:<12} {:<9} {}",
+            r.offset,
+            r.length,
+            if r.changed { "changed" } else { "unchanged" },
+            r.what
+        );
+    }
+    for r in &v.unplanned {
+        let _ = writeln!(o, "  UNPLANNED CHANGE 0x{:012x} +{}", r.offset, r.length);
+    }
+    o
+}

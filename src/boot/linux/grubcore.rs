@@ -69,11 +69,13 @@ pub enum EncodeError {
 }
 
 impl From<EncodeError> for Error {
-    /// Both are "this core.img cannot be rebuilt" to a caller; `TooLarge` is a valid image that
-    /// is not handled. `Encoder` has no kind of its own in [`crate::error::ErrorKind`]; it is
-    /// reported as Unsupported, the kind `--hybrid`'s refusals carry.
+    /// `TooLarge` is a valid image that is not handled (Unsupported, the kind `--hybrid`'s
+    /// refusals carry); `Encoder` is the LZMA encoder failing on bytes we built: a bug.
     fn from(e: EncodeError) -> Self {
-        Error::unsupported(e.to_string())
+        match e {
+            EncodeError::TooLarge { .. } => Error::unsupported(e.to_string()),
+            EncodeError::Encoder(_) => Error::internal(e.to_string()),
+        }
     }
 }
 
