@@ -10,6 +10,8 @@
 
 mod common;
 
+#[path = "../fuzz/src/image_map.rs"]
+mod image_map;
 #[path = "../fuzz/src/qcow2.rs"]
 mod qcow2;
 #[path = "../fuzz/src/vhd_dynamic.rs"]

@@ -17,6 +17,7 @@
 
 // Harnesses of the newer parsers, one file each (the stable tests include them with #[path] too).
 pub mod bcd;
+pub mod image_map;
 pub mod mounted;
 pub mod ntfsfile;
 pub mod qcow2;
