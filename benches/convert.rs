@@ -3,6 +3,14 @@
 //! `cp --sparse=always` of the same file.
 //!
 //! Run: `cargo bench --bench convert`. The process comparison prints its ratio on stderr.
+#![allow(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::as_conversions,
+    clippy::panic
+)] // benches: a panic is a failed bench
 
 mod common;
 use common::{bin, run};

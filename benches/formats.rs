@@ -4,6 +4,14 @@
 //! peak resident memory of ours (VmHWM, reset through /proc/self/clear_refs before the run).
 //!
 //! Run: `cargo bench --bench formats`. The comparison prints on stderr.
+#![allow(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::as_conversions,
+    clippy::panic
+)] // benches: a panic is a failed bench
 
 mod common;
 

@@ -8,6 +8,14 @@
 //!   (median of 5, printed with the ratio on stderr).
 //!
 //! Run: `cargo bench --bench shrink` (needs mkntfs and ntfsresize from ntfs-3g).
+#![allow(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::as_conversions,
+    clippy::panic
+)] // benches: a panic is a failed bench
 
 mod common;
 use common::{bin, run};

@@ -7,6 +7,14 @@
 //!
 //! The QEMU boot proof of the same feature (real shim, grub and kernel, Secure Boot) is in
 //! tests/boot.rs.
+#![allow(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::as_conversions,
+    clippy::panic
+)] // tests: a panic is a failed test
 
 mod common;
 

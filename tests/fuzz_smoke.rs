@@ -7,6 +7,14 @@
 //!
 //! The fuzzers themselves (`fuzz/`, nightly) explore far more; this keeps the targets compiling
 //! and their properties true on every change.
+#![allow(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::as_conversions,
+    clippy::panic
+)] // tests: a panic is a failed test
 
 mod common;
 

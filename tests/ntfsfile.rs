@@ -5,6 +5,14 @@
 //! EFS) are refused by name, the dirty flag agrees with `ntfsinfo`. Also the Windows layouts
 //! (System Reserved + C:, C: only, WinRE in 0x27, BitLocker stand-in, hibernated) and the fuzz
 //! harness over the images and a few thousand mutations of them.
+#![allow(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::as_conversions,
+    clippy::panic
+)] // tests: a panic is a failed test
 
 mod common;
 #[path = "../fuzz/src/ntfsfile.rs"]

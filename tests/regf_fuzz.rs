@@ -1,6 +1,14 @@
 //! The registry/BCD fuzz harnesses (fuzz/src/*.rs, shared with the fuzz targets) on the real
 //! hives of testdata/ and on a few thousand mutations of them. Mutated base blocks get their
 //! checksum recomputed half of the time, so the mutations reach the cells.
+#![allow(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::as_conversions,
+    clippy::panic
+)] // tests: a panic is a failed test
 
 mod common;
 mod winutil;

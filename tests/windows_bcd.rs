@@ -1,5 +1,13 @@
 //! The BCD model and the MountedDevices patch on real stores and SYSTEM hives, judged by hivex
 //! and regipy; the golden comparison of a generated UEFI store with bcdboot's own.
+#![allow(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::as_conversions,
+    clippy::panic
+)] // tests: a panic is a failed test
 
 mod common;
 mod winutil;

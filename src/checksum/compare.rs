@@ -6,6 +6,12 @@
 //! (`info::inspect`, metadata only): "LBA 0: MBR", "LBA 1-33: GPT header and entries",
 //! "partition 2 (ext4)", "VHD footer", "unallocated", "beyond the end of A". A range whose
 //! meaning differs between the two layouts carries both names.
+// Transitional (issue 11, item 9): this file is not yet under the crate-wide panic lints.
+#![allow(
+    clippy::arithmetic_side_effects,
+    clippy::as_conversions,
+    clippy::indexing_slicing
+)]
 
 use std::path::Path;
 
@@ -699,6 +705,7 @@ pub fn prove_copy(source: &Path, output: &Path, regions: &[Region]) -> Result<Ve
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects, clippy::as_conversions)]
 mod tests {
     use super::super::tests::noise;
     use super::super::{map, Source};

@@ -6,6 +6,8 @@
 //! whole CRC against the chunks) before it is used, and the file is size-checked before it is
 //! read, so a hostile manifest is refused with an error saying what is wrong, never a panic or
 //! an allocation the manifest size does not justify.
+// Transitional (issue 11, item 9): this file is not yet under the crate-wide panic lints.
+#![allow(clippy::as_conversions)]
 
 use std::path::Path;
 
@@ -224,6 +226,7 @@ fn check_ranges(field: &str, ranges: &[Range], len: u64) -> Result<()> {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects, clippy::as_conversions)]
 mod tests {
     use super::super::{map, tests::noise, Source};
     use super::*;

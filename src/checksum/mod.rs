@@ -14,6 +14,12 @@
 //! a per-thread buffer that stays in cache (measured faster than reading the memory map, whose
 //! page faults and teardown cost more than the CRC); results come back in file order, so the
 //! output is deterministic.
+// Transitional (issue 11, item 9): this file is not yet under the crate-wide panic lints.
+#![allow(
+    clippy::arithmetic_side_effects,
+    clippy::as_conversions,
+    clippy::indexing_slicing
+)]
 
 pub mod compare;
 pub mod manifest;
@@ -448,6 +454,7 @@ pub fn hex(crc: u32) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects, clippy::as_conversions)]
 mod tests {
     use super::*;
 

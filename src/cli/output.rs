@@ -1,5 +1,11 @@
 //! Renderers: human text and JSON. Commands build report values and hand them here; nothing
 //! else prints to stdout.
+// Transitional (issue 11, item 9): this file is not yet under the crate-wide panic lints.
+#![allow(
+    clippy::arithmetic_side_effects,
+    clippy::as_conversions,
+    clippy::indexing_slicing
+)]
 
 use std::fmt::Write as _;
 use std::io::{self, Write};

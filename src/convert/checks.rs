@@ -1,6 +1,8 @@
 //! The layout checks `validate` runs, each a small function: it records its verdict (a stable
 //! id, what was found, and on failure the fix and the kind of refusal) and hands what it learned
 //! to the next.
+// Transitional (issue 11, item 9): this file is not yet under the crate-wide panic lints.
+#![allow(clippy::arithmetic_side_effects)]
 
 use serde::Serialize;
 

@@ -4,6 +4,8 @@
 //!
 //! Compiled into debug builds only (the test binaries): a release binary has no such switch,
 //! and there [`Faults::tick`] only counts.
+// Transitional (issue 11, item 9): this file is not yet under the crate-wide panic lints.
+#![allow(clippy::arithmetic_side_effects)]
 
 /// The environment variable of the switch.
 #[cfg(debug_assertions)]

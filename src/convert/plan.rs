@@ -4,6 +4,8 @@
 //! journal saves the old bytes of exactly these steps, `validate` and `--dry-run` print them,
 //! `--verify` proves that nothing else changed, and the fuzz targets run the same `apply` on an
 //! in-memory disk. A new write (a registry hive patch, a BCD store) is one more step, built here.
+// Transitional (issue 11, item 9): this file is not yet under the crate-wide panic lints.
+#![allow(clippy::arithmetic_side_effects, clippy::as_conversions)]
 
 use serde::ser::SerializeStruct;
 use serde::Serialize;

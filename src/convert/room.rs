@@ -1,6 +1,8 @@
 //! Where the ESP goes: the room policy. One function per way of making room (free space,
 //! shrinking the last partition, growing the disk) and [`choose`], which applies `--room`.
 //! Nothing is written here; the shrinkers only plan.
+// Transitional (issue 11, item 9): this file is not yet under the crate-wide panic lints.
+#![allow(clippy::arithmetic_side_effects)]
 
 use serde::Serialize;
 

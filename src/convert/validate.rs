@@ -1,4 +1,6 @@
 //! `validate`: every check in order, then the room for the ESP, then the plan. Reads only.
+// Transitional (issue 11, item 9): this file is not yet under the crate-wide panic lints.
+#![allow(clippy::arithmetic_side_effects)]
 
 use serde::Serialize;
 

@@ -1,4 +1,6 @@
 //! Where a file holds data: `SEEK_DATA`/`SEEK_HOLE` extents, so that holes are never read.
+// Transitional (issue 11, item 9): this file is not yet under the crate-wide panic lints.
+#![allow(clippy::arithmetic_side_effects)]
 
 use std::fs::File;
 use std::io;

@@ -1,4 +1,10 @@
 //! An in-memory disk, for tests and fuzzing.
+// Transitional (issue 11, item 9): this file is not yet under the crate-wide panic lints.
+#![allow(
+    clippy::arithmetic_side_effects,
+    clippy::as_conversions,
+    clippy::indexing_slicing
+)]
 
 use super::{check_range, Disk};
 use crate::error::{Error, Result};

@@ -1,5 +1,11 @@
 //! Format a FAT32 ESP in memory with hadris-fat, copy the tree in, make every timestamp the
 //! spec's, and check the result with our own reader before handing it out.
+// Transitional (issue 11, item 9): this file is not yet under the crate-wide panic lints.
+#![allow(
+    clippy::arithmetic_side_effects,
+    clippy::as_conversions,
+    clippy::indexing_slicing
+)]
 
 use std::cell::Cell;
 use std::io::Cursor;
@@ -646,6 +652,7 @@ impl Walker<'_> {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects, clippy::as_conversions)]
 mod tests {
     use super::*;
     use crate::esp::MAX_ESP_BYTES;

@@ -16,6 +16,12 @@
 //!
 //! The result is a byte image of the whole partition; [`EspImage::nonzero_regions`] lists what
 //! must be written when the target range is already zero.
+// Transitional (issue 11, item 9): this file is not yet under the crate-wide panic lints.
+#![allow(
+    clippy::arithmetic_side_effects,
+    clippy::as_conversions,
+    clippy::indexing_slicing
+)]
 
 mod build;
 pub mod timestamp;
@@ -379,6 +385,7 @@ impl<'a> Iterator for NonZeroRegions<'a> {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects, clippy::as_conversions)]
 mod tests {
     use super::*;
 

@@ -1,5 +1,7 @@
 //! The conversion of Unix time to FAT timestamps (fatgen103 section 6, "Date and Time
 //! Formats"). The FAT layouts the ESP builder checks and patches are in [`crate::fs::fat::raw`].
+// Transitional (issue 11, item 9): this file is not yet under the crate-wide panic lints.
+#![allow(clippy::arithmetic_side_effects, clippy::as_conversions)]
 
 /// A FAT timestamp: date and time words plus the 10 ms creation-time field.
 ///
@@ -53,6 +55,7 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects, clippy::as_conversions)]
 mod tests {
     use super::*;
 

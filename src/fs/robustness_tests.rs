@@ -6,7 +6,8 @@
 #![allow(
     clippy::unwrap_used,
     clippy::indexing_slicing,
-    clippy::arithmetic_side_effects
+    clippy::arithmetic_side_effects,
+    clippy::as_conversions
 )]
 
 use std::panic::{catch_unwind, AssertUnwindSafe};

@@ -33,6 +33,8 @@
 //!
 //! Crash safety is e2fsprogs': the undo file is written as resize2fs goes, its header last.
 //! After a resize2fs that failed, [`shrink`] replays the undo file at once.
+// Transitional (issue 11, item 9): this file is not yet under the crate-wide panic lints.
+#![allow(clippy::arithmetic_side_effects, clippy::as_conversions)]
 
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
@@ -687,6 +689,7 @@ fn parse_version(text: &str) -> Option<(u32, u32)> {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects, clippy::as_conversions)]
 mod tests {
     use super::*;
 

@@ -44,6 +44,7 @@ pub fn refusal(kind: Option<FsKind>) -> Option<String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects, clippy::as_conversions)]
 mod tests {
     use super::*;
 

@@ -7,7 +7,8 @@
 //! Layout (util-linux `include/swapheader.h`, Linux `include/linux/swap.h` `union
 //! swap_header`): 1024 boot bytes, then version, last_page, nr_badpages, uuid, volume_name,
 //! 117 padding words, the bad page list; the signature in the last 10 bytes of the page.
-
+// Transitional (issue 11, item 9): this file is not yet under the crate-wide panic lints.
+#![allow(clippy::as_conversions)]
 #![deny(
     clippy::indexing_slicing,
     clippy::arithmetic_side_effects,

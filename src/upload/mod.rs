@@ -18,6 +18,8 @@
 //! 5. Get Page Ranges again: they must cover every range sent and nothing else; `--verify` also
 //!    reads every range back and compares its CRC32 with the image's (from the map: the file is
 //!    not read again).
+// Transitional (issue 11, item 9): this file is not yet under the crate-wide panic lints.
+#![allow(clippy::arithmetic_side_effects, clippy::as_conversions)]
 
 pub mod rest;
 pub mod retry;
@@ -675,6 +677,7 @@ fn verify(exec: &Exec<'_>, map: &ChecksumMap, plan: &[Range], threads: usize) ->
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects, clippy::as_conversions)]
 mod tests {
     use super::*;
 

@@ -4,6 +4,12 @@
 //!
 //! Requests are plain values ([`Request`]): what they carry is unit-tested without a network
 //! (the emulator checks neither Content-MD5 nor the 4 MiB limit of Put Page, nor CRC64).
+// Transitional (issue 11, item 9): this file is not yet under the crate-wide panic lints.
+#![allow(
+    clippy::arithmetic_side_effects,
+    clippy::as_conversions,
+    clippy::indexing_slicing
+)]
 
 use std::time::Duration;
 
@@ -467,6 +473,7 @@ impl Client {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects, clippy::as_conversions)]
 mod tests {
     use super::*;
 

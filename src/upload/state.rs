@@ -7,6 +7,8 @@
 //! The file is replaced atomically (write a temporary file, rename) after every confirmed
 //! request, so a kill leaves the last complete state; it is removed after a successful upload.
 //! It is untrusted input when read back: size-bounded, every range checked against the plan.
+// Transitional (issue 11, item 9): this file is not yet under the crate-wide panic lints.
+#![allow(clippy::arithmetic_side_effects)]
 
 use std::path::{Path, PathBuf};
 
@@ -195,6 +197,7 @@ pub fn subtract(plan: &[Range], done: &[Range]) -> Vec<Range> {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects, clippy::as_conversions)]
 mod tests {
     use super::*;
 

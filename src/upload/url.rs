@@ -5,6 +5,8 @@
 //! HTTPS only, except plain HTTP to a loopback address (the tests' emulator). The query string
 //! (the SAS) is kept as given and appended after our own parameters; the signature never appears
 //! in a message (`Display` shows `sig=REDACTED`).
+// Transitional (issue 11, item 9): this file is not yet under the crate-wide panic lints.
+#![allow(clippy::arithmetic_side_effects, clippy::indexing_slicing)]
 
 use std::fmt;
 use std::net::IpAddr;
@@ -244,6 +246,7 @@ pub fn percent_decode(s: &str) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects, clippy::as_conversions)]
 mod tests {
     use super::*;
 

@@ -3,7 +3,8 @@
 //! ntfs-3g `layout.h`.
 //!
 //! Reads 512 bytes of boot sector plus one MFT record (at most [`MAX_RECORD_BYTES`]).
-
+// Transitional (issue 11, item 9): this file is not yet under the crate-wide panic lints.
+#![allow(clippy::as_conversions)]
 #![deny(
     clippy::indexing_slicing,
     clippy::arithmetic_side_effects,

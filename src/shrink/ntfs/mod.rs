@@ -44,7 +44,8 @@
 //!   index blocks when clusters are larger than them) and `$Bitmap`
 //!   (volume bytes / cluster bytes / 8: 4 MiB for 127 GiB in 4 KiB clusters). The MFT is walked
 //!   only to name the owner of a used cluster when refusing.
-
+// Transitional (issue 11, item 9): this file is not yet under the crate-wide panic lints.
+#![allow(clippy::as_conversions)]
 #![deny(
     clippy::indexing_slicing,
     clippy::arithmetic_side_effects,

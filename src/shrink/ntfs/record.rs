@@ -4,7 +4,8 @@
 //!
 //! Every record is untrusted: offsets and lengths are checked against the record before use,
 //! and walks are bounded by the record size.
-
+// Transitional (issue 11, item 9): this file is not yet under the crate-wide panic lints.
+#![allow(clippy::as_conversions)]
 #![deny(
     clippy::indexing_slicing,
     clippy::arithmetic_side_effects,
