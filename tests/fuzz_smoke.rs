@@ -148,15 +148,15 @@ fn journal_inputs() -> Vec<Vec<u8>> {
         Journal {
             original_len: d.len(),
             converted_len: d.len() + (1 << 20),
+            unique_id: [7; 16],
             regions,
-            e2undo: vec![(1 << 20, std::path::PathBuf::from("undo/p1.e2undo"))],
         }
         .encode(),
         Journal {
             original_len: 0,
             converted_len: 0,
+            unique_id: [0; 16],
             regions: Vec::new(),
-            e2undo: Vec::new(),
         }
         .encode(),
     ]

@@ -231,10 +231,7 @@ pub fn run_convert(args: &ConvertArgs) -> Result<u8> {
 }
 
 pub fn run_rollback(args: &RollbackArgs) -> Result<u8> {
-    let jp = args
-        .journal
-        .clone()
-        .unwrap_or_else(|| journal::default_path(&args.image));
+    let jp = journal::journal_for(&args.image, args.journal.as_deref());
     if !args.image.exists() {
         return Err(Error::invalid(format!(
             "{} does not exist",

@@ -18,30 +18,78 @@ pub struct Contents<'a> {
     pub esp: &'a [u8],
 }
 
-/// The undo journal of `plan`: the old bytes of every step that lies in the old file, and the
-/// undo file of an external tool.
-pub fn journal_of(disk: &dyn Disk, plan: &Plan, journal_path: &Path) -> Result<Journal> {
+/// The bytes `step` writes at `rel .. rel + out.len()` inside itself.
+fn step_content(step: &Step, contents: &Contents, rel: u64, out: &mut [u8]) -> Result<()> {
+    let src: &[u8] = match &step.payload {
+        Payload::Bytes(b) => b,
+        Payload::Esp => contents.esp,
+        Payload::Zeros | Payload::Resize2fs => &[],
+    };
+    out.fill(0);
+    let from = usize::try_from(rel).unwrap_or(usize::MAX);
+    if let Some(have) = src.get(from..) {
+        let n = have.len().min(out.len());
+        if let (Some(dst), Some(s)) = (out.get_mut(..n), have.get(..n)) {
+            dst.copy_from_slice(s);
+        }
+    }
+    Ok(())
+}
+
+/// The undo journal of `steps` (the plan's, resize2fs's expanded): the old bytes of every step
+/// that lies in the old file, with the checksums of what the step writes, and the image's VHD
+/// unique id.
+pub fn journal_of(
+    disk: &dyn Disk,
+    plan: &Plan,
+    steps: &[Step],
+    contents: &Contents,
+) -> Result<Journal> {
     let mut regions = Vec::new();
-    let mut e2undo = Vec::new();
-    for s in &plan.steps {
-        match s.payload {
-            Payload::Resize2fs => e2undo.push((s.offset, journal::e2undo_path(journal_path))),
-            _ if s.offset < plan.old_file_bytes => {
-                regions.push(SavedRegion::capture(disk, s.offset, s.length)?)
-            }
-            _ => {}
+    for s in steps {
+        if s.external() {
+            return Err(Error::internal(format!(
+                "step {} is carried out by an external tool and has no bytes to journal",
+                s.what
+            )));
+        }
+        if s.offset < plan.old_file_bytes {
+            let mut r = SavedRegion::capture(disk, s.offset, s.length)?;
+            r.set_converted(&s.what, |rel, out| step_content(s, contents, rel, out))?;
+            regions.push(r);
         }
     }
     Ok(Journal {
         original_len: plan.old_file_bytes,
         converted_len: plan.new_file_bytes,
+        unique_id: journal::footer_unique_id(disk, plan.old_file_bytes)?.unwrap_or_default(),
         regions,
-        e2undo,
     })
 }
 
+/// The plan's steps, with each resize2fs step replaced by the writes that give its result,
+/// found by running resize2fs on an overlay (the image is only read).
+fn expand_external(disk: &dyn Disk, steps: &[Step]) -> Result<Vec<Step>> {
+    let mut out = Vec::with_capacity(steps.len());
+    for s in steps {
+        if s.external() {
+            let path = disk.path().map(Path::to_path_buf).ok_or_else(|| {
+                Error::internal("resize2fs needs the image as a file, and this disk is not one")
+            })?;
+            let (steps, _) =
+                journal::overlay::shrink_steps(disk, &path, s.offset, s.length, &s.what)?;
+            out.extend(steps);
+        } else {
+            out.push(s.clone());
+        }
+    }
+    Ok(out)
+}
+
 /// Carry out `plan` on `disk`. With `journal_path`, the undo journal is written (and fsynced)
-/// before the first write. Returns the bytes written.
+/// before the first write, and resize2fs runs on an overlay whose result is written as
+/// journaled steps; without it (a copy), resize2fs shrinks the disk's file directly. Returns
+/// the bytes written.
 pub fn apply(
     disk: &mut dyn Disk,
     plan: &Plan,
@@ -56,9 +104,18 @@ pub fn apply(
             plan.esp.size_bytes
         )));
     }
-    if let Some(jp) = journal_path {
-        journal_of(disk, plan, jp)?.write(jp, || faults.tick())?;
-    }
+    let expanded;
+    let steps: &[Step] = match journal_path {
+        Some(jp) => {
+            expanded = expand_external(disk, &plan.steps)?;
+            journal_of(disk, plan, &expanded, contents)?.write(jp, || faults.tick())?;
+            if let Some(image) = disk.path() {
+                journal::mark(image, jp);
+            }
+            &expanded
+        }
+        None => &plan.steps,
+    };
     if plan.new_file_bytes != disk.len() {
         faults.tick();
         disk.set_len(plan.new_file_bytes).map_err(|e| {
@@ -76,8 +133,8 @@ pub fn apply(
         })?;
     }
     let mut written = 0u64;
-    for step in &plan.steps {
-        written = written.saturating_add(write_step(disk, step, contents, journal_path, faults)?);
+    for step in steps {
+        written = written.saturating_add(write_step(disk, step, contents, faults)?);
     }
     disk.sync()?;
     Ok(written)
@@ -87,7 +144,6 @@ fn write_step(
     disk: &mut dyn Disk,
     step: &Step,
     contents: &Contents,
-    journal_path: Option<&Path>,
     faults: &mut Faults,
 ) -> Result<u64> {
     let n = usize::try_from(step.length)
@@ -109,8 +165,8 @@ fn write_step(
             })?;
             // resize2fs writes the file behind our back: our own writes are durable first
             disk.sync()?;
-            let undo = journal_path.map(journal::e2undo_path);
-            crate::shrink::ext4::shrink(&path, step.offset, step.length, undo.as_deref())?;
+            // a copy only: an in-place conversion ran resize2fs on an overlay instead
+            crate::shrink::ext4::shrink(&path, step.offset, step.length, None)?;
             Ok(0)
         }
     }

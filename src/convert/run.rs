@@ -230,11 +230,13 @@ fn in_place(
         .journal
         .clone()
         .unwrap_or_else(|| journal::default_path(req.image));
-    if jp.exists() {
+    // any journal of this image, whatever name the earlier conversion reached it by
+    if let Some(found) = journal::pending(req.image, Some(&jp)).first() {
         return Err(Error::conflict(format!(
-            "an undo journal from an earlier conversion exists at {}: run `vhdtool rollback {}` first, or remove the journal if that conversion is to be kept",
-            jp.display(),
-            req.image.display()
+            "an undo journal from an earlier conversion exists at {}: run `vhdtool rollback {} --journal {}` first, or remove the journal if that conversion is to be kept",
+            found.display(),
+            req.image.display(),
+            found.display()
         )));
     }
     let before = req

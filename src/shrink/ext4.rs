@@ -74,6 +74,19 @@ const SAVE_BYTES: usize = 8 + 8 + 4 + SUPERBLOCK_BYTES + 4;
 /// e2fsprogs undo file magic (`misc/e2undo.c`).
 const UNDO_MAGIC: &[u8; 8] = b"E2UNDO02";
 
+/// e2fsprogs' clock override (`lib/ext2fs`, `e2fsck`): the time they write into the superblock.
+pub const FAKE_TIME_ENV: &str = "E2FSPROGS_FAKE_TIME";
+
+/// The clock e2fsprogs is run with: SOURCE_DATE_EPOCH when set, else the superblock's own last
+/// write time, so that shrinking the same filesystem twice writes the same bytes.
+fn fake_time(sb: &Superblock) -> Result<i64> {
+    if std::env::var_os("SOURCE_DATE_EPOCH").is_some() {
+        crate::esp::timestamp_from_env()
+    } else {
+        Ok(i64::from(sb.wtime))
+    }
+}
+
 /// Size facts of an ext2/3/4 filesystem, from its superblock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Geometry {
@@ -252,6 +265,8 @@ pub fn shrink(
     if let Some(u) = undo_file {
         cmd.arg("-z").arg(u);
     }
+    // the times resize2fs writes into the superblocks: the same input gives the same bytes
+    cmd.env(FAKE_TIME_ENV, fake_time(&sb)?.to_string());
     let out = run(cmd.arg(&dev).arg(new_blocks.to_string()))?;
     let resize_time = start.elapsed();
     let after_len = file_len(image)?;
@@ -394,6 +409,8 @@ struct Superblock {
     state: u16,
     incompat: u32,
     ro_compat: u32,
+    /// `s_wtime`: when the superblock was last written (seconds since 1970, low 32 bits).
+    wtime: u32,
 }
 
 impl Superblock {
@@ -424,6 +441,7 @@ impl Superblock {
             state: sb.s_state.get(),
             incompat: sb.s_feature_incompat.get(),
             ro_compat: sb.s_feature_ro_compat.get(),
+            wtime: sb.s_wtime.get(),
         })
     }
 

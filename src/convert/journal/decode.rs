@@ -1,21 +1,13 @@
 //! Decoding of an undo journal read back from disk (format in the parent module). The bytes are
 //! untrusted: every length is checked against the bytes present, so a damaged journal is an
 //! error, never a panic or a huge allocation.
-#![deny(
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    clippy::unwrap_used,
-    clippy::as_conversions
-)]
 
-use std::path::PathBuf;
-
-use super::{Journal, SavedRegion, MAGIC, MAX_REGIONS, TRAILER, VERSION};
+use super::{block_count, Journal, SavedRegion, MAGIC, MAX_REGIONS, TRAILER, VERSION};
 use crate::error::{Error, Result};
 
-/// Shortest input looked at past the magic: magic, version, two lengths, region count, CRC32,
-/// trailer (a shorter one is "not a journal"; the undo file count is checked by the reader).
-const MIN_LEN: usize = 8 + 4 + 8 + 8 + 4 + 4 + 8;
+/// Shortest input looked at past the magic: magic, version, two lengths, unique id, region
+/// count, CRC32, trailer (a shorter one is "not a journal").
+const MIN_LEN: usize = 8 + 4 + 8 + 8 + 16 + 4 + 4 + 8;
 
 impl Journal {
     /// Decode and check a journal. Every length is checked against the bytes present, so a
@@ -51,6 +43,7 @@ impl Journal {
         }
         let original_len = r.u64()?;
         let converted_len = r.u64()?;
+        let unique_id = r.array::<16>()?;
         let count = r.u32()?;
         if count > MAX_REGIONS {
             return Err(bad(&format!("{count} regions (at most {MAX_REGIONS})")));
@@ -59,34 +52,55 @@ impl Journal {
         for _ in 0..count {
             let offset = r.u64()?;
             let length = r.u64()?;
+            if offset.checked_add(length).is_none() {
+                return Err(bad("a region ends past 2^64"));
+            }
+            let name_len = r.u32()?;
+            let what = std::str::from_utf8(r.take_u32(name_len)?)
+                .map_err(|_| bad("a region name is not UTF-8"))?
+                .to_string();
             let n = r.u32()?;
             let mut chunks = Vec::new();
+            let mut end = 0u64;
             for _ in 0..n {
                 let o = r.u64()?;
                 let len = r.u32()?;
                 let data = r.take_u32(len)?.to_vec();
-                if o.checked_add(u64::from(len)).is_none_or(|e| e > length) {
+                let chunk_end = o.checked_add(u64::from(len));
+                if chunk_end.is_none_or(|e| e > length) {
                     return Err(bad("a chunk lies outside its region"));
                 }
+                if o < end {
+                    return Err(bad("chunks overlap or are out of order"));
+                }
+                end = chunk_end.unwrap_or(u64::MAX);
                 chunks.push((o, data));
             }
+            let blocks = r.u32()?;
+            if u64::from(blocks) != block_count(length) {
+                return Err(bad(&format!(
+                    "{blocks} block checksums for a region of {length} bytes"
+                )));
+            }
+            // the bytes are there before anything is allocated for them
+            let crcs = r.take(
+                usize::try_from(blocks)
+                    .map_err(|_| truncated())?
+                    .checked_mul(4)
+                    .ok_or_else(truncated)?,
+            )?;
+            let converted = crcs
+                .chunks_exact(4)
+                .filter_map(|c| <[u8; 4]>::try_from(c).ok())
+                .map(u32::from_le_bytes)
+                .collect();
             regions.push(SavedRegion {
                 offset,
                 length,
+                what,
                 chunks,
+                converted,
             });
-        }
-        let n = r.u32()?;
-        if n > MAX_REGIONS {
-            return Err(bad(&format!("{n} undo files (at most {MAX_REGIONS})")));
-        }
-        let mut e2undo = Vec::new();
-        for _ in 0..n {
-            let offset = r.u64()?;
-            let len = r.u32()?;
-            let p = r.take_u32(len)?;
-            let s = std::str::from_utf8(p).map_err(|_| bad("an undo file path is not UTF-8"))?;
-            e2undo.push((offset, PathBuf::from(s)));
         }
         if r.pos != body.len() {
             return Err(bad("trailing bytes after the last region"));
@@ -94,8 +108,8 @@ impl Journal {
         Ok(Journal {
             original_len,
             converted_len,
+            unique_id,
             regions,
-            e2undo,
         })
     }
 }
