@@ -326,3 +326,146 @@ fn a_second_vhdtool_on_the_same_image_is_refused() {
     }
     panic!("never caught the first vhdtool holding its lock in 40 attempts");
 }
+
+/// Convert with a fault before operation `n` (the image half written, a journal left),
+/// with extra arguments; the run must die of the injected fault.
+fn killed_convert(image: &Path, n: u32, extra: &[&std::ffi::OsStr]) {
+    let mut cmd = Command::new(common::bin());
+    cmd.args(["convert", "--room", "grow", "--no-boot-files"])
+        .args(extra)
+        .arg(image)
+        .env("VHDTOOL_FAULT_AFTER_WRITES", n.to_string());
+    let run = run_with_timeout(&mut cmd, Duration::from_secs(60));
+    assert_eq!(run.code, None, "not stopped by the fault: {}", run.stderr);
+}
+
+/// Exit code of a damaged input, such as a corrupt journal (`exit::CORRUPT`).
+const EXIT_CORRUPT: i32 = 4;
+
+/// Issue 15 item 5: a conversion killed after it wrote, started through a symbolic link or
+/// with `--journal FILE`: `convert REALPATH` sees the pending journal and refuses (naming it
+/// and the rollback command), and `rollback REALPATH` finds it and restores the original.
+#[test]
+fn a_pending_journal_under_another_name_blocks_the_next_convert() {
+    let Some(src) = source_image() else {
+        return;
+    };
+    let original = fs::read(&src).expect("read source");
+    let tmp = TempDir::new("faults-pending");
+    let image = tmp.path().join(IMAGE);
+    let elsewhere = tmp.path().join("journals");
+    fs::create_dir_all(&elsewhere).unwrap();
+    let link = elsewhere.join("link.vhd");
+    std::os::unix::fs::symlink(&image, &link).unwrap();
+    let given = elsewhere.join("my.journal");
+    let cases: [(&str, &Path, Vec<&std::ffi::OsStr>); 2] = [
+        ("through a symbolic link", &link, vec![]),
+        (
+            "with --journal FILE",
+            &image,
+            vec!["--journal".as_ref(), given.as_os_str()],
+        ),
+    ];
+    for (what, path, extra) in cases {
+        common::sparse_copy(&src, &image);
+        killed_convert(path, 4, &extra);
+        assert!(
+            fs::read(&image).unwrap() != original,
+            "{what}: nothing written before the fault"
+        );
+        let again = convert_grow(&image);
+        assert_eq!(again.exit_code(), EXIT_CONFLICT, "{what}: {}", again.stderr);
+        assert!(
+            again.stderr.contains("vhdtool rollback") && again.stderr.contains("journal"),
+            "{what}: {}",
+            again.stderr
+        );
+        let rb = vhdtool(["rollback".as_ref(), image.as_os_str()]);
+        assert_eq!(rb.exit_code(), 0, "{what}: rollback: {}", rb.stderr);
+        assert!(
+            fs::read(&image).unwrap() == original,
+            "{what}: not restored"
+        );
+        assert!(!given.exists(), "{what}: the journal was kept");
+    }
+}
+
+/// Issue 15 items 2-4: rollback refuses, before any write, a journal that is damaged, that
+/// belongs to another image of the same size (another VHD unique id), or whose regions were
+/// edited after the conversion (the region and offset named); it keeps the journal; `--force`
+/// restores anyway.
+#[test]
+fn rollback_checks_its_inputs_and_the_images_identity_first() {
+    let Some(src) = source_image() else {
+        return;
+    };
+    let original = fs::read(&src).expect("read source");
+    let tmp = TempDir::new("faults-identity");
+    let image = tmp.path().join(IMAGE);
+    let journal = PathBuf::from(format!("{}.vhdtool-journal", image.display()));
+    let rollback = |extra: &[&str]| {
+        let mut cmd = Command::new(common::bin());
+        cmd.arg("rollback").args(extra).arg(&image);
+        run_with_timeout(&mut cmd, Duration::from_secs(60))
+    };
+    // a damaged journal: refused with the corrupt code, image and journal unchanged
+    common::sparse_copy(&src, &image);
+    killed_convert(&image, 4, &[]);
+    let half = fs::read(&image).unwrap();
+    let mut j = fs::read(&journal).unwrap();
+    let mid = j.len() / 2;
+    j[mid] ^= 0x40;
+    fs::write(&journal, &j).unwrap();
+    let rb = rollback(&[]);
+    assert_eq!(rb.exit_code(), EXIT_CORRUPT, "{}", rb.stderr);
+    assert!(
+        fs::read(&image).unwrap() == half,
+        "a damaged journal was applied"
+    );
+    assert!(
+        journal.exists(),
+        "a journal that was not applied was removed"
+    );
+    fs::remove_file(&journal).unwrap();
+
+    // another image's journal: the same disk with another VHD unique id
+    common::sparse_copy(&src, &image);
+    assert_eq!(convert_grow(&image).exit_code(), 0);
+    let theirs = tmp.path().join("theirs.journal");
+    fs::rename(&journal, &theirs).unwrap();
+    let mut other = original.clone();
+    let f = other.len() - 512;
+    other[f + 0x44] ^= 0xff;
+    let sum = common::vhd_checksum(&other[f..], 0x40);
+    other[f + 0x40..f + 0x44].copy_from_slice(&sum.to_be_bytes());
+    fs::write(&image, &other).unwrap();
+    let rb = rollback(&["--journal", theirs.to_str().unwrap()]);
+    assert_eq!(rb.exit_code(), EXIT_CONFLICT, "{}", rb.stderr);
+    assert!(rb.stderr.contains("another image"), "{}", rb.stderr);
+    assert!(
+        fs::read(&image).unwrap() == other,
+        "another image's journal was applied"
+    );
+    assert!(theirs.exists());
+    fs::remove_file(&theirs).unwrap();
+
+    // an edit after the conversion, inside the primary GPT header's sector: named, refused,
+    // then --force restores the original
+    common::sparse_copy(&src, &image);
+    assert_eq!(convert_grow(&image).exit_code(), 0);
+    let mut edited = fs::read(&image).unwrap();
+    edited[0x208] ^= 0x5a;
+    fs::write(&image, &edited).unwrap();
+    let rb = rollback(&[]);
+    assert_eq!(rb.exit_code(), EXIT_CONFLICT, "{}", rb.stderr);
+    assert!(rb.stderr.contains("at 0x"), "{}", rb.stderr);
+    assert!(fs::read(&image).unwrap() == edited, "refused, yet written");
+    assert!(journal.exists());
+    let rb = rollback(&["--force"]);
+    assert_eq!(rb.exit_code(), 0, "{}", rb.stderr);
+    assert!(
+        fs::read(&image).unwrap() == original,
+        "--force did not restore"
+    );
+    assert!(!journal.exists());
+}

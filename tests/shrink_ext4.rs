@@ -1387,3 +1387,235 @@ fn lvm_and_bitlocker_are_refused() {
     });
     assert_refused(&img, "BitLocker");
 }
+
+// ---------------------------------------------------------------------------------------------
+// resize2fs killed: every write of it, an orphan outliving vhdtool, the same bytes twice
+// ---------------------------------------------------------------------------------------------
+
+/// A `resize2fs` in a directory put first on PATH: for the shrink itself (`-f`), it runs the
+/// real one under `strace` with `body`'s injection; `-P` goes straight through. `$PPID` is
+/// vhdtool (the `sh -c exec` in shrink/ext4.rs execs this script).
+fn resize2fs_wrapper(dir: &Path, body: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let real = common::tool_path("resize2fs").expect("resize2fs");
+    let bin = dir.join("wrap-bin");
+    fs::create_dir_all(&bin).unwrap();
+    let script = bin.join("resize2fs");
+    fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nREAL='{}'\nif [ \"$1\" != \"-f\" ]; then exec \"$REAL\" \"$@\"; fi\n{body}\n",
+            real.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    bin
+}
+
+fn path_with(bin: &Path) -> std::ffi::OsString {
+    let mut p = bin.as_os_str().to_os_string();
+    p.push(":");
+    p.push(std::env::var_os("PATH").unwrap_or_default());
+    p
+}
+
+/// Which kill points a sweep of `total` writes visits: all of them when VHDTOOL_FULL_SWEEP=1
+/// or when there are at most 60; else the first and last 20 and every (total / 20)th between.
+fn sweep_points(total: u64) -> Vec<u64> {
+    let full = std::env::var_os("VHDTOOL_FULL_SWEEP").is_some_and(|v| v == "1");
+    if full || total <= 60 {
+        return (1..=total).collect();
+    }
+    let stride = (total / 20).max(1);
+    (1..=total)
+        .filter(|&n| n <= 20 || n + 20 > total || n % stride == 0)
+        .collect()
+}
+
+/// Item 1 of issue 15: vhdtool killed at every write resize2fs makes (`strace -e inject` sends
+/// SIGKILL to resize2fs at its Nth write call, the wrapper then SIGKILLs vhdtool): `rollback`
+/// (when a journal exists) gives back the original byte for byte, and the next conversion
+/// works. resize2fs runs on an overlay, so the image itself must be untouched.
+#[test]
+fn killed_at_every_resize2fs_write_rollback_restores_the_original() {
+    let tmp = TempDir::new("e2e-kill-resize2fs");
+    let Some((img, _)) = ext4_disk(tmp.path()) else {
+        return;
+    };
+    if !require_tools(&[("strace", "strace")]) {
+        return;
+    }
+    let original = fs::read(&img).unwrap();
+    let count_file = tmp.path().join("writes.txt");
+    let count_bin = resize2fs_wrapper(
+        tmp.path(),
+        &format!(
+            "exec strace -f -qq -o '{}' -e trace=pwrite64,write \"$REAL\" \"$@\"",
+            count_file.display()
+        ),
+    );
+    let convert = |path: &std::ffi::OsStr, env: &[(&str, String)]| {
+        let mut cmd = std::process::Command::new(common::bin());
+        cmd.args([
+            os("convert"),
+            img.as_os_str(),
+            os("--room"),
+            os("shrink"),
+            os("--no-boot-files"),
+        ])
+        .env("PATH", path);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        run_with_timeout(&mut cmd, VHDTOOL_TIMEOUT)
+    };
+    // the number of writes resize2fs makes, on a run that completes
+    let run = convert(&path_with(&count_bin), &[]);
+    assert_ok(&run);
+    let total = fs::read_to_string(&count_file)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("write"))
+        .count() as u64;
+    assert!(
+        total >= 10,
+        "resize2fs made {total} writes: the shrink did not run"
+    );
+    assert_ok(&vt(&[os("rollback"), img.as_os_str()]));
+    assert!(
+        fs::read(&img).unwrap() == original,
+        "rollback after the count run"
+    );
+    let kill_bin = resize2fs_wrapper(
+        tmp.path(),
+        "strace -f -qq -o /dev/null -e trace=pwrite64,write -e inject=pwrite64,write:signal=KILL:when=$KILL_AT \"$REAL\" \"$@\"\nrc=$?\nif [ $rc -eq 137 ]; then kill -KILL $PPID; fi\nexit $rc",
+    );
+    let points = sweep_points(total);
+    let (mut killed, mut with_journal) = (0, 0);
+    for &n in &points {
+        let run = convert(&path_with(&kill_bin), &[("KILL_AT", n.to_string())]);
+        assert!(!run.timed_out, "N={n}: hung");
+        if run.code == Some(0) {
+            // the injection was past resize2fs's last write in this run
+            assert_ok(&vt(&[os("rollback"), img.as_os_str()]));
+        } else {
+            assert_eq!(run.code, None, "N={n}: not killed: {}", run.stderr);
+            killed += 1;
+            let journal = &journal_files(&img)[0];
+            if journal.exists() {
+                with_journal += 1;
+                assert_ok(&vt(&[os("rollback"), img.as_os_str()]));
+            }
+        }
+        assert!(
+            fs::read(&img).unwrap() == original,
+            "N={n}: the image is not the original after the kill (and rollback)"
+        );
+    }
+    // the stale overlay of the last kill does not stop the next conversion
+    let run = convert(&path_with(&count_bin), &[]);
+    assert_ok(&run);
+    for f in &journal_files(&img)[1..] {
+        assert!(!f.exists(), "{} left after convert", f.display());
+    }
+    assert_ok(&vt(&[os("rollback"), img.as_os_str()]));
+    assert!(fs::read(&img).unwrap() == original);
+    eprintln!(
+        "resize2fs writes: {total}; kill points tried: {} ({killed} killed, {with_journal} with a journal); all restored",
+        points.len()
+    );
+    assert!(killed > 0, "no kill point was reached");
+}
+
+/// Item 6 of issue 15: vhdtool killed while resize2fs runs, resize2fs living on (the wrapper
+/// kills its parent, then runs the real resize2fs): an immediate `rollback` never reports a
+/// restore of an image something is still writing, the image stays the original while and
+/// after the orphan runs, and the next conversion works.
+#[test]
+fn an_orphaned_resize2fs_never_touches_the_image() {
+    let tmp = TempDir::new("e2e-orphan");
+    let Some((img, _)) = ext4_disk(tmp.path()) else {
+        return;
+    };
+    let original = fs::read(&img).unwrap();
+    let done = tmp.path().join("orphan.done");
+    let bin = resize2fs_wrapper(
+        tmp.path(),
+        &format!(
+            "kill -KILL $PPID\nsleep 1\n\"$REAL\" \"$@\" >/dev/null 2>&1\ntouch '{}'",
+            done.display()
+        ),
+    );
+    let mut cmd = std::process::Command::new(common::bin());
+    cmd.args([
+        os("convert"),
+        img.as_os_str(),
+        os("--room"),
+        os("shrink"),
+        os("--no-boot-files"),
+    ])
+    .env("PATH", path_with(&bin));
+    let run = run_with_timeout(&mut cmd, VHDTOOL_TIMEOUT);
+    assert_eq!(run.code, None, "vhdtool was not killed: {}", run.stderr);
+    let rb = vt(&[os("rollback"), img.as_os_str()]);
+    assert_ne!(rb.code, Some(101), "{}", rb.stderr);
+    assert!(
+        !rb.stdout.contains("restored"),
+        "rollback reported a restore while resize2fs runs: {}",
+        rb.stdout
+    );
+    assert!(
+        fs::read(&img).unwrap() == original,
+        "changed while the orphan runs"
+    );
+    let start = Instant::now();
+    while !done.exists() {
+        assert!(
+            start.elapsed().as_secs() < 120,
+            "the orphaned resize2fs never finished"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(fs::read(&img).unwrap() == original, "changed by the orphan");
+    let run = vt(&[
+        os("convert"),
+        img.as_os_str(),
+        os("--room"),
+        os("shrink"),
+        os("--no-boot-files"),
+    ]);
+    assert_ok(&run);
+    assert_ok(&vt(&[os("rollback"), img.as_os_str()]));
+    assert!(fs::read(&img).unwrap() == original);
+}
+
+/// Item 17 of issue 15: two conversions of the same ext4 image with `--room shrink`, a second
+/// apart, give the same bytes (e2fsprogs runs with E2FSPROGS_FAKE_TIME).
+#[test]
+fn two_shrinking_conversions_give_the_same_bytes() {
+    let tmp = TempDir::new("e2e-same-bytes");
+    let Some((img, _)) = ext4_disk(tmp.path()) else {
+        return;
+    };
+    let mut outs = Vec::new();
+    for i in 0..2 {
+        let out = tmp.path().join(format!("out{i}.raw"));
+        assert_ok(&vt(&[
+            os("convert"),
+            img.as_os_str(),
+            os("-o"),
+            out.as_os_str(),
+            os("--room"),
+            os("shrink"),
+            os("--no-boot-files"),
+        ]));
+        outs.push(fs::read(&out).unwrap());
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+    }
+    assert_eq!(
+        first_difference(&outs[0], &outs[1]),
+        None,
+        "two conversions of the same image differ"
+    );
+}
