@@ -1395,10 +1395,10 @@ fn lvm_and_bitlocker_are_refused() {
 /// A `resize2fs` in a directory put first on PATH: for the shrink itself (`-f`), it runs the
 /// real one under `strace` with `body`'s injection; `-P` goes straight through. `$PPID` is
 /// vhdtool (the `sh -c exec` in shrink/ext4.rs execs this script).
-fn resize2fs_wrapper(dir: &Path, body: &str) -> PathBuf {
+fn resize2fs_wrapper(dir: &Path, tag: &str, body: &str) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
     let real = common::tool_path("resize2fs").expect("resize2fs");
-    let bin = dir.join("wrap-bin");
+    let bin = dir.join(format!("wrap-{tag}"));
     fs::create_dir_all(&bin).unwrap();
     let script = bin.join("resize2fs");
     fs::write(
@@ -1419,6 +1419,9 @@ fn path_with(bin: &Path) -> std::ffi::OsString {
     p.push(std::env::var_os("PATH").unwrap_or_default());
     p
 }
+
+/// The system calls by which resize2fs changes a file (or makes a change durable).
+const WRITE_CALLS: &str = "write,pwrite64,pwritev,pwritev2,fallocate,ftruncate,fsync,fdatasync";
 
 /// Which kill points a sweep of `total` writes visits: all of them when VHDTOOL_FULL_SWEEP=1
 /// or when there are at most 60; else the first and last 20 and every (total / 20)th between.
@@ -1450,8 +1453,9 @@ fn killed_at_every_resize2fs_write_rollback_restores_the_original() {
     let count_file = tmp.path().join("writes.txt");
     let count_bin = resize2fs_wrapper(
         tmp.path(),
+        "count",
         &format!(
-            "exec strace -f -qq -o '{}' -e trace=pwrite64,write \"$REAL\" \"$@\"",
+            "exec strace -f -qq -o '{}' -e trace={WRITE_CALLS} \"$REAL\" \"$@\"",
             count_file.display()
         ),
     );
@@ -1470,48 +1474,57 @@ fn killed_at_every_resize2fs_write_rollback_restores_the_original() {
         }
         run_with_timeout(&mut cmd, VHDTOOL_TIMEOUT)
     };
-    // the number of writes resize2fs makes, on a run that completes
+    // the write calls resize2fs makes, per system call, on a run that completes
     let run = convert(&path_with(&count_bin), &[]);
     assert_ok(&run);
-    let total = fs::read_to_string(&count_file)
-        .unwrap()
-        .lines()
-        .filter(|l| l.contains("write"))
-        .count() as u64;
+    let mut counts: std::collections::BTreeMap<String, u64> = Default::default();
+    for line in fs::read_to_string(&count_file).unwrap().lines() {
+        // "PID name(args) = result" (strace -f writes the PID first)
+        let name = line
+            .split('(')
+            .next()
+            .and_then(|h| h.split_whitespace().last())
+            .unwrap_or("");
+        if WRITE_CALLS.split(',').any(|c| c == name) {
+            *counts.entry(name.to_string()).or_default() += 1;
+        }
+    }
+    let total: u64 = counts.values().sum();
     assert!(
-        total >= 10,
-        "resize2fs made {total} writes: the shrink did not run"
+        counts.get("pwrite64").copied().unwrap_or(0) >= 10,
+        "resize2fs made {counts:?}: the shrink did not run"
     );
     assert_ok(&vt(&[os("rollback"), img.as_os_str()]));
     assert!(
         fs::read(&img).unwrap() == original,
         "rollback after the count run"
     );
+    // strace counts each injected call separately: one sweep per call
     let kill_bin = resize2fs_wrapper(
         tmp.path(),
-        "strace -f -qq -o /dev/null -e trace=pwrite64,write -e inject=pwrite64,write:signal=KILL:when=$KILL_AT \"$REAL\" \"$@\"\nrc=$?\nif [ $rc -eq 137 ]; then kill -KILL $PPID; fi\nexit $rc",
+        "kill",
+        "strace -f -qq -o /dev/null -e trace=$KILL_CALL -e inject=$KILL_CALL:signal=KILL:when=$KILL_AT \"$REAL\" \"$@\"\nrc=$?\nif [ $rc -eq 137 ]; then kill -KILL $PPID; fi\nexit $rc",
     );
-    let points = sweep_points(total);
-    let (mut killed, mut with_journal) = (0, 0);
-    for &n in &points {
-        let run = convert(&path_with(&kill_bin), &[("KILL_AT", n.to_string())]);
-        assert!(!run.timed_out, "N={n}: hung");
-        if run.code == Some(0) {
-            // the injection was past resize2fs's last write in this run
-            assert_ok(&vt(&[os("rollback"), img.as_os_str()]));
-        } else {
-            assert_eq!(run.code, None, "N={n}: not killed: {}", run.stderr);
+    let (mut tried, mut killed, mut with_journal) = (0, 0, 0);
+    for (call, &count) in &counts {
+        for n in sweep_points(count) {
+            tried += 1;
+            let run = convert(
+                &path_with(&kill_bin),
+                &[("KILL_AT", n.to_string()), ("KILL_CALL", call.clone())],
+            );
+            assert!(!run.timed_out, "{call} #{n}: hung");
+            assert_eq!(run.code, None, "{call} #{n}: not killed: {}", run.stderr);
             killed += 1;
-            let journal = &journal_files(&img)[0];
-            if journal.exists() {
+            if journal_files(&img)[0].exists() {
                 with_journal += 1;
                 assert_ok(&vt(&[os("rollback"), img.as_os_str()]));
             }
+            assert!(
+                fs::read(&img).unwrap() == original,
+                "{call} #{n}: the image is not the original after the kill (and rollback)"
+            );
         }
-        assert!(
-            fs::read(&img).unwrap() == original,
-            "N={n}: the image is not the original after the kill (and rollback)"
-        );
     }
     // the stale overlay of the last kill does not stop the next conversion
     let run = convert(&path_with(&count_bin), &[]);
@@ -1522,8 +1535,7 @@ fn killed_at_every_resize2fs_write_rollback_restores_the_original() {
     assert_ok(&vt(&[os("rollback"), img.as_os_str()]));
     assert!(fs::read(&img).unwrap() == original);
     eprintln!(
-        "resize2fs writes: {total}; kill points tried: {} ({killed} killed, {with_journal} with a journal); all restored",
-        points.len()
+        "resize2fs write calls: {total} {counts:?}; kill points tried: {tried} ({killed} killed, {with_journal} with a journal); all restored"
     );
     assert!(killed > 0, "no kill point was reached");
 }
@@ -1542,6 +1554,7 @@ fn an_orphaned_resize2fs_never_touches_the_image() {
     let done = tmp.path().join("orphan.done");
     let bin = resize2fs_wrapper(
         tmp.path(),
+        "orphan",
         &format!(
             "kill -KILL $PPID\nsleep 1\n\"$REAL\" \"$@\" >/dev/null 2>&1\ntouch '{}'",
             done.display()
