@@ -1632,3 +1632,86 @@ fn two_shrinking_conversions_give_the_same_bytes() {
         "two conversions of the same image differ"
     );
 }
+
+/// The system calls by which vhdtool changes a file or a directory.
+const VHDTOOL_WRITE_CALLS: &str = "write,pwrite64,pwritev,copy_file_range,fallocate,ftruncate,fsync,fdatasync,rename,renameat,renameat2,unlink,unlinkat,setxattr,removexattr";
+
+/// vhdtool killed at every one of its own write calls during an in-place `--room shrink`
+/// (`strace -e inject=CALL:signal=KILL:when=N`, one sweep per call; resize2fs runs untraced):
+/// `rollback` (when a journal was left) gives back the original byte for byte.
+#[test]
+fn killed_at_every_vhdtool_write_call_rollback_restores_the_original() {
+    let tmp = TempDir::new("e2e-kill-vhdtool");
+    let Some((img, _)) = ext4_disk(tmp.path()) else {
+        return;
+    };
+    if !require_tools(&[("strace", "strace")]) {
+        return;
+    }
+    let original = fs::read(&img).unwrap();
+    let traced = |strace_args: &[String]| {
+        let mut cmd = std::process::Command::new("strace");
+        cmd.args(strace_args).arg(common::bin()).args([
+            os("convert"),
+            img.as_os_str(),
+            os("--room"),
+            os("shrink"),
+            os("--no-boot-files"),
+        ]);
+        run_with_timeout(&mut cmd, VHDTOOL_TIMEOUT)
+    };
+    let count_file = tmp.path().join("vhdtool-writes.txt");
+    let run = traced(&[
+        "-qq".into(),
+        "-o".into(),
+        count_file.display().to_string(),
+        format!("-e trace={VHDTOOL_WRITE_CALLS}").replace(' ', ""),
+    ]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let mut counts: std::collections::BTreeMap<String, u64> = Default::default();
+    for line in fs::read_to_string(&count_file).unwrap().lines() {
+        let name = line.split('(').next().unwrap_or("").trim();
+        if VHDTOOL_WRITE_CALLS.split(',').any(|c| c == name) {
+            *counts.entry(name.to_string()).or_default() += 1;
+        }
+    }
+    assert!(
+        counts.get("pwrite64").copied().unwrap_or(0) >= 3,
+        "{counts:?}"
+    );
+    assert_ok(&vt(&[os("rollback"), img.as_os_str()]));
+    assert!(fs::read(&img).unwrap() == original);
+    let (mut tried, mut with_journal) = (0, 0);
+    for (call, &count) in &counts {
+        for n in sweep_points(count) {
+            tried += 1;
+            let run = traced(&[
+                "-qq".into(),
+                "-o".into(),
+                "/dev/null".into(),
+                format!("-etrace={call}"),
+                format!("-einject={call}:signal=KILL:when={n}"),
+            ]);
+            assert!(!run.timed_out, "{call} #{n}: hung");
+            assert_ne!(run.code, Some(0), "{call} #{n}: not killed");
+            if journal_files(&img)[0].exists() {
+                with_journal += 1;
+                let rb = vt(&[os("rollback"), img.as_os_str()]);
+                assert!(
+                    rb.code == Some(0),
+                    "{call} #{n}: rollback failed: {}",
+                    rb.stderr
+                );
+            }
+            assert!(
+                fs::read(&img).unwrap() == original,
+                "{call} #{n}: the image is not the original after the kill (and rollback)"
+            );
+        }
+    }
+    let total: u64 = counts.values().sum();
+    eprintln!(
+        "vhdtool write calls: {total} {counts:?}; kill points tried: {tried} ({with_journal} with a journal); all restored"
+    );
+    assert!(with_journal > 0, "no kill point came after the journal");
+}
