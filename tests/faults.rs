@@ -339,6 +339,15 @@ fn killed_convert(image: &Path, n: u32, extra: &[&std::ffi::OsStr]) {
     assert_eq!(run.code, None, "not stopped by the fault: {}", run.stderr);
 }
 
+/// The source image's bytes, a scratch directory and where the image goes in it.
+fn scratch(tag: &str) -> Option<(PathBuf, Vec<u8>, TempDir, PathBuf)> {
+    let src = source_image()?;
+    let original = fs::read(&src).expect("read source");
+    let tmp = TempDir::new(tag);
+    let image = tmp.path().join(IMAGE);
+    Some((src, original, tmp, image))
+}
+
 /// Exit code of a damaged input, such as a corrupt journal (`exit::CORRUPT`).
 const EXIT_CORRUPT: i32 = 4;
 
@@ -347,12 +356,9 @@ const EXIT_CORRUPT: i32 = 4;
 /// and the rollback command), and `rollback REALPATH` finds it and restores the original.
 #[test]
 fn a_pending_journal_under_another_name_blocks_the_next_convert() {
-    let Some(src) = source_image() else {
+    let Some((src, original, tmp, image)) = scratch("faults-pending") else {
         return;
     };
-    let original = fs::read(&src).expect("read source");
-    let tmp = TempDir::new("faults-pending");
-    let image = tmp.path().join(IMAGE);
     let elsewhere = tmp.path().join("journals");
     fs::create_dir_all(&elsewhere).unwrap();
     let link = elsewhere.join("link.vhd");
@@ -396,12 +402,9 @@ fn a_pending_journal_under_another_name_blocks_the_next_convert() {
 /// restores anyway.
 #[test]
 fn rollback_checks_its_inputs_and_the_images_identity_first() {
-    let Some(src) = source_image() else {
+    let Some((src, original, tmp, image)) = scratch("faults-identity") else {
         return;
     };
-    let original = fs::read(&src).expect("read source");
-    let tmp = TempDir::new("faults-identity");
-    let image = tmp.path().join(IMAGE);
     let journal = PathBuf::from(format!("{}.vhdtool-journal", image.display()));
     let rollback = |extra: &[&str]| {
         let mut cmd = Command::new(common::bin());

@@ -31,9 +31,9 @@ pub enum Payload {
     /// The ESP's FAT32 image, built from the boot files ([`Plan::esp`]) before the first write.
     /// Only the MiB blocks that differ from what the image holds are written.
     Esp,
-    /// An external tool with its own undo file: `resize2fs` shrinks the ext2/3/4 filesystem of
-    /// the partition at the step's offset to the step's length. The journal records the undo
-    /// file instead of the old bytes.
+    /// An external tool: `resize2fs` shrinks the ext2/3/4 filesystem of the partition at the
+    /// step's offset to the step's length. In place, `apply` runs it on an overlay first and
+    /// replaces the step by the journaled writes of its result (`journal::overlay`).
     Resize2fs,
 }
 

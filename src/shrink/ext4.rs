@@ -31,8 +31,12 @@
 //!   journal to recover, the new size not under `resize2fs -P`'s minimum, no bigalloc
 //!   (resize2fs's own "not fully tested" refusal).
 //!
-//! Crash safety is e2fsprogs': the undo file is written as resize2fs goes, its header last.
-//! After a resize2fs that failed, [`shrink`] replays the undo file at once.
+//! With an undo file, crash safety is e2fsprogs': the undo file is written as resize2fs goes,
+//! its header last, and after a resize2fs that failed [`shrink`] replays it at once. `convert`
+//! does not rely on it: in place, it runs [`shrink`] on an overlay and journals the result itself
+//! (`convert::journal::overlay`), because a kill at some of resize2fs's writes left undo files
+//! e2undo refused. resize2fs runs with [`FAKE_TIME_ENV`] (SOURCE_DATE_EPOCH, else the
+//! superblock's `s_wtime`): the same filesystem shrinks to the same bytes.
 // Transitional (issue 11, item 9): this file is not yet under the crate-wide panic lints.
 #![allow(clippy::arithmetic_side_effects, clippy::as_conversions)]
 
