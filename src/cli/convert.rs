@@ -78,6 +78,13 @@ pub struct PlanArgs {
     /// into a new BIOS boot partition and the MBR keeps GRUB's boot.img (hybrid MBR).
     #[arg(long)]
     pub hybrid: bool,
+    /// Windows: the partition of the installation to convert, when the disk holds several.
+    #[arg(long, value_name = "N")]
+    pub windows_partition: Option<u32>,
+    /// Windows: leave the registry alone (SYSTEM\MountedDevices, ReAgent.xml); Windows then
+    /// gives the volumes new drive letters at the first boot.
+    #[arg(long)]
+    pub no_registry: bool,
     /// Print as JSON.
     #[arg(long)]
     pub json: bool,
@@ -140,6 +147,10 @@ fn options(a: &PlanArgs, image: &std::path::Path) -> Options {
         no_grow: a.no_grow,
         image_path: Some(image.to_path_buf()),
         hybrid: a.hybrid,
+        windows: crate::boot::windows::WindowsOptions {
+            partition: a.windows_partition,
+            no_registry: a.no_registry,
+        },
     }
 }
 
@@ -157,6 +168,7 @@ struct ValidateReport<'a> {
     #[serde(flatten)]
     validation: &'a Validation,
     linux_boot: Option<&'a LinuxBoot>,
+    windows: Option<&'a crate::convert::windows::WindowsReport>,
 }
 
 /// Exit code of a refused plan.
@@ -181,15 +193,22 @@ pub fn run_validate(args: &ValidateArgs) -> Result<u8> {
     opts.boot_files_bytes = boot.tree.file_bytes();
     let mut v = conv::validate(&disk, &opts);
     crate::convert::boot::attach(&mut v, &mut boot);
+    let sb = opts.sector_bytes.unwrap_or(512);
+    let windows = conv::windows::discover(&disk, &source, sb, &opts.windows)?
+        .map(|w| conv::windows::attach(&mut v, &mut boot.tree, w).0);
     if args.plan.json {
         output::json(&ValidateReport {
             validation: &v,
             linux_boot: boot.linux.as_ref(),
+            windows: windows.as_ref(),
         })?;
     } else {
         let mut text = output::render_validation(&args.image.display().to_string(), &v);
         if let Some(lb) = &boot.linux {
             text.push_str(&lb.render());
+        }
+        if let Some(w) = &windows {
+            text.push_str(&w.render());
         }
         output::text(&text)?;
     }

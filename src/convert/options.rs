@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+use crate::boot::windows::WindowsOptions;
 use crate::gpt::Guid;
 
 /// Where the ESP's room comes from, as asked.
@@ -42,6 +43,8 @@ pub struct Options {
     /// Keep BIOS boot working: GRUB's core.img moves into a BIOS boot partition and the MBR
     /// keeps boot.img in a hybrid MBR (see `hybrid.rs`).
     pub hybrid: bool,
+    /// Windows images: which installation, and whether the registry is patched.
+    pub windows: WindowsOptions,
 }
 
 impl Default for Options {
@@ -57,6 +60,7 @@ impl Default for Options {
             no_grow: false,
             image_path: None,
             hybrid: false,
+            windows: WindowsOptions::default(),
         }
     }
 }
