@@ -434,7 +434,7 @@ fn judge_registry(
 fn windows_images_convert_into_a_copy_and_in_place() {
     let Some(dir) = ready() else { return };
     let tmp = TempDir::new("convert-windows");
-    for variant in ["conly", "sysres", "winre", "hivelogs"] {
+    for variant in ["conly", "sysres", "winre", "hivelogs", "reuse"] {
         let src = dir.join(format!("{variant}.img"));
         // -o
         let out = tmp.path().join(format!("{variant}.out.img"));
@@ -452,6 +452,18 @@ fn windows_images_convert_into_a_copy_and_in_place() {
             "{az}"
         );
         judge(dir, variant, &out, &report, tmp.path());
+        let room = report["validation"]["plan"]["room"].as_str().unwrap();
+        if variant == "reuse" {
+            // MBR2GPT's way: System Reserved (100 MiB, no WinRE) is the ESP; the disk keeps its size
+            assert_eq!(room, "reuse", "{report}");
+            let e = gpt_entries(&out);
+            assert_eq!(e.len(), 2, "{e:?}");
+            assert_eq!(e[0].1 .3, "C12A7328-F81F-11D2-BA4B-00A0C93EC93B");
+            assert_eq!(e[0].1 .0, 2048);
+            assert_eq!(fs::metadata(&out).unwrap().len(), fs::metadata(&src).unwrap().len());
+        } else {
+            assert_ne!(room, "reuse", "{variant}: System Reserved is too small or absent");
+        }
         // in place, then rollback
         let img = tmp.path().join(format!("{variant}.img"));
         common::sparse_copy(&src, &img);

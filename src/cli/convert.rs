@@ -28,6 +28,9 @@ pub enum RoomArg {
     /// Shrink the last partition (NTFS, ext2/3/4, swap) and put the ESP after it; the disk
     /// size does not change.
     Shrink,
+    /// Windows: the System Reserved partition becomes the ESP (reformatted FAT32), as MBR2GPT
+    /// does when it is 100 MiB to 1 GiB (260 MiB on 4 KiB sectors) and holds no WinRE.
+    Reuse,
 }
 
 impl From<RoomArg> for RoomChoice {
@@ -37,6 +40,7 @@ impl From<RoomArg> for RoomChoice {
             RoomArg::Free => RoomChoice::Free,
             RoomArg::Grow => RoomChoice::Grow,
             RoomArg::Shrink => RoomChoice::Shrink,
+            RoomArg::Reuse => RoomChoice::Reuse,
         }
     }
 }
@@ -151,6 +155,7 @@ fn options(a: &PlanArgs, image: &std::path::Path) -> Options {
             partition: a.windows_partition,
             no_registry: a.no_registry,
         },
+        reusable: None,
     }
 }
 
@@ -191,11 +196,12 @@ pub fn run_validate(args: &ValidateArgs) -> Result<u8> {
     let disk = MmapDisk::open(&args.image, Access::ReadOnly)?;
     let mut boot = linux::resolve(&disk, &source, opts.sector_bytes.unwrap_or(512))?;
     opts.boot_files_bytes = boot.tree.file_bytes();
+    let sb = opts.sector_bytes.unwrap_or(512);
+    let found = conv::windows::discover(&disk, &source, sb, &opts.windows)?;
+    opts.reusable = found.as_ref().map(|w| conv::windows::reusable(w, sb));
     let mut v = conv::validate(&disk, &opts);
     crate::convert::boot::attach(&mut v, &mut boot);
-    let sb = opts.sector_bytes.unwrap_or(512);
-    let windows = conv::windows::discover(&disk, &source, sb, &opts.windows)?
-        .map(|w| conv::windows::attach(&mut v, &mut boot.tree, w).0);
+    let windows = found.map(|w| conv::windows::attach(&mut v, &mut boot.tree, w).0);
     if args.plan.json {
         output::json(&ValidateReport {
             validation: &v,

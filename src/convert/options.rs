@@ -18,6 +18,18 @@ pub enum RoomChoice {
     /// Shrink the last partition (NTFS, ext2/3/4, swap) and put the ESP after it; the disk
     /// size does not change.
     Shrink,
+    /// Windows: the System Reserved partition becomes the ESP (reformatted FAT32), as MBR2GPT
+    /// does.
+    Reuse,
+}
+
+/// Windows: whether the System Reserved partition may become the ESP (MBR2GPT's rule).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reusable {
+    /// Yes: its MBR number.
+    Yes(u32),
+    /// No, and why.
+    No(String),
 }
 
 /// What the user asked for.
@@ -45,6 +57,8 @@ pub struct Options {
     pub hybrid: bool,
     /// Windows images: which installation, and whether the registry is patched.
     pub windows: WindowsOptions,
+    /// Windows images: the System Reserved partition's verdict (`None`: not a Windows image).
+    pub reusable: Option<Reusable>,
 }
 
 impl Default for Options {
@@ -61,6 +75,7 @@ impl Default for Options {
             image_path: None,
             hybrid: false,
             windows: WindowsOptions::default(),
+            reusable: None,
         }
     }
 }

@@ -184,6 +184,8 @@ pub struct Decided<'a> {
     pub shrink: Option<ShrinkLayout>,
     pub hybrid: Option<hybrid::Relocation>,
     pub random_guids: bool,
+    /// `Room::Reuse`: the MBR partition that becomes the ESP (its GPT slot and LBAs).
+    pub reused: Option<u32>,
 }
 
 /// GPT entry names, as gdisk gives converted partitions (its type names) and Windows its ESP.
@@ -215,8 +217,23 @@ fn partitions(d: &Decided, id: &Identity) -> Result<(Vec<NewPartition>, Option<S
     let sbu = u64::from(d.sector_bytes);
     let mut out = Vec::new();
     let mut shrink_plan = None;
+    let esp_lbas = (d.esp_first, d.esp_first + d.esp_sectors - 1);
+    let esp_entry = |index: u32, from: String| {
+        let mut esp = new_partition(index, gpt::guid::ESP, id.guid("esp"), esp_lbas);
+        esp.name = "EFI system partition".to_string();
+        esp.from = from;
+        esp
+    };
     for (i, (p, (ty, attrs))) in d.parts.iter().zip(d.gpt_types).enumerate() {
         let index = gpt_index(i)?;
+        if d.reused == Some(p.index) {
+            let from = format!(
+                "MBR partition {} (System Reserved), reformatted as the EFI system partition",
+                p.index
+            );
+            out.push(esp_entry(index, from));
+            continue;
+        }
         let mut sectors = p.sectors;
         if let Some(l) = d.shrink.as_ref().filter(|l| l.mbr_index == p.index) {
             sectors = l.new_sectors;
@@ -245,14 +262,12 @@ fn partitions(d: &Decided, id: &Identity) -> Result<(Vec<NewPartition>, Option<S
         out.push(e);
     }
     let esp_index = gpt_index(out.len())?;
-    let esp_lbas = (d.esp_first, d.esp_first + d.esp_sectors - 1);
-    let mut esp = new_partition(esp_index, gpt::guid::ESP, id.guid("esp"), esp_lbas);
-    esp.name = "EFI system partition".to_string();
-    esp.from = "new EFI system partition".to_string();
-    out.push(esp);
+    if d.reused.is_none() {
+        out.push(esp_entry(esp_index, "new EFI system partition".to_string()));
+    }
     if let Some(r) = &d.hybrid {
         let mut b = new_partition(
-            esp_index + 1,
+            gpt_index(out.len())?,
             gpt::guid::BIOS_BOOT,
             id.guid("bios boot"),
             (r.first_lba, r.last_lba),
@@ -273,9 +288,17 @@ pub fn build(file: &dyn Disk, d: Decided) -> Result<Plan> {
     let id = Identity::of(file, d.image, d.random_guids)?;
     let disk_guid = id.guid("disk");
     let (partitions, shrink_plan) = partitions(&d, &id)?;
-    let esp_index = gpt_index(d.parts.len())?;
+    let esp_index = partitions
+        .iter()
+        .find(|p| p.type_guid == gpt::guid::ESP && p.first_lba == d.esp_first)
+        .map(|p| p.index)
+        .ok_or_else(|| Error::internal("the plan has no ESP"))?;
+    let bios_index = partitions
+        .iter()
+        .find(|p| p.type_guid == gpt::guid::BIOS_BOOT)
+        .map_or(esp_index + 1, |p| p.index);
     let bios_boot = d.hybrid.as_ref().map(|r| BiosBoot {
-        index: esp_index + 1,
+        index: bios_index,
         first_lba: r.first_lba,
         last_lba: r.last_lba,
         core_from_lba: r.old_lba,

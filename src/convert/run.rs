@@ -172,17 +172,18 @@ pub fn convert(
     let mut disk = MmapDisk::open(req.image, access)?;
     let mut boot = crate::boot::linux::resolve(&disk, req.boot, opts.sector_bytes.unwrap_or(512))?;
     opts.boot_files_bytes = boot.tree.file_bytes();
+    let sb = opts.sector_bytes.unwrap_or(512);
+    let found = super::windows::discover(&disk, req.boot, sb, &opts.windows)?;
+    opts.reusable = found.as_ref().map(|w| super::windows::reusable(w, sb));
     let mut validation = validate(&disk, &opts);
     super::boot::attach(&mut validation, &mut boot);
-    let sb = opts.sector_bytes.unwrap_or(512);
-    let (windows, windows_warnings) =
-        match super::windows::discover(&disk, req.boot, sb, &opts.windows)? {
-            Some(w) => {
-                let (r, ws) = super::windows::attach(&mut validation, &mut boot.tree, w);
-                (Some(r), ws)
-            }
-            None => (None, Vec::new()),
-        };
+    let (windows, windows_warnings) = match found {
+        Some(w) => {
+            let (r, ws) = super::windows::attach(&mut validation, &mut boot.tree, w);
+            (Some(r), ws)
+        }
+        None => (None, Vec::new()),
+    };
     let os = os_type(req.boot, &boot, windows.as_ref());
     let mut report = ConvertReport {
         image: req.image.display().to_string(),

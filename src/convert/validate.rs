@@ -91,7 +91,7 @@ fn checked_plan(
     };
     let boot_code = bios::boot_code(notes, &data, m, sb, gpt, hybrid.as_ref());
     let esp_bytes = checks::esp_size(c, opts, sb);
-    let esp_sectors = esp_bytes / u64::from(sb);
+    let mut esp_sectors = esp_bytes / u64::from(sb);
     let facts = Facts {
         data: &data,
         format: image.format,
@@ -119,13 +119,16 @@ fn checked_plan(
             return None;
         }
     };
+    if let Some((_, sectors)) = chosen.reused {
+        esp_sectors = sectors;
+    }
     c.pass(
         "room.esp",
         format!(
             "{}: ESP at LBA {}, {} MiB",
             chosen.reason,
             chosen.esp_first,
-            esp_bytes / MIB
+            esp_sectors * u64::from(sb) / MIB
         ),
     );
     if let Some(l) = &chosen.shrink {
@@ -147,6 +150,7 @@ fn checked_plan(
         room: chosen.room,
         room_reason: chosen.reason,
         esp_first: chosen.esp_first,
+        reused: chosen.reused.map(|r| r.0),
         esp_sectors,
         esp_label: opts.esp_label.clone(),
         new_disk_bytes: chosen.new_disk_bytes,

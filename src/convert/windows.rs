@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::checks::{Check, CheckStatus};
+use super::options::Reusable;
 use super::plan::{Payload, Plan, Step};
 use super::validate::Validation;
 use crate::boot::linux::BootSource;
@@ -101,6 +102,14 @@ pub fn discover(
     windows::discover(&data, sector_bytes, opts)
 }
 
+/// The System Reserved partition's verdict for the room policy.
+pub fn reusable(w: &WindowsInstall, sector_bytes: u32) -> Reusable {
+    match w.reusable(sector_bytes) {
+        Ok(n) => Reusable::Yes(n),
+        Err(why) => Reusable::No(why),
+    }
+}
+
 /// The GPT identity of `plan`: its disk GUID, the ESP's GUID, and each old partition's offset
 /// with its new GUID.
 fn identity(plan: &Plan) -> Result<GptIdentity> {
@@ -110,10 +119,12 @@ fn identity(plan: &Plan) -> Result<GptIdentity> {
         .iter()
         .find(|p| p.index == plan.esp.index)
         .ok_or_else(|| Error::internal("the plan has no ESP entry"))?;
+    // the ESP too: reused, it is the old System Reserved partition, and MountedDevices may
+    // name it by its offset
     let partitions = plan
         .partitions
         .iter()
-        .filter(|p| p.index != plan.esp.index && p.type_guid != gpt::guid::BIOS_BOOT)
+        .filter(|p| p.type_guid != gpt::guid::BIOS_BOOT)
         .filter_map(|p| Some((p.first_lba.checked_mul(sbu)?, p.unique_guid)))
         .collect();
     Ok(GptIdentity {

@@ -31,6 +31,7 @@ pub const WINDOWS: &[&str] = &[
     "dirtyhive",
     "hivelogs",
     "bitlocker",
+    "reuse",
 ];
 pub const READER: &[&str] = &["special", "bigclus", "smallclus"];
 

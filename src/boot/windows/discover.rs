@@ -69,6 +69,8 @@ pub struct WindowsInstall {
     pub description: Option<String>,
     /// WinRE: the partition holding the image, and its path.
     pub winre: Option<(u32, String)>,
+    /// The BIOS system partition holds `\Recovery\WindowsRE`.
+    pub system_has_winre: bool,
     /// Every Windows check, passed or not (ids `windows.*`); `validate` lists them.
     #[serde(skip)]
     pub checks: Vec<BootCheck>,
@@ -89,6 +91,38 @@ impl WindowsInstall {
             .iter()
             .find(|p| p.index == index)
             .map(|p| p.offset)
+    }
+    /// MBR2GPT's rule for reusing the BIOS system partition as the ESP: not the Windows
+    /// partition, no WinRE on it, 100 MiB to 1 GiB (260 MiB with 4 KiB sectors), NTFS or FAT
+    /// (0x07, 0x0b, 0x0c). `Ok(index)` or why not.
+    pub fn reusable(&self, sector_bytes: u32) -> std::result::Result<u32, String> {
+        let sys = self
+            .system
+            .ok_or_else(|| "no BIOS system partition (\\Boot\\BCD) was found".to_string())?;
+        let n = sys.index;
+        if self.windows.is_some_and(|w| w.index == n) {
+            return Err(format!(
+                "partition {n} holds both the boot manager and Windows"
+            ));
+        }
+        if self.winre.as_ref().is_some_and(|(i, _)| *i == n) || self.system_has_winre {
+            return Err(format!("partition {n} holds WinRE (\\Recovery\\WindowsRE)"));
+        }
+        let min = if sector_bytes >= 4096 {
+            260u64 << 20
+        } else {
+            100 << 20
+        };
+        if sys.length < min || sys.length > 1 << 30 {
+            return Err(format!(
+                "partition {n} is {} MiB; MBR2GPT reuses 100 MiB-1 GiB (260 MiB with 4 KiB sectors)",
+                sys.length >> 20
+            ));
+        }
+        if !matches!(sys.type_id, 0x07 | 0x0b | 0x0c) {
+            return Err(format!("partition {n} has type 0x{:02x}", sys.type_id));
+        }
+        Ok(n)
     }
     /// True when no Windows check failed.
     pub fn ready(&self) -> bool {
@@ -195,6 +229,7 @@ pub fn discover(
         found_by: String::new(),
         description: None,
         winre: None,
+        system_has_winre: false,
         checks: Vec::new(),
         store: None,
         files: None,
@@ -252,7 +287,11 @@ fn read_store(w: &mut WindowsInstall, all: &[Seen]) {
         return;
     };
     w.system = Some(sys.part);
-    let read = NtfsVolume::open(&sys.window)
+    let vol = NtfsVolume::open(&sys.window);
+    w.system_has_winre = vol
+        .as_ref()
+        .is_ok_and(|v| v.exists("\\Recovery\\WindowsRE").unwrap_or(true));
+    let read = vol
         .and_then(|v| v.read_file(BIOS_STORE, MAX_STORE_BYTES))
         .and_then(|b| read_bios_store(&b));
     match read {
