@@ -43,6 +43,7 @@ const TOOLS: &[(&str, &str)] = &[
     ("ntfscat", "ntfs-3g"),
     ("hivexregedit", "libwin-hivex-perl"),
     ("python3", "python3"),
+    ("sfdisk", "fdisk"),
 ];
 const MAX_FILE: u64 = 64 << 20;
 /// MBR signature of the generated disks (the one their SYSTEM hive names).
@@ -460,9 +461,15 @@ fn windows_images_convert_into_a_copy_and_in_place() {
             assert_eq!(e.len(), 2, "{e:?}");
             assert_eq!(e[0].1 .3, "C12A7328-F81F-11D2-BA4B-00A0C93EC93B");
             assert_eq!(e[0].1 .0, 2048);
-            assert_eq!(fs::metadata(&out).unwrap().len(), fs::metadata(&src).unwrap().len());
+            assert_eq!(
+                fs::metadata(&out).unwrap().len(),
+                fs::metadata(&src).unwrap().len()
+            );
         } else {
-            assert_ne!(room, "reuse", "{variant}: System Reserved is too small or absent");
+            assert_ne!(
+                room, "reuse",
+                "{variant}: System Reserved is too small or absent"
+            );
         }
         // in place, then rollback
         let img = tmp.path().join(format!("{variant}.img"));
@@ -579,4 +586,75 @@ fn a_killed_windows_conversion_rolls_back_to_the_original() {
         assert!(n < 200, "the conversion never finished");
     }
     assert!(n > 6, "only {n} writes: the hive steps are missing");
+}
+
+/// Issue 15 item 21: a disk with only data partitions is no Gen2 OS disk. By default it still
+/// converts (an empty ESP) but says it is a data disk and gives no V2 `az` line; `--data-disk`
+/// makes it GPT without an ESP; on a Windows disk `--data-disk` is refused.
+#[test]
+fn a_data_disk_gets_no_esp_and_no_v2_line() {
+    let Some(dir) = ready() else { return };
+    let tmp = TempDir::new("convert-data-disk");
+    let img = tmp.path().join("data.img");
+    fs::File::create(&img).unwrap().set_len(64 << 20).unwrap();
+    let mut sf = tool("sfdisk");
+    sf.arg("-q").arg(&img).stdin(std::process::Stdio::piped());
+    let mut child = sf.spawn().unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"label: dos\nstart=2048, size=100000, type=c\n")
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let original = fs::read(&img).unwrap();
+    let out = tmp.path().join("data.out.img");
+    let (code, report) = convert_json(&[
+        "convert",
+        img.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(code, Some(0), "{report}");
+    let az = report["upload"]["az_disk_create"].as_str().unwrap();
+    assert!(!az.contains("--hyper-v-generation"), "{az}");
+    assert!(
+        report["warnings"].to_string().contains("data disk"),
+        "{report}"
+    );
+    // --data-disk: GPT without an ESP, in place, undone by rollback
+    let (code, report) = convert_json(&["convert", img.to_str().unwrap(), "--data-disk", "--json"]);
+    assert_eq!(code, Some(0), "{report}");
+    assert!(report["validation"]["plan"]["esp"].is_null(), "{report}");
+    let v = String::from_utf8(run_ok(tool("sgdisk").arg("-v").arg(&img))).unwrap();
+    assert!(v.contains("No problems found"), "{v}");
+    let e = gpt_entries(&img);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(e[0].1 .3, "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7");
+    assert_eq!((e[0].1 .0, e[0].1 .1), (2048, 2048 + 100_000 - 1));
+    let az = report["upload"]["az_disk_create"].as_str().unwrap();
+    assert!(!az.contains("V2"), "{az}");
+    let r = vhdtool(["rollback", img.to_str().unwrap()]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(fs::read(&img).unwrap() == original);
+    // a Windows disk is not a data disk
+    let win = dir.join("conly.img");
+    let (code, report) = convert_json(&[
+        "convert",
+        win.to_str().unwrap(),
+        "-o",
+        out.with_extension("w").to_str().unwrap(),
+        "--data-disk",
+        "--json",
+    ]);
+    assert_ne!(code, Some(0), "{report}");
+    assert!(
+        report["validation"]["checks"]
+            .to_string()
+            .contains("--data-disk"),
+        "{report}"
+    );
+    assert!(!out.with_extension("w").exists());
 }

@@ -82,6 +82,10 @@ pub struct PlanArgs {
     /// into a new BIOS boot partition and the MBR keeps GRUB's boot.img (hybrid MBR).
     #[arg(long)]
     pub hybrid: bool,
+    /// A data disk (no OS): GPT without an ESP. Generation-2 VMs attach MBR data disks as they
+    /// are, so this is only for a disk that must be GPT (over 2 TiB, more than 4 partitions).
+    #[arg(long, conflicts_with_all = ["boot_files", "no_boot_files", "hybrid"])]
+    pub data_disk: bool,
     /// Windows: the partition of the installation to convert, when the disk holds several.
     #[arg(long, value_name = "N")]
     pub windows_partition: Option<u32>,
@@ -156,6 +160,7 @@ fn options(a: &PlanArgs, image: &std::path::Path) -> Options {
             no_registry: a.no_registry,
         },
         reusable: None,
+        data_disk: a.data_disk,
     }
 }
 

@@ -59,6 +59,8 @@ pub struct Options {
     pub windows: WindowsOptions,
     /// Windows images: the System Reserved partition's verdict (`None`: not a Windows image).
     pub reusable: Option<Reusable>,
+    /// `--data-disk`: GPT without an ESP (a disk with no OS; Gen2 VMs attach it as it is).
+    pub data_disk: bool,
 }
 
 impl Default for Options {
@@ -76,6 +78,7 @@ impl Default for Options {
             hybrid: false,
             windows: WindowsOptions::default(),
             reusable: None,
+            data_disk: false,
         }
     }
 }

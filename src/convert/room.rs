@@ -333,6 +333,36 @@ fn plan_fs_shrink(
 pub fn choose(d: &Facts, opts: &Options, esp_sectors: u64) -> Result<Chosen> {
     let (bytes, with) = (d.disk_bytes, |e: Error| e.message().to_string());
     let as_asked = |e: Error, flag: &str| Error::invalid(format!("--room {flag}: {}", with(e)));
+    if opts.data_disk {
+        // no ESP: room for the backup GPT only, from free space at the end or a larger disk
+        return match opts.room {
+            RoomChoice::Auto | RoomChoice::Free | RoomChoice::Grow => free(d, 0)
+                .map(|s| {
+                    chosen(
+                        Room::Free,
+                        s,
+                        bytes,
+                        "--data-disk: no ESP; the end of the disk is free for the backup GPT",
+                        None,
+                    )
+                })
+                .or_else(|nf| match opts.room {
+                    RoomChoice::Free => Err(as_asked(nf, "free")),
+                    _ => grow_unless(d, opts, 0).map(|(s, b)| {
+                        chosen(
+                            Room::Grow,
+                            s,
+                            b,
+                            "--data-disk: no ESP; the disk grows for the backup GPT",
+                            None,
+                        )
+                    }),
+                }),
+            RoomChoice::Shrink | RoomChoice::Reuse => Err(Error::invalid(
+                "--data-disk makes no ESP: --room shrink and reuse do not apply",
+            )),
+        };
+    }
     match opts.room {
         RoomChoice::Free => free(d, esp_sectors)
             .map(|s| {

@@ -73,16 +73,19 @@ pub fn epoch() -> i64 {
     crate::esp::timestamp_from_env().unwrap_or(DEFAULT_EPOCH)
 }
 
-/// Format the ESP of `plan` with the boot files.
+/// Format the ESP of `plan` with the boot files (nothing for `--data-disk`).
 pub fn build_esp(plan: &Plan, tree: &EspTree) -> Result<Vec<u8>> {
+    let Some(esp) = plan.esp.as_ref() else {
+        return Ok(Vec::new());
+    };
     let spec = EspSpec {
-        size_bytes: plan.esp.size_bytes,
+        size_bytes: esp.size_bytes,
         sector_bytes: plan.sector_bytes,
-        volume_id: plan.esp.volume_id,
-        label: plan.esp.label.clone(),
+        volume_id: esp.volume_id,
+        label: esp.label.clone(),
         timestamp_unix: epoch(),
         // BPB_HiddSec: the partition's start, as mkfs.fat and Windows write it (0 past 2^32)
-        hidden_sectors: u32::try_from(plan.esp.first_lba).unwrap_or(0),
+        hidden_sectors: u32::try_from(esp.first_lba).unwrap_or(0),
     };
     Ok(crate::esp::build_esp(&spec, tree)?.into_bytes())
 }
@@ -119,7 +122,7 @@ pub enum OsType {
 }
 
 /// Said of a disk with no OS on it.
-pub const DATA_DISK_NOTE: &str = "no operating system found (no Linux boot chain, no Windows): this is a data disk. Generation-2 VMs attach MBR data disks as they are, so it needs no conversion; the converted disk is not Gen2-ready (its ESP is empty) and is uploaded as a data disk";
+pub const DATA_DISK_NOTE: &str = "no operating system found (no Linux boot chain, no Windows): this is a data disk. Generation-2 VMs attach MBR data disks as they are, so it needs no conversion (--data-disk makes it GPT without an ESP); the converted disk is not Gen2-ready (its ESP is empty) and is uploaded as a data disk";
 
 fn os_type(
     source: &crate::boot::linux::BootSource,
@@ -184,7 +187,11 @@ pub fn convert(
         }
         None => (None, Vec::new()),
     };
-    let os = os_type(req.boot, &boot, windows.as_ref());
+    let os = if opts.data_disk {
+        OsType::None
+    } else {
+        os_type(req.boot, &boot, windows.as_ref())
+    };
     let mut report = ConvertReport {
         image: req.image.display().to_string(),
         output: req.output.unwrap_or(req.image).display().to_string(),
@@ -223,12 +230,14 @@ pub fn convert(
     let Some(plan) = report.validation.plan.as_ref() else {
         return Err(Error::internal("validation passed but produced no plan"));
     };
-    if boot.tree.entry_count() == 0 {
+    if opts.data_disk {
+        report.warnings.push("--data-disk: GPT without an ESP; upload it as a data disk (Generation-2 VMs attach MBR data disks as they are, too)".into());
+    } else if boot.tree.entry_count() == 0 {
         report.warnings.push(
             "no --boot-files: the ESP is created empty, and the disk will not boot under UEFI until boot files are added (EFI/BOOT/BOOTX64.EFI)".into(),
         );
     }
-    if os == OsType::None {
+    if os == OsType::None && !opts.data_disk {
         report.warnings.push(DATA_DISK_NOTE.into());
     }
     if plan.format == Format::Raw {

@@ -114,10 +114,15 @@ pub fn reusable(w: &WindowsInstall, sector_bytes: u32) -> Reusable {
 /// with its new GUID.
 fn identity(plan: &Plan) -> Result<GptIdentity> {
     let sbu = u64::from(plan.sector_bytes);
+    let index = plan
+        .esp
+        .as_ref()
+        .map(|e| e.index)
+        .ok_or_else(|| Error::invalid("--data-disk: this disk holds Windows, and a Windows disk without an ESP cannot boot as Generation 2 (leave out --data-disk)"))?;
     let esp = plan
         .partitions
         .iter()
-        .find(|p| p.index == plan.esp.index)
+        .find(|p| p.index == index)
         .ok_or_else(|| Error::internal("the plan has no ESP entry"))?;
     // the ESP too: reused, it is the old System Reserved partition, and MountedDevices may
     // name it by its offset
@@ -175,7 +180,11 @@ pub fn attach(
                 id: "windows.plan",
                 status: CheckStatus::Fail,
                 detail: e.to_string(),
-                fix: Some("report this with `vhdtool info --json` of the image".into()),
+                fix: Some(if e.kind() == crate::error::ErrorKind::Internal {
+                    "report this with `vhdtool info --json` of the image".into()
+                } else {
+                    "leave out --data-disk".into()
+                }),
                 kind: e.kind(),
             });
             v.plan = None;

@@ -1,7 +1,6 @@
 //! Where a file's bytes are on the volume: for in-place patches of a file whose size does not
 //! change (a registry hive, ReAgent.xml), written through the volume rather than a driver.
 
-use super::attrs::{refuse_special, stream};
 use super::*;
 
 /// A piece of a file's data: `length` bytes at `file_offset` in the file are at
@@ -57,19 +56,12 @@ impl NtfsVolume<'_> {
         let n = self
             .lookup(path)?
             .ok_or_else(|| Error::invalid(format!("NTFS: no file {path}")))?;
-        let (flags, attrs) = self.record_attrs(n)?;
-        if flags & MFT_RECORD_IS_DIRECTORY != 0 {
-            return Err(Error::invalid(format!("NTFS: {path} is a directory")));
-        }
-        refuse_special(&attrs, path)?;
-        let s = stream(&attrs, ATTR_DATA, &[], path)?
-            .ok_or_else(|| Error::corrupt(format!("NTFS: {path} has no $DATA attribute")))?;
         let Stream::NonResident {
             runs,
             data_size,
             initialized_size,
             flags,
-        } = s
+        } = self.plain_data(n, path)?
         else {
             return Err(Error::unsupported(format!(
                 "NTFS: {path} is resident (its data is inside its MFT record)"
