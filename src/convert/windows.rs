@@ -42,6 +42,37 @@ pub struct WindowsReport {
 }
 
 impl WindowsReport {
+    /// What `info` shows: what was found, no plan.
+    pub fn found(install: WindowsInstall) -> WindowsReport {
+        WindowsReport {
+            esp_files: install
+                .files
+                .as_ref()
+                .map(|f| f.sources.clone())
+                .unwrap_or_default(),
+            install,
+            target: None,
+            guest_notes: Vec::new(),
+        }
+    }
+
+    /// `info`'s text: what was found, and the Windows checks that did not pass.
+    pub fn render_info(&self) -> String {
+        let mut o = self.render();
+        for c in self
+            .install
+            .checks
+            .iter()
+            .filter(|c| c.verdict != crate::boot::linux::Verdict::Pass)
+        {
+            let _ = writeln!(o, "  {:?} {}: {}", c.verdict, c.id, c.detail);
+            if let Some(f) = &c.fix {
+                let _ = writeln!(o, "      fix: {f}");
+            }
+        }
+        o
+    }
+
     /// Human text for `convert` and `validate`.
     pub fn render(&self) -> String {
         let mut o = String::new();
