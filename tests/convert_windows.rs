@@ -658,3 +658,39 @@ fn a_data_disk_gets_no_esp_and_no_v2_line() {
     );
     assert!(!out.with_extension("w").exists());
 }
+
+/// Two installations (C: of the `conly` disk twice): refused unless one is named; named, the
+/// plan is made for that one.
+#[test]
+fn two_installations_are_refused_unless_one_is_named() {
+    let Some(dir) = ready() else { return };
+    let tmp = TempDir::new("convert-windows-two");
+    let src = fs::read(dir.join("conly.img")).unwrap();
+    let c = parts(dir, "conly")
+        .into_iter()
+        .find(|p| p.role == "c")
+        .unwrap();
+    let vol = &src[c.start as usize..(c.start + c.bytes) as usize];
+    let img = tmp.path().join("two.img");
+    let mut bytes = src[..(c.start + c.bytes) as usize].to_vec();
+    bytes.extend_from_slice(vol);
+    bytes.resize(bytes.len() + (1 << 20), 0);
+    // p2: the same volume again, right after p1 (same MBR, same disk signature)
+    let second = (c.start + c.bytes) / 512;
+    let e = 446 + 16;
+    bytes[e + 4] = 0x07;
+    bytes[e + 8..e + 12].copy_from_slice(&(second as u32).to_le_bytes());
+    bytes[e + 12..e + 16].copy_from_slice(&((c.bytes / 512) as u32).to_le_bytes());
+    fs::write(&img, &bytes).unwrap();
+    let i = img.to_str().unwrap();
+    let (code, report) = convert_json(&["validate", i, "--json"]);
+    assert_ne!(code, Some(0), "{report}");
+    let checks = report["checks"].to_string();
+    assert!(checks.contains("several Windows installations"), "{report}");
+    assert!(checks.contains("--windows-partition"), "{report}");
+    let (code, report) = convert_json(&["validate", i, "--windows-partition", "2", "--json"]);
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(report["windows"]["windows"]["index"], 2, "{report}");
+    let (code, report) = convert_json(&["validate", i, "--windows-partition", "3", "--json"]);
+    assert_ne!(code, Some(0), "{report}");
+}
