@@ -20,6 +20,7 @@
 #               4317/4316; its C: value moved onto this disk, its other disks' values untouched)
 #   hivelogs    conly with a dirty SYSTEM hive (1622/1621, MountedDevices already in the GPT
 #               DMIO:ID: form) and its SYSTEM.LOG1 / SYSTEM.LOG2 beside it
+#   reuse       sysres with a System Reserved of 100 MiB (MBR2GPT reuses it as the ESP)
 #   bitlocker   sysres, but p2 is a BitLocker stand-in (a "-FVE-FS-" header and FVE metadata
 #               block signature; no NTFS inside)
 # The Windows tree on C: \Windows\Boot\EFI\{bootmgfw.efi,bootmgr.efi,memtest.efi,boot.stl,
@@ -90,7 +91,7 @@ out=$1
 shift
 variants=("$@")
 if [ ${#variants[@]} -eq 0 ]; then
-    variants=(sysres conly winre compressed hibernated dirty dirtyhive hivelogs bitlocker special bigclus smallclus)
+    variants=(sysres conly winre compressed hibernated dirty dirtyhive hivelogs bitlocker reuse special bigclus smallclus)
 fi
 mkdir -p "$out"
 work=$(mktemp -d)
@@ -485,8 +486,9 @@ PY
             echo /Windows/Boot/EFI/bootmgfw.efi >>"$out/$v.refused"
         fi
         ;;
-    sysres | winre | bitlocker)
+    sysres | winre | bitlocker | reuse)
         hive=win7
+        if [ "$v" = reuse ]; then sys_mib=100; fi
         c_start=$((1 + sys_mib))
         mkvol "$w/sys.part" $sys_mib 4096 2048 "System Reserved"
         mount_vol "$w/sys.part"
@@ -556,7 +558,7 @@ reader() {
 for v in "${variants[@]}"; do
     rm -f "$out/$v.img" "$out/$v.vhd" "$out/$v.parts" "$out/$v.refused"
     case $v in
-    sysres | conly | winre | compressed | hibernated | dirty | dirtyhive | hivelogs | bitlocker) windows "$v" ;;
+    sysres | conly | winre | compressed | hibernated | dirty | dirtyhive | hivelogs | bitlocker | reuse) windows "$v" ;;
     special | bigclus | smallclus) reader "$v" ;;
     *)
         echo "make-windows.sh: unknown variant '$v'" >&2

@@ -1022,7 +1022,7 @@ pub fn convert_sample(data: &[u8]) -> (SparseDisk, Option<SparseDisk>) {
             "MBR partition {p:?} is not in the GPT"
         );
     }
-    let esp = &plan.esp;
+    let esp = plan.esp.as_ref().expect("a generated plan has an ESP");
     assert!(
         esp.first_lba >= gpt.header.first_usable_lba && esp.last_lba <= gpt.header.last_usable_lba,
         "ESP outside the usable LBAs"

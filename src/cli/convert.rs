@@ -28,6 +28,9 @@ pub enum RoomArg {
     /// Shrink the last partition (NTFS, ext2/3/4, swap) and put the ESP after it; the disk
     /// size does not change.
     Shrink,
+    /// Windows: the System Reserved partition becomes the ESP (reformatted FAT32), as MBR2GPT
+    /// does when it is 100 MiB to 1 GiB (260 MiB on 4 KiB sectors) and holds no WinRE.
+    Reuse,
 }
 
 impl From<RoomArg> for RoomChoice {
@@ -37,6 +40,7 @@ impl From<RoomArg> for RoomChoice {
             RoomArg::Free => RoomChoice::Free,
             RoomArg::Grow => RoomChoice::Grow,
             RoomArg::Shrink => RoomChoice::Shrink,
+            RoomArg::Reuse => RoomChoice::Reuse,
         }
     }
 }
@@ -78,6 +82,17 @@ pub struct PlanArgs {
     /// into a new BIOS boot partition and the MBR keeps GRUB's boot.img (hybrid MBR).
     #[arg(long)]
     pub hybrid: bool,
+    /// A data disk (no OS): GPT without an ESP. Generation-2 VMs attach MBR data disks as they
+    /// are, so this is only for a disk that must be GPT (over 2 TiB, more than 4 partitions).
+    #[arg(long, conflicts_with_all = ["boot_files", "no_boot_files", "hybrid"])]
+    pub data_disk: bool,
+    /// Windows: the partition of the installation to convert, when the disk holds several.
+    #[arg(long, value_name = "N")]
+    pub windows_partition: Option<u32>,
+    /// Windows: leave the registry alone (SYSTEM\MountedDevices, ReAgent.xml); Windows then
+    /// gives the volumes new drive letters at the first boot.
+    #[arg(long)]
+    pub no_registry: bool,
     /// Print as JSON.
     #[arg(long)]
     pub json: bool,
@@ -140,6 +155,12 @@ fn options(a: &PlanArgs, image: &std::path::Path) -> Options {
         no_grow: a.no_grow,
         image_path: Some(image.to_path_buf()),
         hybrid: a.hybrid,
+        windows: crate::boot::windows::WindowsOptions {
+            partition: a.windows_partition,
+            no_registry: a.no_registry,
+        },
+        reusable: None,
+        data_disk: a.data_disk,
     }
 }
 
@@ -157,6 +178,7 @@ struct ValidateReport<'a> {
     #[serde(flatten)]
     validation: &'a Validation,
     linux_boot: Option<&'a LinuxBoot>,
+    windows: Option<&'a crate::convert::windows::WindowsReport>,
 }
 
 /// Exit code of a refused plan.
@@ -179,17 +201,25 @@ pub fn run_validate(args: &ValidateArgs) -> Result<u8> {
     let disk = MmapDisk::open(&args.image, Access::ReadOnly)?;
     let mut boot = linux::resolve(&disk, &source, opts.sector_bytes.unwrap_or(512))?;
     opts.boot_files_bytes = boot.tree.file_bytes();
+    let sb = opts.sector_bytes.unwrap_or(512);
+    let found = conv::windows::discover(&disk, &source, sb, &opts.windows)?;
+    opts.reusable = found.as_ref().map(|w| conv::windows::reusable(w, sb));
     let mut v = conv::validate(&disk, &opts);
     crate::convert::boot::attach(&mut v, &mut boot);
+    let windows = found.map(|w| conv::windows::attach(&mut v, &mut boot.tree, w).0);
     if args.plan.json {
         output::json(&ValidateReport {
             validation: &v,
             linux_boot: boot.linux.as_ref(),
+            windows: windows.as_ref(),
         })?;
     } else {
         let mut text = output::render_validation(&args.image.display().to_string(), &v);
         if let Some(lb) = &boot.linux {
             text.push_str(&lb.render());
+        }
+        if let Some(w) = &windows {
+            text.push_str(&w.render());
         }
         output::text(&text)?;
     }

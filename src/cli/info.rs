@@ -6,6 +6,7 @@ use clap::Args;
 
 use super::exit;
 use super::output;
+use crate::convert::windows::WindowsReport;
 use crate::disk::{Access, MmapDisk};
 use crate::error::Result;
 use crate::finding::Severity;
@@ -20,13 +21,38 @@ pub struct InfoArgs {
     pub json: bool,
 }
 
+/// `info --json`: the report, and what was found of Windows.
+#[derive(serde::Serialize)]
+struct WithWindows<'a> {
+    #[serde(flatten)]
+    info: &'a crate::info::InfoReport,
+    windows: Option<&'a WindowsReport>,
+}
+
 pub fn run(args: &InfoArgs) -> Result<u8> {
     let disk = MmapDisk::open(&args.image, Access::ReadOnly)?;
     let report = inspect(&disk, &args.image.display().to_string());
+    // Windows: the installation, the BIOS system partition, the default entry, WinRE
+    let windows = crate::convert::windows::discover(
+        &disk,
+        &crate::boot::linux::BootSource::FromImage,
+        report.sector_bytes,
+        &Default::default(),
+    )
+    .ok()
+    .flatten()
+    .map(WindowsReport::found);
     if args.json {
-        output::json(&report)?;
+        output::json(&WithWindows {
+            info: &report,
+            windows: windows.as_ref(),
+        })?;
     } else {
-        output::text(&output::render_info(&report))?;
+        let mut text = output::render_info(&report);
+        if let Some(w) = &windows {
+            text.push_str(&w.render_info());
+        }
+        output::text(&text)?;
     }
     Ok(if report.worst() == Some(Severity::Error) {
         exit::FINDINGS

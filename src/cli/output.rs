@@ -502,6 +502,9 @@ pub fn render_convert(r: &crate::convert::run::ConvertReport) -> String {
     if let Some(lb) = &r.linux_boot {
         o.push_str(&lb.render());
     }
+    if let Some(w) = &r.windows {
+        o.push_str(&w.render());
+    }
     for w in &r.warnings {
         let _ = writeln!(o, "\nwarning: {w}");
     }

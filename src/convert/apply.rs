@@ -97,11 +97,11 @@ pub fn apply(
     journal_path: Option<&Path>,
     faults: &mut Faults,
 ) -> Result<u64> {
-    if contents.esp.len() as u64 != plan.esp.size_bytes {
+    let esp_bytes = plan.esp.as_ref().map_or(0, |e| e.size_bytes);
+    if contents.esp.len() as u64 != esp_bytes {
         return Err(Error::internal(format!(
-            "the ESP image holds {} bytes, the plan {}",
+            "the ESP image holds {} bytes, the plan {esp_bytes}",
             contents.esp.len(),
-            plan.esp.size_bytes
         )));
     }
     let expanded;

@@ -39,7 +39,10 @@ pub fn attach(v: &mut Validation, resolved: &mut Resolved) {
         }
         v.checks.push(Check::from(c));
     }
-    if let (Some(lb), Some(plan)) = (resolved.linux.as_mut(), v.plan.as_ref()) {
-        lb.add_esp_note(plan.esp.volume_id);
+    if let (Some(lb), Some(esp)) = (
+        resolved.linux.as_mut(),
+        v.plan.as_ref().and_then(|p| p.esp.as_ref()),
+    ) {
+        lb.add_esp_note(esp.volume_id);
     }
 }

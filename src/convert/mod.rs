@@ -16,6 +16,8 @@
 //! - `copy.rs`: the sparse copy behind `convert -o`, under a temporary name.
 //! - `faults.rs`: fault injection for the kill tests (debug builds only).
 //! - `boot.rs`: the boot layer's typed check, mapped into a [`Check`].
+//! - `windows.rs`: Windows images: their checks, ESP files, new store and in-place registry
+//!   writes, as checks and steps.
 
 pub mod apply;
 mod bios;
@@ -30,6 +32,7 @@ pub mod plan;
 pub mod room;
 pub mod run;
 pub mod validate;
+pub mod windows;
 
 pub use checks::{Check, CheckStatus};
 pub use options::{Options, RoomChoice};

@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+use crate::boot::windows::WindowsOptions;
 use crate::gpt::Guid;
 
 /// Where the ESP's room comes from, as asked.
@@ -17,6 +18,18 @@ pub enum RoomChoice {
     /// Shrink the last partition (NTFS, ext2/3/4, swap) and put the ESP after it; the disk
     /// size does not change.
     Shrink,
+    /// Windows: the System Reserved partition becomes the ESP (reformatted FAT32), as MBR2GPT
+    /// does.
+    Reuse,
+}
+
+/// Windows: whether the System Reserved partition may become the ESP (MBR2GPT's rule).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reusable {
+    /// Yes: its MBR number.
+    Yes(u32),
+    /// No, and why.
+    No(String),
 }
 
 /// What the user asked for.
@@ -42,6 +55,12 @@ pub struct Options {
     /// Keep BIOS boot working: GRUB's core.img moves into a BIOS boot partition and the MBR
     /// keeps boot.img in a hybrid MBR (see `hybrid.rs`).
     pub hybrid: bool,
+    /// Windows images: which installation, and whether the registry is patched.
+    pub windows: WindowsOptions,
+    /// Windows images: the System Reserved partition's verdict (`None`: not a Windows image).
+    pub reusable: Option<Reusable>,
+    /// `--data-disk`: GPT without an ESP (a disk with no OS; Gen2 VMs attach it as it is).
+    pub data_disk: bool,
 }
 
 impl Default for Options {
@@ -57,6 +76,9 @@ impl Default for Options {
             no_grow: false,
             image_path: None,
             hybrid: false,
+            windows: WindowsOptions::default(),
+            reusable: None,
+            data_disk: false,
         }
     }
 }

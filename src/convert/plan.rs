@@ -149,7 +149,8 @@ pub struct Plan {
     pub room_reason: String,
     pub disk_guid: Guid,
     pub partitions: Vec<NewPartition>,
-    pub esp: EspLayout,
+    /// The ESP; `None` for `--data-disk`.
+    pub esp: Option<EspLayout>,
     /// The shrink step (`room: shrink`).
     pub shrink: Option<ShrinkPlan>,
     /// Every write, in file offsets, in the order `apply` carries them out.
@@ -184,6 +185,10 @@ pub struct Decided<'a> {
     pub shrink: Option<ShrinkLayout>,
     pub hybrid: Option<hybrid::Relocation>,
     pub random_guids: bool,
+    /// `Room::Reuse`: the MBR partition that becomes the ESP (its GPT slot and LBAs).
+    pub reused: Option<u32>,
+    /// `--data-disk`: no ESP at all.
+    pub data_disk: bool,
 }
 
 /// GPT entry names, as gdisk gives converted partitions (its type names) and Windows its ESP.
@@ -215,8 +220,23 @@ fn partitions(d: &Decided, id: &Identity) -> Result<(Vec<NewPartition>, Option<S
     let sbu = u64::from(d.sector_bytes);
     let mut out = Vec::new();
     let mut shrink_plan = None;
+    let esp_entry = |index: u32, from: String| {
+        let esp_lbas = (d.esp_first, d.esp_first + d.esp_sectors - 1);
+        let mut esp = new_partition(index, gpt::guid::ESP, id.guid("esp"), esp_lbas);
+        esp.name = "EFI system partition".to_string();
+        esp.from = from;
+        esp
+    };
     for (i, (p, (ty, attrs))) in d.parts.iter().zip(d.gpt_types).enumerate() {
         let index = gpt_index(i)?;
+        if d.reused == Some(p.index) {
+            let from = format!(
+                "MBR partition {} (System Reserved), reformatted as the EFI system partition",
+                p.index
+            );
+            out.push(esp_entry(index, from));
+            continue;
+        }
         let mut sectors = p.sectors;
         if let Some(l) = d.shrink.as_ref().filter(|l| l.mbr_index == p.index) {
             sectors = l.new_sectors;
@@ -245,14 +265,12 @@ fn partitions(d: &Decided, id: &Identity) -> Result<(Vec<NewPartition>, Option<S
         out.push(e);
     }
     let esp_index = gpt_index(out.len())?;
-    let esp_lbas = (d.esp_first, d.esp_first + d.esp_sectors - 1);
-    let mut esp = new_partition(esp_index, gpt::guid::ESP, id.guid("esp"), esp_lbas);
-    esp.name = "EFI system partition".to_string();
-    esp.from = "new EFI system partition".to_string();
-    out.push(esp);
+    if d.reused.is_none() && !d.data_disk {
+        out.push(esp_entry(esp_index, "new EFI system partition".to_string()));
+    }
     if let Some(r) = &d.hybrid {
         let mut b = new_partition(
-            esp_index + 1,
+            gpt_index(out.len())?,
             gpt::guid::BIOS_BOOT,
             id.guid("bios boot"),
             (r.first_lba, r.last_lba),
@@ -273,9 +291,20 @@ pub fn build(file: &dyn Disk, d: Decided) -> Result<Plan> {
     let id = Identity::of(file, d.image, d.random_guids)?;
     let disk_guid = id.guid("disk");
     let (partitions, shrink_plan) = partitions(&d, &id)?;
-    let esp_index = gpt_index(d.parts.len())?;
+    let esp_index = match partitions
+        .iter()
+        .find(|p| p.type_guid == gpt::guid::ESP && p.first_lba == d.esp_first)
+    {
+        Some(p) => p.index,
+        None if d.data_disk => gpt_index(partitions.len())?,
+        None => return Err(Error::internal("the plan has no ESP")),
+    };
+    let bios_index = partitions
+        .iter()
+        .find(|p| p.type_guid == gpt::guid::BIOS_BOOT)
+        .map_or(esp_index + 1, |p| p.index);
     let bios_boot = d.hybrid.as_ref().map(|r| BiosBoot {
-        index: esp_index + 1,
+        index: bios_index,
         first_lba: r.first_lba,
         last_lba: r.last_lba,
         core_from_lba: r.old_lba,
@@ -304,7 +333,7 @@ pub fn build(file: &dyn Disk, d: Decided) -> Result<Plan> {
         room_reason: d.room_reason,
         disk_guid,
         partitions,
-        esp: EspLayout {
+        esp: (!d.data_disk).then(|| EspLayout {
             index: esp_index,
             first_lba: d.esp_first,
             last_lba: d.esp_first + d.esp_sectors - 1,
@@ -316,7 +345,7 @@ pub fn build(file: &dyn Disk, d: Decided) -> Result<Plan> {
                 esp_guid.0[2],
                 esp_guid.0[3],
             ]),
-        },
+        }),
         shrink: shrink_plan,
         steps,
         boot_code: d.boot_code,
@@ -370,12 +399,14 @@ fn steps(
     if let Some((l, sp)) = shrink {
         steps.extend(shrink_steps(&l.action, sp));
     }
-    steps.push(Step {
-        offset: d.esp_first * sbu,
-        length: d.esp_sectors * sbu,
-        what: format!("partition {esp_index}: EFI system partition (FAT32)"),
-        payload: Payload::Esp,
-    });
+    if !d.data_disk {
+        steps.push(Step {
+            offset: d.esp_first * sbu,
+            length: d.esp_sectors * sbu,
+            what: format!("partition {esp_index}: EFI system partition (FAT32)"),
+            payload: Payload::Esp,
+        });
+    }
     steps.push(Step::bytes(
         image_gpt.backup_entries_lba * sbu,
         image_gpt.backup,

@@ -13,7 +13,7 @@ use crate::units::MIB;
 use crate::vhd::Format;
 
 use super::checks::{last_lba, GptGeometry};
-use super::options::{Options, RoomChoice};
+use super::options::{Options, Reusable, RoomChoice};
 
 /// Where the ESP's room came from, as planned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -22,6 +22,8 @@ pub enum Room {
     Free,
     Grow,
     Shrink,
+    /// The System Reserved partition of a Windows image became the ESP.
+    Reuse,
 }
 
 /// How the last partition's filesystem is shrunk.
@@ -107,6 +109,31 @@ pub struct Chosen {
     /// Why that room was used (and why the others were not).
     pub reason: String,
     pub shrink: Option<ShrinkLayout>,
+    /// `Room::Reuse`: the MBR partition that becomes the ESP, and the ESP's sectors (all of it).
+    pub reused: Option<(u32, u64)>,
+}
+
+/// Reuse: the System Reserved partition of a Windows image, whole, as the ESP: (MBR number,
+/// first LBA, sectors).
+pub fn reuse(d: &Facts, opts: &Options) -> Result<(u32, u64, u64)> {
+    match &opts.reusable {
+        None => Err(Error::invalid(
+            "only the System Reserved partition of a Windows image is reused",
+        )),
+        Some(Reusable::No(why)) => Err(Error::invalid(why.clone())),
+        Some(Reusable::Yes(n)) => d
+            .parts
+            .iter()
+            .find(|p| p.index == *n)
+            .map(|p| (p.index, p.start_lba, p.sectors))
+            .ok_or_else(|| Error::internal(format!("partition {n} is not on the disk"))),
+    }
+}
+
+fn reused(index: u32, first: u64, sectors: u64, bytes: u64, why: &str) -> Chosen {
+    let mut c = chosen(Room::Reuse, first, bytes, why, None);
+    c.reused = Some((index, sectors));
+    c
 }
 
 /// Free space: the first gap (the one at the end of the disk preferred) that holds a 1 MiB
@@ -306,6 +333,36 @@ fn plan_fs_shrink(
 pub fn choose(d: &Facts, opts: &Options, esp_sectors: u64) -> Result<Chosen> {
     let (bytes, with) = (d.disk_bytes, |e: Error| e.message().to_string());
     let as_asked = |e: Error, flag: &str| Error::invalid(format!("--room {flag}: {}", with(e)));
+    if opts.data_disk {
+        // no ESP: room for the backup GPT only, from free space at the end or a larger disk
+        return match opts.room {
+            RoomChoice::Auto | RoomChoice::Free | RoomChoice::Grow => free(d, 0)
+                .map(|s| {
+                    chosen(
+                        Room::Free,
+                        s,
+                        bytes,
+                        "--data-disk: no ESP; the end of the disk is free for the backup GPT",
+                        None,
+                    )
+                })
+                .or_else(|nf| match opts.room {
+                    RoomChoice::Free => Err(as_asked(nf, "free")),
+                    _ => grow_unless(d, opts, 0).map(|(s, b)| {
+                        chosen(
+                            Room::Grow,
+                            s,
+                            b,
+                            "--data-disk: no ESP; the disk grows for the backup GPT",
+                            None,
+                        )
+                    }),
+                }),
+            RoomChoice::Shrink | RoomChoice::Reuse => Err(Error::invalid(
+                "--data-disk makes no ESP: --room shrink and reuse do not apply",
+            )),
+        };
+    }
     match opts.room {
         RoomChoice::Free => free(d, esp_sectors)
             .map(|s| {
@@ -335,6 +392,14 @@ pub fn choose(d: &Facts, opts: &Options, esp_sectors: u64) -> Result<Chosen> {
                 chosen(Room::Shrink, l.esp_first, bytes, &why, Some(l))
             })
             .map_err(|e| as_asked(e, "shrink")),
+        RoomChoice::Reuse => reuse(d, opts)
+            .map(|(n, first, sectors)| {
+                let why = format!(
+                    "System Reserved (partition {n}) becomes the ESP, as asked (--room reuse)"
+                );
+                reused(n, first, sectors, bytes, &why)
+            })
+            .map_err(|e| as_asked(e, "reuse")),
         RoomChoice::Auto => {
             let nf = match free(d, esp_sectors) {
                 Ok(s) => {
@@ -348,6 +413,11 @@ pub fn choose(d: &Facts, opts: &Options, esp_sectors: u64) -> Result<Chosen> {
                 }
                 Err(e) => with(e),
             };
+            // Windows (MBR2GPT's order): System Reserved before shrinking C:
+            if let Ok((n, first, sectors)) = reuse(d, opts) {
+                let why = format!("System Reserved (partition {n}) becomes the ESP, as MBR2GPT does; free space does not do ({nf})");
+                return Ok(reused(n, first, sectors, bytes, &why));
+            }
             let ns = match shrink(d, opts, esp_sectors) {
                 Ok(l) => {
                     let why = format!(
@@ -388,5 +458,6 @@ fn chosen(
         new_disk_bytes,
         reason: reason.to_string(),
         shrink,
+        reused: None,
     }
 }

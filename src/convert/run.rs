@@ -47,6 +47,8 @@ pub struct ConvertReport {
     pub linux_boot: Option<crate::boot::linux::LinuxBoot>,
     /// What the guest still needs after its first Generation-2 boot.
     pub guest_notes: Vec<GuestNote>,
+    /// A Windows image: what was found and what the conversion writes for it.
+    pub windows: Option<super::windows::WindowsReport>,
     pub warnings: Vec<String>,
     pub upload: Option<Upload>,
     /// With `--verify`: the proof that only the planned regions changed.
@@ -71,16 +73,19 @@ pub fn epoch() -> i64 {
     crate::esp::timestamp_from_env().unwrap_or(DEFAULT_EPOCH)
 }
 
-/// Format the ESP of `plan` with the boot files.
+/// Format the ESP of `plan` with the boot files (nothing for `--data-disk`).
 pub fn build_esp(plan: &Plan, tree: &EspTree) -> Result<Vec<u8>> {
+    let Some(esp) = plan.esp.as_ref() else {
+        return Ok(Vec::new());
+    };
     let spec = EspSpec {
-        size_bytes: plan.esp.size_bytes,
+        size_bytes: esp.size_bytes,
         sector_bytes: plan.sector_bytes,
-        volume_id: plan.esp.volume_id,
-        label: plan.esp.label.clone(),
+        volume_id: esp.volume_id,
+        label: esp.label.clone(),
         timestamp_unix: epoch(),
         // BPB_HiddSec: the partition's start, as mkfs.fat and Windows write it (0 past 2^32)
-        hidden_sectors: u32::try_from(plan.esp.first_lba).unwrap_or(0),
+        hidden_sectors: u32::try_from(esp.first_lba).unwrap_or(0),
     };
     Ok(crate::esp::build_esp(&spec, tree)?.into_bytes())
 }
@@ -105,10 +110,48 @@ pub fn tree_paths(tree: &EspTree) -> Vec<String> {
     out
 }
 
-/// The `az` line that creates a managed disk for this image, with the Generation-2 flag.
-pub fn az_line(file_bytes: u64) -> String {
+/// What the image boots, as far as the conversion knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OsType {
+    Linux,
+    Windows,
+    /// Boot files given (`--boot-files`): the OS is not known.
+    Unknown,
+    /// No OS found and no boot files given: a data disk, not Gen2-ready.
+    None,
+}
+
+/// Said of a disk with no OS on it.
+pub const DATA_DISK_NOTE: &str = "no operating system found (no Linux boot chain, no Windows): this is a data disk. Generation-2 VMs attach MBR data disks as they are, so it needs no conversion (--data-disk makes it GPT without an ESP); the converted disk is not Gen2-ready (its ESP is empty) and is uploaded as a data disk";
+
+fn os_type(
+    source: &crate::boot::linux::BootSource,
+    boot: &crate::boot::linux::Resolved,
+    windows: Option<&super::windows::WindowsReport>,
+) -> OsType {
+    if windows.is_some() {
+        OsType::Windows
+    } else if boot.linux.is_some() {
+        OsType::Linux
+    } else if matches!(source, crate::boot::linux::BootSource::FromImage) {
+        OsType::None
+    } else {
+        OsType::Unknown
+    }
+}
+
+/// The `az` line that creates a managed disk for this image: with the Generation-2 flag for a
+/// bootable disk, as a plain data disk otherwise (never a V2 line for a disk that is not
+/// Gen2-ready).
+pub fn az_line(file_bytes: u64, os: OsType) -> String {
+    let flags = match os {
+        OsType::Linux => "--os-type Linux --hyper-v-generation V2 ",
+        OsType::Windows => "--os-type Windows --hyper-v-generation V2 ",
+        OsType::Unknown => "--os-type Linux|Windows --hyper-v-generation V2 ",
+        OsType::None => "",
+    };
     format!(
-        "az disk create --resource-group RG --name NAME --location LOCATION --os-type Linux|Windows --hyper-v-generation V2 --for-upload --upload-size-bytes {file_bytes} --sku Premium_LRS"
+        "az disk create --resource-group RG --name NAME --location LOCATION {flags}--for-upload --upload-size-bytes {file_bytes} --sku Premium_LRS"
     )
 }
 
@@ -132,8 +175,23 @@ pub fn convert(
     let mut disk = MmapDisk::open(req.image, access)?;
     let mut boot = crate::boot::linux::resolve(&disk, req.boot, opts.sector_bytes.unwrap_or(512))?;
     opts.boot_files_bytes = boot.tree.file_bytes();
+    let sb = opts.sector_bytes.unwrap_or(512);
+    let found = super::windows::discover(&disk, req.boot, sb, &opts.windows)?;
+    opts.reusable = found.as_ref().map(|w| super::windows::reusable(w, sb));
     let mut validation = validate(&disk, &opts);
     super::boot::attach(&mut validation, &mut boot);
+    let (windows, windows_warnings) = match found {
+        Some(w) => {
+            let (r, ws) = super::windows::attach(&mut validation, &mut boot.tree, w);
+            (Some(r), ws)
+        }
+        None => (None, Vec::new()),
+    };
+    let os = if opts.data_disk {
+        OsType::None
+    } else {
+        os_type(req.boot, &boot, windows.as_ref())
+    };
     let mut report = ConvertReport {
         image: req.image.display().to_string(),
         output: req.output.unwrap_or(req.image).display().to_string(),
@@ -148,7 +206,8 @@ pub fn convert(
             .map(|l| l.guest_notes.clone())
             .unwrap_or_default(),
         linux_boot: boot.linux.clone(),
-        warnings: Vec::new(),
+        windows,
+        warnings: windows_warnings,
         upload: None,
         verified: None,
     };
@@ -171,10 +230,15 @@ pub fn convert(
     let Some(plan) = report.validation.plan.as_ref() else {
         return Err(Error::internal("validation passed but produced no plan"));
     };
-    if boot.tree.entry_count() == 0 {
+    if opts.data_disk {
+        report.warnings.push("--data-disk: GPT without an ESP; upload it as a data disk (Generation-2 VMs attach MBR data disks as they are, too)".into());
+    } else if boot.tree.entry_count() == 0 {
         report.warnings.push(
             "no --boot-files: the ESP is created empty, and the disk will not boot under UEFI until boot files are added (EFI/BOOT/BOOTX64.EFI)".into(),
         );
+    }
+    if os == OsType::None && !opts.data_disk {
+        report.warnings.push(DATA_DISK_NOTE.into());
     }
     if plan.format == Format::Raw {
         report.warnings.push("the image is raw: Azure takes fixed VHDs (wrap it with qemu-img convert -f raw -O vpc -o subformat=fixed,force_size=on)".into());
@@ -211,8 +275,12 @@ pub fn convert(
     report.journal = journal;
     report.upload = Some(Upload {
         file_bytes: new_file_bytes,
-        hyper_v_generation: "V2",
-        az_disk_create: az_line(new_file_bytes),
+        hyper_v_generation: if os == OsType::None {
+            "none (a data disk)"
+        } else {
+            "V2"
+        },
+        az_disk_create: az_line(new_file_bytes, os),
     });
     Ok(report)
 }

@@ -90,8 +90,13 @@ fn checked_plan(
         None
     };
     let boot_code = bios::boot_code(notes, &data, m, sb, gpt, hybrid.as_ref());
-    let esp_bytes = checks::esp_size(c, opts, sb);
-    let esp_sectors = esp_bytes / u64::from(sb);
+    let esp_bytes = if opts.data_disk {
+        c.pass("esp.size", "--data-disk: no ESP");
+        0
+    } else {
+        checks::esp_size(c, opts, sb)
+    };
+    let mut esp_sectors = esp_bytes / u64::from(sb);
     let facts = Facts {
         data: &data,
         format: image.format,
@@ -119,15 +124,22 @@ fn checked_plan(
             return None;
         }
     };
-    c.pass(
-        "room.esp",
-        format!(
-            "{}: ESP at LBA {}, {} MiB",
-            chosen.reason,
-            chosen.esp_first,
-            esp_bytes / MIB
-        ),
-    );
+    if let Some((_, sectors)) = chosen.reused {
+        esp_sectors = sectors;
+    }
+    if opts.data_disk {
+        c.pass("room.esp", chosen.reason.clone());
+    } else {
+        c.pass(
+            "room.esp",
+            format!(
+                "{}: ESP at LBA {}, {} MiB",
+                chosen.reason,
+                chosen.esp_first,
+                esp_sectors * u64::from(sb) / MIB
+            ),
+        );
+    }
     if let Some(l) = &chosen.shrink {
         notes.extend(
             l.notes
@@ -147,6 +159,8 @@ fn checked_plan(
         room: chosen.room,
         room_reason: chosen.reason,
         esp_first: chosen.esp_first,
+        reused: chosen.reused.map(|r| r.0),
+        data_disk: opts.data_disk,
         esp_sectors,
         esp_label: opts.esp_label.clone(),
         new_disk_bytes: chosen.new_disk_bytes,

@@ -52,13 +52,7 @@ impl NtfsVolume<'_> {
     /// [`read_file`](Self::read_file) by MFT record number (from a listing or walk); `path` is
     /// only used in messages.
     pub fn read_record_file(&self, n: u64, path: &str, max_bytes: u64) -> Result<Vec<u8>> {
-        let (flags, attrs) = self.record_attrs(n)?;
-        if flags & MFT_RECORD_IS_DIRECTORY != 0 {
-            return Err(Error::invalid(format!("NTFS: {path} is a directory")));
-        }
-        refuse_special(&attrs, path)?;
-        let s = stream(&attrs, ATTR_DATA, &[], path)?
-            .ok_or_else(|| Error::corrupt(format!("NTFS: {path} has no $DATA attribute")))?;
+        let s = self.plain_data(n, path)?;
         if let Stream::NonResident { flags, .. } = &s {
             if flags & ATTR_COMPRESSION_MASK != 0 {
                 return Err(Error::unsupported(format!(
@@ -70,6 +64,18 @@ impl NtfsVolume<'_> {
             }
         }
         self.read_stream(&s, path, max_bytes)
+    }
+
+    /// The unnamed `$DATA` stream of record `n`, refusing a directory, a reparse point and an
+    /// encrypted file.
+    pub(super) fn plain_data(&self, n: u64, path: &str) -> Result<Stream> {
+        let (flags, attrs) = self.record_attrs(n)?;
+        if flags & MFT_RECORD_IS_DIRECTORY != 0 {
+            return Err(Error::invalid(format!("NTFS: {path} is a directory")));
+        }
+        refuse_special(&attrs, path)?;
+        stream(&attrs, ATTR_DATA, &[], path)?
+            .ok_or_else(|| Error::corrupt(format!("NTFS: {path} has no $DATA attribute")))
     }
 
     /// The names in the directory at `path`, in index (upper-case) order.

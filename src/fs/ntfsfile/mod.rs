@@ -33,6 +33,7 @@
 
 mod attrs;
 mod dir;
+mod extents;
 mod index;
 mod lookup;
 mod record;
@@ -42,6 +43,8 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 use zerocopy::FromBytes;
+
+pub use self::extents::{Extent, FileExtents};
 
 use self::attrs::{si_attributes, stream};
 use self::index::{Entry, Key, BLOCK_HEADER_OFFSET, NAMESPACE_DOS, ROOT_HEADER_OFFSET};
