@@ -21,7 +21,7 @@ use super::{
     chunk_count, chunk_range, chunk_sums, hex, merge, par_chunks, ChecksumMap, Manifest, Range,
     Source, Sum, DEFAULT_CHUNK_BYTES,
 };
-use crate::disk::{Access, Disk, MmapDisk, Region};
+use crate::disk::{len_u64, Access, Disk, MmapDisk, Region};
 use crate::error::Result;
 use crate::info::{InfoReport, TableKind};
 use crate::vhd::Format;
@@ -291,11 +291,6 @@ pub fn changed_ranges(
     let longer = if a.len() >= b.len() { a } else { b };
     let chunk = DEFAULT_CHUNK_BYTES;
     let n = chunk_count(longer_len, chunk)?;
-    let step = SECTOR_BYTES as usize;
-    let push = |out: &mut Vec<Range>, at: u64, len: u64| match out.last_mut() {
-        Some(last) if last.end() == at => last.length += len,
-        _ => out.push(Range::new(at, len)),
-    };
     let per_chunk = par_chunks(
         n,
         longer_len,
@@ -305,26 +300,34 @@ pub fn changed_ranges(
                 let mut out: Vec<Range> = Vec::new();
                 if let Some(c) = r.intersect(&Range::new(0, common)) {
                     if !(a.in_hole(c) && b.in_hole(c)) {
-                        let (x, y) = (a.bytes(c)?, b.bytes(c)?);
-                        if x != y {
-                            for (k, (sx, sy)) in x.chunks(step).zip(y.chunks(step)).enumerate() {
-                                if sx != sy {
-                                    push(&mut out, c.offset + (k * step) as u64, sx.len() as u64);
+                        for_steps(c, |at, x, y| {
+                            a.read(at, x)?;
+                            b.read(at, y)?;
+                            if x != y {
+                                for ((at, sx), sy) in sector_pieces(at, x).zip(y.chunks(SECTOR)) {
+                                    if sx != sy {
+                                        push_range(&mut out, at, len_u64(sy.len()));
+                                    }
                                 }
                             }
-                        }
+                            Ok(())
+                        })?;
                     }
                 }
-                if let Some(t) = r.intersect(&Range::new(common, longer_len - common)) {
+                if let Some(t) = r.intersect(&Range::new(common, longer_len.saturating_sub(common)))
+                {
                     if !longer.in_hole(t) {
-                        let x = longer.bytes(t)?;
-                        if !super::is_zero(x) {
-                            for (k, sx) in x.chunks(step).enumerate() {
-                                if !super::is_zero(sx) {
-                                    push(&mut out, t.offset + (k * step) as u64, sx.len() as u64);
+                        for_steps(t, |at, x, _| {
+                            longer.read(at, x)?;
+                            if !super::is_zero(x) {
+                                for (at, sx) in sector_pieces(at, x) {
+                                    if !super::is_zero(sx) {
+                                        push_range(&mut out, at, len_u64(sx.len()));
+                                    }
                                 }
                             }
-                        }
+                            Ok(())
+                        })?;
                     }
                 }
                 Ok(out)
@@ -334,6 +337,56 @@ pub fn changed_ranges(
         progress,
     )?;
     Ok(merge(per_chunk.into_iter().flatten().collect()))
+}
+
+/// Sector size of the exact comparison, as a slice length.
+const SECTOR: usize = 512;
+
+/// The 512-byte pieces of `bytes` read at file offset `base`, with their offsets.
+fn sector_pieces(base: u64, bytes: &[u8]) -> impl Iterator<Item = (u64, &[u8])> {
+    bytes.chunks(SECTOR).enumerate().map(move |(k, s)| {
+        (
+            base.saturating_add(len_u64(k).saturating_mul(SECTOR_BYTES)),
+            s,
+        )
+    })
+}
+
+/// Append `at+len` to `out`, extending the last range when they touch.
+fn push_range(out: &mut Vec<Range>, at: u64, len: u64) {
+    match out.last_mut() {
+        Some(last) if last.end() == at => last.length = last.length.saturating_add(len),
+        _ => out.push(Range::new(at, len)),
+    }
+}
+
+/// Bytes compared in one step: two buffers of this size stay in L2 between the reads and the
+/// comparison (1 MiB buffers measured 3 times slower).
+const STEP_BYTES: usize = 64 << 10;
+
+/// Run `f(offset, x, y)` over `r` in steps of at most [`STEP_BYTES`], on two per-thread buffers
+/// of the step's length: the two sides of a comparison are read into them with `pread`, never
+/// through a memory map, so memory stays at two steps a thread whatever the image size, and a
+/// file truncated under us is an I/O error, not a SIGBUS.
+fn for_steps(r: Range, mut f: impl FnMut(u64, &mut [u8], &mut [u8]) -> Result<()>) -> Result<()> {
+    thread_local! {
+        static BUFS: std::cell::RefCell<(Vec<u8>, Vec<u8>)> =
+            std::cell::RefCell::new((vec![0; STEP_BYTES], vec![0; STEP_BYTES]));
+    }
+    BUFS.with_borrow_mut(|(x, y)| {
+        let mut at = r.offset;
+        while at < r.end() {
+            let n = usize::try_from(r.end().saturating_sub(at))
+                .unwrap_or(STEP_BYTES)
+                .min(STEP_BYTES);
+            let (Some(x), Some(y)) = (x.get_mut(..n), y.get_mut(..n)) else {
+                return Err(crate::error::Error::internal("step buffers too short"));
+            };
+            f(at, x, y)?;
+            at = at.saturating_add(len_u64(n));
+        }
+        Ok(())
+    })
 }
 
 fn file_name(p: &Path) -> String {
