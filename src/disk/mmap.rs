@@ -47,11 +47,23 @@ impl MmapDisk {
     /// Open and map `path`, taking the file lock that `access` calls for (never waiting for it).
     pub fn open(path: &Path, access: Access) -> Result<Self> {
         let shown = path.display();
+        // EROFS (a read-only mount), EACCES (file modes) and EPERM (`chattr +i`) all mean "this
+        // file cannot be written": one conflict, whichever the cause (issue 15, item 15). For
+        // a read-only open they are a plain I/O error: the file cannot be read.
+        const EPERM: i32 = 1;
+        const EACCES: i32 = 13;
+        const EROFS: i32 = 30;
         let file = super::open_regular(path, access == Access::ReadWrite).map_err(|e| match e {
-            super::OpenError::Os(e) if matches!(e.raw_os_error(), Some(30 | 13)) => {
+            super::OpenError::Os(e)
+                if access == Access::ReadWrite
+                    && matches!(e.raw_os_error(), Some(EROFS | EACCES | EPERM)) =>
+            {
                 Error::conflict(format!(
                     "{shown} cannot be opened for writing ({e}); it is read-only: use -o OUTPUT to write a converted copy"
                 ))
+            }
+            super::OpenError::Os(e) if matches!(e.raw_os_error(), Some(EACCES | EPERM)) => {
+                Error::io(format!("{shown} cannot be opened for reading"), e)
             }
             other => other.into_error(path),
         })?;
