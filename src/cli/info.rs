@@ -22,7 +22,8 @@ pub struct InfoArgs {
 
 pub fn run(args: &InfoArgs) -> Result<u8> {
     let disk = MmapDisk::open(&args.image, Access::ReadOnly)?;
-    let report = inspect(&disk, &args.image.display().to_string());
+    let mut report = inspect(&disk, &args.image.display().to_string());
+    crate::convert::advice::complete_gen2_finding(&disk, &mut report);
     if args.json {
         output::json(&report)?;
     } else {

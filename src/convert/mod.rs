@@ -17,6 +17,7 @@
 //! - `faults.rs`: fault injection for the kill tests (debug builds only).
 //! - `boot.rs`: the boot layer's typed check, mapped into a [`Check`].
 
+pub mod advice;
 pub mod apply;
 mod bios;
 pub mod boot;
