@@ -717,6 +717,27 @@ pub fn prove(before: &Snapshot, disk: &MmapDisk) -> Result<VerifyReport> {
     })
 }
 
+/// Do `a` and `b` differ anywhere in `r`? Past the end of `a`, `b` must read as zeros (growth);
+/// past the end of `b`, every byte is a change (it was lost).
+fn differs(a: &Source<'_>, b: &Source<'_>, r: Range) -> Result<bool> {
+    if r.end() > b.len() {
+        return Ok(true);
+    }
+    let mut differ = false;
+    if let Some(c) = r.intersect(&Range::new(0, a.len())) {
+        for_steps(c, |at, x, y| {
+            a.read(at, x)?;
+            b.read(at, y)?;
+            differ |= x != y;
+            Ok(())
+        })?;
+    }
+    if let Some(t) = r.intersect(&Range::new(a.len(), b.len().saturating_sub(a.len()))) {
+        differ |= !b.sum(t)?.zero;
+    }
+    Ok(differ)
+}
+
 /// Prove that `output` (a converted copy) differs from `source` only inside `regions`, by a
 /// byte-for-byte comparison.
 pub fn prove_copy(source: &Path, output: &Path, regions: &[Region]) -> Result<VerifyReport> {
@@ -727,9 +748,11 @@ pub fn prove_copy(source: &Path, output: &Path, regions: &[Region]) -> Result<Ve
     let cut = planned(regions);
     let mut unplanned = Vec::new();
     for r in changed.iter().flat_map(|r| subtract(*r, &cut)) {
-        // what the copy gained past the source's end is growth when it reads as zeros
-        let grown = r.offset >= sa.len() && r.end() <= sb.len() && sb.sum(r)?.zero;
-        if !grown {
+        // `changed` is whole sectors; a planned region may end inside one (a shrunk NTFS's new
+        // $Bitmap), so what is left of a changed sector outside the regions is compared again
+        // byte for byte before it is called a change (issue 15, item 16). What the copy gained
+        // past the source's end is growth when it reads as zeros.
+        if differs(&sa, &sb, r)? {
             unplanned.push(r);
         }
     }
