@@ -324,16 +324,20 @@ pub struct ChecksumMap {
 }
 
 impl ChecksumMap {
-    /// Runs of all-zero chunks, merged (holes included: they read as zeros).
+    /// Runs of all-zero chunks, merged (holes included: they read as zeros). Built in one pass
+    /// in file order, so its memory is the runs, not the chunks.
     pub fn zero_ranges(&self) -> Vec<Range> {
-        let ranges = self
-            .chunks
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.zero)
-            .map(|(i, _)| chunk_range(len_u64(i), self.chunk_bytes, self.file_bytes))
-            .collect();
-        merge(ranges)
+        let mut out: Vec<Range> = Vec::new();
+        for (i, _) in self.chunks.iter().enumerate().filter(|(_, s)| s.zero) {
+            let r = chunk_range(len_u64(i), self.chunk_bytes, self.file_bytes);
+            match out.last_mut() {
+                Some(last) if last.end() == r.offset => {
+                    last.length = last.length.saturating_add(r.length);
+                }
+                _ => out.push(r),
+            }
+        }
+        out
     }
 
     /// The range of chunk `i`.
