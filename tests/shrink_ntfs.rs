@@ -517,6 +517,19 @@ fn extract(img: &Path, offset: u64, len: u64, to: &Path) {
     assert_eq!(fs::metadata(to).unwrap().len(), len);
 }
 
+/// `convert SRC -o OUT --room shrink --no-boot-files`.
+fn shrink_copy_args(src: &Path, out: &Path) -> Vec<OsString> {
+    vec![
+        "convert".into(),
+        src.into(),
+        "-o".into(),
+        out.into(),
+        "--room".into(),
+        "shrink".into(),
+        "--no-boot-files".into(),
+    ]
+}
+
 #[test]
 fn convert_to_copy_shrinks_ntfs_like_ntfsresize() {
     let Some(dir) = images() else { return };
@@ -524,16 +537,7 @@ fn convert_to_copy_shrinks_ntfs_like_ntfsresize() {
     let src = dir.join("files.img");
     let before = fs::read(&src).unwrap();
     let out = tmp.path().join("out.img");
-    let args: Vec<OsString> = vec![
-        "convert".into(),
-        src.clone().into(),
-        "-o".into(),
-        out.clone().into(),
-        "--room".into(),
-        "shrink".into(),
-        "--no-boot-files".into(),
-    ];
-    let r = common::vhdtool(&args);
+    let r = common::vhdtool(shrink_copy_args(&src, &out));
     assert_eq!(r.exit_code(), 0, "{}{}", r.stdout, r.stderr);
     assert!(r.stdout.contains("shrink partition 1"), "{}", r.stdout);
     assert!(
@@ -571,16 +575,8 @@ fn convert_to_copy_with_verify_passes_after_an_ntfs_shrink() {
     let tmp = TempDir::new("shrink-ntfs-verify-copy");
     let src = dir.join("files.img");
     let out = tmp.path().join("out.img");
-    let args: Vec<OsString> = vec![
-        "convert".into(),
-        src.clone().into(),
-        "-o".into(),
-        out.clone().into(),
-        "--room".into(),
-        "shrink".into(),
-        "--no-boot-files".into(),
-        "--verify".into(),
-    ];
+    let mut args = shrink_copy_args(&src, &out);
+    args.push("--verify".into());
     let r = common::vhdtool(&args);
     assert_eq!(r.exit_code(), 0, "{}{}", r.stdout, r.stderr);
     assert!(
@@ -589,7 +585,6 @@ fn convert_to_copy_with_verify_passes_after_an_ntfs_shrink() {
         r.stdout
     );
     let img = copy(dir, "files.img", &tmp, "inplace.img");
-    let mut args = args;
     args.drain(2..4); // no -o OUT: in place
     args[1] = img.clone().into();
     let r = common::vhdtool(&args);
