@@ -6,12 +6,6 @@
 //! (`info::inspect`, metadata only): "LBA 0: MBR", "LBA 1-33: GPT header and entries",
 //! "partition 2 (ext4)", "VHD footer", "unallocated", "beyond the end of A". A range whose
 //! meaning differs between the two layouts carries both names.
-// Transitional (issue 11, item 9): this file is not yet under the crate-wide panic lints.
-#![allow(
-    clippy::arithmetic_side_effects,
-    clippy::as_conversions,
-    clippy::indexing_slicing
-)]
 
 use std::path::Path;
 
@@ -69,26 +63,30 @@ impl Layout {
             iv.push((0, sb, mbr.into()));
             if let (Some(g), TableKind::Gpt | TableKind::Hybrid) = (&r.gpt, r.partition_table) {
                 let h = &g.header;
-                let entry_bytes =
-                    u64::from(h.num_partition_entries) * u64::from(h.size_of_partition_entry);
+                let entry_bytes = u64::from(h.num_partition_entries)
+                    .saturating_mul(u64::from(h.size_of_partition_entry));
                 let es = entry_bytes.div_ceil(sb);
                 let (primary, backup) = match g.used {
                     crate::gpt::Copy::Primary => (h.my_lba, h.alternate_lba),
                     crate::gpt::Copy::Backup => (h.alternate_lba, h.my_lba),
                 };
                 if primary == 1 {
-                    if let Some((a, b)) = lba(1, 1 + es) {
-                        iv.push((a, b, format!("LBA 1-{}: GPT header and entries", 1 + es)));
+                    if let Some((a, b)) = lba(1, es.saturating_add(1)) {
+                        iv.push((
+                            a,
+                            b,
+                            format!("LBA 1-{}: GPT header and entries", es.saturating_add(1)),
+                        ));
                     }
                 }
                 if backup > es {
-                    if let Some((a, b)) = lba(backup - es, backup) {
+                    if let Some((a, b)) = lba(backup.saturating_sub(es), backup) {
                         iv.push((
                             a,
                             b,
                             format!(
                                 "LBA {}-{backup}: backup GPT entries and header",
-                                backup - es
+                                backup.saturating_sub(es)
                             ),
                         ));
                     }
@@ -138,11 +136,13 @@ impl Layout {
         cuts.dedup();
         let mut segments: Vec<(u64, String)> = Vec::new();
         for w in cuts.windows(2) {
-            let (a, b) = (w[0], w[1]);
+            let (Some(&a), Some(&b)) = (w.first(), w.get(1)) else {
+                continue;
+            };
             let label = iv
                 .iter()
                 .filter(|(s, e, _)| *s <= a && *e >= b)
-                .min_by_key(|(s, e, _)| e - s)
+                .min_by_key(|(s, e, _)| e.saturating_sub(*s))
                 .map(|(_, _, l)| l.clone())
                 .unwrap_or_else(|| {
                     if !flat {
@@ -184,7 +184,7 @@ impl Layout {
             .saturating_sub(1);
         let end = self
             .segments
-            .get(i + 1)
+            .get(i.saturating_add(1))
             .map_or(self.file_bytes, |(s, _)| *s);
         let label = self
             .segments
@@ -222,18 +222,18 @@ pub fn name(ranges: &[Range], new: &Layout, old: Option<&Layout>) -> Vec<Change>
                 }
                 None => (None, u64::MAX),
             };
-            let stop = en.min(eo).min(end).max(pos + 1);
+            let stop = en.min(eo).min(end).max(pos.saturating_add(1));
             let what = match &lo {
                 Some(o) if *o != ln => format!("{ln} (in {}: {o})", old.map_or("", |l| &l.name)),
                 _ => ln.clone(),
             };
             match out.last_mut() {
                 Some(c) if c.end_matches(pos) && c.new == ln && c.old == lo => {
-                    c.length += stop - pos;
+                    c.length = c.length.saturating_add(stop.saturating_sub(pos));
                 }
                 _ => out.push(Change {
                     offset: pos,
-                    length: stop - pos,
+                    length: stop.saturating_sub(pos),
                     what,
                     new: ln,
                     old: lo,
@@ -247,7 +247,7 @@ pub fn name(ranges: &[Range], new: &Layout, old: Option<&Layout>) -> Vec<Change>
 
 impl Change {
     fn end_matches(&self, pos: u64) -> bool {
-        self.offset + self.length == pos
+        self.offset.saturating_add(self.length) == pos
     }
 }
 
@@ -447,13 +447,16 @@ pub fn verify_manifest(
         let r_old = old.range(i);
         let same = sums
             .get(i)
-            .is_some_and(|s| chunk_range(i as u64, chunk, limit) == r_old && s.crc == before.crc);
+            .is_some_and(|s| chunk_range(len_u64(i), chunk, limit) == r_old && s.crc == before.crc);
         if !same {
             ranges.push(r_old);
         }
     }
     if len > old.file_bytes {
-        ranges.push(Range::new(old.file_bytes, len - old.file_bytes));
+        ranges.push(Range::new(
+            old.file_bytes,
+            len.saturating_sub(old.file_bytes),
+        ));
     }
     let ranges = merge(ranges);
     let actual = if len == old.file_bytes {
@@ -510,7 +513,7 @@ pub fn upload_ranges(map: &ChecksumMap, page_bytes: u64, always: Option<Range>) 
     let len = map.file_bytes;
     let page = page_bytes.max(1);
     let page_of = |r: Range| -> Range {
-        let start = r.offset / page * page;
+        let start = r.offset.checked_div(page).unwrap_or(0).saturating_mul(page);
         let end = r.end().div_ceil(page).saturating_mul(page).min(len);
         Range::new(start, end.saturating_sub(start))
     };
@@ -569,12 +572,12 @@ pub fn subtract(r: Range, cut: &[Range]) -> Vec<Range> {
             break;
         }
         if c.offset > pos {
-            out.push(Range::new(pos, c.offset - pos));
+            out.push(Range::new(pos, c.offset.saturating_sub(pos)));
         }
         pos = pos.max(c.end());
     }
     if pos < r.end() {
-        out.push(Range::new(pos, r.end() - pos));
+        out.push(Range::new(pos, r.end().saturating_sub(pos)));
     }
     out
 }
@@ -610,7 +613,7 @@ pub fn snapshot(disk: &MmapDisk, regions: &[Region]) -> Result<Snapshot> {
     let cut = planned(regions);
     let mut pieces = Vec::new();
     for i in 0..chunks.len() {
-        let r = chunk_range(i as u64, chunk, len);
+        let r = chunk_range(len_u64(i), chunk, len);
         if cut.iter().any(|c| c.intersect(&r).is_some()) {
             for p in subtract(r, &cut) {
                 pieces.push((p, src.sum(p)?));
@@ -646,20 +649,20 @@ pub fn prove(before: &Snapshot, disk: &MmapDisk) -> Result<VerifyReport> {
     let mut unplanned = Vec::new();
     let mut checked = 0u64;
     for (i, b) in before.chunks.iter().enumerate() {
-        let r = chunk_range(i as u64, chunk, old_len);
+        let r = chunk_range(len_u64(i), chunk, old_len);
         if cut.iter().any(|c| c.intersect(&r).is_some()) {
             continue; // compared piece by piece below
         }
-        checked += r.length;
+        checked = checked.saturating_add(r.length);
         let same = after.get(i).is_some_and(|a| {
-            chunk_range(i as u64, chunk, old_len.min(new_len)) == r && a.crc == b.crc
+            chunk_range(len_u64(i), chunk, old_len.min(new_len)) == r && a.crc == b.crc
         });
         if !same {
             unplanned.push(r);
         }
     }
     for (p, b) in &before.pieces {
-        checked += p.length;
+        checked = checked.saturating_add(p.length);
         let same = p.end() <= new_len && src.sum(*p)?.crc == b.crc;
         if !same {
             unplanned.push(*p);
@@ -667,8 +670,8 @@ pub fn prove(before: &Snapshot, disk: &MmapDisk) -> Result<VerifyReport> {
     }
     // what the file gained outside the regions must read as zeros (a grown disk's new space)
     if new_len > old_len {
-        for p in subtract(Range::new(old_len, new_len - old_len), &cut) {
-            checked += p.length;
+        for p in subtract(Range::new(old_len, new_len.saturating_sub(old_len)), &cut) {
+            checked = checked.saturating_add(p.length);
             if !src.sum(p)?.zero {
                 unplanned.push(p);
             }
