@@ -30,6 +30,37 @@ pub enum ErrorKind {
     Network,
 }
 
+impl ErrorKind {
+    /// Every kind, in exit-code order (for tests and documentation).
+    pub const ALL: [ErrorKind; 8] = [
+        ErrorKind::Io,
+        ErrorKind::Corrupt,
+        ErrorKind::Unsupported,
+        ErrorKind::Conflict,
+        ErrorKind::InvalidInput,
+        ErrorKind::Refused,
+        ErrorKind::Network,
+        ErrorKind::Internal,
+    ];
+
+    /// The process exit code of a command that fails with this kind: the one mapping from
+    /// error kind to exit code (README.md, "Exit codes", documents it; `tests/exit_codes.rs`
+    /// checks the table against real runs). 0, 1, 2 and 8 are not errors: success, findings,
+    /// a bad command line (clap) and "already GPT".
+    pub const fn exit_code(self) -> u8 {
+        match self {
+            ErrorKind::Io => 3,
+            ErrorKind::Corrupt => 4,
+            ErrorKind::Unsupported => 5,
+            ErrorKind::Conflict => 6,
+            ErrorKind::InvalidInput => 7,
+            ErrorKind::Refused => 9,
+            ErrorKind::Network => 10,
+            ErrorKind::Internal => 11,
+        }
+    }
+}
+
 impl fmt::Display for ErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -116,3 +147,48 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The README's exit-code table names each kind's code, and no two kinds share one.
+    #[test]
+    fn every_kind_has_its_own_code_and_the_readme_row_says_it() {
+        let readme = include_str!("../README.md");
+        let table = readme
+            .split("## Exit codes")
+            .nth(1)
+            .and_then(|t| t.split("\n## ").next())
+            .unwrap();
+        let rows: Vec<(u8, &str)> = table
+            .lines()
+            .filter_map(|l| {
+                let mut cols = l.trim_start_matches('|').split('|');
+                let code = cols.next()?.trim().parse().ok()?;
+                Some((code, cols.next()?.trim()))
+            })
+            .collect();
+        let mut seen = std::collections::BTreeSet::new();
+        for kind in ErrorKind::ALL {
+            let code = kind.exit_code();
+            assert!(seen.insert(code), "{kind:?}: code {code} used twice");
+            assert!(![0, 1, 2, 8, 101].contains(&code), "{kind:?}: {code}");
+            let row = rows.iter().find(|(c, _)| *c == code).map(|(_, m)| *m);
+            let word = match kind {
+                ErrorKind::Io => "I/O error",
+                ErrorKind::Corrupt => "corrupt",
+                ErrorKind::Unsupported => "unsupported",
+                ErrorKind::Conflict => "conflict",
+                ErrorKind::InvalidInput => "invalid request",
+                ErrorKind::Refused => "refused",
+                ErrorKind::Network => "network",
+                ErrorKind::Internal => "internal error",
+            };
+            assert!(
+                row.is_some_and(|r| r.contains(word)),
+                "README row for {code} should name {word:?}: {row:?}"
+            );
+        }
+    }
+}

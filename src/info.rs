@@ -421,7 +421,7 @@ fn gen2_verdict(data: &dyn Disk, report: &InfoReport, findings: &mut Vec<Finding
         return no(
             "gen2.no-gpt",
             format!(
-                "Generation-2 VMs boot from GPT disks; this disk has {} (vhdtool convert makes it GPT)",
+                "Generation-2 VMs boot from GPT disks; this disk has {}",
                 match report.partition_table {
                     TableKind::Mbr => "an MBR partition table",
                     TableKind::Hybrid => "a hybrid MBR",

@@ -19,6 +19,35 @@ use std::fmt;
 /// Bytes in a MiB.
 pub const MIB: u64 = 1 << 20;
 
+/// A byte count with a binary unit and at most one decimal, never rounded to zero: "512 B",
+/// "1023.5 KiB", "1 MiB", "1.5 GiB". The unit is the largest that keeps the value at least 1, so
+/// a size below 1 MiB is given in KiB, not as "0 MiB" (issue 15, item 20).
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut unit = 0usize;
+    let mut div = 1u128;
+    while u128::from(n) >= div.saturating_mul(1024) && unit.saturating_add(1) < UNITS.len() {
+        div = div.saturating_mul(1024);
+        unit = unit.saturating_add(1);
+    }
+    let name = UNITS.get(unit).copied().unwrap_or("B");
+    if unit == 0 {
+        return format!("{n} B");
+    }
+    // tenths of the unit, rounded half up (div >= 1024: no division by zero)
+    let tenths = u128::from(n)
+        .saturating_mul(10)
+        .saturating_add(div / 2)
+        .checked_div(div)
+        .unwrap_or(0);
+    let (whole, frac) = (tenths / 10, tenths % 10);
+    if frac == 0 {
+        format!("{whole} {name}")
+    } else {
+        format!("{whole}.{frac} {name}")
+    }
+}
+
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -192,6 +221,22 @@ impl fmt::Display for LbaRange {
 mod tests {
     use super::*;
     use crate::error::ErrorKind;
+
+    #[test]
+    fn human_sizes_never_round_to_zero() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(1024), "1 KiB");
+        assert_eq!(human_bytes(2047 * 512), "1023.5 KiB");
+        assert_eq!(human_bytes(MIB), "1 MiB");
+        assert_eq!(human_bytes(MIB + MIB / 2), "1.5 MiB");
+        assert_eq!(human_bytes(100 * MIB), "100 MiB");
+        assert_eq!(human_bytes(127 << 30), "127 GiB");
+        assert_eq!(human_bytes(u64::MAX), "16384 PiB");
+        for n in [1u64, 511, 1025, MIB - 1, MIB + 1, (1 << 30) - 512] {
+            assert!(!human_bytes(n).starts_with("0 "), "{n}: {}", human_bytes(n));
+        }
+    }
 
     #[test]
     fn sector_size_has_one_validating_constructor() {

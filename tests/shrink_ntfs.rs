@@ -517,6 +517,19 @@ fn extract(img: &Path, offset: u64, len: u64, to: &Path) {
     assert_eq!(fs::metadata(to).unwrap().len(), len);
 }
 
+/// `convert SRC -o OUT --room shrink --no-boot-files`.
+fn shrink_copy_args(src: &Path, out: &Path) -> Vec<OsString> {
+    vec![
+        "convert".into(),
+        src.into(),
+        "-o".into(),
+        out.into(),
+        "--room".into(),
+        "shrink".into(),
+        "--no-boot-files".into(),
+    ]
+}
+
 #[test]
 fn convert_to_copy_shrinks_ntfs_like_ntfsresize() {
     let Some(dir) = images() else { return };
@@ -524,16 +537,7 @@ fn convert_to_copy_shrinks_ntfs_like_ntfsresize() {
     let src = dir.join("files.img");
     let before = fs::read(&src).unwrap();
     let out = tmp.path().join("out.img");
-    let args: Vec<OsString> = vec![
-        "convert".into(),
-        src.clone().into(),
-        "-o".into(),
-        out.clone().into(),
-        "--room".into(),
-        "shrink".into(),
-        "--no-boot-files".into(),
-    ];
-    let r = common::vhdtool(&args);
+    let r = common::vhdtool(shrink_copy_args(&src, &out));
     assert_eq!(r.exit_code(), 0, "{}{}", r.stdout, r.stderr);
     assert!(r.stdout.contains("shrink partition 1"), "{}", r.stdout);
     assert!(
@@ -560,6 +564,36 @@ fn convert_to_copy_shrinks_ntfs_like_ntfsresize() {
     assert_consistent(&part);
     assert_files(&part, dir, "files");
     assert_same_metadata_as_ntfsresize(&part, &dir.join("files.part"), len, &tmp);
+}
+
+/// Issue 15, item 16: `convert -o --verify` after an NTFS shrink reported "UNPLANNED CHANGE
+/// ...+288" inside a sector the new $Bitmap ends in (the byte comparison is whole sectors, the
+/// planned region is not); in place passed. Both must pass.
+#[test]
+fn convert_to_copy_with_verify_passes_after_an_ntfs_shrink() {
+    let Some(dir) = images() else { return };
+    let tmp = TempDir::new("shrink-ntfs-verify-copy");
+    let src = dir.join("files.img");
+    let out = tmp.path().join("out.img");
+    let mut args = shrink_copy_args(&src, &out);
+    args.push("--verify".into());
+    let r = common::vhdtool(&args);
+    assert_eq!(r.exit_code(), 0, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("only the planned regions changed") && !r.stdout.contains("UNPLANNED"),
+        "{}",
+        r.stdout
+    );
+    let img = copy(dir, "files.img", &tmp, "inplace.img");
+    args.drain(2..4); // no -o OUT: in place
+    args[1] = img.clone().into();
+    let r = common::vhdtool(&args);
+    assert_eq!(r.exit_code(), 0, "in place: {}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("only the planned regions changed"),
+        "{}",
+        r.stdout
+    );
 }
 
 #[test]

@@ -6,8 +6,6 @@
 //! whole CRC against the chunks) before it is used, and the file is size-checked before it is
 //! read, so a hostile manifest is refused with an error saying what is wrong, never a panic or
 //! an allocation the manifest size does not justify.
-// Transitional (issue 11, item 9): this file is not yet under the crate-wide panic lints.
-#![allow(clippy::as_conversions)]
 
 use std::path::Path;
 
@@ -19,8 +17,12 @@ use crate::error::{Error, Result};
 
 /// The value of the `manifest` field.
 pub const MAGIC: &str = "vhdtool-checksum";
-/// The manifest version this code writes and reads.
-pub const VERSION: u32 = 1;
+/// The manifest version this code writes. Version 2 writes a run of identical chunk CRCs as one
+/// entry "xxxxxxxx*N" (a sparse 127 GiB image at 4 KiB chunks: a few entries, not 33 million);
+/// version 1 (one entry per chunk) is still read.
+pub const VERSION: u32 = 2;
+/// The versions this code reads.
+pub const READ_VERSIONS: [u32; 2] = [1, 2];
 /// The CRC the manifest holds (zlib's crc32, `cksum -a crc32b`).
 pub const ALGORITHM: &str = "crc32";
 /// Largest manifest file read: the chunk list at [`MAX_CHUNKS`] (about 11 bytes a CRC as
@@ -49,7 +51,8 @@ pub struct Manifest {
     pub chunk_bytes: u64,
     /// CRC32 of the whole file, 8 hex digits.
     pub whole_crc32: String,
-    /// One CRC32 per chunk, 8 hex digits, in file order; the last chunk may be shorter.
+    /// The chunk CRC32s in file order, 8 hex digits each; "xxxxxxxx*N" (version 2) stands for N
+    /// consecutive chunks with that CRC. The last chunk may be shorter.
     pub chunks: Vec<String>,
     /// All-zero chunks, merged (holes included).
     pub zero_ranges: Vec<Range>,
@@ -82,7 +85,15 @@ impl Manifest {
             algorithm: ALGORITHM.into(),
             chunk_bytes: map.chunk_bytes,
             whole_crc32: hex(map.whole_crc32),
-            chunks: map.chunks.iter().map(|s| hex(s.crc)).collect(),
+            chunks: runs(map.chunks.iter().map(|s| s.crc))
+                .map(|(crc, n)| {
+                    if n == 1 {
+                        hex(crc)
+                    } else {
+                        format!("{}*{n}", hex(crc))
+                    }
+                })
+                .collect(),
             zero_ranges: map.zero_ranges(),
             hole_ranges: map.holes.clone(),
         }
@@ -105,16 +116,26 @@ impl Manifest {
         Manifest::from_json(&text).map_err(|e| e.context(shown))
     }
 
-    /// Write the manifest as pretty JSON (through a temporary file renamed into place).
+    /// Write the manifest as pretty JSON (through a temporary file renamed into place), streamed
+    /// to the file: the text is never held in memory whole.
     pub fn write(&self, path: &Path) -> Result<()> {
-        let mut text = serde_json::to_string_pretty(self)
-            .map_err(|e| Error::invalid(format!("cannot render the manifest: {e}")))?;
-        text.push('\n');
+        use std::io::Write;
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(".tmp");
         let tmp = std::path::PathBuf::from(tmp);
-        std::fs::write(&tmp, text)
-            .map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
+        let io = |e| Error::io(format!("writing {}", tmp.display()), e);
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(io)?);
+        serde_json::to_writer_pretty(&mut out, self).map_err(|e| {
+            Error::io(
+                format!("writing {}", tmp.display()),
+                std::io::Error::other(e),
+            )
+        })?;
+        out.write_all(b"\n").map_err(io)?;
+        out.into_inner()
+            .map_err(|e| io(e.into_error()))?
+            .sync_all()
+            .map_err(io)?;
         std::fs::rename(&tmp, path)
             .map_err(|e| Error::io(format!("renaming {} into place", tmp.display()), e))
     }
@@ -127,9 +148,9 @@ impl Manifest {
                 self.manifest
             )));
         }
-        if self.version != VERSION {
+        if !READ_VERSIONS.contains(&self.version) {
             return Err(Error::unsupported(format!(
-                "manifest version {} (this vhdtool reads version {VERSION})",
+                "manifest version {} (this vhdtool reads versions 1 and {VERSION})",
                 self.version
             )));
         }
@@ -141,10 +162,10 @@ impl Manifest {
         }
         let len = self.image.file_bytes;
         let n = chunk_count(len, self.chunk_bytes).map_err(|e| e.context("manifest"))?;
-        if self.chunks.len() as u64 != n {
+        let listed = self.chunk_count()?;
+        if listed != n {
             return Err(Error::invalid(format!(
-                "manifest lists {} chunk CRCs; a file of {len} bytes in chunks of {} bytes has {n}",
-                self.chunks.len(),
+                "manifest lists {listed} chunk CRCs; a file of {len} bytes in chunks of {} bytes has {n}",
                 self.chunk_bytes
             )));
         }
@@ -161,13 +182,62 @@ impl Manifest {
         Ok(())
     }
 
-    /// The chunk CRCs as numbers.
+    /// The number of chunks the entries stand for (runs counted), refused above [`MAX_CHUNKS`]
+    /// before anything is expanded.
+    pub fn chunk_count(&self) -> Result<u64> {
+        let mut total = 0u64;
+        for (i, s) in self.chunks.iter().enumerate() {
+            let (_, n) = self
+                .entry(s)
+                .map_err(|e| e.context(format!("chunks[{i}]")))?;
+            total = total.saturating_add(n);
+            if total > MAX_CHUNKS {
+                return Err(Error::invalid(format!(
+                    "manifest lists more than {MAX_CHUNKS} chunk CRCs"
+                )));
+            }
+        }
+        Ok(total)
+    }
+
+    /// One entry of `chunks`: a CRC and how many chunks it stands for.
+    fn entry(&self, s: &str) -> Result<(u32, u64)> {
+        match s.split_once('*') {
+            None => Ok((parse_hex(s)?, 1)),
+            Some(_) if self.version < 2 => Err(Error::invalid(format!(
+                "{s:?}: a run of chunks needs manifest version 2"
+            ))),
+            Some((crc, n)) => {
+                let n: u64 = n
+                    .parse()
+                    .ok()
+                    .filter(|n| (2..=MAX_CHUNKS).contains(n) && !n.to_string().starts_with('0'))
+                    .ok_or_else(|| {
+                        Error::invalid(format!(
+                            "{s:?}: a run is CRC*N with N from 2 to {MAX_CHUNKS}"
+                        ))
+                    })?;
+                Ok((parse_hex(crc)?, n))
+            }
+        }
+    }
+
+    /// The chunk CRCs as numbers, one per chunk (runs expanded; call after [`Manifest::check`],
+    /// which bounds their number).
     pub fn crcs(&self) -> Result<Vec<u32>> {
-        self.chunks
-            .iter()
-            .enumerate()
-            .map(|(i, s)| parse_hex(s).map_err(|e| e.context(format!("chunk {i}"))))
-            .collect()
+        let mut out = Vec::new();
+        for (i, s) in self.chunks.iter().enumerate() {
+            let (crc, n) = self
+                .entry(s)
+                .map_err(|e| e.context(format!("chunks[{i}]")))?;
+            if super::len_u64(out.len()).saturating_add(n) > MAX_CHUNKS {
+                return Err(Error::invalid(format!(
+                    "manifest lists more than {MAX_CHUNKS} chunk CRCs"
+                )));
+            }
+            out.extend(std::iter::repeat_n(crc, usize::try_from(n).unwrap_or(0)));
+        }
+        Ok(out)
     }
 
     /// The manifest as a map (zero flags from `zero_ranges`).
@@ -177,7 +247,8 @@ impl Manifest {
             .into_iter()
             .enumerate()
             .map(|(i, crc)| {
-                let r = super::chunk_range(i as u64, self.chunk_bytes, self.image.file_bytes);
+                let r =
+                    super::chunk_range(super::len_u64(i), self.chunk_bytes, self.image.file_bytes);
                 let zero = self
                     .zero_ranges
                     .iter()
@@ -193,6 +264,19 @@ impl Manifest {
             holes: self.hole_ranges.clone(),
         })
     }
+}
+
+/// Runs of equal values: (value, count), in order.
+fn runs(values: impl Iterator<Item = u32>) -> impl Iterator<Item = (u32, u64)> {
+    let mut values = values.peekable();
+    std::iter::from_fn(move || {
+        let v = values.next()?;
+        let mut n = 1u64;
+        while values.next_if_eq(&v).is_some() {
+            n = n.saturating_add(1);
+        }
+        Some((v, n))
+    })
 }
 
 fn parse_hex(s: &str) -> Result<u32> {
@@ -260,18 +344,71 @@ mod tests {
     }
 
     #[test]
+    fn runs_are_coalesced_and_version_1_is_still_read() {
+        // 100 zero chunks, one of data, 50 zero chunks: three entries
+        let mut data = vec![0u8; 151 * 512];
+        data[100 * 512] = 1;
+        let mut src = Source::from_slice(&data);
+        let map = map(&mut src, 512, &mut |_, _| {}).unwrap();
+        let id = Identity {
+            path: "z.raw".into(),
+            file_bytes: data.len() as u64,
+            format: "raw".into(),
+            unique_id: None,
+        };
+        let m = Manifest::new(id, &map);
+        let z = hex(crate::checksum::zero_crc(512));
+        assert_eq!(m.chunks.len(), 3, "{:?}", m.chunks);
+        assert_eq!(m.chunks[0], format!("{z}*100"));
+        assert_eq!(m.chunks[2], format!("{z}*50"));
+        let back = Manifest::from_json(&serde_json::to_string(&m).unwrap()).unwrap();
+        assert_eq!(back.to_map().unwrap().chunks, map.chunks);
+        assert_eq!(back.chunk_count().unwrap(), 151);
+        // the same manifest written by version 1: one entry per chunk
+        let mut v1 = m.clone();
+        v1.version = 1;
+        v1.chunks = map.chunks.iter().map(|s| hex(s.crc)).collect();
+        let back = Manifest::from_json(&serde_json::to_string(&v1).unwrap()).unwrap();
+        assert_eq!(back.to_map().unwrap().chunks, map.chunks);
+        // runs in a version-1 manifest, bad counts, counts past the file: refused
+        let mut bad = m.clone();
+        bad.version = 1;
+        assert!(Manifest::from_json(&serde_json::to_string(&bad).unwrap()).is_err());
+        for run in [
+            "*1",
+            "*0",
+            "*",
+            "*-3",
+            "*007",
+            "*x",
+            "*99999999999999999999",
+        ] {
+            let mut bad = m.clone();
+            bad.chunks[2] = format!("{z}{run}");
+            let e = Manifest::from_json(&serde_json::to_string(&bad).unwrap()).unwrap_err();
+            assert!(
+                e.to_string().contains("chunks[2]") || e.to_string().contains("lists"),
+                "{run}: {e}"
+            );
+        }
+        let mut bad = m;
+        bad.chunks[2] = format!("{z}*{}", 1u64 << 40);
+        assert!(Manifest::from_json(&serde_json::to_string(&bad).unwrap()).is_err());
+    }
+
+    #[test]
     fn hostile_manifests_are_refused() {
         let good = serde_json::to_value(sample()).unwrap();
         let cases: Vec<(&str, serde_json::Value, &str)> = vec![
             ("manifest", "other".into(), "expected"),
-            ("version", 2.into(), "version 2"),
+            ("version", 3.into(), "version 3"),
             ("algorithm", "md5".into(), "algorithm"),
             ("chunk_bytes", 0.into(), "chunk size"),
             ("chunk_bytes", 1000.into(), "chunk size"),
             ("chunk_bytes", u64::MAX.into(), "chunk size"),
             ("whole_crc32", "xyz".into(), "8 hex digits"),
             ("whole_crc32", "00000000".into(), "altered"),
-            ("chunks", serde_json::json!(["0"]), "chunk CRCs"),
+            ("chunks", serde_json::json!(["00000000"]), "chunk CRCs"),
             (
                 "zero_ranges",
                 serde_json::json!([{"offset": u64::MAX, "length": 2}]),

@@ -12,14 +12,9 @@
 //! arithmetically (doubling with `crc32fast::Hasher::combine`, O(log N)), once per chunk size,
 //! and combined in. Chunks are summed in parallel with rayon, their data read with `pread` into
 //! a per-thread buffer that stays in cache (measured faster than reading the memory map, whose
-//! page faults and teardown cost more than the CRC); results come back in file order, so the
-//! output is deterministic.
-// Transitional (issue 11, item 9): this file is not yet under the crate-wide panic lints.
-#![allow(
-    clippy::arithmetic_side_effects,
-    clippy::as_conversions,
-    clippy::indexing_slicing
-)]
+//! page faults and teardown cost more than the CRC; and a mapped read of a file truncated under
+//! us, or of a hole on a full tmpfs, is a SIGBUS where `pread` is an error); results come back in
+//! file order, so the output is deterministic.
 
 pub mod compare;
 pub mod manifest;
@@ -31,7 +26,7 @@ use crc32fast::Hasher;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::disk::{Disk, MmapDisk};
+use crate::disk::{len_u64, Disk, MmapDisk};
 use crate::error::{Error, Result};
 
 pub use compare::{
@@ -74,7 +69,7 @@ impl Range {
     pub fn intersect(&self, other: &Range) -> Option<Range> {
         let start = self.offset.max(other.offset);
         let end = self.end().min(other.end());
-        (start < end).then(|| Range::new(start, end - start))
+        (start < end).then(|| Range::new(start, end.saturating_sub(start)))
     }
 }
 
@@ -87,7 +82,7 @@ pub fn merge(mut ranges: Vec<Range>) -> Vec<Range> {
         match out.last_mut() {
             Some(last) if r.offset <= last.end() => {
                 let end = last.end().max(r.end());
-                last.length = end - last.offset;
+                last.length = end.saturating_sub(last.offset);
             }
             _ => out.push(r),
         }
@@ -114,12 +109,12 @@ pub fn zero_crc(n: u64) -> u32 {
     let one = crc32fast::hash(&[0]);
     let mut crc = 0u32; // the CRC of the empty string
     let mut len = 0u64;
-    for bit in (0..64 - n.leading_zeros()).rev() {
+    for bit in (0..u64::BITS.saturating_sub(n.leading_zeros())).rev() {
         crc = combine(crc, crc, len); // doubling: zeros(len) || zeros(len)
-        len *= 2;
-        if n >> bit & 1 == 1 {
+        len = len.saturating_mul(2);
+        if n.checked_shr(bit).unwrap_or(0) & 1 == 1 {
             crc = combine(crc, one, 1);
-            len += 1;
+            len = len.saturating_add(1);
         }
     }
     debug_assert_eq!(len, n);
@@ -140,9 +135,10 @@ pub fn is_zero(b: &[u8]) -> bool {
 
 /// The bytes of a file and where its holes are.
 pub struct Source<'a> {
-    data: &'a [u8],
-    /// The file: data ranges are read with `pread` (the map serves `bytes` and `diff`).
-    disk: Option<&'a MmapDisk>,
+    /// Where the bytes come from: a file (read with `pread`, never through its memory map) or
+    /// bytes in memory.
+    bytes: Bytes<'a>,
+    len: u64,
     /// Sorted, disjoint holes (they read as zeros and are never read).
     holes: Vec<Range>,
     /// The zero CRC of the chunk size in use, computed once.
@@ -153,45 +149,42 @@ impl<'a> Source<'a> {
     /// Bytes with no holes (tests, in-memory images).
     pub fn from_slice(data: &'a [u8]) -> Source<'a> {
         Source {
-            data,
-            disk: None,
+            bytes: Bytes::Memory(data),
+            len: len_u64(data.len()),
             holes: Vec::new(),
             zero_cache: (0, 0),
         }
     }
 
-    /// A memory-mapped image and its holes, as the filesystem reports them.
+    /// An image file and its holes, as the filesystem reports them.
     pub fn open(disk: &'a MmapDisk) -> Result<Source<'a>> {
-        let data = disk
-            .as_slice()
-            .ok_or_else(|| Error::unsupported("the image is not memory-mapped"))?;
-        let len = data.len() as u64;
+        let len = disk.len();
         let extents = crate::disk::data_extents(disk.file(), len)?;
         let mut holes = Vec::new();
         let mut pos = 0u64;
         for (start, length) in extents {
             if start > pos {
-                holes.push(Range::new(pos, start - pos));
+                holes.push(Range::new(pos, start.saturating_sub(pos)));
             }
             pos = start.saturating_add(length).max(pos);
         }
         if pos < len {
-            holes.push(Range::new(pos, len - pos));
+            holes.push(Range::new(pos, len.saturating_sub(pos)));
         }
         Ok(Source {
-            data,
-            disk: Some(disk),
+            bytes: Bytes::File(disk),
+            len,
             holes,
             zero_cache: (0, 0),
         })
     }
 
     pub fn len(&self) -> u64 {
-        self.data.len() as u64
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.data.is_empty()
+        self.len == 0
     }
 
     /// The holes of the file (sorted, disjoint).
@@ -199,11 +192,21 @@ impl<'a> Source<'a> {
         &self.holes
     }
 
-    /// The bytes of `r` (which must lie inside the file).
-    pub fn bytes(&self, r: Range) -> Result<&'a [u8]> {
-        crate::disk::check_range(self.len(), r.offset, r.length)?;
-        // in range: checked above, and the length of a slice fits usize
-        Ok(&self.data[r.offset as usize..r.end() as usize])
+    /// Fill `buf` with the bytes at `offset` (the range must lie inside the file). A file is read
+    /// with `pread`: a range truncated away under us is an I/O error, never a signal.
+    pub fn read(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        match self.bytes {
+            Bytes::File(d) => d.read_at(offset, buf),
+            Bytes::Memory(m) => {
+                crate::disk::check_range(self.len, offset, len_u64(buf.len()))?;
+                let start = usize::try_from(offset).unwrap_or(usize::MAX);
+                let src = m
+                    .get(start..start.saturating_add(buf.len()))
+                    .ok_or_else(|| Error::internal("checked range not addressable"))?;
+                buf.copy_from_slice(src);
+                Ok(())
+            }
+        }
     }
 
     /// Is all of `r` inside one hole?
@@ -235,49 +238,37 @@ impl<'a> Source<'a> {
             match hole {
                 Some(hole) if hole.offset <= pos => {
                     let stop = hole.end().min(end);
-                    let n = stop - pos;
+                    let n = stop.saturating_sub(pos);
                     h.combine(&Hasher::new_with_initial_len(self.zero_crc_cached(n), n));
                     pos = stop;
-                    i += 1;
+                    i = i.saturating_add(1);
                 }
                 _ => {
                     let stop = hole.map_or(end, |h| h.offset);
-                    let mut take = |step: &[u8]| {
-                        h.update(step);
-                        if zero && !is_zero(step) {
-                            zero = false;
-                        }
-                    };
-                    match self.disk {
-                        // a file: pread into a per-thread buffer that stays in cache. Faster
-                        // than reading the map: no page-table work (faulting in and tearing
-                        // down 4 KiB mappings cost more than the CRC itself in a profile)
-                        Some(d) => {
-                            use std::os::unix::fs::FileExt;
-                            thread_local! {
-                                static BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; STEP_BYTES]);
-                            }
-                            BUF.with_borrow_mut(|buf| -> Result<()> {
-                                let mut at = pos;
-                                while at < stop {
-                                    let n = (stop - at).min(STEP_BYTES as u64) as usize;
-                                    d.file()
-                                        .read_exact_at(&mut buf[..n], at)
-                                        .map_err(|e| Error::io("reading the image", e))?;
-                                    take(&buf[..n]);
-                                    at += n as u64;
-                                }
-                                Ok(())
-                            })?;
-                        }
-                        None => {
-                            // in range: checked against the file length above
-                            let bytes = &self.data[pos as usize..stop as usize];
-                            for step in bytes.chunks(STEP_BYTES) {
-                                take(step);
-                            }
-                        }
+                    // pread into a per-thread buffer that stays in cache. Faster than reading
+                    // the map: no page-table work (faulting in and tearing down 4 KiB mappings
+                    // cost more than the CRC itself in a profile)
+                    thread_local! {
+                        static BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; STEP_BYTES]);
                     }
+                    BUF.with_borrow_mut(|buf| -> Result<()> {
+                        let mut at = pos;
+                        while at < stop {
+                            let n = usize::try_from(stop.saturating_sub(at))
+                                .unwrap_or(STEP_BYTES)
+                                .min(STEP_BYTES);
+                            let step = buf
+                                .get_mut(..n)
+                                .ok_or_else(|| Error::internal("step buffer too short"))?;
+                            self.read(at, step)?;
+                            h.update(step);
+                            if zero && !is_zero(step) {
+                                zero = false;
+                            }
+                            at = at.saturating_add(len_u64(n));
+                        }
+                        Ok(())
+                    })?;
                     pos = stop;
                 }
             }
@@ -316,7 +307,7 @@ pub fn chunk_count(len: u64, chunk_bytes: u64) -> Result<u64> {
 /// The range of chunk `i` of a file of `len` bytes (the last one may be shorter).
 pub fn chunk_range(i: u64, chunk_bytes: u64, len: u64) -> Range {
     let start = i.saturating_mul(chunk_bytes).min(len);
-    Range::new(start, chunk_bytes.min(len - start))
+    Range::new(start, chunk_bytes.min(len.saturating_sub(start)))
 }
 
 /// The checksum map of a file.
@@ -333,21 +324,25 @@ pub struct ChecksumMap {
 }
 
 impl ChecksumMap {
-    /// Runs of all-zero chunks, merged (holes included: they read as zeros).
+    /// Runs of all-zero chunks, merged (holes included: they read as zeros). Built in one pass
+    /// in file order, so its memory is the runs, not the chunks.
     pub fn zero_ranges(&self) -> Vec<Range> {
-        let ranges = self
-            .chunks
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.zero)
-            .map(|(i, _)| chunk_range(i as u64, self.chunk_bytes, self.file_bytes))
-            .collect();
-        merge(ranges)
+        let mut out: Vec<Range> = Vec::new();
+        for (i, _) in self.chunks.iter().enumerate().filter(|(_, s)| s.zero) {
+            let r = chunk_range(len_u64(i), self.chunk_bytes, self.file_bytes);
+            match out.last_mut() {
+                Some(last) if last.end() == r.offset => {
+                    last.length = last.length.saturating_add(r.length);
+                }
+                _ => out.push(r),
+            }
+        }
+        out
     }
 
     /// The range of chunk `i`.
     pub fn range(&self, i: usize) -> Range {
-        chunk_range(i as u64, self.chunk_bytes, self.file_bytes)
+        chunk_range(len_u64(i), self.chunk_bytes, self.file_bytes)
     }
 }
 
@@ -355,7 +350,7 @@ impl ChecksumMap {
 pub fn whole_crc(crcs: impl IntoIterator<Item = u32>, chunk_bytes: u64, len: u64) -> u32 {
     let mut h = Hasher::new();
     for (i, crc) in crcs.into_iter().enumerate() {
-        let r = chunk_range(i as u64, chunk_bytes, len);
+        let r = chunk_range(len_u64(i), chunk_bytes, len);
         h.combine(&Hasher::new_with_initial_len(crc, r.length));
     }
     h.finalize()
@@ -451,6 +446,13 @@ pub fn map_file(
 /// Lower-case 8-digit hex of a CRC, as the manifest stores it.
 pub fn hex(crc: u32) -> String {
     format!("{crc:08x}")
+}
+
+/// Where a [`Source`]'s bytes come from.
+#[derive(Clone, Copy)]
+enum Bytes<'a> {
+    File(&'a MmapDisk),
+    Memory(&'a [u8]),
 }
 
 #[cfg(test)]

@@ -196,7 +196,7 @@ pub fn render_checksum(r: &ChecksumReport, manifest: Option<&PathBuf>) -> String
     let _ = writeln!(
         o,
         "  chunks         {} of {}",
-        m.chunks.len(),
+        m.chunk_count().unwrap_or(0),
         human(m.chunk_bytes)
     );
     let _ = writeln!(o, "  CRC32 (whole)  {}", m.whole_crc32);

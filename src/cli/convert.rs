@@ -186,13 +186,8 @@ fn refusal_code(v: &Validation) -> u8 {
     if v.already_gpt {
         return exit::ALREADY_GPT;
     }
-    match v.first_failure().map(|c| c.kind) {
-        Some(ErrorKind::Unsupported) => exit::UNSUPPORTED,
-        Some(ErrorKind::Corrupt) => exit::CORRUPT,
-        Some(ErrorKind::Internal) => exit::INTERNAL,
-        Some(_) => exit::INVALID,
-        None => exit::OK,
-    }
+    v.first_failure()
+        .map_or(exit::OK, |c| ErrorKind::exit_code(c.kind))
 }
 
 pub fn run_validate(args: &ValidateArgs) -> Result<u8> {

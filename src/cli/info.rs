@@ -31,7 +31,8 @@ struct WithWindows<'a> {
 
 pub fn run(args: &InfoArgs) -> Result<u8> {
     let disk = MmapDisk::open(&args.image, Access::ReadOnly)?;
-    let report = inspect(&disk, &args.image.display().to_string());
+    let mut report = inspect(&disk, &args.image.display().to_string());
+    crate::convert::advice::complete_gen2_finding(&disk, &mut report);
     // Windows: the installation, the BIOS system partition, the default entry, WinRE
     let windows = crate::convert::windows::discover(
         &disk,

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::error::{Error, ErrorKind};
+use crate::error::Error;
 
 /// Exit codes (documented in README.md; scripts rely on them).
 pub mod exit {
@@ -44,6 +44,15 @@ pub mod exit {
     pub const NETWORK: u8 = 10;
     /// vhdtool broke one of its own invariants (a bug; the message says what).
     pub const INTERNAL: u8 = 11;
+
+    // the names above are the error kinds' codes (crate::error::ErrorKind::exit_code)
+    const _: () = {
+        use crate::error::ErrorKind as K;
+        assert!(IO == K::Io.exit_code() && CORRUPT == K::Corrupt.exit_code());
+        assert!(UNSUPPORTED == K::Unsupported.exit_code() && CONFLICT == K::Conflict.exit_code());
+        assert!(INVALID == K::InvalidInput.exit_code() && REFUSED == K::Refused.exit_code());
+        assert!(NETWORK == K::Network.exit_code() && INTERNAL == K::Internal.exit_code());
+    };
 }
 
 /// Offline inspection and Generation-1 to Generation-2 conversion of VHD disk images.
@@ -101,16 +110,7 @@ pub fn run() -> ExitCode {
     }
 }
 
-/// The exit code for a library error.
+/// The exit code for a library error: the one mapping, [`ErrorKind::exit_code`].
 pub fn exit_code(e: &Error) -> u8 {
-    match e.kind() {
-        ErrorKind::Io => exit::IO,
-        ErrorKind::Corrupt => exit::CORRUPT,
-        ErrorKind::Unsupported => exit::UNSUPPORTED,
-        ErrorKind::Conflict => exit::CONFLICT,
-        ErrorKind::InvalidInput => exit::INVALID,
-        ErrorKind::Refused => exit::REFUSED,
-        ErrorKind::Network => exit::NETWORK,
-        ErrorKind::Internal => exit::INTERNAL,
-    }
+    e.kind().exit_code()
 }

@@ -45,22 +45,10 @@ pub fn bytes(n: u64) -> String {
     format!("{} ({n} bytes)", human(n))
 }
 
-/// A byte count with a binary unit, at most one decimal.
+/// A byte count with a binary unit, at most one decimal, never rounded to zero
+/// ([`crate::units::human_bytes`]).
 pub fn human(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else if v.fract() == 0.0 {
-        format!("{v:.0} {}", UNITS[u])
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
+    crate::units::human_bytes(n)
 }
 
 fn yes(b: bool) -> &'static str {

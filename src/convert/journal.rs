@@ -531,7 +531,7 @@ pub fn rollback(image: &Path, journal_path: &Path, force: bool) -> Result<Rollba
             report.file_bytes = disk.len();
             return Ok(report);
         }
-        return Err(Error::invalid(format!(
+        return Err(Error::conflict(format!(
             "no undo journal at {}: nothing to roll back (give its path with --journal)",
             journal_path.display()
         )));

@@ -19,6 +19,7 @@
 //! - `windows.rs`: Windows images: their checks, ESP files, new store and in-place registry
 //!   writes, as checks and steps.
 
+pub mod advice;
 pub mod apply;
 mod bios;
 pub mod boot;

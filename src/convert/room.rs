@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::disk::{Disk, Window};
 use crate::error::{Error, Result};
 use crate::mbr::MbrPartition;
-use crate::units::MIB;
+use crate::units::{human_bytes, MIB};
 use crate::vhd::Format;
 
 use super::checks::{last_lba, GptGeometry};
@@ -176,8 +176,8 @@ pub fn free(d: &Facts, esp_sectors: u64) -> Result<u64> {
         .find_map(|g| fits(*g));
     match found {
         None => Err(Error::invalid(format!(
-            "no unallocated gap holds a 1 MiB-aligned ESP of {} MiB",
-            esp_sectors * d.sbu() / MIB
+            "no unallocated gap holds a 1 MiB-aligned ESP of {}",
+            human_bytes(esp_sectors.saturating_mul(d.sbu()))
         ))),
         Some(_) if !d.size_ok() => Err(d.not_mib()),
         Some(s) => Ok(s),
@@ -222,10 +222,10 @@ pub fn shrink(d: &Facts, opts: &Options, esp_sectors: u64) -> Result<ShrinkLayou
         .unwrap_or(0);
     if esp_first <= last.start_lba.saturating_add(align) {
         return Err(Error::invalid(format!(
-            "partition {} ({} MiB) is too small to give up an ESP of {} MiB",
+            "partition {} ({}) is too small to give up an ESP of {}",
             last.index,
-            last.sectors * sbu / MIB,
-            esp_sectors * sbu / MIB
+            human_bytes(last.sectors.saturating_mul(sbu)),
+            human_bytes(esp_sectors.saturating_mul(sbu))
         )));
     }
     let new_sectors = esp_first - last.start_lba;

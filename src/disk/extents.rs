@@ -1,6 +1,4 @@
 //! Where a file holds data: `SEEK_DATA`/`SEEK_HOLE` extents, so that holes are never read.
-// Transitional (issue 11, item 9): this file is not yet under the crate-wide panic lints.
-#![allow(clippy::arithmetic_side_effects)]
 
 use std::fs::File;
 use std::io;
@@ -24,7 +22,9 @@ pub fn data_extents_in(file: &File, from: u64, len: u64) -> Result<Vec<(u64, u64
             Ok(s) => s,
             Err(rustix::io::Errno::NXIO) => break, // no data after pos
             // no SEEK_DATA on this filesystem: everything is data
-            Err(rustix::io::Errno::INVAL) if pos == from => return Ok(vec![(from, len - from)]),
+            Err(rustix::io::Errno::INVAL) if pos == from => {
+                return Ok(vec![(from, len.saturating_sub(from))])
+            }
             Err(e) => {
                 return Err(Error::io(
                     "looking for data (SEEK_DATA)",
@@ -44,7 +44,11 @@ pub fn data_extents_in(file: &File, from: u64, len: u64) -> Result<Vec<(u64, u64
                 ))
             }
         };
-        out.push((start, end - start));
+        // start < end: SEEK_HOLE from a data offset lands past it
+        out.push((start, end.saturating_sub(start)));
+        if end <= pos {
+            break; // a filesystem that does not move forward: stop rather than loop
+        }
         pos = end;
     }
     Ok(out)

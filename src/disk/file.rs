@@ -1,8 +1,6 @@
 //! Opening the files vhdtool is given, safely: only regular files (a FIFO, a device such as
 //! /dev/zero or a directory is refused by its type before it is opened, so nothing blocks in
 //! open(2) or reads without end), and reads of small files bounded.
-// Transitional (issue 11, item 9): this file is not yet under the crate-wide panic lints.
-#![allow(clippy::as_conversions)]
 
 use std::fs::{File, OpenOptions};
 use std::io::Read;
@@ -80,7 +78,7 @@ pub fn read_bounded(path: &Path, max_bytes: u64) -> Result<Vec<u8>> {
     file.take(max_bytes.saturating_add(1))
         .read_to_end(&mut out)
         .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-    if out.len() as u64 > max_bytes {
+    if super::len_u64(out.len()) > max_bytes {
         return Err(Error::invalid(format!(
             "{}: larger than {max_bytes} bytes, more than it can hold",
             path.display()
@@ -90,7 +88,6 @@ pub fn read_bounded(path: &Path, max_bytes: u64) -> Result<Vec<u8>> {
 }
 
 #[cfg(test)]
-#[allow(clippy::arithmetic_side_effects, clippy::as_conversions)]
 mod tests {
     use super::*;
 

@@ -1,10 +1,4 @@
 //! An in-memory disk, for tests and fuzzing.
-// Transitional (issue 11, item 9): this file is not yet under the crate-wide panic lints.
-#![allow(
-    clippy::arithmetic_side_effects,
-    clippy::as_conversions,
-    clippy::indexing_slicing
-)]
 
 use super::{check_range, Disk};
 use crate::error::{Error, Result};
@@ -36,26 +30,37 @@ impl MemDisk {
     pub fn data(&self) -> &[u8] {
         &self.data
     }
+    /// The bytes `offset .. offset + len`, refused (Corrupt) when outside the disk.
+    fn range(&self, offset: u64, len: usize) -> Result<&[u8]> {
+        check_range(self.len(), offset, super::len_u64(len))?;
+        let start = usize::try_from(offset).unwrap_or(usize::MAX);
+        self.data
+            .get(start..start.saturating_add(len))
+            .ok_or_else(|| Error::internal("MemDisk range checked but not addressable"))
+    }
 }
 
 impl Disk for MemDisk {
     fn len(&self) -> u64 {
-        self.data.len() as u64
+        super::len_u64(self.data.len())
     }
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        check_range(self.len(), offset, buf.len() as u64)?;
-        // in range: checked above, and the whole vector is addressable
-        let start = offset as usize;
-        buf.copy_from_slice(&self.data[start..start + buf.len()]);
+        let src = self.range(offset, buf.len())?;
+        buf.copy_from_slice(src);
         Ok(())
     }
     fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()> {
         if self.read_only {
             return Err(Error::conflict("the disk is read-only"));
         }
-        check_range(self.len(), offset, data.len() as u64)?;
-        let start = offset as usize;
-        self.data[start..start + data.len()].copy_from_slice(data);
+        self.range(offset, data.len())?;
+        let start = usize::try_from(offset).unwrap_or(usize::MAX);
+        let end = start.saturating_add(data.len());
+        let dst = self
+            .data
+            .get_mut(start..end)
+            .ok_or_else(|| Error::internal("MemDisk range checked but not addressable"))?;
+        dst.copy_from_slice(data);
         Ok(())
     }
     fn as_slice(&self) -> Option<&[u8]> {

@@ -1,21 +1,19 @@
-//! A file-backed disk: reads from a shared read-only memory map, writes with `pwrite`.
+//! A file-backed disk: reads with `pread`, writes with `pwrite`; a shared read-only memory map
+//! only for the callers that ask for the whole file as a slice ([`Disk::as_slice`]: `upload`).
 //!
 //! This is the only file of the crate with `unsafe` code (the mapping itself).
 //!
-//! Why writes do not go through the map: a store into a mapped hole of a sparse file on a full
-//! filesystem raises SIGBUS instead of returning ENOSPC. `pwrite` returns the error, so a full
-//! disk becomes an `Io` error the journal can roll back from. Linux keeps `pwrite` and the
-//! shared map coherent (one page cache), so reads through the map see every write.
+//! Why neither reads nor writes go through the map: a load from a mapped hole of a sparse file
+//! on a full tmpfs (which allocates a page on a read fault), or from a page past the end of a
+//! file truncated under us (a lock is advisory: anything not vhdtool can truncate), raises
+//! SIGBUS and kills the process; a store into a hole on a full filesystem does the same instead
+//! of returning ENOSPC. `pread` and `pwrite` return those as errors (a hole reads as zeros
+//! without allocating, a truncated range as a short read), so they become `Io` errors the
+//! journal can roll back from (issue 15, item 7). Linux keeps `pwrite` and the shared map
+//! coherent (one page cache), so the map sees every write.
 //!
-//! Truncating a mapped file kills the mapping process with SIGBUS, so every mapping holds a file
-//! lock: shared for read-only access, exclusive for read-write. A converter (exclusive) and an
-//! inspector (shared) therefore never map the same file at once.
-// Transitional (issue 11, item 9): this file is not yet under the crate-wide panic lints.
-#![allow(
-    clippy::arithmetic_side_effects,
-    clippy::as_conversions,
-    clippy::indexing_slicing
-)]
+//! Every open disk holds a file lock: shared for read-only access, exclusive for read-write. A
+//! converter (exclusive) and an inspector (shared) therefore never work on the same file at once.
 #![allow(unsafe_code)]
 
 use std::fs::{File, TryLockError};
@@ -49,11 +47,23 @@ impl MmapDisk {
     /// Open and map `path`, taking the file lock that `access` calls for (never waiting for it).
     pub fn open(path: &Path, access: Access) -> Result<Self> {
         let shown = path.display();
+        // EROFS (a read-only mount), EACCES (file modes) and EPERM (`chattr +i`) all mean "this
+        // file cannot be written": one conflict, whichever the cause (issue 15, item 15). For
+        // a read-only open they are a plain I/O error: the file cannot be read.
+        const EPERM: i32 = 1;
+        const EACCES: i32 = 13;
+        const EROFS: i32 = 30;
         let file = super::open_regular(path, access == Access::ReadWrite).map_err(|e| match e {
-            super::OpenError::Os(e) if matches!(e.raw_os_error(), Some(30 | 13)) => {
+            super::OpenError::Os(e)
+                if access == Access::ReadWrite
+                    && matches!(e.raw_os_error(), Some(EROFS | EACCES | EPERM)) =>
+            {
                 Error::conflict(format!(
                     "{shown} cannot be opened for writing ({e}); it is read-only: use -o OUTPUT to write a converted copy"
                 ))
+            }
+            super::OpenError::Os(e) if matches!(e.raw_os_error(), Some(EACCES | EPERM)) => {
+                Error::io(format!("{shown} cannot be opened for reading"), e)
             }
             other => other.into_error(path),
         })?;
@@ -172,20 +182,22 @@ impl Disk for MmapDisk {
     }
 
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        check_range(self.len, offset, buf.len() as u64)?;
-        if buf.is_empty() {
-            return Ok(());
-        }
-        let map = self.map.as_deref().unwrap_or(&[]);
-        // in range: checked above against the mapped length
-        let start = offset as usize;
-        buf.copy_from_slice(&map[start..start + buf.len()]);
-        Ok(())
+        check_range(self.len, offset, super::len_u64(buf.len()))?;
+        self.file.read_exact_at(buf, offset).map_err(|e| {
+            Error::io(
+                format!(
+                    "reading {} bytes at 0x{offset:x} of {} (was it truncated or changed while vhdtool ran?)",
+                    buf.len(),
+                    self.path.display()
+                ),
+                e,
+            )
+        })
     }
 
     fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()> {
         self.require_write()?;
-        check_range(self.len, offset, data.len() as u64)?;
+        check_range(self.len, offset, super::len_u64(data.len()))?;
         self.file.write_all_at(data, offset).map_err(|e| {
             Error::io(
                 format!(
@@ -198,6 +210,8 @@ impl Disk for MmapDisk {
         })
     }
 
+    /// The memory map. Reading it can raise SIGBUS (see the module docs): only callers that
+    /// need one slice of the whole file use it; everything else reads with [`Disk::read_at`].
     fn as_slice(&self) -> Option<&[u8]> {
         Some(self.map.as_deref().unwrap_or(&[]))
     }
@@ -221,7 +235,6 @@ impl Disk for MmapDisk {
 }
 
 #[cfg(test)]
-#[allow(clippy::arithmetic_side_effects, clippy::as_conversions)]
 mod tests {
     use super::*;
     use std::io::Write;
@@ -264,6 +277,26 @@ mod tests {
             crate::error::ErrorKind::Conflict
         );
         drop((d, second));
+        std::fs::remove_file(p).unwrap();
+    }
+
+    #[test]
+    fn a_file_truncated_under_the_disk_is_an_io_error() {
+        let p = temp("trunc", &[7u8; 8192]);
+        let d = MmapDisk::open(&p, Access::ReadOnly).unwrap();
+        // another program (locks are advisory) cuts the file to one page
+        File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_len(4096)
+            .unwrap();
+        let mut b = [0u8; 16];
+        d.read_at(0, &mut b).unwrap();
+        let e = d.read_at(6000, &mut b).unwrap_err();
+        assert_eq!(e.kind(), crate::error::ErrorKind::Io, "{e}");
+        assert!(e.message().contains("truncated"), "{e}");
+        drop(d);
         std::fs::remove_file(p).unwrap();
     }
 }

@@ -4,18 +4,18 @@
 //! implementations: [`MmapDisk`] over a file (the only `unsafe` in the crate lives in `mmap.rs`)
 //! and [`MemDisk`] for tests and fuzzing. [`Window`] restricts a disk to a sub-range, which is
 //! how a fixed VHD's data area (the file minus its footer) and a partition are presented.
-// Transitional (issue 11, item 9): this file is not yet under the crate-wide panic lints.
-#![allow(clippy::arithmetic_side_effects, clippy::as_conversions)]
 
 mod extents;
 mod file;
 mod mem;
 mod mmap;
+mod space;
 
 pub use extents::{data_extents, data_extents_in};
 pub use file::{open_regular, read_bounded, OpenError};
 pub use mem::MemDisk;
 pub use mmap::{Access, MmapDisk};
+pub use space::{ensure_free_space, free_bytes};
 
 use crate::error::{Error, Result};
 
@@ -86,6 +86,12 @@ pub trait Disk {
     }
 }
 
+/// A buffer length as a file length (a `usize` always fits in `u64` on the targets vhdtool
+/// builds for; saturating keeps the lints honest on any other).
+pub fn len_u64(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
 /// A named byte range of a disk image: what a conversion writes there ("LBA 0: protective MBR").
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Region {
@@ -125,9 +131,13 @@ impl<D: Disk + ?Sized> Disk for Window<'_, D> {
         self.len
     }
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        check_range(self.len, offset, buf.len() as u64)?;
+        check_range(self.len, offset, len_u64(buf.len()))?;
         // cannot overflow: offset + len <= self.len and start + self.len <= inner.len()
-        self.inner.read_at(self.start + offset, buf)
+        let at = self
+            .start
+            .checked_add(offset)
+            .ok_or_else(|| Error::internal(format!("window offset 0x{offset:x} overflows")))?;
+        self.inner.read_at(at, buf)
     }
     fn write_at(&mut self, _offset: u64, _data: &[u8]) -> Result<()> {
         Err(Error::invalid("a read-only window cannot be written"))
@@ -135,13 +145,12 @@ impl<D: Disk + ?Sized> Disk for Window<'_, D> {
     fn as_slice(&self) -> Option<&[u8]> {
         let s = self.inner.as_slice()?;
         let start = usize::try_from(self.start).ok()?;
-        let end = usize::try_from(self.start + self.len).ok()?;
+        let end = usize::try_from(self.start.checked_add(self.len)?).ok()?;
         s.get(start..end)
     }
 }
 
 #[cfg(test)]
-#[allow(clippy::arithmetic_side_effects, clippy::as_conversions)]
 mod tests {
     use super::*;
 

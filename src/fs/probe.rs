@@ -366,8 +366,57 @@ const _: () = assert!(size_of::<RawExfatLabelEntry>() == 32);
 const EXFAT_NAME: &[u8; 8] = b"EXFAT   ";
 const EXFAT_ENTRY_LABEL: u8 = 0x83;
 const EXFAT_ENTRY_EOD: u8 = 0x00;
-/// Root directory entries examined for the label (the first cluster only, at most 8 KiB).
-const EXFAT_LABEL_SCAN_ENTRIES: u64 = 256;
+/// Root directory bytes examined for the label, across its cluster chain: 128 Ki entries.
+/// blkid reads up to 256 MiB; a label lives in the first entries of any volume a tool made, and
+/// a bound this size keeps a hostile chain from making a probe read for long.
+const EXFAT_LABEL_SCAN_BYTES: u64 = 4 << 20;
+/// exFAT §4.1: FAT entries from 0xFFFFFFF7 (bad cluster) up to 0xFFFFFFFF (end of chain) end a
+/// cluster chain.
+const EXFAT_FAT_BAD: u32 = 0xFFFF_FFF7;
+
+/// The volume label: the first label entry (type 0x83; a deleted one, 0x03, is skipped) of the
+/// root directory, followed through its cluster chain in the FAT (exFAT §7.3, §4.1; the root
+/// directory has no stream extension, so no NoFatChain flag: its chain is always in the FAT),
+/// as blkid does. Bounded by [`EXFAT_LABEL_SCAN_BYTES`]; a chain that leaves the heap stops.
+fn exfat_label(
+    part: &dyn Disk,
+    b: &RawExfatBootSector,
+    sector: u64,
+    cluster: u64,
+) -> Option<String> {
+    let heap = u64::from(b.cluster_heap_offset.get()).checked_mul(sector)?;
+    let fat = u64::from(b.fat_offset.get()).checked_mul(sector)?;
+    // valid cluster numbers: 2 ..= cluster_count + 1
+    let last_cluster = u64::from(b.cluster_count.get()).checked_add(1)?;
+    let mut c = u64::from(b.first_cluster_of_root_directory.get());
+    let mut scanned = 0u64;
+    while scanned < EXFAT_LABEL_SCAN_BYTES {
+        if c < 2 || c > last_cluster {
+            return None;
+        }
+        let at = c.checked_sub(2)?.checked_mul(cluster)?.checked_add(heap)?;
+        let n = cluster.min(EXFAT_LABEL_SCAN_BYTES.saturating_sub(scanned));
+        let bytes = part.read_vec(at, n).ok()?;
+        for e in bytes.chunks_exact(size_of::<RawExfatLabelEntry>()) {
+            let e = RawExfatLabelEntry::read_from_bytes(e).ok()?;
+            match e.entry_type {
+                EXFAT_ENTRY_EOD => return None,
+                EXFAT_ENTRY_LABEL => {
+                    let n = usize::from(e.character_count).min(11).checked_mul(2)?;
+                    return utf16le_label(e.volume_label.get(..n)?);
+                }
+                _ => {}
+            }
+        }
+        scanned = scanned.saturating_add(n);
+        let next: U32 = read_struct(part, fat.checked_add(c.checked_mul(4)?)?)?;
+        if next.get() >= EXFAT_FAT_BAD {
+            return None;
+        }
+        c = u64::from(next.get());
+    }
+    None
+}
 
 /// exFAT: the boot sector checks blkid makes (jump, zero BPB area, shifts, FAT count, region
 /// order); label from the root directory's label entry (first cluster, bounded).
@@ -393,30 +442,7 @@ fn exfat(part: &dyn Disk) -> Option<FsInfo> {
     if b.fat_offset.get() < 24 || heap < fats_end {
         return None;
     }
-    let root = b.first_cluster_of_root_directory.get();
-    let label = (|| {
-        if root < 2 || root > b.cluster_count.get() {
-            return None;
-        }
-        let root_off = u64::from(root)
-            .checked_sub(2)?
-            .checked_mul(cluster)?
-            .checked_add(heap.checked_mul(sector)?)?;
-        let entries = EXFAT_LABEL_SCAN_ENTRIES.min(cluster / 32);
-        for i in 0..entries {
-            let e: RawExfatLabelEntry =
-                read_struct(part, root_off.checked_add(i.checked_mul(32)?)?)?;
-            match e.entry_type {
-                EXFAT_ENTRY_EOD => return None,
-                EXFAT_ENTRY_LABEL => {
-                    let n = usize::from(e.character_count).min(11).checked_mul(2)?;
-                    return utf16le_label(e.volume_label.get(..n)?);
-                }
-                _ => {}
-            }
-        }
-        None
-    })();
+    let label = exfat_label(part, &b, sector, cluster);
     let rev = b.file_system_revision.get().to_be_bytes();
     let serial = b.volume_serial_number;
     Some(FsInfo {
@@ -868,6 +894,45 @@ pub(crate) mod tests {
             probe(&MemDisk::new(bad)).map(|i| i.kind),
             Some(FsKind::Exfat)
         );
+    }
+
+    /// Issue 15, item 18: the label in the root directory's tenth cluster, after a deleted
+    /// label entry (type 0x03) and nine clusters of other entries, found by following the FAT
+    /// chain 4 -> 5 -> ... -> 13; blkid agrees. A chain that loops is bounded.
+    #[test]
+    fn exfat_label_in_the_tenth_root_cluster() {
+        let mut img = exfat_image("First");
+        let cluster_at = |c: usize| 256 * 512 + (c - 2) * 4096;
+        img[cluster_at(4)] = 0x03; // the label entry of exfat_image, deleted
+        for c in 4..=12 {
+            // FAT: c -> c + 1
+            put(&mut img, 128 * 512 + 4 * c, &(c as u32 + 1).to_le_bytes());
+            for e in 0..128 {
+                let at = cluster_at(c) + 32 * e;
+                if img[at] == 0 {
+                    img[at] = 0x05; // a deleted file entry: not the end, not a label
+                }
+            }
+        }
+        put(&mut img, 128 * 512 + 4 * 13, &0xFFFF_FFFFu32.to_le_bytes());
+        let tenth = cluster_at(13);
+        img[tenth] = 0x83;
+        img[tenth + 1] = 5;
+        for (i, u) in "Tenth".encode_utf16().enumerate() {
+            put(&mut img, tenth + 2 + 2 * i, &u.to_le_bytes());
+        }
+        // check() compares with blkid (LABEL included) when it is installed
+        let info = check("exfat", &img);
+        assert_eq!(info.label.as_deref(), Some("Tenth"));
+        // a chain that points back to itself: no label, and the scan ends
+        let mut looped = img.clone();
+        put(&mut looped, 128 * 512 + 4 * 12, &4u32.to_le_bytes());
+        let label = |b: Vec<u8>| probe(&MemDisk::new(b)).unwrap().label;
+        assert_eq!(label(looped), None);
+        // a chain that leaves the cluster heap: no label
+        let mut out = img;
+        put(&mut out, 128 * 512 + 4 * 12, &0x00FF_FFFFu32.to_le_bytes());
+        assert_eq!(label(out), None);
     }
 
     /// A Windows 7+ BitLocker header with its first FVE metadata block at 64 KiB.
