@@ -19,6 +19,12 @@ use std::fmt;
 /// Bytes in a MiB.
 pub const MIB: u64 = 1 << 20;
 
+/// A length or index as u64: lossless on every target Rust supports (usize is at most 64 bits),
+/// saturating otherwise, so it never panics.
+pub fn len_u64(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
 use serde::Serialize;
 
 use crate::error::{Error, Result};

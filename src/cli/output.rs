@@ -1,11 +1,5 @@
 //! Renderers: human text and JSON. Commands build report values and hand them here; nothing
 //! else prints to stdout.
-// Transitional (issue 11, item 9): this file is not yet under the crate-wide panic lints.
-#![allow(
-    clippy::arithmetic_side_effects,
-    clippy::as_conversions,
-    clippy::indexing_slicing
-)]
 
 use std::fmt::Write as _;
 use std::io::{self, Write};
@@ -48,18 +42,21 @@ pub fn bytes(n: u64) -> String {
 /// A byte count with a binary unit, at most one decimal.
 pub fn human(n: u64) -> String {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    // Display only: above 2^53 the float drops low bits that one decimal never shows.
+    #[allow(clippy::as_conversions)]
     let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
+    let mut unit = None;
+    for next in UNITS.iter().skip(1) {
+        if v < 1024.0 {
+            break;
+        }
         v /= 1024.0;
-        u += 1;
+        unit = Some(next);
     }
-    if u == 0 {
-        format!("{n} B")
-    } else if v.fract() == 0.0 {
-        format!("{v:.0} {}", UNITS[u])
-    } else {
-        format!("{v:.1} {}", UNITS[u])
+    match unit {
+        None => format!("{n} B"),
+        Some(u) if v.fract() == 0.0 => format!("{v:.0} {u}"),
+        Some(u) => format!("{v:.1} {u}"),
     }
 }
 
@@ -470,7 +467,12 @@ fn render_plan(o: &mut String, p: &crate::convert::Plan) {
     );
     let sb = u64::from(p.sector_bytes);
     for e in &p.partitions {
-        let size = (e.last_lba - e.first_lba + 1) * sb;
+        // The GPT reader guarantees first <= last; saturating keeps a display from panicking.
+        let size = e
+            .last_lba
+            .saturating_sub(e.first_lba)
+            .saturating_add(1)
+            .saturating_mul(sb);
         let _ = writeln!(
             o,
             "  {:>3}  {:>12}  {:>12}  {:>10}  {:<22} {:<36} {}",

@@ -3,8 +3,6 @@
 //! ntfs-3g `layout.h`.
 //!
 //! Reads 512 bytes of boot sector plus one MFT record (at most [`MAX_RECORD_BYTES`]).
-// Transitional (issue 11, item 9): this file is not yet under the crate-wide panic lints.
-#![allow(clippy::as_conversions)]
 #![deny(
     clippy::indexing_slicing,
     clippy::arithmetic_side_effects,
@@ -195,7 +193,8 @@ fn volume_record(
 #[allow(
     clippy::indexing_slicing,
     clippy::arithmetic_side_effects,
-    clippy::unwrap_used
+    clippy::unwrap_used,
+    clippy::as_conversions
 )]
 pub(crate) mod tests {
     use super::*;

@@ -1,8 +1,6 @@
 //! The volume: its geometry from the boot sector (checked against the partition), and the
 //! reads through it: MFT records at their place in `$MFT`'s runs, attributes (also when an
 //! `$ATTRIBUTE_LIST` spreads them over several records) and the streams their runs hold.
-// Transitional (issue 11, item 9): this file is not yet under the crate-wide panic lints.
-#![allow(clippy::as_conversions)]
 
 use zerocopy::FromBytes;
 
@@ -43,14 +41,14 @@ pub(super) fn read_volume(part: &dyn Disk) -> Result<Volume> {
 /// The geometry from the boot sector, with `$MFT` taken to hold its first 16 records from the
 /// boot sector's `$MFT` cluster (enough to read record 0); and that cluster.
 fn read_boot_sector(part: &dyn Disk) -> Result<(Volume, u64)> {
-    const BOOT_BYTES: u64 = size_of::<RawNtfsBootSector>() as u64;
-    if part.len() < BOOT_BYTES {
+    let boot_bytes = crate::units::len_u64(size_of::<RawNtfsBootSector>());
+    if part.len() < boot_bytes {
         return Err(Error::invalid(format!(
             "NTFS shrink: the partition is {} bytes, smaller than a boot sector",
             part.len()
         )));
     }
-    let first = part.read_vec(0, BOOT_BYTES)?;
+    let first = part.read_vec(0, boot_bytes)?;
     let (bs, _) = RawNtfsBootSector::read_from_prefix(&first)
         .map_err(|_| Error::corrupt("NTFS boot sector shorter than 512 bytes"))?;
     if &bs.oem_id != NTFS_OEM {
@@ -215,7 +213,7 @@ pub(super) fn read_runs(part: &dyn Disk, vol: &Volume, runs: &[Run], len: u64) -
     }
     let mut out = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
     for r in runs {
-        let want = len.saturating_sub(out.len() as u64);
+        let want = len.saturating_sub(crate::units::len_u64(out.len()));
         if want == 0 {
             break;
         }
