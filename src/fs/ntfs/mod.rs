@@ -9,6 +9,7 @@
     clippy::unwrap_used
 )]
 
+pub mod geometry;
 pub mod raw;
 
 use zerocopy::FromBytes;
