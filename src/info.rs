@@ -4,8 +4,6 @@
 //! report with error findings. Only the few sectors that hold metadata are read (footer, MBR and
 //! EBRs, GPT headers and arrays, filesystem superblocks, the ESP's directories), so the cost does
 //! not grow with the disk size.
-// Transitional (issue 11, item 9): this file is not yet under the crate-wide panic lints.
-#![allow(clippy::arithmetic_side_effects)]
 
 use serde::Serialize;
 
@@ -287,13 +285,14 @@ pub fn unallocated(
     data_bytes: u64,
 ) -> Vec<Unallocated> {
     let sb = u64::from(tables.sector_bytes);
-    let total = data_bytes / sb;
+    // A zero sector size (never produced by read_tables) gives no sectors, so no runs.
+    let total = data_bytes.checked_div(sb).unwrap_or(0);
     let (first, last) = match (&tables.gpt, tables.kind) {
         (Some(g), TableKind::Gpt | TableKind::Hybrid) => {
             (g.header.first_usable_lba, g.header.last_usable_lba)
         }
         _ if total == 0 => return Vec::new(),
-        _ => (1, total - 1),
+        _ => (1, total.saturating_sub(1)),
     };
     let mut used: Vec<(u64, u64)> = parts
         .iter()
@@ -305,7 +304,8 @@ pub fn unallocated(
     let mut cursor = first;
     for (s, e) in used {
         if s > cursor && cursor <= last {
-            let end = (s - 1).min(last);
+            // s > cursor, so s >= 1.
+            let end = s.saturating_sub(1).min(last);
             out.push(range(cursor, end, sb));
         }
         cursor = cursor.max(e.saturating_add(1));
@@ -317,7 +317,8 @@ pub fn unallocated(
 }
 
 fn range(start_lba: u64, end_lba: u64, sb: u64) -> Unallocated {
-    let sectors = end_lba - start_lba + 1;
+    // Callers pass start_lba <= end_lba.
+    let sectors = end_lba.saturating_sub(start_lba).saturating_add(1);
     Unallocated {
         start_lba,
         end_lba,

@@ -48,6 +48,12 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
+/// A length or index as u64: lossless on every target Rust supports (usize is at most 64 bits),
+/// saturating otherwise, so it never panics.
+pub fn len_u64(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
 use serde::Serialize;
 
 use crate::error::{Error, Result};

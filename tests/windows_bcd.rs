@@ -135,13 +135,19 @@ fn bios_stores_give_the_default_entry_and_winre() {
 }
 
 #[test]
-fn uuid_v5_matches_python_uuid5() {
-    // python3: uuid.uuid5(uuid.UUID('5b0e3c1e-8f0a-4c57-9d2e-7a61c0b5d3f4'), 'seed-1:loader')
+fn object_ids_are_name_based_v8_sha256() {
+    // python3: ns = uuid.UUID('5b0e3c1e-8f0a-4c57-9d2e-7a61c0b5d3f4');
+    // v = int.from_bytes(hashlib.sha256(ns.bytes + b'seed-1:loader').digest()[:16], 'big');
+    // v = (v & ~(0xF << 76)) | (8 << 76); v = (v & ~(3 << 62)) | (2 << 62); uuid.UUID(int=v)
     let ids = ObjectIds::derive(b"seed-1");
-    assert_eq!(ids.loader, g("4248f97a-879b-55f4-967b-029ac3f00b9c"));
-    assert_eq!(ids.resume, g("ada1c76b-40ad-55ad-9732-62bbf437d0d4"));
-    assert_eq!(ids.winre_loader, g("d3519e94-ae63-55e6-b6c9-6ab4abfdd610"));
-    assert_eq!(ids.winre_options, g("8e858449-d8b7-501f-a27e-4be4c966df2c"));
+    assert_eq!(ids.loader, g("d6ac7642-29b8-842d-a20e-ba797850ed2e"));
+    assert_eq!(ids.resume, g("c834f004-a4ef-8775-933f-13015ee3aed5"));
+    assert_eq!(ids.winre_loader, g("ac86523e-9b24-894b-a46b-16976c1e8001"));
+    assert_eq!(ids.winre_options, g("dca77faf-a2c3-8b8f-abe4-ccfe6443696b"));
+    assert_eq!(
+        ids.loader,
+        Guid::name_based(GUID_NAMESPACE, b"seed-1:loader")
+    );
     assert_ne!(ObjectIds::derive(b"seed-2"), ids);
 }
 

@@ -903,14 +903,16 @@ fn generate(data: &[u8]) -> Generated {
 /// Carry out a plan on a sparse disk with the real `apply` (no journal): the ESP is the real
 /// FAT32 image, empty of files.
 fn apply_plan(disk: &mut SparseDisk, plan: &vhdtool::convert::Plan) {
-    use vhdtool::convert::apply::{apply, Contents};
+    use vhdtool::convert::apply::{apply, Contents, SparseImage};
     use vhdtool::convert::faults::Faults;
     let esp = vhdtool::convert::run::build_esp(plan, &vhdtool::esp::EspTree::new())
         .expect("an empty ESP of the planned size builds");
     apply(
         disk,
         plan,
-        &Contents { esp: &esp },
+        &Contents {
+            esp: SparseImage::of(&esp),
+        },
         None,
         &mut Faults::none(),
     )

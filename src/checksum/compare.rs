@@ -15,9 +15,10 @@ use super::{
     chunk_count, chunk_range, chunk_sums, hex, merge, par_chunks, ChecksumMap, Manifest, Range,
     Source, Sum, DEFAULT_CHUNK_BYTES,
 };
-use crate::disk::{len_u64, Access, Disk, MmapDisk, Region};
+use crate::disk::{Access, Disk, MmapDisk, Region};
 use crate::error::Result;
 use crate::info::{InfoReport, TableKind};
+use crate::units::len_u64;
 use crate::vhd::Format;
 
 /// Sector size of the exact comparison: changed ranges of `diff` are whole 512-byte sectors.

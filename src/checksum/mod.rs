@@ -26,8 +26,9 @@ use crc32fast::Hasher;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::disk::{len_u64, Disk, MmapDisk};
+use crate::disk::{Disk, MmapDisk};
 use crate::error::{Error, Result};
+use crate::units::len_u64;
 
 pub use compare::{
     diff_files, upload_ranges, verify_manifest, Change, DiffReport, UploadMap, VerifyReport,

@@ -1,6 +1,4 @@
 //! `vhdtool checksum`, `vhdtool verify` and `vhdtool diff`.
-// Transitional (issue 11, item 9): this file is not yet under the crate-wide panic lints.
-#![allow(clippy::arithmetic_side_effects)]
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -104,8 +102,8 @@ pub fn run_checksum(args: &ChecksumArgs) -> Result<u8> {
     let footer = identity
         .unique_id
         .as_ref()
-        .filter(|_| disk.len() >= 512)
-        .map(|_| Range::new(disk.len() - 512, 512));
+        .and_then(|_| disk.len().checked_sub(512))
+        .map(|at| Range::new(at, 512));
     let m = Manifest::new(identity, &map);
     if let Some(path) = &args.manifest {
         m.write(path)?;
@@ -126,8 +124,9 @@ pub fn run_checksum(args: &ChecksumArgs) -> Result<u8> {
 }
 
 fn gcd(mut a: u64, mut b: u64) -> u64 {
-    while b != 0 {
-        (a, b) = (b, a % b);
+    // checked_rem is None exactly when b == 0, where Euclid stops.
+    while let Some(r) = a.checked_rem(b) {
+        (a, b) = (b, r);
     }
     a
 }

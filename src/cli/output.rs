@@ -1,11 +1,5 @@
 //! Renderers: human text and JSON. Commands build report values and hand them here; nothing
 //! else prints to stdout.
-// Transitional (issue 11, item 9): this file is not yet under the crate-wide panic lints.
-#![allow(
-    clippy::arithmetic_side_effects,
-    clippy::as_conversions,
-    clippy::indexing_slicing
-)]
 
 use std::fmt::Write as _;
 use std::io::{self, Write};
@@ -458,7 +452,12 @@ fn render_plan(o: &mut String, p: &crate::convert::Plan) {
     );
     let sb = u64::from(p.sector_bytes);
     for e in &p.partitions {
-        let size = (e.last_lba - e.first_lba + 1) * sb;
+        // The GPT reader guarantees first <= last; saturating keeps a display from panicking.
+        let size = e
+            .last_lba
+            .saturating_sub(e.first_lba)
+            .saturating_add(1)
+            .saturating_mul(sb);
         let _ = writeln!(
             o,
             "  {:>3}  {:>12}  {:>12}  {:>10}  {:<22} {:<36} {}",

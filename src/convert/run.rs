@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::apply::{apply, Contents};
+use super::apply::{apply, Contents, SparseImage};
 use super::copy::{sparse_copy, PartialOutput};
 use super::faults::Faults;
 use super::journal;
@@ -248,7 +248,9 @@ pub fn convert(
     if req.dry_run {
         return Ok(report);
     }
-    let contents = Contents { esp: &esp };
+    let contents = Contents {
+        esp: SparseImage::of(&esp),
+    };
     let mut faults = Faults::from_env();
     let (written, verified, journal) = match req.output {
         None => in_place(&mut disk, req, plan, &contents, &mut faults)?,

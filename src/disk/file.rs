@@ -78,7 +78,7 @@ pub fn read_bounded(path: &Path, max_bytes: u64) -> Result<Vec<u8>> {
     file.take(max_bytes.saturating_add(1))
         .read_to_end(&mut out)
         .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-    if super::len_u64(out.len()) > max_bytes {
+    if crate::units::len_u64(out.len()) > max_bytes {
         return Err(Error::invalid(format!(
             "{}: larger than {max_bytes} bytes, more than it can hold",
             path.display()

@@ -32,7 +32,7 @@ impl MemDisk {
     }
     /// The bytes `offset .. offset + len`, refused (Corrupt) when outside the disk.
     fn range(&self, offset: u64, len: usize) -> Result<&[u8]> {
-        check_range(self.len(), offset, super::len_u64(len))?;
+        check_range(self.len(), offset, crate::units::len_u64(len))?;
         let start = usize::try_from(offset).unwrap_or(usize::MAX);
         self.data
             .get(start..start.saturating_add(len))
@@ -42,7 +42,7 @@ impl MemDisk {
 
 impl Disk for MemDisk {
     fn len(&self) -> u64 {
-        super::len_u64(self.data.len())
+        crate::units::len_u64(self.data.len())
     }
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
         let src = self.range(offset, buf.len())?;

@@ -182,7 +182,7 @@ impl Disk for MmapDisk {
     }
 
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        check_range(self.len, offset, super::len_u64(buf.len()))?;
+        check_range(self.len, offset, crate::units::len_u64(buf.len()))?;
         self.file.read_exact_at(buf, offset).map_err(|e| {
             Error::io(
                 format!(
@@ -197,7 +197,7 @@ impl Disk for MmapDisk {
 
     fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()> {
         self.require_write()?;
-        check_range(self.len, offset, super::len_u64(data.len()))?;
+        check_range(self.len, offset, crate::units::len_u64(data.len()))?;
         self.file.write_all_at(data, offset).map_err(|e| {
             Error::io(
                 format!(

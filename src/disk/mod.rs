@@ -18,6 +18,7 @@ pub use mmap::{Access, MmapDisk};
 pub use space::{ensure_free_space, free_bytes};
 
 use crate::error::{Error, Result};
+use crate::units::len_u64;
 
 /// Positional access to a sequence of bytes.
 pub trait Disk {
@@ -84,12 +85,6 @@ pub trait Disk {
         self.read_at(offset, &mut buf)?;
         Ok(buf)
     }
-}
-
-/// A buffer length as a file length (a `usize` always fits in `u64` on the targets vhdtool
-/// builds for; saturating keeps the lints honest on any other).
-pub fn len_u64(n: usize) -> u64 {
-    u64::try_from(n).unwrap_or(u64::MAX)
 }
 
 /// A named byte range of a disk image: what a conversion writes there ("LBA 0: protective MBR").

@@ -1,11 +1,5 @@
 //! Format a FAT32 ESP in memory with hadris-fat, copy the tree in, make every timestamp the
 //! spec's, and check the result with our own reader before handing it out.
-// Transitional (issue 11, item 9): this file is not yet under the crate-wide panic lints.
-#![allow(
-    clippy::arithmetic_side_effects,
-    clippy::as_conversions,
-    clippy::indexing_slicing
-)]
 
 use std::cell::Cell;
 use std::io::Cursor;
@@ -30,6 +24,7 @@ use crate::fs::fat::raw::{
     FAT32_ENTRY_MASK, FAT32_EOC_MIN, FAT32_FS_TYPE, FSINFO_LEAD_SIGNATURE, FSINFO_STRUCT_SIGNATURE,
     FSINFO_TRAIL_SIGNATURE, LFN_CHARS_PER_ENTRY, MAX_DIR_ENTRIES, MEDIA_FIXED_DISK,
 };
+use crate::units::len_u64;
 
 /// `BS_OEMName`: fatgen103 recommends "MSWIN4.1" as the value most drivers expect.
 const OEM_NAME: &str = "MSWIN4.1";
@@ -79,7 +74,7 @@ pub fn build_esp(spec: &EspSpec, files: &EspTree) -> Result<EspImage> {
              bytes, directories included; {} bytes of file data), the volume has {} bytes ({} \
              clusters)",
             spec.size_bytes >> 20,
-            needed * cb,
+            needed.saturating_mul(cb),
             files.file_bytes(),
             layout.data_bytes(),
             layout.cluster_count
@@ -119,7 +114,7 @@ fn format_and_fill(
             spec.size_bytes
         ))
     })?;
-    let sector_size = SectorSize::try_from(spec.sector_bytes as usize).map_err(|_| {
+    let sector_size = SectorSize::try_from(u32_usize(spec.sector_bytes)).map_err(|_| {
         Error::unsupported(format!(
             "ESP: sector size {} not supported",
             spec.sector_bytes
@@ -203,7 +198,7 @@ fn fill_dir<'a>(
                 let sub = fs
                     .create_dir(dir, name)
                     .map_err(|e| hadris_err(&child_path, e))?;
-                fill_dir(fs, &sub, d, &child_path, ts, depth + 1)?;
+                fill_dir(fs, &sub, d, &child_path, ts, depth.saturating_add(1))?;
             }
             EspNode::File(bytes) => write_file(fs, dir, name, bytes, &child_path, ts)?,
         }
@@ -227,15 +222,15 @@ fn write_file<'a>(
     for chunk in bytes.chunks(WRITE_CHUNK_BYTES) {
         let mut done = 0;
         // Each round writes at least one byte or fails, so this ends.
-        while done < chunk.len() {
-            let n = w.write(&chunk[done..]).map_err(err)?;
+        while let Some(rest) = chunk.get(done..).filter(|r| !r.is_empty()) {
+            let n = w.write(rest).map_err(err)?;
             if n == 0 {
                 return Err(Error::invalid(format!(
                     "ESP file {path:?}: the volume took no more bytes after {done} of {}",
                     chunk.len()
                 )));
             }
-            done += n;
+            done = done.saturating_add(n);
         }
     }
     w.finish().map_err(err)
@@ -275,11 +270,13 @@ fn clusters_needed(dir: &EspDir, cluster_bytes: u32, is_root: bool, path: &str) 
         } else {
             name.encode_utf16().count().div_ceil(LFN_CHARS_PER_ENTRY)
         };
-        entries += 1 + lfn as u64;
-        below += match node {
-            EspNode::File(b) => (b.len() as u64).div_ceil(cb),
+        // Saturating: the sums are compared with MAX_DIR_ENTRIES and the cluster count below.
+        entries = entries.saturating_add(len_u64(lfn).saturating_add(1));
+        let clusters = match node {
+            EspNode::File(b) => len_u64(b.len()).div_ceil(cb),
             EspNode::Dir(d) => clusters_needed(d, cluster_bytes, false, &format!("{path}/{name}"))?,
         };
+        below = below.saturating_add(clusters);
     }
     if entries > MAX_DIR_ENTRIES {
         return Err(Error::invalid(format!(
@@ -287,8 +284,11 @@ fn clusters_needed(dir: &EspDir, cluster_bytes: u32, is_root: bool, path: &str) 
             if path.is_empty() { "/" } else { path }
         )));
     }
-    let own = (entries * DIR_ENTRY_BYTES as u64).div_ceil(cb).max(1);
-    Ok(own + below)
+    let own = entries
+        .saturating_mul(len_u64(DIR_ENTRY_BYTES))
+        .div_ceil(cb)
+        .max(1);
+    Ok(own.saturating_add(below))
 }
 
 /// hadris-fat stamps the root's volume-label entry with the wall clock while formatting; give it
@@ -301,7 +301,7 @@ fn patch_label_entry(
 ) -> Result<()> {
     let off = to_usize(layout.cluster_offset(ROOT_CLUSTER))?;
     let slot = bytes
-        .get_mut(off..off + DIR_ENTRY_BYTES)
+        .get_mut(off..off.saturating_add(DIR_ENTRY_BYTES))
         .ok_or_else(|| Error::corrupt(format!("ESP root directory at {off:#x} is out of range")))?;
     let entry = RawDirEntry::mut_from_bytes(slot)
         .map_err(|_| Error::corrupt(format!("ESP root entry at {off:#x}: short read")))?;
@@ -340,6 +340,12 @@ fn label_bytes(label: &str) -> [u8; 11] {
     out
 }
 
+/// A u32 count or size as usize (lossless on the 32- and 64-bit targets we build for; saturating
+/// otherwise, which the bounded `.get()` calls then refuse).
+fn u32_usize(v: u32) -> usize {
+    usize::try_from(v).unwrap_or(usize::MAX)
+}
+
 fn to_usize(v: u64) -> Result<usize> {
     usize::try_from(v).map_err(|_| Error::corrupt(format!("offset {v:#x} does not fit in memory")))
 }
@@ -351,8 +357,9 @@ fn verify(bytes: &[u8], layout: &EspLayout, spec: &EspSpec, ts: FatTimestamp) ->
     verify_boot_sector(bytes, layout, spec)?;
     let (fsi, fsinfo_at) = verify_fsinfo(bytes, layout)?;
     let (fat, fat0_at) = verify_fats(bytes, layout)?;
-    let fat_entry =
-        |c: u32| -> u32 { le_u32(fat, c as usize * 4).map_or(0, |v| v & FAT32_ENTRY_MASK) };
+    let fat_entry = |c: u32| -> u32 {
+        le_u32(fat, u32_usize(c).saturating_mul(4)).map_or(0, |v| v & FAT32_ENTRY_MASK)
+    };
     if fat_entry(0) & 0xFF != u32::from(MEDIA_FIXED_DISK) {
         return Err(Error::corrupt(format!(
             "FAT[0] at {fat0_at:#x} is {:#x}, expected the media byte 0xF8 in its low byte",
@@ -363,13 +370,13 @@ fn verify(bytes: &[u8], layout: &EspLayout, spec: &EspSpec, ts: FatTimestamp) ->
     let mut walker = Walker {
         bytes,
         layout,
-        used: vec![false; layout.cluster_count as usize + 2],
+        used: vec![false; u32_usize(layout.cluster_count).saturating_add(2)],
         fat_entry: &fat_entry,
         ts,
     };
     walker.dir(ROOT_CLUSTER, "/", 0)?;
 
-    let end = layout.cluster_count + 2;
+    let end = layout.cluster_count.saturating_add(2);
     let allocated = (2..end).filter(|&c| fat_entry(c) != 0).count();
     let used = walker.used.iter().filter(|&&u| u).count();
     if allocated != used {
@@ -382,7 +389,7 @@ fn verify(bytes: &[u8], layout: &EspLayout, spec: &EspSpec, ts: FatTimestamp) ->
     if fsi.free_count.get() != free {
         return Err(Error::corrupt(format!(
             "FSInfo at {:#x}: free count is {}, counted {free}",
-            fsinfo_at + 0x1E8,
+            fsinfo_at.saturating_add(0x1E8),
             fsi.free_count.get()
         )));
     }
@@ -391,7 +398,7 @@ fn verify(bytes: &[u8], layout: &EspLayout, spec: &EspSpec, ts: FatTimestamp) ->
 
 /// The boot sector's fields are the layout's and the spec's, and its backup is identical.
 fn verify_boot_sector(bytes: &[u8], layout: &EspLayout, spec: &EspSpec) -> Result<()> {
-    let sector = layout.sector_bytes as usize;
+    let sector = u32_usize(layout.sector_bytes);
     let bs = RawFat32BootSector::read_from_prefix(bytes)
         .map_err(|_| Error::corrupt("boot sector: image shorter than 512 bytes"))?
         .0;
@@ -407,8 +414,8 @@ fn verify_boot_sector(bytes: &[u8], layout: &EspLayout, spec: &EspSpec) -> Resul
     if bs.signature != BOOT_SIGNATURE {
         return Err(Error::corrupt("boot sector: no 0x55AA signature at 0x1FE"));
     }
-    let backup_at = BACKUP_BOOT_SECTOR as usize * sector;
-    if bytes.get(..sector) != bytes.get(backup_at..backup_at + sector) {
+    let backup_at = to_usize(BACKUP_BOOT_SECTOR)?.saturating_mul(sector);
+    if bytes.get(..sector) != bytes.get(backup_at..backup_at.saturating_add(sector)) {
         return Err(Error::corrupt(format!(
             "backup boot sector at {backup_at:#x} differs from the boot sector"
         )));
@@ -418,7 +425,7 @@ fn verify_boot_sector(bytes: &[u8], layout: &EspLayout, spec: &EspSpec) -> Resul
 
 /// Each BPB field we set, compared with what the layout and the spec say it must be.
 fn expect_bpb(bs: &RawFat32BootSector, layout: &EspLayout, spec: &EspSpec) -> Result<()> {
-    let sector = layout.sector_bytes as usize;
+    let sector = u32_usize(layout.sector_bytes);
     let expect = |what: &str, found: u64, expected: u64| -> Result<()> {
         if found != expected {
             return Err(Error::corrupt(format!(
@@ -431,7 +438,7 @@ fn expect_bpb(bs: &RawFat32BootSector, layout: &EspLayout, spec: &EspSpec) -> Re
     expect(
         "bytes per sector (0x00B)",
         bs.bpb.bytes_per_sector.get().into(),
-        sector as u64,
+        len_u64(sector),
     )?;
     expect(
         "sectors per cluster (0x00D)",
@@ -513,8 +520,8 @@ fn expect_bpb(bs: &RawFat32BootSector, layout: &EspLayout, spec: &EspSpec) -> Re
 
 /// The FSInfo sector and its byte offset, after checking its three signatures.
 fn verify_fsinfo(bytes: &[u8], layout: &EspLayout) -> Result<(RawFsInfo, usize)> {
-    let sector = layout.sector_bytes as usize;
-    let fsinfo_at = FSINFO_SECTOR as usize * sector;
+    let sector = u32_usize(layout.sector_bytes);
+    let fsinfo_at = to_usize(FSINFO_SECTOR)?.saturating_mul(sector);
     let fsi = RawFsInfo::read_from_prefix(bytes.get(fsinfo_at..).unwrap_or_default())
         .map_err(|_| Error::corrupt(format!("FSInfo at {fsinfo_at:#x}: out of range")))?
         .0;
@@ -531,14 +538,14 @@ fn verify_fsinfo(bytes: &[u8], layout: &EspLayout) -> Result<(RawFsInfo, usize)>
 
 /// The first FAT and its byte offset, after checking the second is identical.
 fn verify_fats<'a>(bytes: &'a [u8], layout: &EspLayout) -> Result<(&'a [u8], usize)> {
-    let sector = layout.sector_bytes as usize;
-    let fat_len = layout.fat_sectors as usize * sector;
+    let sector = u32_usize(layout.sector_bytes);
+    let fat_len = u32_usize(layout.fat_sectors).saturating_mul(sector);
     let fat0_at = to_usize(layout.fat_offset(0))?;
     let fat1_at = to_usize(layout.fat_offset(1))?;
     let fat = bytes
-        .get(fat0_at..fat0_at + fat_len)
+        .get(fat0_at..fat0_at.saturating_add(fat_len))
         .ok_or_else(|| Error::corrupt(format!("FAT at {fat0_at:#x}: out of range")))?;
-    if bytes.get(fat1_at..fat1_at + fat_len) != Some(fat) {
+    if bytes.get(fat1_at..fat1_at.saturating_add(fat_len)) != Some(fat) {
         return Err(Error::corrupt(format!(
             "second FAT at {fat1_at:#x} differs from the first at {fat0_at:#x}"
         )));
@@ -561,10 +568,10 @@ impl Walker<'_> {
         let mut out = Vec::new();
         let mut c = start;
         loop {
-            let Some(slot) = self.used.get_mut(c as usize).filter(|_| c >= 2) else {
+            let Some(slot) = self.used.get_mut(u32_usize(c)).filter(|_| c >= 2) else {
                 return Err(Error::corrupt(format!(
                     "{what}: chain reaches cluster {c:#x}, outside 2..{:#x}",
-                    self.layout.cluster_count + 2
+                    self.layout.cluster_count.saturating_add(2)
                 )));
             };
             if *slot {
@@ -583,23 +590,24 @@ impl Walker<'_> {
     }
 
     fn dir(&mut self, start: u32, path: &str, depth: usize) -> Result<()> {
-        if depth > MAX_DEPTH + 1 {
+        if depth > MAX_DEPTH.saturating_add(1) {
             return Err(Error::corrupt(format!("directory {path}: nested too deep")));
         }
-        let cb = self.layout.cluster_bytes as usize;
+        let cb = u32_usize(self.layout.cluster_bytes);
         for c in self.chain(start, &format!("directory {path}"))? {
             let at = to_usize(self.layout.cluster_offset(c))?;
-            let data = self.bytes.get(at..at + cb).ok_or_else(|| {
+            let data = self.bytes.get(at..at.saturating_add(cb)).ok_or_else(|| {
                 Error::corrupt(format!("cluster {c:#x} at {at:#x}: out of range"))
             })?;
             for (i, raw) in data.chunks_exact(DIR_ENTRY_BYTES).enumerate() {
-                let off = at + i * DIR_ENTRY_BYTES;
+                let off = at.saturating_add(i.saturating_mul(DIR_ENTRY_BYTES));
                 let e = RawDirEntry::read_from_bytes(raw)
                     .map_err(|_| Error::corrupt(format!("entry at {off:#x}: short")))?;
-                if e.name[0] == ENTRY_END {
+                let [first_byte, ..] = e.name;
+                if first_byte == ENTRY_END {
                     return Ok(());
                 }
-                if e.name[0] == ENTRY_FREE || e.attributes == ATTR_LONG_NAME {
+                if first_byte == ENTRY_FREE || e.attributes == ATTR_LONG_NAME {
                     continue;
                 }
                 let stamp = (
@@ -622,13 +630,17 @@ impl Walker<'_> {
                         want.date, want.time, want.tenth
                     )));
                 }
-                if e.attributes & ATTR_VOLUME_ID != 0 || e.name[0] == b'.' {
+                if e.attributes & ATTR_VOLUME_ID != 0 || first_byte == b'.' {
                     continue;
                 }
                 let first = e.first_cluster();
                 let name = String::from_utf8_lossy(&e.name).into_owned();
                 if e.attributes & ATTR_DIRECTORY != 0 {
-                    self.dir(first, &format!("{path}{}/", name.trim_end()), depth + 1)?;
+                    self.dir(
+                        first,
+                        &format!("{path}{}/", name.trim_end()),
+                        depth.saturating_add(1),
+                    )?;
                 } else {
                     let size = e.file_size.get();
                     let what = format!("file {path}{name}");
@@ -637,7 +649,7 @@ impl Walker<'_> {
                     } else {
                         self.chain(first, &what)?.len()
                     };
-                    let expected = (size as usize).div_ceil(cb);
+                    let expected = u32_usize(size).div_ceil(cb);
                     if clusters != expected {
                         return Err(Error::corrupt(format!(
                             "{what} (entry at {off:#x}): {size} bytes need {expected} clusters, \

@@ -16,12 +16,6 @@
 //!
 //! The result is a byte image of the whole partition; [`EspImage::nonzero_regions`] lists what
 //! must be written when the target range is already zero.
-// Transitional (issue 11, item 9): this file is not yet under the crate-wide panic lints.
-#![allow(
-    clippy::arithmetic_side_effects,
-    clippy::as_conversions,
-    clippy::indexing_slicing
-)]
 
 mod build;
 pub mod timestamp;
@@ -93,7 +87,10 @@ pub fn min_esp_bytes(sector_bytes: u32) -> Result<u64> {
         if choose_layout(bytes, sector_bytes).is_some() {
             return Ok(bytes);
         }
-        bytes += ESP_SIZE_GRANULE_BYTES;
+        let Some(next) = bytes.checked_add(ESP_SIZE_GRANULE_BYTES) else {
+            break;
+        };
+        bytes = next;
     }
     Err(Error::unsupported(format!(
         "no FAT32 ESP up to {MAX_ESP_BYTES} bytes fits {sector_bytes}-byte sectors"
@@ -181,21 +178,28 @@ pub struct EspLayout {
 }
 
 impl EspLayout {
+    // The products below are of u32 factors, so each fits in u64 and the sums stay far below
+    // 2^64: saturating arithmetic gives the exact value and cannot panic.
+
     /// Byte offset of `cluster` (>= 2) within the partition.
     pub fn cluster_offset(&self, cluster: u32) -> u64 {
-        (u64::from(self.data_start_sector) * u64::from(self.sector_bytes))
-            + (u64::from(cluster.saturating_sub(ROOT_CLUSTER)) * u64::from(self.cluster_bytes))
+        (u64::from(self.data_start_sector).saturating_mul(u64::from(self.sector_bytes)))
+            .saturating_add(
+                u64::from(cluster.saturating_sub(ROOT_CLUSTER))
+                    .saturating_mul(u64::from(self.cluster_bytes)),
+            )
     }
 
     /// Byte offset of FAT copy `index` (0-based) within the partition.
     pub fn fat_offset(&self, index: u32) -> u64 {
-        (u64::from(self.reserved_sectors) + u64::from(index) * u64::from(self.fat_sectors))
-            * u64::from(self.sector_bytes)
+        u64::from(self.reserved_sectors)
+            .saturating_add(u64::from(index).saturating_mul(u64::from(self.fat_sectors)))
+            .saturating_mul(u64::from(self.sector_bytes))
     }
 
     /// Bytes of data space (all clusters, including the root directory's).
     pub fn data_bytes(&self) -> u64 {
-        u64::from(self.cluster_count) * u64::from(self.cluster_bytes)
+        u64::from(self.cluster_count).saturating_mul(u64::from(self.cluster_bytes))
     }
 }
 
@@ -233,11 +237,12 @@ fn check_sector_bytes(sector_bytes: u32) -> Result<SectorSize> {
 
 /// The largest cluster (<= [`MAX_CLUSTER_BYTES`]) that keeps the volume FAT32 with margin.
 fn choose_layout(bytes: u64, sector_bytes: u32) -> Option<EspLayout> {
-    let max_spc = (MAX_CLUSTER_BYTES / sector_bytes).max(1);
+    const ENOUGH_CLUSTERS: u32 = FAT32_MIN_CLUSTERS + FAT32_CLUSTER_MARGIN;
+    let max_spc = MAX_CLUSTER_BYTES.checked_div(sector_bytes)?.max(1);
     let mut spc = max_spc;
     while spc >= 1 {
         if let Some(l) = layout_for(bytes, sector_bytes, spc) {
-            if l.cluster_count >= FAT32_MIN_CLUSTERS + FAT32_CLUSTER_MARGIN {
+            if l.cluster_count >= ENOUGH_CLUSTERS {
                 return Some(l);
             }
         }
@@ -249,25 +254,26 @@ fn choose_layout(bytes: u64, sector_bytes: u32) -> Option<EspLayout> {
 /// The FAT32 geometry for a given cluster size: 32 reserved sectors, two FATs sized by fixed
 /// point iteration (the same computation as hadris-fat's formatter, which the builder checks).
 fn layout_for(bytes: u64, sector_bytes: u32, spc: u32) -> Option<EspLayout> {
-    let total_sectors = u32::try_from(bytes / u64::from(sector_bytes)).ok()?;
+    let total_sectors = u32::try_from(bytes.checked_div(u64::from(sector_bytes))?).ok()?;
     let avail = total_sectors.checked_sub(RESERVED_SECTORS)?;
     let mut fat_sectors = 1u32;
     // Converges in a few rounds (the FAT size only shrinks the data area); 64 bounds it.
     for _ in 0..64 {
         let data_sectors = avail.checked_sub(FAT_COUNT.checked_mul(fat_sectors)?)?;
-        let clusters = data_sectors / spc;
-        let needed = (u64::from(clusters) + 2) * 4;
+        let clusters = data_sectors.checked_div(spc)?;
+        let needed = u64::from(clusters).checked_add(2)?.checked_mul(4)?;
         let needed_sectors = u32::try_from(needed.div_ceil(u64::from(sector_bytes))).ok()?;
         if needed_sectors <= fat_sectors {
             return Some(EspLayout {
                 sector_bytes,
                 sectors_per_cluster: spc,
-                cluster_bytes: spc * sector_bytes,
+                cluster_bytes: spc.checked_mul(sector_bytes)?,
                 total_sectors,
                 reserved_sectors: RESERVED_SECTORS,
                 fat_count: FAT_COUNT,
                 fat_sectors,
-                data_start_sector: RESERVED_SECTORS + FAT_COUNT * fat_sectors,
+                data_start_sector: RESERVED_SECTORS
+                    .checked_add(FAT_COUNT.checked_mul(fat_sectors)?)?,
                 cluster_count: clusters,
             });
         }
@@ -291,7 +297,7 @@ impl EspImage {
 
     /// Partition size in bytes.
     pub fn len(&self) -> u64 {
-        self.bytes.len() as u64
+        crate::units::len_u64(self.bytes.len())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -314,22 +320,21 @@ impl EspImage {
     /// Bytes left for files.
     pub fn free_bytes(&self) -> u64 {
         u64::from(self.layout.cluster_count.saturating_sub(self.used_clusters))
-            * u64::from(self.layout.cluster_bytes)
+            .saturating_mul(u64::from(self.layout.cluster_bytes))
     }
 
     /// The parts of the image that are not all zero, as `(offset in partition, bytes)`, in
     /// ascending order, in whole [`REGION_GRANULE_BYTES`] blocks, adjacent blocks merged. Writing
     /// these over a zeroed (or freshly punched) range reproduces the image exactly.
     pub fn nonzero_regions(&self) -> NonZeroRegions<'_> {
-        NonZeroRegions {
-            bytes: &self.bytes,
-            pos: 0,
-        }
+        NonZeroRegions::of(&self.bytes)
     }
 
     /// Bytes in [`Self::nonzero_regions`].
     pub fn nonzero_bytes(&self) -> u64 {
-        self.nonzero_regions().map(|(_, b)| b.len() as u64).sum()
+        self.nonzero_regions()
+            .map(|(_, b)| crate::units::len_u64(b.len()))
+            .fold(0, u64::saturating_add)
     }
 
     /// Write the non-zero regions to `disk` at `offset` (the partition start). The range must
@@ -342,7 +347,7 @@ impl EspImage {
                 Error::invalid(format!("ESP at {offset:#x}: offset {off:#x} overflows"))
             })?;
             disk.write_at(at, bytes)?;
-            written += bytes.len() as u64;
+            written = written.saturating_add(crate::units::len_u64(bytes.len()));
         }
         Ok(written)
     }
@@ -355,32 +360,47 @@ pub struct NonZeroRegions<'a> {
     pos: usize,
 }
 
+impl<'a> NonZeroRegions<'a> {
+    /// The non-zero regions of any image's `bytes` (see [`EspImage::nonzero_regions`]).
+    pub fn of(bytes: &'a [u8]) -> Self {
+        NonZeroRegions { bytes, pos: 0 }
+    }
+}
+
+/// A whole granule of zeros: comparing with it is one `memcmp` per block, not a loop over
+/// bytes (which the fuzz targets' sanitizers would check one by one).
+static ZERO_GRANULE: [u8; REGION_GRANULE_BYTES] = [0; REGION_GRANULE_BYTES];
+
 impl<'a> Iterator for NonZeroRegions<'a> {
     type Item = (u64, &'a [u8]);
 
     fn next(&mut self) -> Option<Self::Item> {
-        let is_zero = |b: &[u8]| b.iter().all(|&x| x == 0);
-        let len = self.bytes.len();
+        let bytes = self.bytes;
+        // The block at `pos`, or None past the end (`pos` only grows up to `len`).
+        let block = |pos: usize| {
+            let end = pos.saturating_add(REGION_GRANULE_BYTES).min(bytes.len());
+            bytes
+                .get(pos..end)
+                .filter(|b| !b.is_empty())
+                .map(|b| (b, end))
+        };
+        let is_zero = |b: &[u8]| ZERO_GRANULE.get(..b.len()) == Some(b);
         // Skip zero blocks.
-        while self.pos < len {
-            let end = (self.pos + REGION_GRANULE_BYTES).min(len);
-            if !is_zero(&self.bytes[self.pos..end]) {
+        while let Some((b, end)) = block(self.pos) {
+            if !is_zero(b) {
                 break;
             }
             self.pos = end;
-        }
-        if self.pos >= len {
-            return None;
         }
         let start = self.pos;
-        while self.pos < len {
-            let end = (self.pos + REGION_GRANULE_BYTES).min(len);
-            if is_zero(&self.bytes[self.pos..end]) {
+        while let Some((b, end)) = block(self.pos) {
+            if is_zero(b) {
                 break;
             }
             self.pos = end;
         }
-        Some((start as u64, &self.bytes[start..self.pos]))
+        let run = bytes.get(start..self.pos).filter(|r| !r.is_empty())?;
+        Some((crate::units::len_u64(start), run))
     }
 }
 

@@ -1,7 +1,5 @@
 //! The conversion of Unix time to FAT timestamps (fatgen103 section 6, "Date and Time
 //! Formats"). The FAT layouts the ESP builder checks and patches are in [`crate::fs::fat::raw`].
-// Transitional (issue 11, item 9): this file is not yet under the crate-wide panic lints.
-#![allow(clippy::arithmetic_side_effects, clippy::as_conversions)]
 
 /// A FAT timestamp: date and time words plus the 10 ms creation-time field.
 ///
@@ -25,33 +23,62 @@ impl FatTimestamp {
     /// one, so the result does not depend on the machine). Times outside 1980..=2107 are clamped.
     pub fn from_unix(unix: i64) -> Self {
         let t = unix.clamp(FAT_EPOCH_UNIX, FAT_MAX_UNIX);
+        // Every step below is checked; with `t` clamped to 1980..=2107 none can fail, and the
+        // FAT epoch is only the fallback of a step that cannot happen.
+        Self::of_clamped(t).unwrap_or(FatTimestamp {
+            date: (1 << 5) | 1,
+            time: 0,
+            tenth: 0,
+        })
+    }
+
+    fn of_clamped(t: i64) -> Option<Self> {
         let days = t.div_euclid(SECONDS_PER_DAY);
         let secs = t.rem_euclid(SECONDS_PER_DAY);
-        let (year, month, day) = civil_from_days(days);
-        let hour = secs / 3600;
-        let minute = secs % 3600 / 60;
-        let second = secs % 60;
-        // Clamped above: 1980 <= year <= 2107, so the subtraction fits in 7 bits.
-        let date = (((year - 1980) as u16) << 9) | ((month as u16) << 5) | day as u16;
-        let time = ((hour as u16) << 11) | ((minute as u16) << 5) | (second as u16 / 2);
+        let (year, month, day) = civil_from_days(days)?;
+        let hour = u16::try_from(secs / 3600).ok()?;
+        let minute = u16::try_from(secs % 3600 / 60).ok()?;
+        let second = u16::try_from(secs % 60).ok()?;
+        // 1980 <= year <= 2107, so the offset fits in the 7 bits of the date word.
+        let year_since_1980 = u16::try_from(year.checked_sub(1980)?).ok()?;
+        let date =
+            (year_since_1980 << 9) | (u16::try_from(month).ok()? << 5) | u16::try_from(day).ok()?;
+        let time = (hour << 11) | (minute << 5) | (second / 2);
         let tenth = if second % 2 == 1 { 100 } else { 0 };
-        FatTimestamp { date, time, tenth }
+        Some(FatTimestamp { date, time, tenth })
     }
 }
 
 /// Proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's `civil_from_days`).
-/// Only called with clamped inputs (1980..=2107), so no overflow is possible.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
+/// Only called with clamped inputs (1980..=2107); every step is checked all the same.
+fn civil_from_days(days: i64) -> Option<(i64, u32, u32)> {
+    let z = days.checked_add(719_468)?;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+    let yoe = doe
+        .checked_sub(doe / 1460)?
+        .checked_add(doe / 36_524)?
+        .checked_sub(doe / 146_096)?
+        / 365;
+    let doy = doe.checked_sub(
+        yoe.checked_mul(365)?
+            .checked_add(yoe / 4)?
+            .checked_sub(yoe / 100)?,
+    )?;
+    let mp = doy.checked_mul(5)?.checked_add(2)? / 153;
+    let day = doy
+        .checked_sub(mp.checked_mul(153)?.checked_add(2)? / 5)?
+        .checked_add(1)?;
+    let month = if mp < 10 {
+        mp.checked_add(3)?
+    } else {
+        mp.checked_sub(9)?
+    };
+    let month = u32::try_from(month).ok()?;
+    let year = yoe
+        .checked_add(era.checked_mul(400)?)?
+        .checked_add(i64::from(month <= 2))?;
+    Some((year, month, u32::try_from(day).ok()?))
 }
 
 #[cfg(test)]

@@ -5,8 +5,6 @@
 //! 1-255 UTF-16 units, none of `" * / : < > ? \ |` nor control characters, no leading space and
 //! no trailing space or dot (Windows strips those, so such a file could not be opened again).
 //! FAT is case-insensitive: two names that differ only in case are refused.
-// Transitional (issue 11, item 9): this file is not yet under the crate-wide panic lints.
-#![allow(clippy::arithmetic_side_effects, clippy::as_conversions)]
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -22,7 +20,7 @@ pub const MAX_TREE_ENTRIES: usize = 65_536;
 /// Largest total of file bytes in one tree: the largest ESP we build (see [`super::MAX_ESP_BYTES`]).
 pub const MAX_TREE_BYTES: u64 = super::MAX_ESP_BYTES;
 /// Largest FAT file (fatgen103: DIR_FileSize is 32 bits).
-pub const MAX_FILE_BYTES: u64 = u32::MAX as u64;
+pub const MAX_FILE_BYTES: u64 = 0xffff_ffff;
 
 /// Characters that no FAT long name may contain (besides controls 0x00-0x1F).
 const FORBIDDEN_CHARS: &[char] = &['"', '*', '/', ':', '<', '>', '?', '\\', '|'];
@@ -96,7 +94,7 @@ impl EspTree {
     /// directory of that name (compared case-insensitively) already exists, or if the name is
     /// one FAT cannot hold.
     pub fn add_file(&mut self, path_in_esp: &str, bytes: Vec<u8>) -> Result<()> {
-        let len = bytes.len() as u64;
+        let len = crate::units::len_u64(bytes.len());
         if len > MAX_FILE_BYTES {
             return Err(Error::invalid(format!(
                 "ESP file {path_in_esp:?}: {len} bytes, FAT32 files hold at most {MAX_FILE_BYTES}"
@@ -121,7 +119,8 @@ impl EspTree {
         check_entry_budget(self.entries, path_in_esp)?;
         dir.children
             .insert(key, (name.to_string(), EspNode::File(bytes)));
-        self.entries += 1;
+        // Bounded by check_entry_budget just above.
+        self.entries = self.entries.saturating_add(1);
         self.file_bytes = total;
         Ok(())
     }
@@ -215,7 +214,7 @@ impl EspTree {
                 )));
             } else if ft.is_dir() {
                 self.add_dir(&esp_path)?;
-                self.read_dir_into(&full, &esp_path, depth + 1)?;
+                self.read_dir_into(&full, &esp_path, depth.saturating_add(1))?;
             } else if ft.is_file() {
                 let len = meta.len();
                 let total = self.file_bytes.saturating_add(len);
@@ -256,7 +255,7 @@ fn make_dirs<'d>(
                 key.clone(),
                 (p.to_string(), EspNode::Dir(EspDir::default())),
             );
-            *entries += 1;
+            *entries = entries.saturating_add(1);
         }
         match dir.children.get_mut(&key) {
             Some((_, EspNode::Dir(d))) => dir = d,

@@ -37,8 +37,6 @@
 //! (`convert::journal::overlay`), because a kill at some of resize2fs's writes left undo files
 //! e2undo refused. resize2fs runs with [`FAKE_TIME_ENV`] (SOURCE_DATE_EPOCH, else the
 //! superblock's `s_wtime`): the same filesystem shrinks to the same bytes.
-// Transitional (issue 11, item 9): this file is not yet under the crate-wide panic lints.
-#![allow(clippy::arithmetic_side_effects, clippy::as_conversions)]
 
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
@@ -226,7 +224,9 @@ pub fn shrink(
         block_bytes,
         blocks,
     } = sb.geometry;
-    let new_blocks = new_bytes / block_bytes;
+    let new_blocks = new_bytes
+        .checked_div(block_bytes)
+        .ok_or_else(|| Error::internal("ext superblock with a zero block size passed parsing"))?;
     let new_fs_bytes = new_blocks.saturating_mul(block_bytes);
     if new_blocks >= blocks {
         return Err(Error::invalid(format!(
@@ -508,7 +508,9 @@ fn save_superblock(path: &Path, part_offset: u64, raw: &[u8; SUPERBLOCK_BYTES]) 
     let mut buf = Vec::with_capacity(SAVE_BYTES);
     buf.extend_from_slice(SAVE_MAGIC);
     buf.extend_from_slice(&part_offset.to_le_bytes());
-    buf.extend_from_slice(&(SUPERBLOCK_BYTES as u32).to_le_bytes());
+    let sb_len = u32::try_from(SUPERBLOCK_BYTES)
+        .map_err(|_| Error::internal("the ext superblock size does not fit in u32"))?;
+    buf.extend_from_slice(&sb_len.to_le_bytes());
     buf.extend_from_slice(raw);
     let crc = crc32fast::hash(&buf);
     buf.extend_from_slice(&crc.to_le_bytes());

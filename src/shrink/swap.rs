@@ -7,8 +7,6 @@
 //! Layout (util-linux `include/swapheader.h`, Linux `include/linux/swap.h` `union
 //! swap_header`): 1024 boot bytes, then version, last_page, nr_badpages, uuid, volume_name,
 //! 117 padding words, the bad page list; the signature in the last 10 bytes of the page.
-// Transitional (issue 11, item 9): this file is not yet under the crate-wide panic lints.
-#![allow(clippy::as_conversions)]
 #![deny(
     clippy::indexing_slicing,
     clippy::arithmetic_side_effects,
@@ -32,7 +30,11 @@ use crate::fs::{self, FsKind};
 const HEADER_OFFSET: usize = 0x400;
 const HEADER_END: usize = HEADER_OFFSET + size_of::<RawSwapHeader>();
 const BADPAGES_OFFSET: usize = 0x600;
+// Compile-time only: both constants are below 2^16, so the widening `as` is exact.
+#[allow(clippy::as_conversions)]
 const _: () = assert!(HEADER_OFFSET as u64 == SWAP_HEADER_OFFSET);
+// Compile-time only, as above.
+#[allow(clippy::as_conversions)]
 const _: () = assert!(BADPAGES_OFFSET as u64 == SWAP_BADPAGES_OFFSET);
 const _: () = assert!(HEADER_END == BADPAGES_OFFSET);
 /// The signature is the last 10 bytes of the first page.
@@ -234,7 +236,7 @@ fn check_reads_back(page: &[u8], uuid: &Option<String>, label: &Option<String>) 
 fn find_signature(part: &dyn Disk) -> Result<(u64, [u8; MAGIC_LEN])> {
     for &page in &SWAP_PAGE_SIZES {
         let mut magic = [0u8; MAGIC_LEN];
-        let Some(at) = page.checked_sub(MAGIC_LEN as u64) else {
+        let Some(at) = page.checked_sub(crate::units::len_u64(MAGIC_LEN)) else {
             continue;
         };
         if part.read_at(at, &mut magic).is_err() {
@@ -263,7 +265,8 @@ fn label(raw: &[u8; 16]) -> Option<String> {
 #[allow(
     clippy::indexing_slicing,
     clippy::arithmetic_side_effects,
-    clippy::unwrap_used
+    clippy::unwrap_used,
+    clippy::as_conversions
 )]
 mod tests {
     use super::*;

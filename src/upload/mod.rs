@@ -18,8 +18,6 @@
 //! 5. Get Page Ranges again: they must cover every range sent and nothing else; `--verify` also
 //!    reads every range back and compares its CRC32 with the image's (from the map: the file is
 //!    not read again).
-// Transitional (issue 11, item 9): this file is not yet under the crate-wide panic lints.
-#![allow(clippy::arithmetic_side_effects, clippy::as_conversions)]
 
 pub mod rest;
 pub mod retry;
@@ -37,6 +35,7 @@ use serde::Serialize;
 use crate::checksum::{self, merge, ChecksumMap, Range};
 use crate::disk::{Access, Disk, MmapDisk};
 use crate::error::{Error, Result};
+use crate::units::len_u64;
 use crate::vhd::Format;
 use rest::{Client, Integrity, Request, Response, MAX_PUT_PAGE_BYTES};
 use retry::{Policy, Rng};
@@ -149,7 +148,7 @@ impl UploadReport {
 pub fn granule_for(len: u64) -> u64 {
     let mut g = GRANULE_BYTES;
     while len.div_ceil(g) > checksum::MAX_CHUNKS && g < MAX_PUT_PAGE_BYTES {
-        g *= 2;
+        g = g.saturating_mul(2);
     }
     g
 }
@@ -160,9 +159,12 @@ pub fn pieces(ranges: &[Range]) -> Vec<Range> {
     for r in ranges {
         let mut pos = r.offset;
         while pos < r.end() {
-            let boundary = (pos / MAX_PUT_PAGE_BYTES + 1).saturating_mul(MAX_PUT_PAGE_BYTES);
+            let boundary = (pos / MAX_PUT_PAGE_BYTES)
+                .saturating_add(1)
+                .saturating_mul(MAX_PUT_PAGE_BYTES);
             let end = boundary.min(r.end());
-            out.push(Range::new(pos, end - pos));
+            // pos < end: pos < r.end(), and pos < boundary.
+            out.push(Range::new(pos, end.saturating_sub(pos)));
             pos = end;
         }
     }
@@ -172,7 +174,7 @@ pub fn pieces(ranges: &[Range]) -> Vec<Range> {
 /// What to send: the map's non-zero granules and the footer's, merged.
 pub fn plan(map: &ChecksumMap) -> Vec<Range> {
     let len = map.file_bytes;
-    let footer = (len >= 512).then(|| Range::new(len - 512, 512));
+    let footer = len.checked_sub(512).map(|at| Range::new(at, 512));
     checksum::upload_ranges(map, map.chunk_bytes, footer).ranges
 }
 
@@ -230,15 +232,40 @@ pub fn parse_utc(s: &str) -> Option<i64> {
     if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
         return None;
     }
-    // days from civil (Howard Hinnant's algorithm)
-    let y = if mo <= 2 { y - 1 } else { y };
+    // days from civil (Howard Hinnant's algorithm); y <= 9999 from four digits, so no step
+    // can fail, and each is checked all the same.
+    let y = if mo <= 2 { y.checked_sub(1)? } else { y };
     let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (mo + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 + h * 3600 + mi * 60 + se)
+    let yoe = y.rem_euclid(400);
+    let mp = mo.checked_add(9)? % 12;
+    let doy = (mp.checked_mul(153)?.checked_add(2)? / 5)
+        .checked_add(d)?
+        .checked_sub(1)?;
+    let doe = yoe
+        .checked_mul(365)?
+        .checked_add(yoe / 4)?
+        .checked_sub(yoe / 100)?
+        .checked_add(doy)?;
+    let days = era
+        .checked_mul(146_097)?
+        .checked_add(doe)?
+        .checked_sub(719_468)?;
+    days.checked_mul(86_400)?
+        .checked_add(h.checked_mul(3600)?)?
+        .checked_add(mi.checked_mul(60)?)?
+        .checked_add(se)
+}
+
+/// Bytes per second, for the report (0 when no time passed).
+fn rate(bytes: u64, seconds: f64) -> f64 {
+    // Report only: above 2^53 bytes the float drops low bits no rate shows.
+    #[allow(clippy::as_conversions)]
+    let bytes = bytes as f64;
+    if seconds > 0.0 {
+        bytes / seconds
+    } else {
+        0.0
+    }
 }
 
 fn now_unix() -> i64 {
@@ -299,7 +326,7 @@ impl<'u> Exec<'u> {
             let id = rng.uuid();
             self.requests.fetch_add(1, Ordering::Relaxed);
             self.bytes_sent
-                .fetch_add(req.body.len() as u64, Ordering::Relaxed);
+                .fetch_add(len_u64(req.body.len()), Ordering::Relaxed);
             let (why, retry_after) = match self.client.send(req, &id) {
                 Ok(resp) if resp.ok() => return Ok(resp),
                 Ok(resp) => {
@@ -320,7 +347,7 @@ impl<'u> Exec<'u> {
                 Err(e) => (format!("{} (x-ms-client-request-id {id})", e.message), None),
             };
             let delay = self.policy.delay(attempt, retry_after, &mut rng);
-            if start.elapsed() + delay > self.policy.request_budget {
+            if start.elapsed().saturating_add(delay) > self.policy.request_budget {
                 return Err(Failure::Exhausted(format!(
                     "{}: gave up after {attempt} attempt(s) in {:.1} s (budget {} s); last: {why}",
                     req.what,
@@ -491,22 +518,18 @@ pub fn upload(
         file_bytes: len,
         created,
         data_bytes,
-        data_ranges: plan.len() as u64,
+        data_ranges: len_u64(plan.len()),
         resumed_bytes,
         bytes_sent,
         put_pages: sent.put_pages,
         cleared_bytes: start.cleared_bytes,
-        clear_requests: start.to_clear.len() as u64,
+        clear_requests: len_u64(start.to_clear.len()),
         requests: exec.requests.load(Ordering::Relaxed),
         retries: exec.retries.load(Ordering::Relaxed),
         integrity: sent.integrity,
         integrity_note: sent.note,
         seconds: started.elapsed().as_secs_f64(),
-        bytes_per_second: if send_seconds > 0.0 {
-            bytes_sent as f64 / send_seconds
-        } else {
-            0.0
-        },
+        bytes_per_second: rate(bytes_sent, send_seconds),
         page_ranges_ok: ok,
         page_ranges_missing: missing,
         page_ranges_extra: extra,
@@ -607,7 +630,7 @@ fn start_state(
     for r in &to_clear {
         let req = rest::clear_pages(exec.url, *r)?;
         exec.call(&req).map_err(|f| exec.error(&req.what, f))?;
-        cleared_bytes += r.length;
+        cleared_bytes = r.length.saturating_add(cleared_bytes);
     }
     Ok(Start {
         done,
@@ -619,13 +642,16 @@ fn start_state(
 
 /// CRC32 of `r` from the map's chunk CRCs (`r` is chunk-aligned, or ends at the file end).
 fn map_crc(map: &ChecksumMap, r: Range) -> u32 {
-    let first = r.offset / map.chunk_bytes;
+    // A map always has a non-zero chunk size; a zero one covers nothing.
+    let Some(first) = r.offset.checked_div(map.chunk_bytes) else {
+        return 0;
+    };
     let last = r.end().div_ceil(map.chunk_bytes);
     let mut crc = 0u32;
     for i in first..last {
-        let c = map.range(i as usize);
-        if let Some(s) = map.chunks.get(i as usize) {
-            crc = checksum::combine(crc, s.crc, c.length);
+        let Ok(i) = usize::try_from(i) else { break };
+        if let Some(s) = map.chunks.get(i) {
+            crc = checksum::combine(crc, s.crc, map.range(i).length);
         }
     }
     crc
@@ -649,7 +675,7 @@ fn verify(exec: &Exec<'_>, map: &ChecksumMap, plan: &[Range], threads: usize) ->
                     match r {
                         Ok(resp) => {
                             let got = crc32fast::hash(&resp.body);
-                            if resp.body.len() as u64 != p.length || got != map_crc(map, p) {
+                            if len_u64(resp.body.len()) != p.length || got != map_crc(map, p) {
                                 if let Ok(mut m) = mismatches.lock() {
                                     m.push(p);
                                 }
@@ -670,8 +696,8 @@ fn verify(exec: &Exec<'_>, map: &ChecksumMap, plan: &[Range], threads: usize) ->
         return Err(e);
     }
     Ok(Verified {
-        ranges: todo.len() as u64,
-        bytes: todo.iter().map(|r| r.length).sum(),
+        ranges: len_u64(todo.len()),
+        bytes: todo.iter().map(|r| r.length).fold(0, u64::saturating_add),
         mismatches: merge(mismatches.into_inner().unwrap_or_default()),
     })
 }

@@ -4,12 +4,6 @@
 //!
 //! Requests are plain values ([`Request`]): what they carry is unit-tested without a network
 //! (the emulator checks neither Content-MD5 nor the 4 MiB limit of Put Page, nor CRC64).
-// Transitional (issue 11, item 9): this file is not yet under the crate-wide panic lints.
-#![allow(
-    clippy::arithmetic_side_effects,
-    clippy::as_conversions,
-    clippy::indexing_slicing
-)]
 
 use std::time::Duration;
 
@@ -144,7 +138,7 @@ pub fn put_page<'a>(
     data: &'a [u8],
     integrity: Integrity,
 ) -> Result<Request<'a>> {
-    let r = Range::new(offset, data.len() as u64);
+    let r = Range::new(offset, crate::units::len_u64(data.len()));
     check_pages(r, "Put Page")?;
     if r.length > MAX_PUT_PAGE_BYTES {
         return Err(Error::invalid(format!(
@@ -234,6 +228,9 @@ pub fn percent_encode(s: &str) -> String {
 /// SDKs do.
 pub fn crc64(data: &[u8]) -> u64 {
     const POLY: u64 = 0x9a6c_9329_ac4b_c9b5;
+    // Evaluated at compile time: an index out of range or a lossy cast would fail the build
+    // (and `i < 256` makes the cast exact), so nothing here can panic at run time.
+    #[allow(clippy::indexing_slicing, clippy::as_conversions)]
     const TABLE: [u64; 256] = {
         let mut t = [0u64; 256];
         let mut i = 0;
@@ -251,7 +248,10 @@ pub fn crc64(data: &[u8]) -> u64 {
     };
     let mut crc = !0u64;
     for &b in data {
-        crc = TABLE[((crc ^ u64::from(b)) & 0xff) as usize] ^ (crc >> 8);
+        let [low, ..] = crc.to_le_bytes();
+        // A u8 index into a 256-entry table is always present.
+        let t = TABLE.get(usize::from(low ^ b)).copied().unwrap_or_default();
+        crc = t ^ (crc >> 8);
     }
     !crc
 }
@@ -315,9 +315,9 @@ impl Response {
 fn xml_text<'x>(xml: &'x str, tag: &str) -> Option<&'x str> {
     let open = format!("<{tag}>");
     let close = format!("</{tag}>");
-    let start = xml.find(&open)? + open.len();
-    let len = xml[start..].find(&close)?;
-    Some(xml[start..start + len].trim())
+    let (_, after) = xml.split_once(&open)?;
+    let (inner, _) = after.split_once(&close)?;
+    Some(inner.trim())
 }
 
 /// One page of a Get Page Ranges answer.
@@ -340,12 +340,10 @@ pub fn parse_page_list(body: &[u8], blob_bytes: u64) -> Result<PageList> {
     }
     let mut list = PageList::default();
     let mut rest = text;
-    while let Some(i) = rest.find("<PageRange>") {
-        let after = &rest[i + "<PageRange>".len()..];
-        let end = after
-            .find("</PageRange>")
+    while let Some((_, after)) = rest.split_once("<PageRange>") {
+        let (item, tail) = after
+            .split_once("</PageRange>")
             .ok_or_else(|| Error::corrupt("Get Page Ranges: unterminated <PageRange>"))?;
-        let item = &after[..end];
         let num = |tag: &str| -> Result<u64> {
             xml_text(item, tag)
                 .and_then(|t| t.parse::<u64>().ok())
@@ -372,7 +370,7 @@ pub fn parse_page_list(body: &[u8], blob_bytes: u64) -> Result<PageList> {
             )));
         }
         list.ranges.push(r);
-        rest = &after[end..];
+        rest = tail;
     }
     list.next_marker = xml_text(text, "NextMarker")
         .filter(|m| !m.is_empty())

@@ -8,8 +8,6 @@
 //! attempt has a timeout ([`Policy::attempt_timeout`]) and each request a budget for all its
 //! attempts and waits ([`Policy::request_budget`]); the whole upload stops when one request
 //! exhausts it. Everything else (401, 403, 404, 409, 412, other 4xx) is final.
-// Transitional (issue 11, item 9): this file is not yet under the crate-wide panic lints.
-#![allow(clippy::arithmetic_side_effects, clippy::as_conversions)]
 
 use std::time::Duration;
 
@@ -80,10 +78,12 @@ impl Rng {
     }
 
     /// A generator seeded from the time, the process and `salt`.
+    ///
+    /// The nanoseconds are cut to their low 64 bits, as a seed needs no more.
     pub fn seeded(salt: u64) -> Rng {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
+            .map_or(0, |d| low_bits(d.as_nanos()));
         Rng::new(nanos ^ (u64::from(std::process::id()) << 32) ^ salt.rotate_left(17))
     }
 
@@ -96,28 +96,30 @@ impl Rng {
 
     /// In `0..n` (0 when `n` is 0).
     pub fn below(&mut self, n: u64) -> u64 {
-        if n == 0 {
-            0
-        } else {
-            self.next_u64() % n
-        }
+        // checked_rem is None only for n == 0.
+        self.next_u64().checked_rem(n).unwrap_or(0)
     }
 
     /// A random (version 4) UUID, for `x-ms-client-request-id`.
     pub fn uuid(&mut self) -> String {
         let a = self.next_u64();
         let b = self.next_u64();
-        let time_hi = ((a >> 16) as u16 & 0x0fff) | 0x4000;
-        let clock = ((b >> 48) as u16 & 0x3fff) | 0x8000;
+        let time_hi = ((a >> 16) & 0x0fff) | 0x4000;
+        let clock = ((b >> 48) & 0x3fff) | 0x8000;
         format!(
             "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
-            (a >> 32) as u32,
-            a as u16,
+            a >> 32,
+            a & 0xffff,
             time_hi,
             clock,
             b & 0xffff_ffff_ffff
         )
     }
+}
+
+/// The low 64 bits of `v` (what `as u64` would keep), without a silent cast.
+fn low_bits(v: u128) -> u64 {
+    u64::try_from(v & u128::from(u64::MAX)).unwrap_or(0)
 }
 
 #[cfg(test)]

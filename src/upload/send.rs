@@ -1,8 +1,6 @@
 //! Sending the pages: Put Page requests in parallel, each confirmed range recorded in the
 //! resume state, with a fallback to a weaker transactional checksum when the service refuses
 //! one.
-// Transitional (issue 11, item 9): this file is not yet under the crate-wide panic lints.
-#![allow(clippy::as_conversions)]
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -142,8 +140,11 @@ fn send_piece(
     note: &Mutex<Option<String>>,
 ) -> Result<()> {
     // in range: pieces come from the plan, which lies inside the file
-    let bytes = data
-        .get(piece.offset as usize..piece.end() as usize)
+    let span = usize::try_from(piece.offset)
+        .ok()
+        .zip(usize::try_from(piece.end()).ok());
+    let bytes = span
+        .and_then(|(start, end)| data.get(start..end))
         .ok_or_else(|| {
             Error::invalid(format!(
                 "piece 0x{:x}+{} outside the image",

@@ -7,8 +7,6 @@
 //! The file is replaced atomically (write a temporary file, rename) after every confirmed
 //! request, so a kill leaves the last complete state; it is removed after a successful upload.
 //! It is untrusted input when read back: size-bounded, every range checked against the plan.
-// Transitional (issue 11, item 9): this file is not yet under the crate-wide panic lints.
-#![allow(clippy::arithmetic_side_effects)]
 
 use std::path::{Path, PathBuf};
 
@@ -185,12 +183,12 @@ pub fn subtract(plan: &[Range], done: &[Range]) -> Vec<Range> {
                 continue;
             }
             if d.offset > pos {
-                out.push(Range::new(pos, d.offset - pos));
+                out.push(Range::new(pos, d.offset.saturating_sub(pos)));
             }
             pos = pos.max(d.end());
         }
         if pos < p.end() {
-            out.push(Range::new(pos, p.end() - pos));
+            out.push(Range::new(pos, p.end().saturating_sub(pos)));
         }
     }
     out

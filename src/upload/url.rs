@@ -5,8 +5,6 @@
 //! HTTPS only, except plain HTTP to a loopback address (the tests' emulator). The query string
 //! (the SAS) is kept as given and appended after our own parameters; the signature never appears
 //! in a message (`Display` shows `sig=REDACTED`).
-// Transitional (issue 11, item 9): this file is not yet under the crate-wide panic lints.
-#![allow(clippy::arithmetic_side_effects, clippy::indexing_slicing)]
 
 use std::fmt;
 use std::net::IpAddr;
@@ -139,7 +137,12 @@ impl BlobUrl {
 
     /// The URL of an operation: our parameters (`comp=page`), then the SAS.
     pub fn with(&self, params: &str) -> String {
-        let mut q = String::with_capacity(params.len() + self.query.len() + 1);
+        let mut q = String::with_capacity(
+            params
+                .len()
+                .saturating_add(self.query.len())
+                .saturating_add(1),
+        );
         q.push_str(params);
         if !params.is_empty() && !self.query.is_empty() {
             q.push('&');
@@ -212,34 +215,26 @@ fn check_port(port: Option<&str>, authority: &str) -> Result<()> {
 
 /// Decode `%XX` escapes (invalid ones are kept as written) and `+` as a space.
 pub fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' if i + 2 < b.len() => {
-                let hex = std::str::from_utf8(&b[i + 1..i + 3])
-                    .ok()
+    let mut out = Vec::with_capacity(s.len());
+    let mut rest = s.as_bytes();
+    while let Some((&c, tail)) = rest.split_first() {
+        rest = tail;
+        match c {
+            b'%' => {
+                let hex = tail
+                    .get(..2)
+                    .and_then(|h| std::str::from_utf8(h).ok())
                     .and_then(|h| u8::from_str_radix(h, 16).ok());
-                match hex {
-                    Some(v) => {
+                match (hex, tail.get(2..)) {
+                    (Some(v), Some(after)) => {
                         out.push(v);
-                        i += 3;
+                        rest = after;
                     }
-                    None => {
-                        out.push(b'%');
-                        i += 1;
-                    }
+                    _ => out.push(b'%'),
                 }
             }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            c => {
-                out.push(c);
-                i += 1;
-            }
+            b'+' => out.push(b' '),
+            c => out.push(c),
         }
     }
     String::from_utf8_lossy(&out).into_owned()

@@ -3,14 +3,13 @@
 //! ntfs-3g `layout.h`.
 //!
 //! Reads 512 bytes of boot sector plus one MFT record (at most [`MAX_RECORD_BYTES`]).
-// Transitional (issue 11, item 9): this file is not yet under the crate-wide panic lints.
-#![allow(clippy::as_conversions)]
 #![deny(
     clippy::indexing_slicing,
     clippy::arithmetic_side_effects,
     clippy::unwrap_used
 )]
 
+pub mod geometry;
 pub mod raw;
 
 use zerocopy::FromBytes;
@@ -195,7 +194,8 @@ fn volume_record(
 #[allow(
     clippy::indexing_slicing,
     clippy::arithmetic_side_effects,
-    clippy::unwrap_used
+    clippy::unwrap_used,
+    clippy::as_conversions
 )]
 pub(crate) mod tests {
     use super::*;

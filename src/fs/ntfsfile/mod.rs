@@ -56,8 +56,8 @@ use self::record::{
 };
 use crate::disk::Disk;
 use crate::error::{Error, ErrorKind, Result};
-use crate::fs::ntfs::raw::{RawNtfsBootSector, NTFS_OEM};
-use crate::fs::ntfs::{record_bytes, sectors_per_cluster, MAX_CLUSTER_BYTES};
+use crate::fs::ntfs::geometry::NtfsGeometry;
+use crate::fs::ntfs::raw::RawNtfsBootSector;
 
 /// Well-known MFT records (ntfs-3g `NTFS_SYSTEM_FILES`).
 const FILE_MFT: u64 = 0;
@@ -210,56 +210,11 @@ impl<'a> NtfsVolume<'a> {
             .map_err(|e| e.context("NTFS boot sector"))?;
         let bs = RawNtfsBootSector::read_from_bytes(&boot)
             .map_err(|_| Error::corrupt("NTFS boot sector truncated"))?;
-        if &bs.oem_id != NTFS_OEM {
-            return Err(Error::invalid(
-                "not an NTFS volume (no \"NTFS    \" at 0x3)",
-            ));
-        }
-        let bps = u64::from(bs.bytes_per_sector.get());
-        if !bps.is_power_of_two() || !(256..=4096).contains(&bps) {
-            return Err(Error::corrupt(format!(
-                "NTFS boot sector: {bps} bytes per sector"
-            )));
-        }
-        let spc = sectors_per_cluster(bs.sectors_per_cluster).ok_or_else(|| {
-            Error::corrupt(format!(
-                "NTFS boot sector: sectors per cluster 0x{:02x}",
-                bs.sectors_per_cluster
-            ))
-        })?;
-        let cluster_bytes = bps
-            .checked_mul(spc)
-            .filter(|&c| c <= MAX_CLUSTER_BYTES)
-            .ok_or_else(|| Error::corrupt("NTFS boot sector: cluster larger than 2 MiB"))?;
-        let rec_bytes =
-            record_bytes(bs.clusters_per_mft_record, cluster_bytes).ok_or_else(|| {
-                Error::corrupt(format!(
-                    "NTFS boot sector: MFT record size code 0x{:02x}",
-                    bs.clusters_per_mft_record
-                ))
-            })?;
-        let clusters = bs.number_of_sectors.get().checked_div(spc).unwrap_or(0);
-        // The volume must lie inside the partition: every cluster read is then a partition read.
-        let fits = clusters
-            .checked_mul(cluster_bytes)
-            .is_some_and(|b| b <= part.len());
-        if !fits || clusters == 0 {
-            return Err(Error::corrupt(format!(
-                "NTFS boot sector: {clusters} clusters of {cluster_bytes} bytes do not fit the partition (0x{:x} bytes)",
-                part.len()
-            )));
-        }
-        let mft_off = bs
-            .mft_lcn
-            .get()
-            .checked_mul(cluster_bytes)
-            .filter(|&o| o.checked_add(rec_bytes).is_some_and(|e| e <= part.len()))
-            .ok_or_else(|| {
-                Error::corrupt(format!(
-                    "NTFS boot sector: $MFT at LCN {} is outside the volume",
-                    bs.mft_lcn.get()
-                ))
-            })?;
+        let geo = NtfsGeometry::parse(&bs, part.len())?;
+        let (cluster_bytes, clusters, rec_bytes) =
+            (geo.cluster_bytes, geo.clusters, geo.record_bytes);
+        // Inside the volume (checked by the parser), so inside the partition.
+        let mft_off = geo.mft_lcn.saturating_mul(cluster_bytes);
         let mut vol = NtfsVolume {
             part,
             cluster_bytes,
@@ -268,7 +223,7 @@ impl<'a> NtfsVolume<'a> {
             mft_runs: Vec::new(),
             mft_bytes: 0,
             upcase: Vec::new(),
-            serial: bs.volume_serial_number.get(),
+            serial: geo.serial,
         };
         let rec0 = parse_record(part.read_vec(mft_off, rec_bytes)?, FILE_MFT, clusters)?;
         // $MFT's own runlist: first from record 0 alone, enough to reach its extension records.

@@ -1,8 +1,6 @@
 //! `$Bitmap` (MFT record 6): read with its own clusters released, then written again for the
 //! new volume (ntfsresize `realloc_bitmap_data_attr`, `bitmap_file_data_fixup`), and the bit
 //! operations on it.
-// Transitional (issue 11, item 9): this file is not yet under the crate-wide panic lints.
-#![allow(clippy::as_conversions)]
 
 use zerocopy::little_endian::I64;
 
@@ -210,7 +208,7 @@ fn diff_writes(writes: &mut Vec<(u64, Vec<u8>)>, offset: u64, old: &[u8], new: &
     let step = usize::try_from(sector).unwrap_or(512).max(1);
     let mut pending: Option<(u64, Vec<u8>)> = None;
     for (i, (o, n)) in old.chunks(step).zip(new.chunks(step)).enumerate() {
-        let at = offset.saturating_add((i as u64).saturating_mul(sector));
+        let at = offset.saturating_add(crate::units::len_u64(i).saturating_mul(sector));
         if o == n {
             if let Some(w) = pending.take() {
                 writes.push(w);

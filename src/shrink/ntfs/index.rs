@@ -1,7 +1,5 @@
 //! Finding a file in the root directory's `$I30` index with our own parser (the ntfs crate 0.4
 //! mislocates index blocks when clusters are larger than index blocks).
-// Transitional (issue 11, item 9): this file is not yet under the crate-wide panic lints.
-#![allow(clippy::as_conversions)]
 
 use super::bitmap::bit;
 use super::volume::{attr_parts, joined_runs, read_record, read_runs, Volume};
@@ -59,7 +57,10 @@ pub(super) fn find_in_root(part: &dyn Disk, vol: &Volume, name: &str) -> Result<
     };
     let step = usize::try_from(block).map_err(|_| bad("block size"))?;
     for (i, chunk) in alloc.chunks_exact(step).enumerate() {
-        if in_use.as_ref().is_some_and(|bm| !bit(bm, i as u64)) {
+        if in_use
+            .as_ref()
+            .is_some_and(|bm| !bit(bm, crate::units::len_u64(i)))
+        {
             continue;
         }
         if chunk.get(0..4) != Some(b"INDX".as_slice()) {

@@ -44,8 +44,6 @@
 //!   index blocks when clusters are larger than them) and `$Bitmap`
 //!   (volume bytes / cluster bytes / 8: 4 MiB for 127 GiB in 4 KiB clusters). The MFT is walked
 //!   only to name the owner of a used cluster when refusing.
-// Transitional (issue 11, item 9): this file is not yet under the crate-wide panic lints.
-#![allow(clippy::as_conversions)]
 #![deny(
     clippy::indexing_slicing,
     clippy::arithmetic_side_effects,
@@ -187,7 +185,7 @@ fn new_cluster_count(vol: &Volume, part_len: u64, new_bytes: u64) -> Result<u64>
 fn check_inside_volume(writes: &[(u64, Vec<u8>)], volume_end: u64) -> Result<()> {
     if let Some((off, b)) = writes
         .iter()
-        .find(|(off, b)| off.saturating_add(b.len() as u64) > volume_end)
+        .find(|(off, b)| off.saturating_add(crate::units::len_u64(b.len())) > volume_end)
     {
         return Err(Error::corrupt(format!(
             "NTFS volume: metadata at byte {off:#x} (+{}) lies past the shrunk volume's end ({volume_end:#x}) although $Bitmap marks that space free; the volume is inconsistent: run chkdsk in the guest, or use --room grow",

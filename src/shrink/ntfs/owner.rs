@@ -1,7 +1,5 @@
 //! Naming the file that holds a used cluster past the new end, for the refusal: the MFT is
 //! walked for the record whose runs hold it, and its path comes from the ntfs crate.
-// Transitional (issue 11, item 9): this file is not yet under the crate-wide panic lints.
-#![allow(clippy::as_conversions)]
 
 use std::io::{Read, Seek, SeekFrom};
 
@@ -81,7 +79,7 @@ fn owner_of(part: &dyn Disk, vol: &Volume, lcn: u64) -> Option<Owner> {
             .chunks_exact(usize::try_from(vol.record_bytes).ok()?)
             .enumerate()
         {
-            let number = n.saturating_add(i as u64);
+            let number = n.saturating_add(crate::units::len_u64(i));
             let Ok(rec) = Record::parse(number, 0, raw.to_vec()) else {
                 continue;
             };
@@ -154,7 +152,7 @@ impl Read for DiskReader<'_> {
         self.disk
             .read_at(self.pos, dst)
             .map_err(|e| std::io::Error::other(e.to_string()))?;
-        self.pos = self.pos.saturating_add(n as u64);
+        self.pos = self.pos.saturating_add(crate::units::len_u64(n));
         Ok(n)
     }
 }

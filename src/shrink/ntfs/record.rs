@@ -4,8 +4,6 @@
 //!
 //! Every record is untrusted: offsets and lengths are checked against the record before use,
 //! and walks are bounded by the record size.
-// Transitional (issue 11, item 9): this file is not yet under the crate-wide panic lints.
-#![allow(clippy::as_conversions)]
 #![deny(
     clippy::indexing_slicing,
     clippy::arithmetic_side_effects,
@@ -457,13 +455,14 @@ pub(crate) fn decode_runs(mp: &[u8], lowest_vcn: u64, clusters: u64) -> Result<V
 /// Bytes needed to store `v` as a little-endian signed integer (ntfs-3g
 /// `ntfs_get_nr_significant_bytes`).
 fn signed_len(v: i64) -> usize {
-    (1..8usize)
+    (1..8u32)
         .find(|&n| {
-            let bits = n.saturating_mul(8) as u32;
+            let bits = n.saturating_mul(8);
             let lo = (1i64 << (bits.saturating_sub(1))).wrapping_neg();
             let hi = (1i64 << (bits.saturating_sub(1))).saturating_sub(1);
             (lo..=hi).contains(&v)
         })
+        .and_then(|n| usize::try_from(n).ok())
         .unwrap_or(8)
 }
 

@@ -1,8 +1,6 @@
 //! The volume: its geometry from the boot sector (checked against the partition), and the
 //! reads through it: MFT records at their place in `$MFT`'s runs, attributes (also when an
 //! `$ATTRIBUTE_LIST` spreads them over several records) and the streams their runs hold.
-// Transitional (issue 11, item 9): this file is not yet under the crate-wide panic lints.
-#![allow(clippy::as_conversions)]
 
 use zerocopy::FromBytes;
 
@@ -11,8 +9,8 @@ use super::{FILE_MFT, MFT_REF_MASK, MIN_FIRST_RUN_RECORDS};
 use crate::bytes::{le_u16, le_u32, le_u64};
 use crate::disk::Disk;
 use crate::error::{Error, Result};
-use crate::fs::ntfs::raw::{RawNtfsBootSector, ATTR_ATTRIBUTE_LIST, ATTR_DATA, NTFS_OEM};
-use crate::fs::ntfs::{record_bytes, sectors_per_cluster, MAX_CLUSTER_BYTES};
+use crate::fs::ntfs::geometry::NtfsGeometry;
+use crate::fs::ntfs::raw::{RawNtfsBootSector, ATTR_ATTRIBUTE_LIST, ATTR_DATA};
 
 /// Largest non-resident `$ATTRIBUTE_LIST` we read.
 const MAX_ATTRIBUTE_LIST_BYTES: u64 = 1024 * 1024;
@@ -43,66 +41,33 @@ pub(super) fn read_volume(part: &dyn Disk) -> Result<Volume> {
 /// The geometry from the boot sector, with `$MFT` taken to hold its first 16 records from the
 /// boot sector's `$MFT` cluster (enough to read record 0); and that cluster.
 fn read_boot_sector(part: &dyn Disk) -> Result<(Volume, u64)> {
-    const BOOT_BYTES: u64 = size_of::<RawNtfsBootSector>() as u64;
-    if part.len() < BOOT_BYTES {
+    let boot_bytes = crate::units::len_u64(size_of::<RawNtfsBootSector>());
+    if part.len() < boot_bytes {
         return Err(Error::invalid(format!(
             "NTFS shrink: the partition is {} bytes, smaller than a boot sector",
             part.len()
         )));
     }
-    let first = part.read_vec(0, BOOT_BYTES)?;
+    let first = part.read_vec(0, boot_bytes)?;
     let (bs, _) = RawNtfsBootSector::read_from_prefix(&first)
         .map_err(|_| Error::corrupt("NTFS boot sector shorter than 512 bytes"))?;
-    if &bs.oem_id != NTFS_OEM {
-        return Err(Error::invalid(
-            "NTFS shrink: the partition does not hold NTFS (OEM id)",
-        ));
-    }
-    let bps = u64::from(bs.bytes_per_sector.get());
-    if !bps.is_power_of_two() || !(512..=4096).contains(&bps) {
-        return Err(Error::corrupt(format!(
-            "NTFS boot sector: {bps} bytes per sector"
+    let geo = NtfsGeometry::parse(&bs, part.len()).map_err(|e| e.context("NTFS shrink"))?;
+    let (bps, cluster_bytes, rec) = (geo.bytes_per_sector, geo.cluster_bytes, geo.record_bytes);
+    // Valid NTFS, but the shrink rewrites the boot sector as one sector of at least 512 bytes.
+    if bps < 512 {
+        return Err(Error::unsupported(format!(
+            "NTFS shrink: {bps}-byte sectors are not handled (512 to 4096 are)"
         )));
     }
-    let spc = sectors_per_cluster(bs.sectors_per_cluster).ok_or_else(|| {
-        Error::corrupt(format!(
-            "NTFS boot sector: sectors per cluster byte {:#04x}",
-            bs.sectors_per_cluster
-        ))
-    })?;
-    let cluster_bytes = bps
-        .checked_mul(spc)
-        .filter(|&c| c <= MAX_CLUSTER_BYTES)
-        .ok_or_else(|| Error::corrupt("NTFS boot sector: cluster larger than 2 MiB"))?;
-    let rec = record_bytes(bs.clusters_per_mft_record, cluster_bytes).ok_or_else(|| {
-        Error::corrupt(format!(
-            "NTFS boot sector: clusters per MFT record byte {:#04x}",
-            bs.clusters_per_mft_record
-        ))
-    })?;
-    let total_sectors = bs.number_of_sectors.get();
-    let vol_bytes = total_sectors.checked_mul(bps).filter(|&b| b <= part.len());
-    if vol_bytes.is_none() {
-        return Err(Error::corrupt(format!(
-            "NTFS boot sector: {total_sectors} sectors of {bps} bytes do not fit the {}-byte partition",
-            part.len()
-        )));
-    }
-    let clusters = total_sectors.checked_div(spc).unwrap_or(0);
-    let (mft_lcn, mftmirr_lcn) = (bs.mft_lcn.get(), bs.mftmirr_lcn.get());
-    if mft_lcn >= clusters || mftmirr_lcn >= clusters || mft_lcn == 0 {
-        return Err(Error::corrupt(format!(
-            "NTFS boot sector: $MFT at cluster {mft_lcn} / $MFTMirr at {mftmirr_lcn}, volume has {clusters}"
-        )));
-    }
+    let mft_lcn = geo.mft_lcn;
     let boot = part.read_vec(0, bps)?;
     let vol = Volume {
         bytes_per_sector: bps,
-        sectors_per_cluster: spc,
+        sectors_per_cluster: geo.sectors_per_cluster,
         cluster_bytes,
-        total_sectors,
-        clusters,
-        mftmirr_lcn,
+        total_sectors: geo.total_sectors,
+        clusters: geo.clusters,
+        mftmirr_lcn: geo.mftmirr_lcn,
         record_bytes: rec,
         boot,
         mft_runs: vec![Run {
@@ -215,7 +180,7 @@ pub(super) fn read_runs(part: &dyn Disk, vol: &Volume, runs: &[Run], len: u64) -
     }
     let mut out = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
     for r in runs {
-        let want = len.saturating_sub(out.len() as u64);
+        let want = len.saturating_sub(crate::units::len_u64(out.len()));
         if want == 0 {
             break;
         }
