@@ -30,7 +30,7 @@
     clippy::indexing_slicing
 )]
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -216,16 +216,7 @@ impl Journal {
     }
 }
 
-/// fsync the directory holding `path`, so a rename or removal in it is durable.
-pub fn sync_dir(path: &Path) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    File::open(&dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io(format!("syncing directory {}", dir.display()), e))
-}
+pub use crate::disk::sync_dir;
 
 /// What `rollback` did.
 #[derive(Debug, Clone, Serialize)]

@@ -11,11 +11,13 @@ mod extents;
 mod file;
 mod mem;
 mod mmap;
+mod output;
 
 pub use extents::{data_extents, data_extents_in};
 pub use file::{open_regular, read_bounded, OpenError};
 pub use mem::MemDisk;
 pub use mmap::{Access, MmapDisk};
+pub use output::{partial_path, sync_dir, PartialOutput};
 
 use crate::error::{Error, Result};
 
