@@ -40,6 +40,8 @@ pub const MAX_OUTPUT_BYTES: u64 = 32 << 40;
 pub struct WriteOptions {
     /// The footer's unique id; `None` keeps the source's (or makes a new one if it has none).
     pub unique_id: Option<[u8; 16]>,
+    /// The footer's timestamp (seconds since 2000-01-01); `None` is now.
+    pub timestamp: Option<u32>,
 }
 
 /// What [`write_fixed_vhd`] wrote.
@@ -87,7 +89,8 @@ pub fn output_footer(size: u64, unique_id: [u8; 16], timestamp: u32) -> Result<[
     Ok(bytes)
 }
 
-fn now_vhd() -> u32 {
+/// Now, in the VHD footer's time (seconds since 2000-01-01T00:00:00Z).
+pub fn now_vhd() -> u32 {
     let unix = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -122,6 +125,27 @@ fn check_not_input(image: &Image, out: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The output's size (the source's rounded up to a whole MiB) and footer for `image` with
+/// `opts`. A random unique id is drawn when neither `opts` nor the source has one: callers that
+/// need the footer twice (a plan, then the copy) fix `opts.unique_id` first.
+pub fn planned_footer(image: &Image, opts: &WriteOptions) -> Result<(u64, [u8; 512])> {
+    let source_bytes = image.len();
+    let size = output_size(source_bytes)
+        .filter(|&s| s <= MAX_OUTPUT_BYTES)
+        .ok_or_else(|| {
+            Error::unsupported(format!(
+                "a {source_bytes}-byte disk is larger than the {MAX_OUTPUT_BYTES} bytes a fixed VHD is written for"
+            ))
+        })?;
+    let unique_id = match opts.unique_id.or_else(|| image.unique_id()) {
+        Some(id) => id,
+        // a new disk: a random unique id, as Hyper-V gives one
+        None => Guid::random()?.0,
+    };
+    let footer = output_footer(size, unique_id, opts.timestamp.unwrap_or_else(now_vhd))?;
+    Ok((size, footer))
+}
+
 /// Write `image` as a sparse fixed VHD at `out` (see the module documentation).
 pub fn write_fixed_vhd(image: &Image, out: &Path, opts: &WriteOptions) -> Result<WriteReport> {
     check_not_input(image, out)?;
@@ -140,20 +164,8 @@ pub fn write_fixed_vhd_into(
     opts: &WriteOptions,
 ) -> Result<WriteReport> {
     let source_bytes = image.len();
-    let size = output_size(source_bytes)
-        .filter(|&s| s <= MAX_OUTPUT_BYTES)
-        .ok_or_else(|| {
-            Error::unsupported(format!(
-                "a {source_bytes}-byte disk is larger than the {MAX_OUTPUT_BYTES} bytes a fixed VHD is written for"
-            ))
-        })?;
     check_not_input(image, &partial.output)?;
-    let unique_id = match opts.unique_id.or_else(|| image.unique_id()) {
-        Some(id) => id,
-        // a new disk: a random unique id, as Hyper-V gives one
-        None => Guid::random()?.0,
-    };
-    let footer = output_footer(size, unique_id, now_vhd())?;
+    let (size, footer) = planned_footer(image, opts)?;
     let file = &partial.file;
     let shown = partial.partial.display().to_string();
     let io = |what: &str, e: std::io::Error| Error::io(format!("{what} {shown}"), e);

@@ -1,0 +1,391 @@
+//! `vhdtool convert IN -o OUT.vhd` from every input format (dynamic VHD, VHDX, qcow2, raw with
+//! `--input-format raw`), and `--keep-mbr`. Each input is made from the same raw MBR disk with
+//! `qemu-img convert`; the output is judged by independent tools: `qemu-img info -f vpc` (size
+//! = file - 512, a whole MiB), the file's allocated blocks (sparse), `qemu-img convert -O raw`
+//! of the input (the partitions' data is the same bytes), `sgdisk -v`, `fsck.fat -n` on the
+//! ESP, and vhdtool's own `info` (gen2_ready, azure_ready). The input is unchanged (checksum
+//! before and after), and an in-place conversion of such a format is refused with the -o hint.
+#![allow(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::as_conversions,
+    clippy::panic
+)] // tests: a panic is a failed test
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{images, info_json, require_tools, tool, vhdtool, TempDir};
+
+const MIB: u64 = 1 << 20;
+
+fn have_tools() -> bool {
+    require_tools(&[
+        ("qemu-img", "qemu-utils"),
+        ("sgdisk", "gdisk"),
+        ("fsck.fat", "dosfstools"),
+        ("sfdisk", "fdisk"),
+    ])
+}
+
+fn run(cmd: &mut std::process::Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn qemu_img(args: &[&str]) -> String {
+    run(tool("qemu-img").args(args))
+}
+
+/// CRC-32 of the whole file, read 1 MiB at a time.
+fn file_crc(path: &Path) -> u32 {
+    let f = fs::File::open(path).unwrap();
+    let len = f.metadata().unwrap().len();
+    let mut h = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; MIB as usize];
+    let mut at = 0;
+    while at < len {
+        let n = (len - at).min(MIB) as usize;
+        f.read_exact_at(&mut buf[..n], at).unwrap();
+        h.update(&buf[..n]);
+        at += n as u64;
+    }
+    h.finalize()
+}
+
+fn read_range(path: &Path, at: u64, len: u64) -> Vec<u8> {
+    let f = fs::File::open(path).unwrap();
+    let mut buf = vec![0u8; len as usize];
+    f.read_exact_at(&mut buf, at).unwrap();
+    buf
+}
+
+/// The MBR partitions of a raw disk as (start, size) in bytes, from `sfdisk --json`.
+fn mbr_partitions(raw: &Path) -> Vec<(u64, u64)> {
+    let out = run(tool("sfdisk").arg("--json").arg(raw));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["partitiontable"]["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["start"].as_u64().unwrap() * 512,
+                p["size"].as_u64().unwrap() * 512,
+            )
+        })
+        .collect()
+}
+
+/// The input formats, made from `raw` in `dir`: (file, `qemu-img -f` name, extra vhdtool args).
+fn inputs(raw: &Path, dir: &Path) -> Vec<(PathBuf, &'static str, Vec<&'static str>)> {
+    let mut out = Vec::new();
+    for (name, fmt, opts) in [
+        ("in.qcow2", "qcow2", "compression_type=zlib"),
+        ("in.vhdx", "vhdx", "subformat=dynamic,block_size=1048576"),
+        ("in-fixed.vhdx", "vhdx", "subformat=fixed"),
+        ("in.dyn.vhd", "vpc", "subformat=dynamic"),
+    ] {
+        let p = dir.join(name);
+        qemu_img(&[
+            "convert",
+            "-f",
+            "raw",
+            "-O",
+            fmt,
+            "-o",
+            opts,
+            raw.to_str().unwrap(),
+            p.to_str().unwrap(),
+        ]);
+        out.push((p, fmt, Vec::new()));
+    }
+    let p = dir.join("in.img");
+    common::sparse_copy(raw, &p);
+    out.push((p, "raw", vec!["--input-format", "raw"]));
+    out
+}
+
+/// The output is a fixed VHD QEMU sizes as file - 512, a whole MiB, sparse.
+fn assert_fixed_whole_mib_sparse(out: &Path, data_bytes: u64) {
+    let info = qemu_img(&[
+        "info",
+        "-f",
+        "vpc",
+        "--output",
+        "json",
+        out.to_str().unwrap(),
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&info).unwrap();
+    let meta = fs::metadata(out).unwrap();
+    let size = v["virtual-size"].as_u64().unwrap();
+    assert_eq!(size, meta.len() - 512, "{}: qemu-img size", out.display());
+    assert_eq!(size % MIB, 0, "{}: not a whole MiB", out.display());
+    let allocated = meta.blocks() * 512;
+    assert!(
+        allocated <= data_bytes + 8 * MIB,
+        "{}: {allocated} bytes allocated for about {data_bytes} bytes of data",
+        out.display()
+    );
+}
+
+fn allocated(path: &Path) -> u64 {
+    fs::metadata(path).unwrap().blocks() * 512
+}
+
+/// `sgdisk -v` finds no problem, and the ESP passes `fsck.fat -n`.
+fn assert_gpt_and_esp_clean(out: &Path, dir: &Path) {
+    let raw = dir.join("out-check.raw");
+    let _ = fs::remove_file(&raw);
+    qemu_img(&[
+        "convert",
+        "-f",
+        "vpc",
+        "-O",
+        "raw",
+        out.to_str().unwrap(),
+        raw.to_str().unwrap(),
+    ]);
+    let v = run(tool("sgdisk").arg("-v").arg(&raw));
+    assert!(v.contains("No problems found"), "sgdisk -v: {v}");
+    let (_, report) = info_json(out, Duration::from_secs(120));
+    let esp = report["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| {
+            p["type"]
+                .as_str()
+                .is_some_and(|t| t.eq_ignore_ascii_case("c12a7328-f81f-11d2-ba4b-00a0c93ec93b"))
+        })
+        .unwrap_or_else(|| panic!("no ESP in {report}"));
+    let (start, size) = (
+        esp["start_lba"].as_u64().unwrap() * 512,
+        esp["size_bytes"].as_u64().unwrap(),
+    );
+    let fat = dir.join("esp.img");
+    fs::write(&fat, read_range(&raw, start, size)).unwrap();
+    run(tool("fsck.fat").arg("-n").arg(&fat));
+    fs::remove_file(&fat).unwrap();
+    fs::remove_file(&raw).unwrap();
+}
+
+#[test]
+fn every_input_format_converts_into_a_gen2_fixed_vhd() {
+    if !have_tools() {
+        return;
+    }
+    let Some(set) = images() else { return };
+    let base = set.path("four-primary.raw");
+    let dir = TempDir::new("convert-formats");
+    let parts = mbr_partitions(&base);
+    assert_eq!(parts.len(), 4);
+    // a stand-in boot loader: info's gen2 verdict looks for the file, not at its code
+    let boot = dir.path().join("boot");
+    fs::create_dir_all(boot.join("EFI/BOOT")).unwrap();
+    fs::write(boot.join("EFI/BOOT/BOOTX64.EFI"), b"MZ stand-in").unwrap();
+    for (input, fmt, extra) in inputs(&base, dir.path()) {
+        let before = file_crc(&input);
+        let out = dir.path().join("out.vhd");
+        let _ = fs::remove_file(&out);
+        let mut args = vec![
+            "convert".to_string(),
+            input.display().to_string(),
+            "-o".into(),
+            out.display().to_string(),
+            "--boot-files".into(),
+            boot.display().to_string(),
+            "--verify".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let r = vhdtool(&args);
+        assert_eq!(
+            r.code,
+            Some(0),
+            "{}: {}\n{}",
+            input.display(),
+            r.stdout,
+            r.stderr
+        );
+        assert_eq!(
+            file_crc(&input),
+            before,
+            "{}: input changed",
+            input.display()
+        );
+        assert_fixed_whole_mib_sparse(&out, allocated(&base));
+        // the partitions kept (FAT16, FAT32, ext4) hold the input's bytes, as qemu-img reads
+        // the input; the last one (swap) was shrunk for the ESP
+        let oracle = dir.path().join("oracle.raw");
+        let _ = fs::remove_file(&oracle);
+        qemu_img(&[
+            "convert",
+            "-f",
+            fmt,
+            "-O",
+            "raw",
+            input.to_str().unwrap(),
+            oracle.to_str().unwrap(),
+        ]);
+        for &(start, size) in &parts[..3] {
+            assert!(
+                read_range(&out, start, size) == read_range(&oracle, start, size),
+                "{}: partition at 0x{start:x} differs from the input",
+                input.display()
+            );
+        }
+        fs::remove_file(&oracle).unwrap();
+        let (_, report) = info_json(&out, Duration::from_secs(120));
+        assert_eq!(report["format"], "vhd-fixed", "{report}");
+        assert_eq!(report["gen2_ready"], true, "{}: {report}", input.display());
+        assert_eq!(report["azure_ready"], true, "{}: {report}", input.display());
+        assert_gpt_and_esp_clean(&out, dir.path());
+        fs::remove_file(&out).unwrap();
+    }
+}
+
+#[test]
+fn keep_mbr_writes_an_azure_ready_gen1_disk_with_the_same_bytes() {
+    if !have_tools() {
+        return;
+    }
+    let Some(set) = images() else { return };
+    let base = set.path("four-primary.raw");
+    let dir = TempDir::new("convert-keep-mbr");
+    let input = dir.path().join("in.vhdx");
+    qemu_img(&[
+        "convert",
+        "-f",
+        "raw",
+        "-O",
+        "vhdx",
+        base.to_str().unwrap(),
+        input.to_str().unwrap(),
+    ]);
+    let before = file_crc(&input);
+    let out = dir.path().join("out.vhd");
+    let r = vhdtool([
+        "convert",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--keep-mbr",
+        "--json",
+    ]);
+    assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(file_crc(&input), before, "input changed");
+    let j: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(j["upload"]["hyper_v_generation"], "V1", "{j}");
+    assert_fixed_whole_mib_sparse(&out, allocated(&base));
+    // every byte the same as the raw disk (qemu-img compare: the extra tail must be zero)
+    run(tool("qemu-img").args([
+        "compare",
+        "-f",
+        "raw",
+        "-F",
+        "vpc",
+        base.to_str().unwrap(),
+        out.to_str().unwrap(),
+    ]));
+    let (_, report) = info_json(&out, Duration::from_secs(120));
+    assert_eq!(report["partition_table"], "mbr", "{report}");
+    assert_eq!(report["azure_ready"], true, "{report}");
+    assert_eq!(report["gen2_ready"], false, "{report}");
+    // the output exists: never overwritten
+    let again = vhdtool([
+        "convert",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--keep-mbr",
+    ]);
+    assert_ne!(again.code, Some(0), "{}", again.stderr);
+    assert!(
+        again.stderr.contains("does not overwrite"),
+        "{}",
+        again.stderr
+    );
+}
+
+#[test]
+fn keep_mbr_repairs_a_bad_footer() {
+    if !have_tools() {
+        return;
+    }
+    let Some(set) = images() else { return };
+    let dir = TempDir::new("convert-repair");
+    let input = dir.path().join("bad.vhd");
+    common::sparse_copy(&set.path("four-primary.force.vhd"), &input);
+    // break the footer checksum (last 512 bytes, checksum at 0x40)
+    let len = fs::metadata(&input).unwrap().len();
+    let f = fs::OpenOptions::new().write(true).open(&input).unwrap();
+    f.write_all_at(&[0xde, 0xad, 0xbe, 0xef], len - 512 + 0x40)
+        .unwrap();
+    drop(f);
+    let out = dir.path().join("fixed.vhd");
+    let r = vhdtool([
+        "convert",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--keep-mbr",
+    ]);
+    assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("repaired: footer checksum"),
+        "{}",
+        r.stdout
+    );
+    let (_, report) = info_json(&out, Duration::from_secs(120));
+    assert_eq!(report["azure_ready"], true, "{report}");
+    run(tool("qemu-img").args([
+        "compare",
+        "-f",
+        "raw",
+        "-F",
+        "vpc",
+        set.path("four-primary.raw").to_str().unwrap(),
+        out.to_str().unwrap(),
+    ]));
+}
+
+#[test]
+fn such_formats_are_never_converted_in_place() {
+    if !have_tools() {
+        return;
+    }
+    let Some(set) = images() else { return };
+    let dir = TempDir::new("convert-in-place");
+    let input = dir.path().join("in.qcow2");
+    qemu_img(&[
+        "convert",
+        "-f",
+        "raw",
+        "-O",
+        "qcow2",
+        set.path("four-primary.raw").to_str().unwrap(),
+        input.to_str().unwrap(),
+    ]);
+    let before = file_crc(&input);
+    let r = vhdtool(["convert", input.to_str().unwrap(), "--no-boot-files"]);
+    assert_ne!(r.code, Some(0), "{}", r.stdout);
+    assert!(
+        r.stderr.contains("qcow2") && r.stderr.contains("-o OUT.vhd"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(file_crc(&input), before);
+    assert!(!dir.path().join("in.qcow2.vhdtool-journal").exists());
+}
