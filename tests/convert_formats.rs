@@ -389,3 +389,90 @@ fn such_formats_are_never_converted_in_place() {
     assert_eq!(file_crc(&input), before);
     assert!(!dir.path().join("in.qcow2.vhdtool-journal").exists());
 }
+
+#[test]
+fn info_reads_every_format_and_names_its_container() {
+    if !have_tools() {
+        return;
+    }
+    let Some(set) = images() else { return };
+    let base = set.path("four-primary.raw");
+    let dir = TempDir::new("info-formats");
+    let want = [
+        ("in.qcow2", "qcow2"),
+        ("in.vhdx", "vhdx"),
+        ("in-fixed.vhdx", "vhdx"),
+        ("in.dyn.vhd", "vhd-dynamic"),
+    ];
+    for ((input, _, _), (name, format)) in inputs(&base, dir.path()).into_iter().zip(want) {
+        assert!(input.ends_with(name));
+        let (_, r) = info_json(&input, Duration::from_secs(120));
+        assert_eq!(r["format"], format, "{}: {r}", input.display());
+        assert_eq!(r["partition_table"], "mbr", "{}: {r}", input.display());
+        let parts = r["partitions"].as_array().unwrap();
+        assert_eq!(parts.len(), 4, "{}: {r}", input.display());
+        assert_eq!(parts[1]["filesystem"]["label"], "FAT32VOL", "{r}");
+        assert_eq!(r["azure_ready"], false, "{r}");
+        let c = &r["container"];
+        let allocated = c["allocated_bytes"].as_u64().unwrap();
+        assert!(
+            allocated > 0 && allocated <= fs::metadata(&base).unwrap().len(),
+            "{}: {c}",
+            input.display()
+        );
+        assert_eq!(c["chain"][0]["format"], format, "{c}");
+        if format == "vhdx" {
+            assert_eq!(c["vhdx"]["logical_sector_bytes"], 512, "{c}");
+            assert!(c["vhdx"]["block_bytes"].as_u64().unwrap() >= MIB, "{c}");
+        }
+    }
+    // a qcow2 with a backing file: the chain names it; without it, a finding names it
+    let parent = dir.path().join("in.qcow2");
+    let child = dir.path().join("child.qcow2");
+    qemu_img(&[
+        "create",
+        "-f",
+        "qcow2",
+        "-b",
+        "in.qcow2",
+        "-F",
+        "qcow2",
+        child.to_str().unwrap(),
+    ]);
+    let (_, r) = info_json(&child, Duration::from_secs(120));
+    assert_eq!(r["container"]["chain"].as_array().unwrap().len(), 2, "{r}");
+    assert_eq!(r["container"]["chain"][0]["parent_name"], "in.qcow2", "{r}");
+    assert_eq!(r["partitions"].as_array().unwrap().len(), 4, "{r}");
+    fs::rename(&parent, dir.path().join("moved.qcow2")).unwrap();
+    let (_, r) = info_json(&child, Duration::from_secs(120));
+    let f = r["findings"].as_array().unwrap();
+    assert!(
+        f.iter().any(|f| f["id"] == "image.unreadable"
+            && f["message"].as_str().unwrap().contains("in.qcow2")),
+        "{r}"
+    );
+    // --parent-dir finds it elsewhere: convert reads through the chain
+    let elsewhere = dir.path().join("parents");
+    fs::create_dir_all(&elsewhere).unwrap();
+    fs::rename(dir.path().join("moved.qcow2"), elsewhere.join("in.qcow2")).unwrap();
+    let out = dir.path().join("merged.vhd");
+    let r = vhdtool([
+        "convert",
+        child.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--keep-mbr",
+        "--parent-dir",
+        elsewhere.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+    run(tool("qemu-img").args([
+        "compare",
+        "-f",
+        "raw",
+        "-F",
+        "vpc",
+        base.to_str().unwrap(),
+        out.to_str().unwrap(),
+    ]));
+}
