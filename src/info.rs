@@ -169,6 +169,12 @@ pub fn inspect(file: &dyn Disk, path: &str) -> InfoReport {
             &mut findings,
         );
     }
+    if image.format == Format::Raw && crate::image::detect(file) == crate::image::Detected::Unknown
+    {
+        if let Some(why) = crate::image::damaged_vhd_footer(file) {
+            findings.push(Finding::warning("vhd.footer-damaged", why));
+        }
+    }
     report.azure_ready = azure_verdict(&report, &image, &mut findings);
     report.findings = findings;
     report

@@ -476,3 +476,45 @@ fn info_reads_every_format_and_names_its_container() {
         out.to_str().unwrap(),
     ]));
 }
+
+/// Issue 15 item 12: a VHD whose footer is cut short (100 or 511 bytes missing) or zeroed is a
+/// finding naming the damaged footer, and is not converted as a raw disk unless told so.
+#[test]
+fn a_damaged_footer_is_named_and_not_converted_as_raw() {
+    if !have_tools() {
+        return;
+    }
+    let Some(set) = images() else { return };
+    let dir = TempDir::new("damaged-footer");
+    let src = set.path("four-primary.force.vhd");
+    let len = fs::metadata(&src).unwrap().len();
+    for (name, cut, zero) in [
+        ("cut100", 100, false),
+        ("cut511", 511, false),
+        ("zeroed", 0, true),
+    ] {
+        let p = dir.path().join(format!("{name}.vhd"));
+        common::sparse_copy(&src, &p);
+        let f = fs::OpenOptions::new().write(true).open(&p).unwrap();
+        f.set_len(len - cut).unwrap();
+        if zero {
+            f.write_all_at(&[0u8; 512], len - 512).unwrap();
+        }
+        drop(f);
+        let (_, r) = info_json(&p, Duration::from_secs(120));
+        let f = r["findings"].as_array().unwrap();
+        assert!(
+            f.iter().any(|f| f["id"] == "vhd.footer-damaged"),
+            "{name}: {r}"
+        );
+        let before = file_crc(&p);
+        let c = vhdtool(["convert", p.to_str().unwrap(), "--no-boot-files"]);
+        assert_ne!(c.code, Some(0), "{name}: {}", c.stdout);
+        assert!(
+            c.stderr.contains("footer is damaged") && c.stderr.contains("--input-format raw"),
+            "{name}: {}",
+            c.stderr
+        );
+        assert_eq!(file_crc(&p), before, "{name}: changed");
+    }
+}

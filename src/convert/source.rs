@@ -156,33 +156,45 @@ pub fn open(path: &Path, opts: &SourceOptions, access: Access, copy: bool) -> Re
     } else {
         detect(&lock)
     };
+    // the format's name when it is read through the image readers
     let through_image = match found {
         // --input-format raw: a raw copy is wrapped into a fixed VHD; in place it is what it is
-        Detected::Raw => copy,
-        Detected::Vhd => crate::vhd::probe(&lock)
-            .footer
-            .as_ref()
-            .is_some_and(|f| f.disk_type != crate::vhd::footer::DISK_TYPE_FIXED),
-        Detected::Vhdx | Detected::Qcow2 | Detected::Other(_) => true,
-        Detected::Unknown => false,
+        Detected::Raw => copy.then_some("raw"),
+        Detected::Vhd => match crate::vhd::probe(&lock).footer.map(|f| f.disk_type) {
+            Some(crate::vhd::footer::DISK_TYPE_DYNAMIC) => Some("vhd-dynamic"),
+            Some(crate::vhd::footer::DISK_TYPE_DIFFERENCING) => Some("vhd-differencing"),
+            _ => None,
+        },
+        Detected::Vhdx => Some("vhdx"),
+        Detected::Qcow2 => Some("qcow2"),
+        // refused by the image reader, with the format named
+        Detected::Other(name) => Some(name),
+        Detected::Unknown => {
+            if let Some(why) = crate::image::damaged_vhd_footer(&lock) {
+                return Err(Error::invalid(format!(
+                    "{}: not converted: it looks like a VHD whose footer is damaged ({why}); if it is a raw disk, say so with --input-format raw",
+                    path.display()
+                )));
+            }
+            None
+        }
     };
-    if !through_image {
+    let Some(format) = through_image else {
         drop(lock);
         return MmapDisk::open(path, access).map(Source::File);
+    };
+    if !copy && !matches!(found, Detected::Other(_)) {
+        return Err(Error::unsupported(format!(
+            "{} is a {format} image: vhdtool never writes such an input; it converts it into a new fixed VHD: vhdtool convert {} -o OUT.vhd",
+            path.display(),
+            path.display()
+        )));
     }
     let image = Image::from_disk(
         Box::new(crate::image::FileDisk::open(path)?),
         Some(path),
         &opts.image_options(),
     )?;
-    if !copy {
-        return Err(Error::invalid(format!(
-            "{} is a {} image: vhdtool never writes such an input; it converts it into a new fixed VHD: vhdtool convert {} -o OUT.vhd",
-            path.display(),
-            image.format().name(),
-            path.display()
-        )));
-    }
     Ok(Source::Image {
         view: Box::new(FixedView::new(image)?),
         _lock: lock,
