@@ -111,6 +111,9 @@ pub struct InfoReport {
     pub mbr: Option<MbrSummary>,
     pub gpt: Option<GptSummary>,
     pub partitions: Vec<PartitionReport>,
+    /// A bare volume (no partition table, a filesystem at LBA 0): the disk's filesystem.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filesystem: Option<FsInfo>,
     pub unallocated: Vec<Unallocated>,
     pub findings: Vec<Finding>,
     pub azure_ready: bool,
@@ -143,6 +146,7 @@ pub fn inspect(file: &dyn Disk, path: &str) -> InfoReport {
         mbr: None,
         gpt: None,
         partitions: Vec::new(),
+        filesystem: None,
         unallocated: Vec::new(),
         findings: Vec::new(),
         azure_ready: false,
@@ -200,6 +204,10 @@ fn inspect_data(data: &dyn Disk, raw: bool, report: &mut InfoReport, findings: &
         header: g.header.clone(),
     });
     report.partitions = partitions(&tables);
+    report.filesystem = None;
+    if tables.kind == TableKind::None && tables.gpt.is_none() {
+        report.filesystem = fs::probe(data);
+    }
     for p in &mut report.partitions {
         probe_partition(data, report.sector_bytes, p, findings);
     }

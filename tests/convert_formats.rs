@@ -518,3 +518,67 @@ fn a_damaged_footer_is_named_and_not_converted_as_raw() {
         assert_eq!(file_crc(&p), before, "{name}: changed");
     }
 }
+
+/// Issue 13 item 4: a filesystem at LBA 0 is the disk's filesystem, never an MBR with garbage
+/// entries; validate and convert refuse it with the reason.
+#[test]
+fn bare_volumes_are_the_disks_filesystem() {
+    if !require_tools(&[
+        ("mkfs.fat", "dosfstools"),
+        ("mkntfs", "ntfs-3g"),
+        ("mkfs.ext4", "e2fsprogs"),
+    ]) {
+        return;
+    }
+    let dir = TempDir::new("bare-volumes");
+    for (name, kind, label) in [
+        ("fat32", "fat32", "XPVOL"),
+        ("fat16", "fat16", "SMALL"),
+        ("ntfs", "ntfs", "WINVOL"),
+        ("ext4", "ext4", "linvol"),
+    ] {
+        let p = dir.path().join(format!("{name}.img"));
+        let f = fs::File::create(&p).unwrap();
+        f.set_len(64 * MIB).unwrap();
+        drop(f);
+        let mut cmd = match name {
+            "fat32" => {
+                let mut c = tool("mkfs.fat");
+                c.args(["-F", "32", "-n", label]);
+                c
+            }
+            "fat16" => {
+                let mut c = tool("mkfs.fat");
+                c.args(["-F", "16", "-n", label]);
+                c
+            }
+            "ntfs" => {
+                let mut c = tool("mkntfs");
+                c.args(["-F", "-f", "-q", "-L", label]);
+                c
+            }
+            _ => {
+                let mut c = tool("mkfs.ext4");
+                c.args(["-q", "-F", "-L", label]);
+                c
+            }
+        };
+        run(cmd.arg(&p));
+        let (_, r) = info_json(&p, Duration::from_secs(120));
+        assert_eq!(r["partition_table"], "none", "{name}: {r}");
+        assert_eq!(r["partitions"].as_array().unwrap().len(), 0, "{name}: {r}");
+        assert_eq!(r["filesystem"]["kind"], kind, "{name}: {r}");
+        assert_eq!(r["filesystem"]["label"], label, "{name}: {r}");
+        let v = vhdtool(["validate", p.to_str().unwrap()]);
+        assert_ne!(v.code, Some(0), "{name}: {}", v.stdout);
+        assert!(
+            v.stdout.contains("no MBR partition table"),
+            "{name}: {}",
+            v.stdout
+        );
+        let before = file_crc(&p);
+        let c = vhdtool(["convert", p.to_str().unwrap(), "--no-boot-files"]);
+        assert_ne!(c.code, Some(0), "{name}: {}", c.stdout);
+        assert_eq!(file_crc(&p), before, "{name}: changed");
+    }
+}
