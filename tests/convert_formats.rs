@@ -21,7 +21,7 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{images, info_json, require_tools, tool, vhdtool, TempDir};
+use common::{images, info_json, qemu_img, require_tools, run_ok, tool, vhdtool, TempDir};
 
 const MIB: u64 = 1 << 20;
 
@@ -34,19 +34,38 @@ fn have_tools() -> bool {
     ])
 }
 
-fn run(cmd: &mut std::process::Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+/// The tools, the generated images, the raw MBR disk every input is made from, a scratch
+/// folder; `None` to skip (a tool is missing outside CI).
+fn setup(tag: &str) -> Option<(&'static common::Images, PathBuf, TempDir)> {
+    if !have_tools() {
+        return None;
+    }
+    let set = images()?;
+    Some((set, set.path("four-primary.raw"), TempDir::new(tag)))
 }
 
-fn qemu_img(args: &[&str]) -> String {
-    run(tool("qemu-img").args(args))
+/// `qemu-img convert -f FROM -O TO [-o OPTS] IN OUT`.
+fn qemu_convert(from: &str, to: &str, opts: Option<&str>, input: &Path, out: &Path) {
+    let mut a = vec!["convert", "-f", from, "-O", to];
+    if let Some(o) = opts {
+        a.extend(["-o", o]);
+    }
+    a.extend([input.to_str().unwrap(), out.to_str().unwrap()]);
+    qemu_img(&a);
+}
+
+/// The fixed VHD `vhd` holds the raw disk `raw` byte for byte (`qemu-img compare`: the extra
+/// tail must read as zero).
+fn assert_same_disk(raw: &Path, vhd: &Path) {
+    qemu_img(&[
+        "compare",
+        "-f",
+        "raw",
+        "-F",
+        "vpc",
+        raw.to_str().unwrap(),
+        vhd.to_str().unwrap(),
+    ]);
 }
 
 /// CRC-32 of the whole file, read 1 MiB at a time.
@@ -74,7 +93,7 @@ fn read_range(path: &Path, at: u64, len: u64) -> Vec<u8> {
 
 /// The MBR partitions of a raw disk as (start, size) in bytes, from `sfdisk --json`.
 fn mbr_partitions(raw: &Path) -> Vec<(u64, u64)> {
-    let out = run(tool("sfdisk").arg("--json").arg(raw));
+    let out = run_ok(tool("sfdisk").arg("--json").arg(raw));
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     v["partitiontable"]["partitions"]
         .as_array()
@@ -99,17 +118,7 @@ fn inputs(raw: &Path, dir: &Path) -> Vec<(PathBuf, &'static str, Vec<&'static st
         ("in.dyn.vhd", "vpc", "subformat=dynamic"),
     ] {
         let p = dir.join(name);
-        qemu_img(&[
-            "convert",
-            "-f",
-            "raw",
-            "-O",
-            fmt,
-            "-o",
-            opts,
-            raw.to_str().unwrap(),
-            p.to_str().unwrap(),
-        ]);
+        qemu_convert("raw", fmt, Some(opts), raw, &p);
         out.push((p, fmt, Vec::new()));
     }
     let p = dir.join("in.img");
@@ -149,16 +158,8 @@ fn allocated(path: &Path) -> u64 {
 fn assert_gpt_and_esp_clean(out: &Path, dir: &Path) {
     let raw = dir.join("out-check.raw");
     let _ = fs::remove_file(&raw);
-    qemu_img(&[
-        "convert",
-        "-f",
-        "vpc",
-        "-O",
-        "raw",
-        out.to_str().unwrap(),
-        raw.to_str().unwrap(),
-    ]);
-    let v = run(tool("sgdisk").arg("-v").arg(&raw));
+    qemu_convert("vpc", "raw", None, out, &raw);
+    let v = run_ok(tool("sgdisk").arg("-v").arg(&raw));
     assert!(v.contains("No problems found"), "sgdisk -v: {v}");
     let (_, report) = info_json(out, Duration::from_secs(120));
     let esp = report["partitions"]
@@ -177,19 +178,16 @@ fn assert_gpt_and_esp_clean(out: &Path, dir: &Path) {
     );
     let fat = dir.join("esp.img");
     fs::write(&fat, read_range(&raw, start, size)).unwrap();
-    run(tool("fsck.fat").arg("-n").arg(&fat));
+    run_ok(tool("fsck.fat").arg("-n").arg(&fat));
     fs::remove_file(&fat).unwrap();
     fs::remove_file(&raw).unwrap();
 }
 
 #[test]
 fn every_input_format_converts_into_a_gen2_fixed_vhd() {
-    if !have_tools() {
+    let Some((_, base, dir)) = setup("convert-formats") else {
         return;
-    }
-    let Some(set) = images() else { return };
-    let base = set.path("four-primary.raw");
-    let dir = TempDir::new("convert-formats");
+    };
     let parts = mbr_partitions(&base);
     assert_eq!(parts.len(), 4);
     // a stand-in boot loader: info's gen2 verdict looks for the file, not at its code
@@ -230,15 +228,7 @@ fn every_input_format_converts_into_a_gen2_fixed_vhd() {
         // the input; the last one (swap) was shrunk for the ESP
         let oracle = dir.path().join("oracle.raw");
         let _ = fs::remove_file(&oracle);
-        qemu_img(&[
-            "convert",
-            "-f",
-            fmt,
-            "-O",
-            "raw",
-            input.to_str().unwrap(),
-            oracle.to_str().unwrap(),
-        ]);
+        qemu_convert(fmt, "raw", None, &input, &oracle);
         for &(start, size) in &parts[..3] {
             assert!(
                 read_range(&out, start, size) == read_range(&oracle, start, size),
@@ -258,22 +248,11 @@ fn every_input_format_converts_into_a_gen2_fixed_vhd() {
 
 #[test]
 fn keep_mbr_writes_an_azure_ready_gen1_disk_with_the_same_bytes() {
-    if !have_tools() {
+    let Some((_, base, dir)) = setup("convert-keep-mbr") else {
         return;
-    }
-    let Some(set) = images() else { return };
-    let base = set.path("four-primary.raw");
-    let dir = TempDir::new("convert-keep-mbr");
+    };
     let input = dir.path().join("in.vhdx");
-    qemu_img(&[
-        "convert",
-        "-f",
-        "raw",
-        "-O",
-        "vhdx",
-        base.to_str().unwrap(),
-        input.to_str().unwrap(),
-    ]);
+    qemu_convert("raw", "vhdx", None, &base, &input);
     let before = file_crc(&input);
     let out = dir.path().join("out.vhd");
     let r = vhdtool([
@@ -290,15 +269,7 @@ fn keep_mbr_writes_an_azure_ready_gen1_disk_with_the_same_bytes() {
     assert_eq!(j["upload"]["hyper_v_generation"], "V1", "{j}");
     assert_fixed_whole_mib_sparse(&out, allocated(&base));
     // every byte the same as the raw disk (qemu-img compare: the extra tail must be zero)
-    run(tool("qemu-img").args([
-        "compare",
-        "-f",
-        "raw",
-        "-F",
-        "vpc",
-        base.to_str().unwrap(),
-        out.to_str().unwrap(),
-    ]));
+    assert_same_disk(&base, &out);
     let (_, report) = info_json(&out, Duration::from_secs(120));
     assert_eq!(report["partition_table"], "mbr", "{report}");
     assert_eq!(report["azure_ready"], true, "{report}");
@@ -321,11 +292,9 @@ fn keep_mbr_writes_an_azure_ready_gen1_disk_with_the_same_bytes() {
 
 #[test]
 fn keep_mbr_repairs_a_bad_footer() {
-    if !have_tools() {
+    let Some((set, _base, dir)) = setup("convert-repair") else {
         return;
-    }
-    let Some(set) = images() else { return };
-    let dir = TempDir::new("convert-repair");
+    };
     let input = dir.path().join("bad.vhd");
     common::sparse_copy(&set.path("four-primary.force.vhd"), &input);
     // break the footer checksum (last 512 bytes, checksum at 0x40)
@@ -350,24 +319,14 @@ fn keep_mbr_repairs_a_bad_footer() {
     );
     let (_, report) = info_json(&out, Duration::from_secs(120));
     assert_eq!(report["azure_ready"], true, "{report}");
-    run(tool("qemu-img").args([
-        "compare",
-        "-f",
-        "raw",
-        "-F",
-        "vpc",
-        set.path("four-primary.raw").to_str().unwrap(),
-        out.to_str().unwrap(),
-    ]));
+    assert_same_disk(&set.path("four-primary.raw"), &out);
 }
 
 #[test]
 fn such_formats_are_never_converted_in_place() {
-    if !have_tools() {
+    let Some((set, _base, dir)) = setup("convert-in-place") else {
         return;
-    }
-    let Some(set) = images() else { return };
-    let dir = TempDir::new("convert-in-place");
+    };
     let input = dir.path().join("in.qcow2");
     qemu_img(&[
         "convert",
@@ -392,12 +351,9 @@ fn such_formats_are_never_converted_in_place() {
 
 #[test]
 fn info_reads_every_format_and_names_its_container() {
-    if !have_tools() {
+    let Some((_, base, dir)) = setup("info-formats") else {
         return;
-    }
-    let Some(set) = images() else { return };
-    let base = set.path("four-primary.raw");
-    let dir = TempDir::new("info-formats");
+    };
     let want = [
         ("in.qcow2", "qcow2"),
         ("in.vhdx", "vhdx"),
@@ -466,26 +422,16 @@ fn info_reads_every_format_and_names_its_container() {
         elsewhere.to_str().unwrap(),
     ]);
     assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
-    run(tool("qemu-img").args([
-        "compare",
-        "-f",
-        "raw",
-        "-F",
-        "vpc",
-        base.to_str().unwrap(),
-        out.to_str().unwrap(),
-    ]));
+    assert_same_disk(&base, &out);
 }
 
 /// Issue 15 item 12: a VHD whose footer is cut short (100 or 511 bytes missing) or zeroed is a
 /// finding naming the damaged footer, and is not converted as a raw disk unless told so.
 #[test]
 fn a_damaged_footer_is_named_and_not_converted_as_raw() {
-    if !have_tools() {
+    let Some((set, _base, dir)) = setup("damaged-footer") else {
         return;
-    }
-    let Some(set) = images() else { return };
-    let dir = TempDir::new("damaged-footer");
+    };
     let src = set.path("four-primary.force.vhd");
     let len = fs::metadata(&src).unwrap().len();
     for (name, cut, zero) in [
@@ -563,7 +509,7 @@ fn bare_volumes_are_the_disks_filesystem() {
                 c
             }
         };
-        run(cmd.arg(&p));
+        run_ok(cmd.arg(&p));
         let (_, r) = info_json(&p, Duration::from_secs(120));
         assert_eq!(r["partition_table"], "none", "{name}: {r}");
         assert_eq!(r["partitions"].as_array().unwrap().len(), 0, "{name}: {r}");
