@@ -166,9 +166,11 @@ pub fn inspect(file: &dyn Disk, path: &str) -> InfoReport {
             "the partitions of a dynamic or differencing VHD are read through the image (vhdtool info reads them unless its parents are missing); vhdtool convert IN -o OUT.vhd makes it fixed",
         ));
     } else {
+        // a disk imaged from a 4Kn drive keeps its GPT at byte 4096, in a fixed VHD too (the
+        // VHD's 512 is the format's unit, not the guest's sector)
         inspect_data(
             &data,
-            image.format == Format::Raw,
+            matches!(image.format, Format::Raw | Format::VhdFixed),
             &mut report,
             &mut findings,
         );
@@ -185,8 +187,13 @@ pub fn inspect(file: &dyn Disk, path: &str) -> InfoReport {
 }
 
 /// The partition tables, partitions and filesystems of the virtual disk `data`, into `report`.
-fn inspect_data(data: &dyn Disk, raw: bool, report: &mut InfoReport, findings: &mut Vec<Finding>) {
-    let tables = read_tables(data, raw);
+fn inspect_data(
+    data: &dyn Disk,
+    allow_4k: bool,
+    report: &mut InfoReport,
+    findings: &mut Vec<Finding>,
+) {
+    let tables = read_tables(data, allow_4k);
     findings.extend(tables.findings.iter().cloned());
     report.sector_bytes = tables.sector_bytes;
     report.partition_table = tables.kind;
@@ -292,7 +299,9 @@ pub fn inspect_image(file: &dyn Disk, image: &crate::image::Image, path: &str) -
     report.unallocated.clear();
     report.mbr = None;
     report.gpt = None;
-    inspect_data(image, false, &mut report, &mut findings);
+    // the VHDX logical sector size says which (see Image::table_sector_bytes)
+    let allow_4k = image.table_sector_bytes().contains(&4096);
+    inspect_data(image, allow_4k, &mut report, &mut findings);
     report.azure_ready = false;
     findings.push(Finding::warning(
         "azure.not-fixed-vhd",

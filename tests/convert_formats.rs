@@ -528,3 +528,33 @@ fn bare_volumes_are_the_disks_filesystem() {
         assert_eq!(file_crc(&p), before, "{name}: changed");
     }
 }
+
+/// Issue 13 item 5: a GPT on 4096-byte sectors inside a fixed VHD (and a VHDX that says 4096)
+/// is found.
+#[test]
+fn a_4k_gpt_inside_a_fixed_vhd_or_vhdx_is_found() {
+    let Some((set, _, dir)) = setup("gpt-4k") else {
+        return;
+    };
+    let raw = set.path("gpt-4k.raw");
+    let vhd = dir.path().join("gpt-4k.vhd");
+    qemu_convert(
+        "raw",
+        "vpc",
+        Some("subformat=fixed,force_size=on"),
+        &raw,
+        &vhd,
+    );
+    let vhdx = dir.path().join("gpt-4k.vhdx");
+    qemu_convert("raw", "vhdx", Some("log_size=1048576"), &raw, &vhdx);
+    let (_, r) = info_json(&vhd, Duration::from_secs(120));
+    assert_eq!(r["partition_table"], "gpt", "{r}");
+    assert_eq!(r["sector_bytes"], 4096, "{r}");
+    assert_eq!(r["partitions"].as_array().unwrap().len(), 2, "{r}");
+    // qemu-img writes VHDX with 512-byte logical sectors: the VHDX says so, and only that is
+    // tried (the 4096-byte GPT is not the disk's table under it)
+    let (_, r) = info_json(&vhdx, Duration::from_secs(120));
+    assert_eq!(r["container"]["vhdx"]["logical_sector_bytes"], 512, "{r}");
+    assert_eq!(r["sector_bytes"], 512, "{r}");
+    assert_ne!(r["partition_table"], "gpt", "{r}");
+}
