@@ -89,7 +89,17 @@ pub struct Unallocated {
 pub struct InfoReport {
     pub path: String,
     pub file_bytes: u64,
+    /// The VHD layer's view of the file (a VHDX or qcow2 is "raw" to it); JSON shows
+    /// [`InfoReport::image_format`] as `format`.
+    #[serde(skip)]
     pub format: Format,
+    /// The format (`vhd-fixed`, `vhd-dynamic`, `vhd-differencing`, `vhdx`, `qcow2`, `raw`).
+    #[serde(rename = "format")]
+    pub image_format: crate::image::Format,
+    /// The container of a format that is not flat (dynamic/differencing VHD, VHDX, qcow2): its
+    /// own fields, read through `crate::image`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<Container>,
     pub footer: Option<Footer>,
     pub dynamic: Option<DynamicInfo>,
     pub virtual_bytes: u64,
@@ -99,6 +109,9 @@ pub struct InfoReport {
     pub mbr: Option<MbrSummary>,
     pub gpt: Option<GptSummary>,
     pub partitions: Vec<PartitionReport>,
+    /// A bare volume (no partition table, a filesystem at LBA 0): the disk's filesystem.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filesystem: Option<FsInfo>,
     pub unallocated: Vec<Unallocated>,
     pub findings: Vec<Finding>,
     pub azure_ready: bool,
@@ -120,6 +133,8 @@ pub fn inspect(file: &dyn Disk, path: &str) -> InfoReport {
         path: path.to_string(),
         file_bytes: file.len(),
         format: image.format,
+        image_format: image_format(image.format),
+        container: None,
         footer: image.footer.clone(),
         dynamic: image.dynamic.clone(),
         virtual_bytes: image.virtual_bytes,
@@ -129,6 +144,7 @@ pub fn inspect(file: &dyn Disk, path: &str) -> InfoReport {
         mbr: None,
         gpt: None,
         partitions: Vec::new(),
+        filesystem: None,
         unallocated: Vec::new(),
         findings: Vec::new(),
         azure_ready: false,
@@ -145,36 +161,174 @@ pub fn inspect(file: &dyn Disk, path: &str) -> InfoReport {
     if matches!(image.format, Format::VhdDynamic | Format::VhdDifferencing) {
         findings.push(Finding::info(
             "vhd.dynamic.not-inspected",
-            "the partitions of a dynamic or differencing VHD are not read; make it fixed first: qemu-img convert -f vpc -O vpc -o subformat=fixed,force_size=on IN.vhd OUT.vhd",
+            "the partitions of a dynamic or differencing VHD are read through the image (vhdtool info reads them unless its parents are missing); vhdtool convert IN -o OUT.vhd makes it fixed",
         ));
     } else {
-        let tables = read_tables(&data, image.format == Format::Raw);
-        findings.extend(tables.findings.iter().cloned());
-        report.sector_bytes = tables.sector_bytes;
-        report.partition_table = tables.kind;
-        report.mbr = tables.mbr.as_ref().map(|m| MbrSummary {
-            disk_signature: m.disk_signature,
-            boot_code_present: m.boot_code_present,
-            boot_code_kind: m.boot_code_kind.clone(),
-            protective: m.protective,
-        });
-        report.gpt = tables.gpt.as_ref().map(|g| GptSummary {
-            disk_guid: g.header.disk_guid.to_string(),
-            used: g.used,
-            primary_ok: g.primary_ok,
-            backup_ok: g.backup_ok,
-            header: g.header.clone(),
-        });
-        report.partitions = partitions(&tables);
-        for p in &mut report.partitions {
-            probe_partition(&data, report.sector_bytes, p, &mut findings);
+        // a disk imaged from a 4Kn drive keeps its GPT at byte 4096, in a fixed VHD too (the
+        // VHD's 512 is the format's unit, not the guest's sector)
+        inspect_data(
+            &data,
+            matches!(image.format, Format::Raw | Format::VhdFixed),
+            &mut report,
+            &mut findings,
+        );
+    }
+    if image.format == Format::Raw && crate::image::detect(file) == crate::image::Detected::Unknown
+    {
+        if let Some(why) = crate::image::damaged_vhd_footer(file) {
+            findings.push(Finding::warning("vhd.footer-damaged", why));
         }
-        report.unallocated = unallocated(&tables, &report.partitions, data.len());
-        report.gen2_ready = gen2_verdict(&data, &report, &mut findings);
     }
     report.azure_ready = azure_verdict(&report, &image, &mut findings);
     report.findings = findings;
     report
+}
+
+/// The partition tables, partitions and filesystems of the virtual disk `data`, into `report`.
+fn inspect_data(
+    data: &dyn Disk,
+    allow_4k: bool,
+    report: &mut InfoReport,
+    findings: &mut Vec<Finding>,
+) {
+    let tables = read_tables(data, allow_4k);
+    findings.extend(tables.findings.iter().cloned());
+    report.sector_bytes = tables.sector_bytes;
+    report.partition_table = tables.kind;
+    report.mbr = tables.mbr.as_ref().map(|m| MbrSummary {
+        disk_signature: m.disk_signature,
+        boot_code_present: m.boot_code_present,
+        boot_code_kind: m.boot_code_kind.clone(),
+        protective: m.protective,
+    });
+    report.gpt = tables.gpt.as_ref().map(|g| GptSummary {
+        disk_guid: g.header.disk_guid.to_string(),
+        used: g.used,
+        primary_ok: g.primary_ok,
+        backup_ok: g.backup_ok,
+        header: g.header.clone(),
+    });
+    report.partitions = partitions(&tables);
+    report.filesystem = None;
+    if tables.kind == TableKind::None && tables.gpt.is_none() {
+        report.filesystem = fs::probe(data);
+    }
+    for p in &mut report.partitions {
+        probe_partition(data, report.sector_bytes, p, findings);
+    }
+    report.unallocated = unallocated(&tables, &report.partitions, data.len());
+    report.gen2_ready = gen2_verdict(data, report, findings);
+}
+
+/// The `info` name of a VHD-layer format.
+fn image_format(f: Format) -> crate::image::Format {
+    use crate::image::Format as I;
+    match f {
+        Format::Raw => I::Raw,
+        Format::VhdFixed => I::VhdFixed,
+        Format::VhdDynamic => I::VhdDynamic,
+        Format::VhdDifferencing => I::VhdDifferencing,
+    }
+}
+
+/// The container's own fields (formats that are not flat), for forensic users too: the parent
+/// paths it names leak the host's folders.
+#[derive(Debug, Clone, Serialize)]
+pub struct Container {
+    /// This image, then its parents or backing files, as opened.
+    pub chain: Vec<crate::image::ImageInfo>,
+    /// Bytes of the virtual disk that are allocated (data) in the chain.
+    pub allocated_bytes: u64,
+    /// VHDX: the current header, and the metadata region's fields.
+    pub vhdx: Option<VhdxFields>,
+}
+
+/// The VHDX fields `info` shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct VhdxFields {
+    /// Offset of the header in use (0x10000 or 0x20000: the higher valid sequence number).
+    pub header_offset: u64,
+    pub sequence_number: u64,
+    pub version: u16,
+    pub log_guid: String,
+    pub log_offset: u64,
+    pub log_bytes: u32,
+    pub block_bytes: u32,
+    pub logical_sector_bytes: u32,
+    pub physical_sector_bytes: Option<u32>,
+    pub has_parent: bool,
+}
+
+/// Inspect an image of any format: `file` is the file as stored, `image` the same file opened
+/// through [`crate::image`]. Flat formats (fixed VHD, raw) are [`inspect`]ed as they are; the
+/// others get the VHD layer's facts (footer and dynamic header of a VHD), their container
+/// fields, and the partitions and filesystems of their virtual disk.
+pub fn inspect_image(file: &dyn Disk, image: &crate::image::Image, path: &str) -> InfoReport {
+    use crate::image::Format as I;
+    let mut report = inspect(file, path);
+    if matches!(image.format(), I::Raw | I::VhdFixed) {
+        return report;
+    }
+    let mut findings = std::mem::take(&mut report.findings);
+    findings.retain(|f| {
+        !matches!(
+            f.id,
+            "vhd.dynamic.not-inspected" | "azure.not-vhd" | "azure.not-fixed-vhd"
+        )
+    });
+    report.image_format = image.format();
+    report.virtual_bytes = image.len();
+    report.data_bytes = 0;
+    let allocated = image
+        .extents()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.kind == crate::image::ExtentKind::Data)
+        .map(|e| e.len)
+        .fold(0u64, u64::saturating_add);
+    let vhdx = (image.format() == I::Vhdx)
+        .then(|| vhdx_fields(file))
+        .flatten();
+    report.container = Some(Container {
+        chain: image.chain().into_iter().cloned().collect(),
+        allocated_bytes: allocated,
+        vhdx,
+    });
+    report.partitions.clear();
+    report.unallocated.clear();
+    report.mbr = None;
+    report.gpt = None;
+    // the VHDX logical sector size says which (see Image::table_sector_bytes)
+    let allow_4k = image.table_sector_bytes().contains(&4096);
+    inspect_data(image, allow_4k, &mut report, &mut findings);
+    report.azure_ready = false;
+    findings.push(Finding::warning(
+        "azure.not-fixed-vhd",
+        format!(
+            "Azure takes fixed VHDs only; this is a {} image: vhdtool convert IN -o OUT.vhd (--keep-mbr to leave the partitions as they are)",
+            image.format().name()
+        ),
+    ));
+    report.findings = findings;
+    report
+}
+
+fn vhdx_fields(file: &dyn Disk) -> Option<VhdxFields> {
+    use crate::image::vhdx;
+    let h = vhdx::read_header(file).ok()?;
+    let (_, meta) = vhdx::read_regions(file).ok()?;
+    let m = vhdx::read_metadata(file, meta).ok()?;
+    Some(VhdxFields {
+        header_offset: h.offset,
+        sequence_number: h.sequence_number,
+        version: h.version,
+        log_guid: h.log_guid.to_string(),
+        log_offset: h.log_offset,
+        log_bytes: h.log_length,
+        block_bytes: m.block_bytes,
+        logical_sector_bytes: m.logical_sector_bytes,
+        physical_sector_bytes: m.physical_sector_bytes,
+        has_parent: m.has_parent,
+    })
 }
 
 /// The partitions of whichever table is in use, in a common shape.

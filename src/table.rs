@@ -34,6 +34,15 @@ pub struct Tables {
 pub fn read_tables(data: &dyn Disk, allow_4k: bool) -> Tables {
     let mut findings = Vec::new();
     let mbr = match mbr::read(data, 512) {
+        // a volume boot record is not an MBR: its boot code and BPB read as four garbage entries
+        Ok(Some(_)) if volume_boot_record(data).is_some() => {
+            let why = volume_boot_record(data).unwrap_or_default();
+            findings.push(Finding::info(
+                "table.bare-volume",
+                format!("sector 0 is a volume boot record ({why}), not an MBR: the disk is one bare volume with no partition table"),
+            ));
+            None
+        }
         Ok(m) => m,
         Err(e) => {
             findings.push(Finding::error("mbr.unreadable", format!("MBR at 0x0: {e}")));
@@ -91,6 +100,43 @@ pub fn read_tables(data: &dyn Disk, allow_4k: bool) -> Tables {
         kind,
         findings,
     }
+}
+
+/// Why sector 0 is a volume boot record (a FAT, exFAT or NTFS boot sector: a jump, then a BIOS
+/// parameter block with a sane sector size and cluster size), or `None` when it is not one. MBR
+/// boot code starts with code, not a jump over a BPB (GRUB's boot.img jumps, but its BPB space
+/// is zero: no sector size). Layouts: Microsoft FAT specification 3.1 (BPB), exFAT
+/// specification 3.1, NTFS boot sector (same BPB offsets).
+pub fn volume_boot_record(data: &dyn Disk) -> Option<&'static str> {
+    let mut s = [0u8; 512];
+    data.read_at(0, &mut s).ok()?;
+    let b = |i: usize| s.get(i).copied().unwrap_or(0);
+    let jump = (b(0) == 0xeb && b(2) == 0x90) || b(0) == 0xe9;
+    if !jump {
+        return None;
+    }
+    let oem = s.get(3..11)?;
+    if oem == b"EXFAT   " {
+        return Some("exFAT");
+    }
+    let bytes_per_sector = u16::from_le_bytes([b(11), b(12)]);
+    let sectors_per_cluster = b(13);
+    let bpb_sane = matches!(bytes_per_sector, 512 | 1024 | 2048 | 4096)
+        && sectors_per_cluster != 0
+        && sectors_per_cluster.is_power_of_two();
+    if !bpb_sane {
+        return None;
+    }
+    if oem == b"NTFS    " {
+        return Some("NTFS");
+    }
+    if s.get(3..11) == Some(b"-FVE-FS-") {
+        return Some("BitLocker");
+    }
+    // FAT: reserved sectors and FAT count
+    let reserved = u16::from_le_bytes([b(14), b(15)]);
+    let fats = b(16);
+    (reserved != 0 && matches!(fats, 1 | 2)).then_some("FAT")
 }
 
 fn read_gpt(data: &dyn Disk, sector_bytes: u32, findings: &mut Vec<Finding>) -> Option<Gpt> {

@@ -21,7 +21,7 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use common::{require_tools, tool, TempDir};
+use common::{qemu_img, require_tools, run_ok, tool, TempDir};
 use vhdtool::disk::Disk;
 use vhdtool::image::write::{write_fixed_vhd, WriteOptions};
 use vhdtool::image::{ExtentKind, Format, Image, OpenOptions};
@@ -34,21 +34,6 @@ fn have_qemu() -> bool {
     require_tools(&[("qemu-img", "qemu-utils"), ("qemu-io", "qemu-utils")])
 }
 
-fn run(cmd: &mut std::process::Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn qemu_img(args: &[&str]) -> String {
-    run(tool("qemu-img").args(args))
-}
-
 /// `qemu-io -f FMT -c CMD ... FILE`.
 fn qemu_io(fmt: &str, file: &Path, cmds: &[String]) {
     let mut c = tool("qemu-io");
@@ -57,7 +42,7 @@ fn qemu_io(fmt: &str, file: &Path, cmds: &[String]) {
         c.args(["-c", cmd]);
     }
     c.arg(file);
-    run(&mut c);
+    run_ok(&mut c);
 }
 
 /// The writes every generated image gets: patterns across block and cluster boundaries, a
@@ -201,7 +186,7 @@ fn assert_writes_fixed_vhd(img: &Image, input: &Path, qemu_fmt: &str, dir: &Path
         out.display()
     );
     // same content; qemu-img compare requires the longer image to be zero past the shorter
-    run(tool("qemu-img").args([
+    run_ok(tool("qemu-img").args([
         "compare",
         "-f",
         "vpc",

@@ -106,10 +106,33 @@ pub struct ValidateArgs {
     pub plan: PlanArgs,
 }
 
+/// `--input-format`: how IMAGE is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum InputFormat {
+    /// By its signature: fixed, dynamic or differencing VHD, VHDX, qcow2; a file without one
+    /// is a raw disk (converted as it is, in place or into a raw copy).
+    Auto,
+    /// A raw disk, whatever it looks like (with -o: written as a fixed VHD).
+    Raw,
+}
+
 #[derive(Debug, Args)]
 pub struct ConvertArgs {
-    /// The image: fixed VHD or raw disk. Converted in place unless -o is given.
+    /// The image: fixed VHD or raw disk (converted in place unless -o is given), or a dynamic
+    /// or differencing VHD, VHDX or qcow2 (converted into a new fixed VHD with -o only).
     pub image: PathBuf,
+    /// How IMAGE is read; `raw` for a raw disk (a raw file cannot be told from a damaged VHD).
+    #[arg(long, value_enum, default_value_t = InputFormat::Auto)]
+    pub input_format: InputFormat,
+    /// Where the parents of a differencing disk (or qcow2 backing files) are, besides the
+    /// child's own folder.
+    #[arg(long, value_name = "DIR")]
+    pub parent_dir: Option<PathBuf>,
+    /// Write an Azure-ready fixed VHD (whole MiB, a footer every reader sizes alike) and leave
+    /// the partitions as they are: a Generation-1 upload, or a repair of a damaged footer.
+    /// Needs -o.
+    #[arg(long, requires = "output", conflicts_with_all = ["dry_run", "verify", "journal"])]
+    pub keep_mbr: bool,
     /// Write the converted disk to this new file (sparse copy) and leave IMAGE untouched.
     #[arg(short = 'o', long, value_name = "OUTPUT")]
     pub output: Option<PathBuf>,
@@ -225,7 +248,43 @@ pub fn run_validate(args: &ValidateArgs) -> Result<u8> {
     })
 }
 
+fn source_options(args: &ConvertArgs) -> conv::source::SourceOptions {
+    conv::source::SourceOptions {
+        raw: args.input_format == InputFormat::Raw,
+        parent_dir: args.parent_dir.clone(),
+    }
+}
+
+/// `convert --keep-mbr`: the fixed VHD, partitions untouched.
+fn run_keep_mbr(args: &ConvertArgs, out: &std::path::Path) -> Result<u8> {
+    let r = conv::source::keep_mbr(&args.image, out, &source_options(args))?;
+    if args.plan.json {
+        output::json(&r)?;
+    } else {
+        let mut text = format!(
+            "{} ({}) -> {}: fixed VHD of {} bytes ({} bytes of data written), partitions unchanged\n",
+            r.image,
+            r.input_format.name(),
+            r.output,
+            r.written.virtual_bytes,
+            r.written.data_bytes_written
+        );
+        for fix in &r.repaired {
+            text.push_str(&format!("  repaired: {fix}\n"));
+        }
+        text.push_str(&format!(
+            "upload as Generation {}: {}\n",
+            r.upload.hyper_v_generation, r.upload.az_disk_create
+        ));
+        output::text(&text)?;
+    }
+    Ok(exit::OK)
+}
+
 pub fn run_convert(args: &ConvertArgs) -> Result<u8> {
+    if let (true, Some(out)) = (args.keep_mbr, args.output.as_deref()) {
+        return run_keep_mbr(args, out);
+    }
     let source = boot_source(&args.plan)?;
     let opts = options(&args.plan, &args.image);
     let mut bar = output::Progress::new("copying");
@@ -236,6 +295,7 @@ pub fn run_convert(args: &ConvertArgs) -> Result<u8> {
         boot: &source,
         dry_run: args.dry_run,
         verify: args.verify,
+        source: source_options(args),
     };
     let report: ConvertReport =
         run::convert(&request, &opts, &mut |done, total| bar.update(done, total))?;

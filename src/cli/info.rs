@@ -9,13 +9,19 @@ use super::output;
 use crate::convert::windows::WindowsReport;
 use crate::disk::{Access, MmapDisk};
 use crate::error::Result;
+use crate::finding::Finding;
 use crate::finding::Severity;
-use crate::info::inspect;
+use crate::image::{detect, Detected, Image, OpenOptions};
+use crate::info::{inspect, inspect_image, InfoReport};
 
 #[derive(Debug, Args)]
 pub struct InfoArgs {
-    /// The image: fixed, dynamic or differencing VHD, or a raw disk.
+    /// The image: fixed, dynamic or differencing VHD, VHDX, qcow2, or a raw disk.
     pub image: PathBuf,
+    /// Where the parents of a differencing disk (or qcow2 backing files) are, besides the
+    /// child's own folder.
+    #[arg(long, value_name = "DIR")]
+    pub parent_dir: Option<PathBuf>,
     /// Print the report as JSON (schema in README.md).
     #[arg(long)]
     pub json: bool,
@@ -31,18 +37,24 @@ struct WithWindows<'a> {
 
 pub fn run(args: &InfoArgs) -> Result<u8> {
     let disk = MmapDisk::open(&args.image, Access::ReadOnly)?;
-    let mut report = inspect(&disk, &args.image.display().to_string());
-    crate::convert::advice::complete_gen2_finding(&disk, &mut report);
-    // Windows: the installation, the BIOS system partition, the default entry, WinRE
-    let windows = crate::convert::windows::discover(
-        &disk,
-        &crate::boot::linux::BootSource::FromImage,
-        report.sector_bytes,
-        &Default::default(),
-    )
-    .ok()
-    .flatten()
-    .map(WindowsReport::found);
+    let (mut report, flat) = report(&disk, args);
+    // The advice and the Windows discovery read the disk as a fixed VHD or raw disk; an image
+    // of another format is reported through its reader only.
+    let windows = if flat {
+        crate::convert::advice::complete_gen2_finding(&disk, &mut report);
+        // Windows: the installation, the BIOS system partition, the default entry, WinRE
+        crate::convert::windows::discover(
+            &disk,
+            &crate::boot::linux::BootSource::FromImage,
+            report.sector_bytes,
+            &Default::default(),
+        )
+        .ok()
+        .flatten()
+        .map(WindowsReport::found)
+    } else {
+        None
+    };
     if args.json {
         output::json(&WithWindows {
             info: &report,
@@ -60,4 +72,37 @@ pub fn run(args: &InfoArgs) -> Result<u8> {
     } else {
         exit::OK
     })
+}
+
+/// Flat files (fixed VHD, raw) are inspected as they are; other formats through their reader.
+/// An image that cannot be opened (a missing parent, a damaged container) is the flat report
+/// with an error finding that says why.
+/// The report, and whether the disk was read as it is (fixed VHD or raw: true) rather than
+/// through an image format's reader.
+fn report(disk: &MmapDisk, args: &InfoArgs) -> (InfoReport, bool) {
+    let name = args.image.display().to_string();
+    let through_image = match detect(disk) {
+        Detected::Vhdx | Detected::Qcow2 | Detected::Other(_) => true,
+        Detected::Vhd => crate::vhd::probe(disk)
+            .footer
+            .is_some_and(|f| f.disk_type != crate::vhd::footer::DISK_TYPE_FIXED),
+        Detected::Raw | Detected::Unknown => false,
+    };
+    if !through_image {
+        return (inspect(disk, &name), true);
+    }
+    let opts = OpenOptions {
+        raw: false,
+        parent_dir: args.parent_dir.clone(),
+    };
+    let report = match Image::open(&args.image, &opts) {
+        Ok(image) => inspect_image(disk, &image, &name),
+        Err(e) => {
+            let mut r = inspect(disk, &name);
+            r.findings
+                .push(Finding::error("image.unreadable", e.to_string()));
+            r
+        }
+    };
+    (report, false)
 }

@@ -8,8 +8,9 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::finding::{Finding, Severity};
+use crate::image::Format as ImageFormat;
 use crate::info::{InfoReport, PartitionReport, Scheme, TableKind};
-use crate::vhd::{DynamicInfo, Footer, Format};
+use crate::vhd::{DynamicInfo, Footer};
 
 /// Write text to stdout. A closed pipe (`vhdtool info x | head`) ends the process with 0.
 pub fn text(s: &str) -> Result<()> {
@@ -70,11 +71,13 @@ pub fn render_findings(out: &mut String, findings: &[Finding]) {
 /// The human form of `info`.
 pub fn render_info(r: &InfoReport) -> String {
     let mut o = String::new();
-    let format = match r.format {
-        Format::Raw => "raw disk image",
-        Format::VhdFixed => "fixed VHD",
-        Format::VhdDynamic => "dynamic VHD",
-        Format::VhdDifferencing => "differencing VHD",
+    let format = match r.image_format {
+        ImageFormat::Raw => "raw disk image",
+        ImageFormat::VhdFixed => "fixed VHD",
+        ImageFormat::VhdDynamic => "dynamic VHD",
+        ImageFormat::VhdDifferencing => "differencing VHD",
+        ImageFormat::Vhdx => "VHDX",
+        ImageFormat::Qcow2 => "qcow2",
     };
     let table = match r.partition_table {
         TableKind::Mbr => "MBR",

@@ -9,117 +9,20 @@
 // Transitional (issue 11, item 9): this file is not yet under the crate-wide panic lints.
 #![allow(clippy::arithmetic_side_effects, clippy::as_conversions)]
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rustix::fs::copy_file_range;
 
 use crate::disk::data_extents;
+pub use crate::disk::{partial_path, PartialOutput};
 use crate::error::{Error, Result};
 
 /// Largest piece handed to one `copy_file_range` call, and the buffer of the fallback copy.
 const COPY_STEP: usize = 1 << 30;
 const FALLBACK_BUFFER: usize = 1 << 20;
-
-/// The temporary name of an output being written: `.NAME.vhdtool-partial` beside it.
-pub fn partial_path(output: &Path) -> PathBuf {
-    let mut name = std::ffi::OsString::from(".");
-    name.push(output.file_name().unwrap_or_default());
-    name.push(".vhdtool-partial");
-    output.with_file_name(name)
-}
-
-/// A new output file under its temporary name, locked exclusively while it is written.
-pub struct PartialOutput {
-    pub file: File,
-    pub partial: PathBuf,
-    pub output: PathBuf,
-}
-
-impl PartialOutput {
-    /// Create `.OUTPUT.vhdtool-partial` for `output`, which must not exist. A partial file left
-    /// by a killed run (nobody holds its lock) is replaced; one being written by another
-    /// vhdtool is a conflict.
-    pub fn create(output: &Path) -> Result<Self> {
-        if output.symlink_metadata().is_ok() {
-            return Err(Error::conflict(format!(
-                "{} exists; vhdtool does not overwrite files (remove it or choose another -o)",
-                output.display()
-            )));
-        }
-        let partial = partial_path(output);
-        if let Ok(stale) = OpenOptions::new().write(true).open(&partial) {
-            match stale.try_lock() {
-                Ok(()) => {
-                    drop(stale);
-                    std::fs::remove_file(&partial).map_err(|e| {
-                        Error::io(
-                            format!("removing the stale partial copy {}", partial.display()),
-                            e,
-                        )
-                    })?;
-                }
-                Err(TryLockError::WouldBlock) => {
-                    return Err(Error::conflict(format!(
-                        "{} is being written by another vhdtool (its partial copy {} is locked)",
-                        output.display(),
-                        partial.display()
-                    )))
-                }
-                Err(TryLockError::Error(e)) => {
-                    return Err(Error::io(format!("locking {}", partial.display()), e))
-                }
-            }
-        }
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&partial)
-            .map_err(|e| Error::io(format!("creating {}", partial.display()), e))?;
-        file.try_lock()
-            .map_err(|e| Error::io(format!("locking {}", partial.display()), e.into()))?;
-        Ok(PartialOutput {
-            file,
-            partial,
-            output: output.to_path_buf(),
-        })
-    }
-
-    /// fsync the file, rename it to its final name (refusing to replace a file that appeared
-    /// meanwhile), fsync the directory.
-    pub fn finish(self) -> Result<()> {
-        self.file
-            .sync_all()
-            .map_err(|e| Error::io(format!("syncing {}", self.partial.display()), e))?;
-        if self.output.symlink_metadata().is_ok() {
-            return Err(Error::conflict(format!(
-                "{} appeared while the copy was written; the converted copy stays at {}",
-                self.output.display(),
-                self.partial.display()
-            )));
-        }
-        std::fs::rename(&self.partial, &self.output).map_err(|e| {
-            Error::io(
-                format!(
-                    "renaming {} to {}",
-                    self.partial.display(),
-                    self.output.display()
-                ),
-                e,
-            )
-        })?;
-        super::journal::sync_dir(&self.output)
-    }
-
-    /// Remove the partial file (after a failure).
-    pub fn discard(self) {
-        drop(self.file);
-        let _ = std::fs::remove_file(&self.partial);
-    }
-}
 
 /// Copy the first `len` bytes of `input` into `output` (already `len` bytes long or shorter;
 /// it is sized to `len`), sparse. `progress` gets the bytes copied so far and the data bytes in
@@ -215,6 +118,7 @@ fn user_copy_at(input: &File, output: &File, at: u64, len: usize) -> io::Result<
 #[allow(clippy::arithmetic_side_effects, clippy::as_conversions)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     fn scratch(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("vhdtool-copy-{}-{name}", std::process::id()));
@@ -262,23 +166,6 @@ mod tests {
             at += user_copy_at(&input, &out, at, 1 << 20).unwrap() as u64;
         }
         assert_eq!(std::fs::read(&src).unwrap(), std::fs::read(&dst).unwrap());
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn a_stale_partial_is_replaced_a_locked_one_is_a_conflict() {
-        let dir = scratch("stale");
-        let dst = dir.join("dst");
-        std::fs::write(partial_path(&dst), b"left by a killed run").unwrap();
-        let out = PartialOutput::create(&dst).unwrap();
-        assert_eq!(out.file.metadata().unwrap().len(), 0);
-        let again = PartialOutput::create(&dst);
-        assert_eq!(
-            again.err().map(|e| e.kind()),
-            Some(crate::error::ErrorKind::Conflict)
-        );
-        out.discard();
-        assert!(!partial_path(&dst).exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -45,7 +45,7 @@
 //! Zero blocks are not stored: a 100 MiB ESP region carved from empty space costs a few bytes
 //! plus 4 bytes of identity per 4 KiB.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -465,16 +465,7 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// fsync the directory holding `path`, so a rename or removal in it is durable.
-pub fn sync_dir(path: &Path) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    File::open(&dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io(format!("syncing directory {}", dir.display()), e))
-}
+pub use crate::disk::sync_dir;
 
 /// What `rollback` did.
 #[derive(Debug, Clone, Serialize)]

@@ -32,6 +32,7 @@ pub mod options;
 pub mod plan;
 pub mod room;
 pub mod run;
+pub mod source;
 pub mod validate;
 pub mod windows;
 

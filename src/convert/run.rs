@@ -6,15 +6,16 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::apply::{apply, Contents, SparseImage};
-use super::copy::{sparse_copy, PartialOutput};
+use super::copy::PartialOutput;
 use super::faults::Faults;
 use super::journal;
 use super::options::Options;
 use super::plan::Plan;
+use super::source::{Source, SourceOptions};
 use super::validate::{validate, Validation};
 use crate::boot::linux::GuestNote;
 use crate::checksum::compare;
-use crate::disk::{Access, Disk, MmapDisk};
+use crate::disk::{Access, MmapDisk};
 use crate::error::{Error, Result};
 use crate::esp::{EspSpec, EspTree};
 use crate::vhd::Format;
@@ -66,6 +67,8 @@ pub struct Request<'a> {
     pub dry_run: bool,
     /// Prove that only the planned regions changed.
     pub verify: bool,
+    /// How IMAGE is read (`--input-format raw`, `--parent-dir`).
+    pub source: SourceOptions,
 }
 
 /// The ESP's file times: SOURCE_DATE_EPOCH, else [`DEFAULT_EPOCH`] (one rule with `esp`'s).
@@ -172,7 +175,11 @@ pub fn convert(
     } else {
         Access::ReadOnly
     };
-    let mut disk = MmapDisk::open(req.image, access)?;
+    let mut disk = super::source::open(req.image, &req.source, access, req.output.is_some())?;
+    if !disk.is_file() {
+        // planned on the fixed VHD the image becomes: there is no such file to run tools on yet
+        opts.image_path = None;
+    }
     let mut boot = crate::boot::linux::resolve(&disk, req.boot, opts.sector_bytes.unwrap_or(512))?;
     opts.boot_files_bytes = boot.tree.file_bytes();
     let sb = opts.sector_bytes.unwrap_or(512);
@@ -253,7 +260,7 @@ pub fn convert(
     };
     let mut faults = Faults::from_env();
     let (written, verified, journal) = match req.output {
-        None => in_place(&mut disk, req, plan, &contents, &mut faults)?,
+        None => in_place(disk.in_place()?, req, plan, &contents, &mut faults)?,
         Some(out) => {
             let r = into_copy(
                 &disk,
@@ -266,7 +273,7 @@ pub fn convert(
             )?;
             let verified = req
                 .verify
-                .then(|| compare::prove_copy(req.image, out, &plan.regions()))
+                .then(|| disk.prove_copy(req.image, out, &plan.regions()))
                 .transpose()?;
             (r, verified, None)
         }
@@ -331,7 +338,7 @@ fn in_place(
 /// Into a copy: the source stays locked (shared) while it is copied to a temporary name beside
 /// OUTPUT; the copy is converted, fsynced and renamed. On failure nothing is left behind.
 fn into_copy(
-    source: &MmapDisk,
+    source: &Source,
     image: &Path,
     out: &Path,
     plan: &Plan,
@@ -341,9 +348,7 @@ fn into_copy(
 ) -> Result<u64> {
     let partial = PartialOutput::create(out)?;
     let result = (|| {
-        sparse_copy(source.file(), image, &partial.file, source.len(), |d, t| {
-            progress(d, t)
-        })?;
+        source.copy_into(&partial, image, progress)?;
         let file = partial
             .file
             .try_clone()

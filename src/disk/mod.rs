@@ -9,12 +9,14 @@ mod extents;
 mod file;
 mod mem;
 mod mmap;
+mod output;
 mod space;
 
 pub use extents::{data_extents, data_extents_in};
 pub use file::{open_regular, read_bounded, OpenError};
 pub use mem::MemDisk;
 pub use mmap::{Access, MmapDisk};
+pub use output::{partial_path, sync_dir, PartialOutput};
 pub use space::{ensure_free_space, free_bytes};
 
 use crate::error::{Error, Result};

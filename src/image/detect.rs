@@ -94,6 +94,49 @@ fn has_vhd_footer(file: &dyn Disk) -> bool {
         || (len >= 1024 && cookie_at(file, 0, c))
 }
 
+/// Why a file in which [`detect`] found nothing looks like a VHD whose footer was damaged
+/// (`None` when it looks like any raw disk): the "conectix" cookie inside the last 512 bytes
+/// but not where a footer starts (the footer was cut short), the file ending in the first
+/// bytes of the cookie, a length that is not a whole number of sectors, or a zero last sector
+/// where a fixed VHD of a whole-MiB size keeps its footer.
+pub fn damaged_vhd_footer(file: &dyn Disk) -> Option<String> {
+    const SECTOR: u64 = 512;
+    const COOKIE: &[u8; 8] = b"conectix";
+    let len = file.len();
+    let tail_len = len.min(SECTOR);
+    let tail_at = len.checked_sub(tail_len)?;
+    let mut tail = [0u8; 512];
+    let tail = tail.get_mut(..usize::try_from(tail_len).ok()?)?;
+    file.read_at(tail_at, tail).ok()?;
+    if let Some(p) = tail.windows(COOKIE.len()).position(|w| w == COOKIE) {
+        let at = tail_at.saturating_add(u64::try_from(p).ok()?);
+        let kept = len.saturating_sub(at);
+        return Some(format!(
+            "a VHD footer at 0x{at:x} is cut short: {kept} of its 512 bytes are in the file"
+        ));
+    }
+    let rem = len.checked_rem(SECTOR)?;
+    if rem != 0 {
+        let r = usize::try_from(rem).ok()?;
+        let start = tail.len().checked_sub(r)?;
+        if tail.get(start..).is_some_and(|t| COOKIE.starts_with(t)) {
+            return Some(format!(
+                "the file ends with {r} byte(s) of a VHD footer's cookie: the footer is cut short"
+            ));
+        }
+        return Some(format!(
+            "the file is not a whole number of 512-byte sectors ({rem} bytes over): a VHD whose footer lost bytes looks like this"
+        ));
+    }
+    if len > SECTOR && len.checked_rem(1 << 20) == Some(SECTOR) && tail.iter().all(|&b| b == 0) {
+        return Some(format!(
+            "the last 512 bytes are zero where a fixed VHD of {} bytes keeps its footer: the footer may have been zeroed",
+            len.saturating_sub(SECTOR)
+        ));
+    }
+    None
+}
+
 fn has_dmg_trailer(file: &dyn Disk) -> bool {
     let mut b = [0u8; 4];
     file.len()
@@ -106,6 +149,32 @@ fn has_dmg_trailer(file: &dyn Disk) -> bool {
 mod tests {
     use super::*;
     use crate::disk::MemDisk;
+
+    #[test]
+    fn damaged_footers_are_named() {
+        let mib = 1usize << 20;
+        let mut vhd = vec![0u8; mib + 512];
+        vhd[mib..mib + 8].copy_from_slice(b"conectix");
+        let cut = |n: usize| damaged_vhd_footer(&MemDisk::new(vhd[..vhd.len() - n].to_vec()));
+        assert!(
+            cut(100).unwrap().contains("412 of its 512"),
+            "{:?}",
+            cut(100)
+        );
+        assert!(cut(511).unwrap().contains("1 byte(s)"), "{:?}", cut(511));
+        assert!(cut(509).unwrap().contains("cut short"), "{:?}", cut(509));
+        assert!(cut(300).unwrap().contains("cut short"));
+        // zeroed: a whole MiB + 512 with a zero last sector
+        let zeroed = damaged_vhd_footer(&MemDisk::new(vec![0u8; mib + 512])).unwrap();
+        assert!(zeroed.contains("zeroed"), "{zeroed}");
+        // plain raw disks are not suspected
+        assert_eq!(damaged_vhd_footer(&MemDisk::new(vec![0u8; mib])), None);
+        assert_eq!(
+            damaged_vhd_footer(&MemDisk::new(vec![1u8; mib + 512])),
+            None
+        );
+        assert_eq!(damaged_vhd_footer(&MemDisk::new(vec![])), None);
+    }
 
     #[test]
     fn magics() {

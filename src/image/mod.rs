@@ -33,7 +33,7 @@ use serde::Serialize;
 use crate::disk::{check_range, Disk, MemDisk};
 use crate::error::{Error, Result};
 
-pub use detect::{detect, Detected};
+pub use detect::{damaged_vhd_footer, detect, Detected};
 pub use file::FileDisk;
 
 /// Most images in a chain (a differencing disk and its parents, a qcow2 and its backing

@@ -8,17 +8,17 @@
 //!
 //! Zero and unallocated ranges, and all-zero chunks of data, are left as holes. Memory is one
 //! chunk buffer (1 MiB) plus the readers' caches, whatever the size. The file is written under
-//! a temporary name in the output's directory, fsynced, then renamed over the output and the
-//! directory fsynced: a crash leaves either no output or a complete one. The input is only read
+//! a temporary name in the output's directory, fsynced, then renamed to the output and the
+//! directory fsynced, by [`crate::disk::PartialOutput`] (the rule of every output: a crash
+//! leaves either no output or a complete one, and an existing file is never overwritten). The input is only read
 //! (and the output may not be any file of the input's chain).
 
-use std::fs::{self, File, OpenOptions};
-use std::io::ErrorKind as IoKind;
+use std::fs::{self, File};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use super::{ExtentKind, Image};
-use crate::disk::Disk;
+use crate::disk::{Disk, PartialOutput};
 use crate::error::{Error, Result};
 use crate::gpt::guid::Guid;
 use crate::vhd::footer::{self, FooterFields, HOST_OS_WINDOWS, VHD_EPOCH_UNIX};
@@ -40,6 +40,8 @@ pub const MAX_OUTPUT_BYTES: u64 = 32 << 40;
 pub struct WriteOptions {
     /// The footer's unique id; `None` keeps the source's (or makes a new one if it has none).
     pub unique_id: Option<[u8; 16]>,
+    /// The footer's timestamp (seconds since 2000-01-01); `None` is now.
+    pub timestamp: Option<u32>,
 }
 
 /// What [`write_fixed_vhd`] wrote.
@@ -87,7 +89,8 @@ pub fn output_footer(size: u64, unique_id: [u8; 16], timestamp: u32) -> Result<[
     Ok(bytes)
 }
 
-fn now_vhd() -> u32 {
+/// Now, in the VHD footer's time (seconds since 2000-01-01T00:00:00Z).
+pub fn now_vhd() -> u32 {
     let unix = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -122,22 +125,10 @@ fn check_not_input(image: &Image, out: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Removes the temporary file unless the write completed.
-struct TempFile {
-    path: PathBuf,
-    done: bool,
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if !self.done {
-            let _ = fs::remove_file(&self.path);
-        }
-    }
-}
-
-/// Write `image` as a sparse fixed VHD at `out` (see the module documentation).
-pub fn write_fixed_vhd(image: &Image, out: &Path, opts: &WriteOptions) -> Result<WriteReport> {
+/// The output's size (the source's rounded up to a whole MiB) and footer for `image` with
+/// `opts`. A random unique id is drawn when neither `opts` nor the source has one: callers that
+/// need the footer twice (a plan, then the copy) fix `opts.unique_id` first.
+pub fn planned_footer(image: &Image, opts: &WriteOptions) -> Result<(u64, [u8; 512])> {
     let source_bytes = image.len();
     let size = output_size(source_bytes)
         .filter(|&s| s <= MAX_OUTPUT_BYTES)
@@ -146,65 +137,45 @@ pub fn write_fixed_vhd(image: &Image, out: &Path, opts: &WriteOptions) -> Result
                 "a {source_bytes}-byte disk is larger than the {MAX_OUTPUT_BYTES} bytes a fixed VHD is written for"
             ))
         })?;
-    check_not_input(image, out)?;
     let unique_id = match opts.unique_id.or_else(|| image.unique_id()) {
         Some(id) => id,
         // a new disk: a random unique id, as Hyper-V gives one
         None => Guid::random()?.0,
     };
-    let footer = output_footer(size, unique_id, now_vhd())?;
-    let dir = match out.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = out
-        .file_name()
-        .ok_or_else(|| Error::invalid(format!("{} names no file", out.display())))?;
-    let tmp_path = dir.join(format!(
-        ".{}.vhdtool-tmp.{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&tmp_path)
-        .map_err(|e| match e.kind() {
-            IoKind::AlreadyExists => Error::conflict(format!(
-                "{} exists: another vhdtool may be writing {}",
-                tmp_path.display(),
-                out.display()
-            )),
-            _ => Error::io(format!("creating {}", tmp_path.display()), e),
-        })?;
-    let mut tmp = TempFile {
-        path: tmp_path.clone(),
-        done: false,
-    };
-    let shown = tmp_path.display().to_string();
+    let footer = output_footer(size, unique_id, opts.timestamp.unwrap_or_else(now_vhd))?;
+    Ok((size, footer))
+}
+
+/// Write `image` as a sparse fixed VHD at `out` (see the module documentation).
+pub fn write_fixed_vhd(image: &Image, out: &Path, opts: &WriteOptions) -> Result<WriteReport> {
+    check_not_input(image, out)?;
+    let partial = PartialOutput::create(out)?;
+    let report = write_fixed_vhd_into(image, &partial, opts)?;
+    // fsync, rename to OUT, fsync the directory (dropped on an error above: removed)
+    partial.finish()?;
+    Ok(report)
+}
+
+/// Write `image` as a sparse fixed VHD into the partial output `partial`, which is left
+/// unfinished (the caller may convert it further before [`PartialOutput::finish`]).
+pub fn write_fixed_vhd_into(
+    image: &Image,
+    partial: &PartialOutput,
+    opts: &WriteOptions,
+) -> Result<WriteReport> {
+    let source_bytes = image.len();
+    check_not_input(image, &partial.output)?;
+    let (size, footer) = planned_footer(image, opts)?;
+    let file = &partial.file;
+    let shown = partial.partial.display().to_string();
     let io = |what: &str, e: std::io::Error| Error::io(format!("{what} {shown}"), e);
     file.set_len(size.saturating_add(512))
         .map_err(|e| io("sizing", e))?;
-    let (read, written) = copy_data(image, &file, &shown)?;
+    let (read, written) = copy_data(image, file, &shown)?;
     file.write_all_at(&footer, size)
         .map_err(|e| io("writing the footer of", e))?;
-    // fdatasync: the data and what is needed to read it back (the size); the rename is made
-    // durable by the directory fsync below
-    file.sync_data().map_err(|e| io("syncing", e))?;
-    drop(file);
-    fs::rename(&tmp_path, out).map_err(|e| {
-        Error::io(
-            format!("renaming {} to {}", tmp_path.display(), out.display()),
-            e,
-        )
-    })?;
-    tmp.done = true;
-    if let Ok(d) = File::open(&dir) {
-        d.sync_all()
-            .map_err(|e| Error::io(format!("syncing the directory {}", dir.display()), e))?;
-    }
     Ok(WriteReport {
-        path: out.to_path_buf(),
+        path: partial.output.clone(),
         source_bytes,
         virtual_bytes: size,
         data_bytes_written: written,

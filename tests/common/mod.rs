@@ -535,3 +535,22 @@ impl Rng {
         }
     }
 }
+
+/// Run `cmd`, panic with its output unless it succeeds; its stdout.
+#[allow(dead_code)] // not every test binary runs tools this way
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `qemu-img ARGS`, which must succeed; its stdout.
+#[allow(dead_code)] // not every test binary runs qemu-img
+pub fn qemu_img(args: &[&str]) -> String {
+    run_ok(tool("qemu-img").args(args))
+}
