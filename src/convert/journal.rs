@@ -461,6 +461,59 @@ impl Journal {
     }
 }
 
+impl Journal {
+    /// Whether `disk` holds everything this journal's conversion wrote, i.e. the conversion
+    /// finished: the converted length, and the converted bytes in every journaled block that no
+    /// later region writes again.
+    pub fn is_complete(&self, disk: &dyn Disk) -> Result<bool> {
+        if disk.len() != self.converted_len {
+            return Ok(false);
+        }
+        let mut buf = vec![0u8; BLOCK];
+        for (i, r) in self.regions.iter().enumerate() {
+            let later = self.regions.get(i.saturating_add(1)..).unwrap_or_default();
+            for (k, &new_crc) in r.converted.iter().enumerate() {
+                let rel = u64_of(k).saturating_mul(BLOCK_U64);
+                let at = r.offset.saturating_add(rel);
+                let n = r.length.saturating_sub(rel).min(BLOCK_U64);
+                let end = at.saturating_add(n);
+                if later
+                    .iter()
+                    .any(|l| l.offset < end && l.offset.saturating_add(l.length) > at)
+                {
+                    continue;
+                }
+                if end > disk.len() {
+                    return Ok(false);
+                }
+                let cur = buf
+                    .get_mut(..usize::try_from(n).unwrap_or(BLOCK))
+                    .unwrap_or_default();
+                disk.read_at(at, cur)?;
+                if crc32fast::hash(cur) != new_crc {
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// The journal of an unfinished conversion of `image` in `disk`, if there is one: a pending
+/// journal (by any of its names) that cannot be read, or whose conversion the image does not
+/// hold in full. A finished conversion's journal (kept until the user removes it) is not one.
+pub fn unfinished(image: &Path, given: Option<&Path>, disk: &dyn Disk) -> Option<PathBuf> {
+    pending(image, given).into_iter().find(|p| {
+        let Ok(bytes) = crate::disk::read_bounded(p, journal_limit(disk)) else {
+            return true;
+        };
+        match Journal::decode(&bytes) {
+            Ok(j) => !j.is_complete(disk).unwrap_or(false),
+            Err(_) => true,
+        }
+    })
+}
+
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }

@@ -175,6 +175,9 @@ pub fn convert(
     } else {
         Access::ReadOnly
     };
+    if req.output.is_none() && !req.dry_run {
+        refuse_unfinished(req)?;
+    }
     let mut disk = super::source::open(req.image, &req.source, access, req.output.is_some())?;
     if !disk.is_file() {
         // planned on the fixed VHD the image becomes: there is no such file to run tools on yet
@@ -294,6 +297,27 @@ pub fn convert(
     Ok(report)
 }
 
+/// In place, before anything else (a half-written image may look like anything, a damaged VHD
+/// included): a conversion that a kill or an error stopped must be rolled back first.
+fn refuse_unfinished(req: &Request) -> Result<()> {
+    let Ok(disk) = MmapDisk::open(req.image, Access::ReadOnly) else {
+        return Ok(()); // the open below reports it
+    };
+    match journal::unfinished(req.image, req.journal.as_deref(), &disk) {
+        Some(found) => Err(pending_journal(req.image, &found)),
+        None => Ok(()),
+    }
+}
+
+fn pending_journal(image: &Path, found: &Path) -> Error {
+    Error::conflict(format!(
+        "an undo journal from an earlier conversion exists at {}: run `vhdtool rollback {} --journal {}` first, or remove the journal if that conversion is to be kept",
+        found.display(),
+        image.display(),
+        found.display()
+    ))
+}
+
 /// In place: the journal must not exist yet; the image was opened read-write before planning,
 /// and its exclusive lock has been held since.
 fn in_place(
@@ -309,12 +333,7 @@ fn in_place(
         .unwrap_or_else(|| journal::default_path(req.image));
     // any journal of this image, whatever name the earlier conversion reached it by
     if let Some(found) = journal::pending(req.image, Some(&jp)).first() {
-        return Err(Error::conflict(format!(
-            "an undo journal from an earlier conversion exists at {}: run `vhdtool rollback {} --journal {}` first, or remove the journal if that conversion is to be kept",
-            found.display(),
-            req.image.display(),
-            found.display()
-        )));
+        return Err(pending_journal(req.image, found));
     }
     let before = req
         .verify
