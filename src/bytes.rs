@@ -4,13 +4,6 @@
 //! Each function returns `None` when `offset + width` overflows or runs past the slice; none
 //! panics. [`at`] turns the `None` into a `Corrupt` error naming the structure and the offset.
 
-#![deny(
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    clippy::unwrap_used,
-    clippy::as_conversions
-)]
-
 use crate::error::{Error, Result};
 
 /// The `N` bytes at `offset`, `None` when they are not all inside `b`.

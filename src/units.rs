@@ -7,13 +7,6 @@
 //! (inclusive). Converting between the two at every call site is where off-by-one errors come
 //! from: both models give an [`LbaRange`] instead.
 
-#![deny(
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    clippy::unwrap_used,
-    clippy::as_conversions
-)]
-
 use std::fmt;
 
 /// Bytes in a MiB.

@@ -1,8 +1,6 @@
 //! Carrying a plan out: the journal of exactly the plan's steps first (fsynced), then the new
 //! length, then the steps in order, then fsync. Works on any [`Disk`]: the image file, or an
 //! in-memory disk in the fuzz targets.
-// Transitional (issue 11, item 9): this file is not yet under the crate-wide panic lints.
-#![allow(clippy::arithmetic_side_effects, clippy::as_conversions)]
 
 use std::path::Path;
 
@@ -243,7 +241,7 @@ fn write_step(
 fn write(disk: &mut dyn Disk, faults: &mut Faults, offset: u64, data: &[u8]) -> Result<u64> {
     faults.tick();
     disk.write_at(offset, data)?;
-    Ok(data.len() as u64)
+    Ok(len_u64(data.len()))
 }
 
 /// Write `image` at `offset`, one MiB at a time, skipping blocks whose content is already right
@@ -299,7 +297,12 @@ fn write_changed(
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::indexing_slicing)] // tests: a panic is a failed test
+#[allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::as_conversions
+)] // tests: a panic is a failed test
 mod tests {
     use super::*;
     use crate::disk::MemDisk;

@@ -1,7 +1,5 @@
 //! What happens to BIOS boot: `--hybrid` (GRUB's core.img moved into a BIOS boot partition),
 //! or the boot code that stops working and is cleared.
-// Transitional (issue 11, item 9): this file is not yet under the crate-wide panic lints.
-#![allow(clippy::arithmetic_side_effects)]
 
 use crate::disk::Disk;
 use crate::error::ErrorKind;
@@ -59,7 +57,7 @@ pub fn boot_code(
             "boot.gap-loader",
             format!(
                 "boot code in the gap after the MBR ({kind}): the primary GPT overwrites LBAs 1-{}, so BIOS boot stops working after conversion",
-                gpt.first_usable - 1
+                gpt.first_usable.saturating_sub(1)
             ),
         ));
     }

@@ -1,8 +1,6 @@
 //! The layout checks `validate` runs, each a small function: it records its verdict (a stable
 //! id, what was found, and on failure the fix and the kind of refusal) and hands what it learned
 //! to the next.
-// Transitional (issue 11, item 9): this file is not yet under the crate-wide panic lints.
-#![allow(clippy::arithmetic_side_effects)]
 
 use serde::Serialize;
 
@@ -371,20 +369,20 @@ pub struct GptGeometry {
 /// `layout.primary-gpt-room` and `layout.gpt-entry-free`.
 pub fn gpt_room(c: &mut Checks, parts: &[&MbrPartition], sb: u32, hybrid: bool) -> GptGeometry {
     let array_sectors = u64::from(GPT_ENTRIES * GPT_ENTRY_BYTES).div_ceil(u64::from(sb));
-    let first_usable = 2 + array_sectors;
+    let first_usable = array_sectors.saturating_add(2);
     let first_start = parts.iter().map(|p| p.start_lba).min().unwrap_or(0);
     if first_start >= first_usable {
         c.pass(
             "layout.primary-gpt-room",
             format!(
                 "the first partition starts at LBA {first_start}; the primary GPT needs LBAs 1-{}",
-                first_usable - 1
+                first_usable.saturating_sub(1)
             ),
         );
     } else {
         c.fail(
             "layout.primary-gpt-room",
-            format!("the first partition starts at LBA {first_start}, inside the primary GPT's LBAs 1-{}", first_usable - 1),
+            format!("the first partition starts at LBA {first_start}, inside the primary GPT's LBAs 1-{}", first_usable.saturating_sub(1)),
             "the first partition must start at LBA 34 or later (512-byte sectors); move it (offline, e.g. with gparted) or keep the disk on MBR",
         );
     }
@@ -477,7 +475,7 @@ pub fn esp_size(c: &mut Checks, opts: &Options, sb: u32) -> u64 {
     }
     if opts.boot_files_bytes > 0 {
         // FAT32 metadata (two FATs, reserved sectors, directories) takes at most a few percent
-        let room_for_files = esp_bytes - esp_bytes / 16;
+        let room_for_files = esp_bytes.saturating_sub(esp_bytes / 16);
         if opts.boot_files_bytes <= room_for_files {
             c.pass(
                 "esp.boot-files-fit",

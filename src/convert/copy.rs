@@ -6,8 +6,6 @@
 //! The copy is written under a temporary name in the output's directory
 //! (`.OUTPUT.vhdtool-partial`), converted there, fsynced, and only then renamed to OUTPUT: a
 //! killed `convert -o` never leaves a partial file under the final name.
-// Transitional (issue 11, item 9): this file is not yet under the crate-wide panic lints.
-#![allow(clippy::arithmetic_side_effects, clippy::as_conversions)]
 
 use std::fs::File;
 use std::io;
@@ -46,7 +44,7 @@ pub fn sparse_copy(
         let end = start.saturating_add(length);
         let mut pos = start;
         while pos < end {
-            let want = usize::try_from(end - pos)
+            let want = usize::try_from(end.saturating_sub(pos))
                 .unwrap_or(COPY_STEP)
                 .min(COPY_STEP);
             let n = if kernel_copy {
@@ -74,8 +72,8 @@ pub fn sparse_copy(
                     io::Error::new(io::ErrorKind::UnexpectedEof, "source ended early"),
                 ));
             }
-            pos = pos.saturating_add(n as u64);
-            done = done.saturating_add(n as u64);
+            pos = pos.saturating_add(crate::units::len_u64(n));
+            done = done.saturating_add(crate::units::len_u64(n));
             progress(done, total);
         }
     }

@@ -4,8 +4,6 @@
 //!
 //! Compiled into debug builds only (the test binaries): a release binary has no such switch,
 //! and there [`Faults::tick`] only counts.
-// Transitional (issue 11, item 9): this file is not yet under the crate-wide panic lints.
-#![allow(clippy::arithmetic_side_effects)]
 
 /// The environment variable of the switch.
 #[cfg(debug_assertions)]
@@ -43,7 +41,7 @@ impl Faults {
                 );
                 std::process::abort();
             }
-            *r -= 1;
+            *r = r.saturating_sub(1);
         }
         self.operations = self.operations.saturating_add(1);
     }

@@ -4,8 +4,6 @@
 //! journal saves the old bytes of exactly these steps, `validate` and `--dry-run` print them,
 //! `--verify` proves that nothing else changed, and the fuzz targets run the same `apply` on an
 //! in-memory disk. A new write (a registry hive patch, a BCD store) is one more step, built here.
-// Transitional (issue 11, item 9): this file is not yet under the crate-wide panic lints.
-#![allow(clippy::arithmetic_side_effects, clippy::as_conversions)]
 
 use serde::ser::SerializeStruct;
 use serde::Serialize;
@@ -51,7 +49,7 @@ impl Step {
     fn bytes(offset: u64, bytes: Vec<u8>, what: impl Into<String>) -> Step {
         Step {
             offset,
-            length: bytes.len() as u64,
+            length: crate::units::len_u64(bytes.len()),
             what: what.into(),
             payload: Payload::Bytes(bytes),
         }
@@ -191,6 +189,11 @@ pub struct Decided<'a> {
     pub data_disk: bool,
 }
 
+/// The ESP's last LBA (inclusive).
+fn esp_last(d: &Decided) -> u64 {
+    d.esp_first.saturating_add(d.esp_sectors).saturating_sub(1)
+}
+
 /// GPT entry names, as gdisk gives converted partitions (its type names) and Windows its ESP.
 fn entry_name(t: &Guid) -> String {
     gpt::guid::type_name(t).unwrap_or("Unknown").to_string()
@@ -211,7 +214,7 @@ fn new_partition(index: u32, type_guid: Guid, unique_guid: Guid, lbas: (u64, u64
 }
 
 fn gpt_index(i: usize) -> Result<u32> {
-    u32::try_from(i + 1).map_err(|_| Error::invalid("too many partitions"))
+    u32::try_from(i.saturating_add(1)).map_err(|_| Error::invalid("too many partitions"))
 }
 
 /// The new GPT's entries: the MBR partitions (same LBAs; the shrunk one shorter), the ESP, and
@@ -221,7 +224,7 @@ fn partitions(d: &Decided, id: &Identity) -> Result<(Vec<NewPartition>, Option<S
     let mut out = Vec::new();
     let mut shrink_plan = None;
     let esp_entry = |index: u32, from: String| {
-        let esp_lbas = (d.esp_first, d.esp_first + d.esp_sectors - 1);
+        let esp_lbas = (d.esp_first, esp_last(d));
         let mut esp = new_partition(index, gpt::guid::ESP, id.guid("esp"), esp_lbas);
         esp.name = "EFI system partition".to_string();
         esp.from = from;
@@ -244,8 +247,8 @@ fn partitions(d: &Decided, id: &Identity) -> Result<(Vec<NewPartition>, Option<S
                 partition: index,
                 mbr_index: p.index,
                 filesystem: l.fs_name.clone(),
-                old_bytes: l.old_sectors * sbu,
-                new_bytes: l.new_sectors * sbu,
+                old_bytes: l.old_sectors.saturating_mul(sbu),
+                new_bytes: l.new_sectors.saturating_mul(sbu),
                 method: l.method.clone(),
             });
         }
@@ -253,7 +256,10 @@ fn partitions(d: &Decided, id: &Identity) -> Result<(Vec<NewPartition>, Option<S
             index,
             *ty,
             id.guid(&format!("partition {}", p.index)),
-            (p.start_lba, p.start_lba + sectors - 1),
+            (
+                p.start_lba,
+                p.start_lba.saturating_add(sectors).saturating_sub(1),
+            ),
         );
         e.attributes = *attrs;
         e.from = format!(
@@ -302,7 +308,7 @@ pub fn build(file: &dyn Disk, d: Decided) -> Result<Plan> {
     let bios_index = partitions
         .iter()
         .find(|p| p.type_guid == gpt::guid::BIOS_BOOT)
-        .map_or(esp_index + 1, |p| p.index);
+        .map_or(esp_index.saturating_add(1), |p| p.index);
     let bios_boot = d.hybrid.as_ref().map(|r| BiosBoot {
         index: bios_index,
         first_lba: r.first_lba,
@@ -318,10 +324,13 @@ pub fn build(file: &dyn Disk, d: Decided) -> Result<Plan> {
         }
         _ => None,
     };
-    let new_file_bytes = d.new_disk_bytes + if footer.is_some() { 512 } else { 0 };
+    let new_file_bytes = d
+        .new_disk_bytes
+        .saturating_add(if footer.is_some() { 512 } else { 0 });
     let shrink = d.shrink.as_ref().zip(shrink_plan.as_ref());
     let steps = steps(&d, &partitions, disk_guid, esp_index, shrink, footer)?;
     let esp_guid = id.guid("esp volume");
+    let esp_last_lba = esp_last(&d);
     Ok(Plan {
         format: d.image.format,
         sector_bytes: d.sector_bytes,
@@ -336,8 +345,8 @@ pub fn build(file: &dyn Disk, d: Decided) -> Result<Plan> {
         esp: (!d.data_disk).then(|| EspLayout {
             index: esp_index,
             first_lba: d.esp_first,
-            last_lba: d.esp_first + d.esp_sectors - 1,
-            size_bytes: d.esp_sectors * sbu,
+            last_lba: esp_last_lba,
+            size_bytes: d.esp_sectors.saturating_mul(sbu),
             label: d.esp_label,
             volume_id: u32::from_le_bytes([
                 esp_guid.0[0],
@@ -366,7 +375,7 @@ fn steps(
     footer: Option<[u8; 512]>,
 ) -> Result<Vec<Step>> {
     let sbu = u64::from(d.sector_bytes);
-    let new_sectors = d.new_disk_bytes / sbu;
+    let new_sectors = d.new_disk_bytes.checked_div(sbu).unwrap_or(0);
     let entries: Vec<GptPartition> = partitions
         .iter()
         .map(|p| GptPartition {
@@ -401,14 +410,14 @@ fn steps(
     }
     if !d.data_disk {
         steps.push(Step {
-            offset: d.esp_first * sbu,
-            length: d.esp_sectors * sbu,
+            offset: d.esp_first.saturating_mul(sbu),
+            length: d.esp_sectors.saturating_mul(sbu),
             what: format!("partition {esp_index}: EFI system partition (FAT32)"),
             payload: Payload::Esp,
         });
     }
     steps.push(Step::bytes(
-        image_gpt.backup_entries_lba * sbu,
+        image_gpt.backup_entries_lba.saturating_mul(sbu),
         image_gpt.backup,
         "backup GPT entries and header",
     ));
@@ -416,14 +425,20 @@ fn steps(
         let what = format!(
             "LBA {}-{}: GRUB core.img in the BIOS boot partition (moved from LBA {})",
             r.first_lba,
-            r.first_lba + r.core_sectors - 1,
+            r.first_lba.saturating_add(r.core_sectors).saturating_sub(1),
             r.old_lba
         );
-        steps.push(Step::bytes(r.first_lba * sbu, r.core.clone(), what));
+        steps.push(Step::bytes(
+            r.first_lba.saturating_mul(sbu),
+            r.core.clone(),
+            what,
+        ));
     }
     let primary_what = format!(
         "LBA 1-{}: primary GPT header and entries",
-        image_gpt.primary.len() as u64 / sbu
+        crate::units::len_u64(image_gpt.primary.len())
+            .checked_div(sbu)
+            .unwrap_or(0)
     );
     steps.push(Step::bytes(sbu, image_gpt.primary, primary_what));
     let (boot_code, what) = match &d.hybrid {

@@ -1,8 +1,6 @@
 //! Where the ESP goes: the room policy. One function per way of making room (free space,
 //! shrinking the last partition, growing the disk) and [`choose`], which applies `--room`.
 //! Nothing is written here; the shrinkers only plan.
-// Transitional (issue 11, item 9): this file is not yet under the crate-wide panic lints.
-#![allow(clippy::arithmetic_side_effects)]
 
 use serde::Serialize;
 
@@ -69,21 +67,22 @@ impl Facts<'_> {
         u64::from(self.sector_bytes)
     }
     fn total_sectors(&self) -> u64 {
-        self.disk_bytes / self.sbu()
+        self.disk_bytes.checked_div(self.sbu()).unwrap_or(0)
     }
     /// Sectors of the backup GPT at the end of the disk: entries + header.
     pub fn tail_sectors(&self) -> u64 {
-        self.gpt.array_sectors + 1
+        self.gpt.array_sectors.saturating_add(1)
     }
     /// The last usable LBA of the disk as it is.
     fn last_usable(&self) -> u64 {
-        self.total_sectors().saturating_sub(self.tail_sectors() + 1)
+        self.total_sectors()
+            .saturating_sub(self.tail_sectors().saturating_add(1))
     }
     fn last_end(&self) -> u64 {
         self.spans.iter().map(|s| s.1).max().unwrap_or(0)
     }
     fn align(&self) -> u64 {
-        (MIB / self.sbu()).max(1)
+        MIB.checked_div(self.sbu()).unwrap_or(1).max(1)
     }
     /// Azure's whole-MiB rule (raw images are not uploaded as they are).
     fn size_ok(&self) -> bool {
@@ -98,7 +97,10 @@ impl Facts<'_> {
 }
 
 fn align_up(v: u64, a: u64) -> Option<u64> {
-    v.checked_add(a - 1).map(|x| x / a * a)
+    let a = a.max(1);
+    v.checked_add(a.saturating_sub(1))
+        .and_then(|x| x.checked_div(a))
+        .and_then(|q| q.checked_mul(a))
 }
 
 /// The room chosen.
@@ -141,7 +143,7 @@ fn reused(index: u32, first: u64, sectors: u64, bytes: u64, why: &str) -> Chosen
 pub fn free(d: &Facts, esp_sectors: u64) -> Result<u64> {
     let (last_end, last_usable) = (d.last_end(), d.last_usable());
     let tail = d.tail_sectors();
-    if last_end > last_usable || d.total_sectors() <= tail + 1 {
+    if last_end > last_usable || d.total_sectors() <= tail.saturating_add(1) {
         return Err(Error::invalid(format!(
             "the last partition ends at LBA {last_end}, inside the {tail} sectors at the end of the disk the backup GPT needs"
         )));
@@ -150,12 +152,12 @@ pub fn free(d: &Facts, esp_sectors: u64) -> Result<u64> {
     spans.sort_unstable();
     let mut gaps = Vec::new();
     // the BIOS boot partition of --hybrid comes first
-    let mut cursor = d
-        .bios_boot_last
-        .map_or(d.gpt.first_usable, |l| d.gpt.first_usable.max(l + 1));
+    let mut cursor = d.bios_boot_last.map_or(d.gpt.first_usable, |l| {
+        d.gpt.first_usable.max(l.saturating_add(1))
+    });
     for (s, e) in &spans {
         if *s > cursor {
-            gaps.push((cursor, s - 1));
+            gaps.push((cursor, s.saturating_sub(1)));
         }
         cursor = cursor.max(e.saturating_add(1));
     }
@@ -216,9 +218,12 @@ pub fn shrink(d: &Facts, opts: &Options, esp_sectors: u64) -> Result<ShrinkLayou
         return Err(Error::invalid("no partition"));
     };
     let align = d.align();
-    let esp_first = (d.last_usable() + 1)
+    let esp_first = d
+        .last_usable()
+        .saturating_add(1)
         .checked_sub(esp_sectors)
-        .map(|s| s / align * align)
+        .and_then(|s| s.checked_div(align))
+        .and_then(|q| q.checked_mul(align))
         .unwrap_or(0);
     if esp_first <= last.start_lba.saturating_add(align) {
         return Err(Error::invalid(format!(
@@ -228,20 +233,30 @@ pub fn shrink(d: &Facts, opts: &Options, esp_sectors: u64) -> Result<ShrinkLayou
             human_bytes(esp_sectors.saturating_mul(sbu))
         )));
     }
-    let new_sectors = esp_first - last.start_lba;
+    // esp_first > start_lba + align (checked above)
+    let new_sectors = esp_first.saturating_sub(last.start_lba);
     if new_sectors >= last.sectors {
         return Err(Error::invalid(format!(
             "partition {} already ends before the ESP would start",
             last.index
         )));
     }
-    let part_offset = last.start_lba * sbu;
-    let window = Window::new(d.data, part_offset, last.sectors * sbu)?;
+    let (Some(part_offset), Some(part_bytes), Some(new_bytes)) = (
+        last.start_lba.checked_mul(sbu),
+        last.sectors.checked_mul(sbu),
+        new_sectors.checked_mul(sbu),
+    ) else {
+        return Err(Error::invalid(format!(
+            "partition {}: its byte offset or length does not fit 64 bits",
+            last.index
+        )));
+    };
+    let window = Window::new(d.data, part_offset, part_bytes)?;
     let fs = crate::fs::probe(&window).map(|f| f.kind);
     let name = fs
         .map(|k| format!("{k:?}").to_lowercase())
         .unwrap_or_else(|| "unknown".into());
-    let planned = plan_fs_shrink(fs, &window, opts, part_offset, new_sectors * sbu)
+    let planned = plan_fs_shrink(fs, &window, opts, part_offset, new_bytes)
         .map_err(|e| e.context(format!("partition {} ({name})", last.index)))?;
     Ok(ShrinkLayout {
         mbr_index: last.index,
@@ -269,7 +284,7 @@ fn plan_fs_shrink(
     let at_offset = |writes: Vec<(u64, Vec<u8>)>| {
         writes
             .into_iter()
-            .map(|(o, b)| (o + part_offset, b))
+            .map(|(o, b)| (o.saturating_add(part_offset), b))
             .collect()
     };
     Ok(match kind {
@@ -299,7 +314,10 @@ fn plan_fs_shrink(
             shrink::ext4::fsck(path, part_offset)?;
             let min = shrink::ext4::min_size(path, part_offset)?;
             let g = shrink::ext4::geometry(path, part_offset)?;
-            let fits = new_bytes / g.block_bytes.max(1) * g.block_bytes;
+            let fits = new_bytes
+                .checked_div(g.block_bytes)
+                .unwrap_or(0)
+                .saturating_mul(g.block_bytes);
             if min > fits {
                 return Err(Error::invalid(format!(
                     "the filesystem needs at least {min} bytes (resize2fs -P), the shrunk partition would hold {fits}: free space in the guest, or use --room grow"

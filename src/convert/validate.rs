@@ -1,6 +1,4 @@
 //! `validate`: every check in order, then the room for the ESP, then the plan. Reads only.
-// Transitional (issue 11, item 9): this file is not yet under the crate-wide panic lints.
-#![allow(clippy::arithmetic_side_effects)]
 
 use serde::Serialize;
 
@@ -8,7 +6,6 @@ use crate::disk::{Disk, Window};
 use crate::error::ErrorKind;
 use crate::finding::Finding;
 use crate::table;
-use crate::units::MIB;
 
 use super::bios;
 use super::checks::{self, last_lba, Check, CheckStatus, Checks, TableVerdict};
@@ -79,7 +76,7 @@ fn checked_plan(
         TableVerdict::Mbr => {}
     }
     let m = tables.mbr.as_ref()?;
-    let total_sectors = image.data_bytes / u64::from(sb);
+    let total_sectors = image.data_bytes.checked_div(u64::from(sb)).unwrap_or(0);
     let parts = checks::partitions(c, m, total_sectors)?;
     let gpt_types = checks::types(c, &parts, &opts.maps);
     let gpt = checks::gpt_room(c, &parts, sb, opts.hybrid);
@@ -96,7 +93,7 @@ fn checked_plan(
     } else {
         checks::esp_size(c, opts, sb)
     };
-    let mut esp_sectors = esp_bytes / u64::from(sb);
+    let mut esp_sectors = esp_bytes.checked_div(u64::from(sb)).unwrap_or(0);
     let facts = Facts {
         data: &data,
         format: image.format,
@@ -133,10 +130,10 @@ fn checked_plan(
         c.pass(
             "room.esp",
             format!(
-                "{}: ESP at LBA {}, {} MiB",
+                "{}: ESP at LBA {}, {}",
                 chosen.reason,
                 chosen.esp_first,
-                esp_sectors * u64::from(sb) / MIB
+                crate::units::human_bytes(esp_sectors.saturating_mul(u64::from(sb)))
             ),
         );
     }

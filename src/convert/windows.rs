@@ -178,16 +178,7 @@ pub fn attach(
     tree: &mut EspTree,
     install: WindowsInstall,
 ) -> (WindowsReport, Vec<String>) {
-    let mut report = WindowsReport {
-        esp_files: install
-            .files
-            .as_ref()
-            .map(|f| f.sources.clone())
-            .unwrap_or_default(),
-        install,
-        target: None,
-        guest_notes: Vec::new(),
-    };
+    let mut report = WindowsReport::found(install);
     if v.already_gpt {
         return (report, Vec::new());
     }

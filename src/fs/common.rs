@@ -2,13 +2,6 @@
 //! partition, and decode labels and UUIDs the way blkid prints them. The lowest module of fs/:
 //! it imports nothing from its siblings.
 
-#![deny(
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    clippy::unwrap_used,
-    clippy::as_conversions
-)]
-
 use zerocopy::FromBytes;
 
 use super::info::{FsInfo, FsKind};

@@ -2,13 +2,6 @@
 //! reader use it) and the probe. e2fsprogs `lib/ext2fs/ext2_fs.h` struct ext2_super_block,
 //! little-endian; the superblock is 1024 bytes at byte 1024 of the filesystem.
 
-#![deny(
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    clippy::unwrap_used,
-    clippy::as_conversions
-)]
-
 use zerocopy::little_endian::{U16, U32};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 

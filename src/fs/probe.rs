@@ -10,13 +10,6 @@
 //! their OEM id before the FAT BPB heuristics; ext, XFS and btrfs have magic numbers at fixed
 //! places; ISO 9660 is last because hybrid images carry a partition table or a FAT up front.
 
-#![deny(
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    clippy::unwrap_used,
-    clippy::as_conversions
-)]
-
 use zerocopy::big_endian as be;
 use zerocopy::little_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};

@@ -3,13 +3,6 @@
 //! 1024 boot bytes, then version, last_page, nr_badpages, uuid, volume_name, 117 padding words,
 //! the bad page list from 0x600; the signature in the last 10 bytes of the first page.
 
-#![deny(
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    clippy::unwrap_used,
-    clippy::as_conversions
-)]
-
 use zerocopy::little_endian::U32;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 

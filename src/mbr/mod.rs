@@ -4,13 +4,6 @@
 //! Our own reader: third-party MBR crates panic on crafted tables. Every LBA is checked against
 //! the disk before it is read, EBR chains are bounded ([`MAX_LOGICALS`], [`MAX_EBRS`]) and loop
 //! checked, and every oddity becomes a [`Finding`] rather than an error.
-#![deny(
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    clippy::unwrap_used,
-    clippy::as_conversions
-)]
-
 pub mod raw;
 
 use std::collections::BTreeSet;

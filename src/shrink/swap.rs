@@ -7,12 +7,6 @@
 //! Layout (util-linux `include/swapheader.h`, Linux `include/linux/swap.h` `union
 //! swap_header`): 1024 boot bytes, then version, last_page, nr_badpages, uuid, volume_name,
 //! 117 padding words, the bad page list; the signature in the last 10 bytes of the page.
-#![deny(
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    clippy::unwrap_used
-)]
-
 use zerocopy::little_endian::U32;
 use zerocopy::{FromBytes, IntoBytes};
 

@@ -2,13 +2,6 @@
 //! ([`files`]), the BCD store model ([`bcd`]), the SYSTEM hive and its `MountedDevices` patch
 //! ([`hive`], [`mounted`]), ReAgent.xml ([`reagent`]), and what a conversion writes for them
 //! once the GPT identity is known ([`target`]).
-#![deny(
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    clippy::unwrap_used,
-    clippy::as_conversions
-)]
-
 pub mod bcd;
 pub mod discover;
 pub mod files;

@@ -1,13 +1,6 @@
 //! The layout of a FAT volume, decoded from its boot sector and validated before any other
 //! read (sizes, powers of two, region order; fatgen103 sections 3.1-3.5).
 
-#![deny(
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    clippy::unwrap_used,
-    clippy::as_conversions
-)]
-
 use serde::Serialize;
 use zerocopy::FromBytes;
 

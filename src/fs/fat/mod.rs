@@ -13,13 +13,6 @@
 //! Name matching is case-insensitive (Unicode simple upper-casing) on long names (VFAT LFN,
 //! UTF-16) and on 8.3 short names (OEM code page 437).
 
-#![deny(
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    clippy::unwrap_used,
-    clippy::as_conversions
-)]
-
 use std::collections::HashSet;
 
 use serde::Serialize;

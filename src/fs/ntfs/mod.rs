@@ -3,12 +3,6 @@
 //! ntfs-3g `layout.h`.
 //!
 //! Reads 512 bytes of boot sector plus one MFT record (at most [`MAX_RECORD_BYTES`]).
-#![deny(
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    clippy::unwrap_used
-)]
-
 pub mod geometry;
 pub mod raw;
 

@@ -24,13 +24,6 @@
 //! [`MAX_EXTENSION_RECORDS`] records, index trees [`MAX_INDEX_DEPTH`] deep, directory listings
 //! and walks within the caller's [`Limits`]; a file is allocated only once its size passed the
 //! caller's limit and the volume's size.
-#![deny(
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    clippy::unwrap_used,
-    clippy::as_conversions
-)]
-
 mod attrs;
 mod dir;
 mod extents;

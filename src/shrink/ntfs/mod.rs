@@ -44,12 +44,6 @@
 //!   index blocks when clusters are larger than them) and `$Bitmap`
 //!   (volume bytes / cluster bytes / 8: 4 MiB for 127 GiB in 4 KiB clusters). The MFT is walked
 //!   only to name the owner of a used cluster when refusing.
-#![deny(
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    clippy::unwrap_used
-)]
-
 mod badclus;
 mod bitmap;
 mod boot;

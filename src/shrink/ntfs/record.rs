@@ -4,12 +4,6 @@
 //!
 //! Every record is untrusted: offsets and lengths are checked against the record before use,
 //! and walks are bounded by the record size.
-#![deny(
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    clippy::unwrap_used
-)]
-
 use zerocopy::{FromBytes, FromZeros, IntoBytes};
 
 use crate::bytes::le_u16;

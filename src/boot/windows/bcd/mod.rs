@@ -8,13 +8,6 @@
 //! object type names: Microsoft BcdLibraryElementTypes / BcdOSLoaderElementTypes /
 //! BcdBootMgrElementTypes. Device elements: ReactOS `boot/environ/include/bl.h`
 //! (BL_DEVICE_DESCRIPTOR, BL_PARTITION_TYPE Gpt = 0, Mbr = 1).
-#![deny(
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    clippy::unwrap_used,
-    clippy::as_conversions
-)]
-
 mod device;
 mod element;
 mod ids;
