@@ -1005,7 +1005,11 @@ pub fn convert_sample(data: &[u8]) -> (SparseDisk, Option<SparseDisk>) {
     for (got, want) in gpt.partitions.iter().zip(&plan.partitions) {
         assert_eq!(
             (got.first_lba, got.last_lba, got.type_guid),
-            (want.first_lba, want.last_lba, want.type_guid)
+            (
+                want.entry.first_lba,
+                want.entry.last_lba,
+                want.entry.type_guid
+            )
         );
     }
     let mut ranges: Vec<(u64, u64)> = gpt

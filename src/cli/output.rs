@@ -457,19 +457,20 @@ fn render_plan(o: &mut String, p: &crate::convert::Plan) {
     for e in &p.partitions {
         // The GPT reader guarantees first <= last; saturating keeps a display from panicking.
         let size = e
+            .entry
             .last_lba
-            .saturating_sub(e.first_lba)
+            .saturating_sub(e.entry.first_lba)
             .saturating_add(1)
             .saturating_mul(sb);
         let _ = writeln!(
             o,
             "  {:>3}  {:>12}  {:>12}  {:>10}  {:<22} {:<36} {}",
-            e.index,
-            e.first_lba,
-            e.last_lba,
+            e.entry.index,
+            e.entry.first_lba,
+            e.entry.last_lba,
             human(size),
-            e.type_name.unwrap_or("?"),
-            e.unique_guid.to_string(),
+            e.entry.type_name.unwrap_or("?"),
+            e.entry.unique_guid.to_string(),
             e.from
         );
     }

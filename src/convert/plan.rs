@@ -95,17 +95,12 @@ pub struct ShrinkPlan {
     pub method: String,
 }
 
-/// One entry of the new GPT, and where it came from.
+/// One entry of the new GPT (the same fields as an entry read from a disk), and where it came
+/// from.
 #[derive(Debug, Clone, Serialize)]
 pub struct NewPartition {
-    pub index: u32,
-    pub type_guid: Guid,
-    pub type_name: Option<&'static str>,
-    pub unique_guid: Guid,
-    pub first_lba: u64,
-    pub last_lba: u64,
-    pub attributes: u64,
-    pub name: String,
+    #[serde(flatten)]
+    pub entry: GptPartition,
     /// "MBR partition 2 (type 0x07)" or "new EFI system partition".
     pub from: String,
 }
@@ -201,14 +196,16 @@ fn entry_name(t: &Guid) -> String {
 
 fn new_partition(index: u32, type_guid: Guid, unique_guid: Guid, lbas: (u64, u64)) -> NewPartition {
     NewPartition {
-        index,
-        type_guid,
-        type_name: gpt::guid::type_name(&type_guid),
-        unique_guid,
-        first_lba: lbas.0,
-        last_lba: lbas.1,
-        attributes: 0,
-        name: entry_name(&type_guid),
+        entry: GptPartition {
+            index,
+            type_guid,
+            type_name: gpt::guid::type_name(&type_guid),
+            unique_guid,
+            first_lba: lbas.0,
+            last_lba: lbas.1,
+            attributes: 0,
+            name: entry_name(&type_guid),
+        },
         from: String::new(),
     }
 }
@@ -226,7 +223,7 @@ fn partitions(d: &Decided, id: &Identity) -> Result<(Vec<NewPartition>, Option<S
     let esp_entry = |index: u32, from: String| {
         let esp_lbas = (d.esp_first, esp_last(d));
         let mut esp = new_partition(index, gpt::guid::ESP, id.guid("esp"), esp_lbas);
-        esp.name = "EFI system partition".to_string();
+        esp.entry.name = "EFI system partition".to_string();
         esp.from = from;
         esp
     };
@@ -261,7 +258,7 @@ fn partitions(d: &Decided, id: &Identity) -> Result<(Vec<NewPartition>, Option<S
                 p.start_lba.saturating_add(sectors).saturating_sub(1),
             ),
         );
-        e.attributes = *attrs;
+        e.entry.attributes = *attrs;
         e.from = format!(
             "MBR partition {} (type 0x{:02x}{})",
             p.index,
@@ -281,7 +278,7 @@ fn partitions(d: &Decided, id: &Identity) -> Result<(Vec<NewPartition>, Option<S
             id.guid("bios boot"),
             (r.first_lba, r.last_lba),
         );
-        b.name = "BIOS boot partition".to_string();
+        b.entry.name = "BIOS boot partition".to_string();
         b.from = format!(
             "new BIOS boot partition (GRUB core.img from LBA {})",
             r.old_lba
@@ -299,16 +296,16 @@ pub fn build(file: &dyn Disk, d: Decided) -> Result<Plan> {
     let (partitions, shrink_plan) = partitions(&d, &id)?;
     let esp_index = match partitions
         .iter()
-        .find(|p| p.type_guid == gpt::guid::ESP && p.first_lba == d.esp_first)
+        .find(|p| p.entry.type_guid == gpt::guid::ESP && p.entry.first_lba == d.esp_first)
     {
-        Some(p) => p.index,
+        Some(p) => p.entry.index,
         None if d.data_disk => gpt_index(partitions.len())?,
         None => return Err(Error::internal("the plan has no ESP")),
     };
     let bios_index = partitions
         .iter()
-        .find(|p| p.type_guid == gpt::guid::BIOS_BOOT)
-        .map_or(esp_index.saturating_add(1), |p| p.index);
+        .find(|p| p.entry.type_guid == gpt::guid::BIOS_BOOT)
+        .map_or(esp_index.saturating_add(1), |p| p.entry.index);
     let bios_boot = d.hybrid.as_ref().map(|r| BiosBoot {
         index: bios_index,
         first_lba: r.first_lba,
@@ -376,19 +373,7 @@ fn steps(
 ) -> Result<Vec<Step>> {
     let sbu = u64::from(d.sector_bytes);
     let new_sectors = d.new_disk_bytes.checked_div(sbu).unwrap_or(0);
-    let entries: Vec<GptPartition> = partitions
-        .iter()
-        .map(|p| GptPartition {
-            index: p.index,
-            type_guid: p.type_guid,
-            type_name: p.type_name,
-            unique_guid: p.unique_guid,
-            first_lba: p.first_lba,
-            last_lba: p.last_lba,
-            attributes: p.attributes,
-            name: p.name.clone(),
-        })
-        .collect();
+    let entries: Vec<GptPartition> = partitions.iter().map(|p| p.entry.clone()).collect();
     let image_gpt = gpt::encode(
         disk_guid,
         &entries,

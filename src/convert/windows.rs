@@ -153,19 +153,19 @@ fn identity(plan: &Plan) -> Result<GptIdentity> {
     let esp = plan
         .partitions
         .iter()
-        .find(|p| p.index == index)
+        .find(|p| p.entry.index == index)
         .ok_or_else(|| Error::internal("the plan has no ESP entry"))?;
     // the ESP too: reused, it is the old System Reserved partition, and MountedDevices may
     // name it by its offset
     let partitions = plan
         .partitions
         .iter()
-        .filter(|p| p.type_guid != gpt::guid::BIOS_BOOT)
-        .filter_map(|p| Some((p.first_lba.checked_mul(sbu)?, p.unique_guid)))
+        .filter(|p| p.entry.type_guid != gpt::guid::BIOS_BOOT)
+        .filter_map(|p| Some((p.entry.first_lba.checked_mul(sbu)?, p.entry.unique_guid)))
         .collect();
     Ok(GptIdentity {
         disk: plan.disk_guid,
-        esp: esp.unique_guid,
+        esp: esp.entry.unique_guid,
         partitions,
     })
 }
