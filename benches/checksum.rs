@@ -9,14 +9,7 @@
 //! Run: `cargo bench --bench checksum`. Each figure is the best of a few runs of the release
 //! binary (other load on the machine only slows runs down). Files live under the target dir and
 //! are removed at the end.
-#![allow(
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::as_conversions,
-    clippy::panic
-)] // benches: a panic is a failed bench
+#![allow(clippy::restriction)] // benches: a panic is a failed bench (the crate's panic lints are for src/)
 
 mod common;
 use common::{bin, run_output};

@@ -3,14 +3,7 @@
 //! `cp --sparse=always` of the same file.
 //!
 //! Run: `cargo bench --bench convert`. The process comparison prints its ratio on stderr.
-#![allow(
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::as_conversions,
-    clippy::panic
-)] // benches: a panic is a failed bench
+#![allow(clippy::restriction)] // benches: a panic is a failed bench (the crate's panic lints are for src/)
 
 mod common;
 use common::{bin, run};

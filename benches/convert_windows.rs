@@ -8,14 +8,7 @@
 //!
 //! Run: `cargo bench --bench convert_windows`. Needs what make-windows.sh needs (ntfs-3g with
 //! FUSE, sfdisk, python3, qemu-img); without it the bench says so and does nothing.
-#![allow(
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::as_conversions,
-    clippy::panic
-)] // benches: a panic is a failed bench
+#![allow(clippy::restriction)] // benches: a panic is a failed bench (the crate's panic lints are for src/)
 
 mod common;
 use common::{bin, run, run_output};

@@ -4,14 +4,7 @@
 //! peak resident memory of ours (VmHWM, reset through /proc/self/clear_refs before the run).
 //!
 //! Run: `cargo bench --bench formats`. The comparison prints on stderr.
-#![allow(
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::as_conversions,
-    clippy::panic
-)] // benches: a panic is a failed bench
+#![allow(clippy::restriction)] // benches: a panic is a failed bench (the crate's panic lints are for src/)
 
 mod common;
 

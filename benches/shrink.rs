@@ -8,14 +8,7 @@
 //!   (median of 5, printed with the ratio on stderr).
 //!
 //! Run: `cargo bench --bench shrink` (needs mkntfs and ntfsresize from ntfs-3g).
-#![allow(
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::as_conversions,
-    clippy::panic
-)] // benches: a panic is a failed bench
+#![allow(clippy::restriction)] // benches: a panic is a failed bench (the crate's panic lints are for src/)
 
 mod common;
 use common::{bin, run};

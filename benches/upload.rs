@@ -7,14 +7,7 @@
 //! (`--from-to LocalBlob`: it cannot tell an emulator URL apart) for comparison, with any address but the emulator's sent to a dead local proxy.
 //!
 //! Run: `cargo bench --bench upload`. Everything runs on 127.0.0.1 and is removed at the end.
-#![allow(
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::as_conversions,
-    clippy::panic
-)] // benches: a panic is a failed bench
+#![allow(clippy::restriction)] // benches: a panic is a failed bench (the crate's panic lints are for src/)
 
 #[path = "../tests/common/azurite.rs"]
 mod azurite;

@@ -35,14 +35,7 @@
 //! scripts>/`, so only the first run pays for the image build. Boots are
 //! serialized (one QEMU at a time) and each has a hard timeout; progress and
 //! timings go straight to stderr (not captured by the test harness).
-#![allow(
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::as_conversions,
-    clippy::panic
-)] // tests: a panic is a failed test
+#![allow(clippy::restriction)] // tests: a panic is a failed test (the crate's panic lints are for src/)
 #![cfg(target_os = "linux")]
 
 use std::ffi::{OsStr, OsString};

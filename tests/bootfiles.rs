@@ -7,14 +7,7 @@
 //!
 //! The QEMU boot proof of the same feature (real shim, grub and kernel, Secure Boot) is in
 //! tests/boot.rs.
-#![allow(
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::as_conversions,
-    clippy::panic
-)] // tests: a panic is a failed test
+#![allow(clippy::restriction)] // tests: a panic is a failed test (the crate's panic lints are for src/)
 
 mod common;
 

@@ -4,14 +4,7 @@
 //!
 //! The immutable-file, read-only-mount and `nobody` cases need root (and a runner allowed to
 //! mount); without it they say so and skip (with VHDTOOL_REQUIRE_PRIVILEGED=1 they fail).
-#![allow(
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::as_conversions,
-    clippy::panic
-)] // tests: a panic is a failed test
+#![allow(clippy::restriction)] // tests: a panic is a failed test (the crate's panic lints are for src/)
 
 mod common;
 

@@ -8,14 +8,7 @@
 //! needs root and a runner allowed to mount; without it they say so loudly and skip (with
 //! VHDTOOL_REQUIRE_PRIVILEGED=1 they fail instead). The file-size-limit and lock tests need no
 //! privilege.
-#![allow(
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::as_conversions,
-    clippy::panic
-)] // tests: a panic is a failed test
+#![allow(clippy::restriction)] // tests: a panic is a failed test (the crate's panic lints are for src/)
 
 mod common;
 

@@ -20,15 +20,8 @@
 //! so its address space grows with the file by design (a 2 TB sparse image maps 2 TB), and an
 //! address-space limit cannot tell a mapping from an allocation. The counting allocator sees
 //! every heap allocation, one by one, and fails the test on the first oversized one.
-#![allow(
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::as_conversions,
-    clippy::panic
-)]
-// tests: a panic is a failed test
+#![allow(clippy::restriction)]
+// tests: a panic is a failed test (the crate's panic lints are for src/)
 
 // The counting allocator below is the only unsafe code, forwarding to the system allocator.
 #![allow(unsafe_code)]

@@ -5,14 +5,7 @@
 //! EFS) are refused by name, the dirty flag agrees with `ntfsinfo`. Also the Windows layouts
 //! (System Reserved + C:, C: only, WinRE in 0x27, BitLocker stand-in, hibernated) and the fuzz
 //! harness over the images and a few thousand mutations of them.
-#![allow(
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::as_conversions,
-    clippy::panic
-)] // tests: a panic is a failed test
+#![allow(clippy::restriction)] // tests: a panic is a failed test (the crate's panic lints are for src/)
 
 mod common;
 use common::windows::{images, part_file, parts, Part, READER, WINDOWS};

@@ -3,14 +3,7 @@
 //! then `rollback`) on MBR disks whose NTFS partition runs to the last sector, and at the
 //! library level (`vhdtool::shrink::ntfs::plan_shrink`: the planned writes applied to a copy of
 //! the partition file, which is then cut to the new length).
-#![allow(
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::as_conversions,
-    clippy::panic
-)] // tests: a panic is a failed test
+#![allow(clippy::restriction)] // tests: a panic is a failed test (the crate's panic lints are for src/)
 
 mod common;
 
