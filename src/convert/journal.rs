@@ -390,70 +390,61 @@ impl Journal {
         let mut buf = vec![0u8; BLOCK];
         let mut old = vec![0u8; BLOCK];
         let limit = disk.len().min(self.original_len);
-        for (i, r) in self.regions.iter().enumerate() {
-            let later = self.regions.get(i.saturating_add(1)..).unwrap_or_default();
-            for (k, &new_crc) in r.converted.iter().enumerate() {
-                let rel = u64_of(k).saturating_mul(BLOCK_U64);
-                let at = r.offset.saturating_add(rel);
-                let n = r.length.saturating_sub(rel).min(BLOCK_U64);
-                let end = at.saturating_add(n);
-                // past the old end (not restored), or written again by a later region
-                if end > limit
-                    || later
-                        .iter()
-                        .any(|l| l.offset < end && l.offset.saturating_add(l.length) > at)
-                {
-                    continue;
-                }
-                let n = usize::try_from(n).unwrap_or(BLOCK);
-                let (cur, was) = (
-                    buf.get_mut(..n).unwrap_or_default(),
-                    old.get_mut(..n).unwrap_or_default(),
-                );
-                disk.read_at(at, cur)?;
-                r.fill(rel, was);
-                let crc = crc32fast::hash(cur);
-                let is_new = crc == new_crc;
-                let is_old = cur == was;
-                let name = if r.what.is_empty() {
-                    "a region"
-                } else {
-                    r.what.as_str()
-                };
-                let bad = |what: &str, at: u64, why: &str| {
-                    Error::conflict(format!(
+        for b in self.final_blocks() {
+            let (r, rel, at, new_crc) = (b.region, b.rel, b.at, b.crc);
+            let (n, end) = (b.len, b.at.saturating_add(b.len));
+            // past the old end (not restored)
+            if end > limit {
+                continue;
+            }
+            let n = usize::try_from(n).unwrap_or(BLOCK);
+            let (cur, was) = (
+                buf.get_mut(..n).unwrap_or_default(),
+                old.get_mut(..n).unwrap_or_default(),
+            );
+            disk.read_at(at, cur)?;
+            r.fill(rel, was);
+            let crc = crc32fast::hash(cur);
+            let is_new = crc == new_crc;
+            let is_old = cur == was;
+            let name = if r.what.is_empty() {
+                "a region"
+            } else {
+                r.what.as_str()
+            };
+            let bad = |what: &str, at: u64, why: &str| {
+                Error::conflict(format!(
                         "the image does not fit its journal: {what} at 0x{at:x} {why}: it was changed after the conversion, or the journal belongs to another image; --force restores anyway"
                     ))
-                };
-                let neither = "holds neither the original nor the converted bytes";
-                match (is_old, is_new) {
-                    (true, true) => {}
-                    (true, false) => seen_original = true,
-                    (false, true) => {
-                        if let Some((tw, tat)) = &torn {
-                            return Err(bad(tw, *tat, neither));
-                        }
-                        if seen_original {
-                            return Err(bad(
-                                name,
-                                at,
-                                "holds the converted bytes after blocks the conversion had not reached",
-                            ));
-                        }
+            };
+            let neither = "holds neither the original nor the converted bytes";
+            match (is_old, is_new) {
+                (true, true) => {}
+                (true, false) => seen_original = true,
+                (false, true) => {
+                    if let Some((tw, tat)) = &torn {
+                        return Err(bad(tw, *tat, neither));
                     }
-                    (false, false) => {
-                        if let Some((tw, tat)) = &torn {
-                            return Err(bad(tw, *tat, &format!("{neither}, and so does 0x{at:x}")));
-                        }
-                        if seen_original {
-                            return Err(bad(
-                                name,
-                                at,
-                                &format!("{neither}, after blocks the conversion had not reached"),
-                            ));
-                        }
-                        torn = Some((name.to_string(), at));
+                    if seen_original {
+                        return Err(bad(
+                            name,
+                            at,
+                            "holds the converted bytes after blocks the conversion had not reached",
+                        ));
                     }
+                }
+                (false, false) => {
+                    if let Some((tw, tat)) = &torn {
+                        return Err(bad(tw, *tat, &format!("{neither}, and so does 0x{at:x}")));
+                    }
+                    if seen_original {
+                        return Err(bad(
+                            name,
+                            at,
+                            &format!("{neither}, after blocks the conversion had not reached"),
+                        ));
+                    }
+                    torn = Some((name.to_string(), at));
                 }
             }
         }
@@ -470,33 +461,58 @@ impl Journal {
             return Ok(false);
         }
         let mut buf = vec![0u8; BLOCK];
-        for (i, r) in self.regions.iter().enumerate() {
-            let later = self.regions.get(i.saturating_add(1)..).unwrap_or_default();
-            for (k, &new_crc) in r.converted.iter().enumerate() {
-                let rel = u64_of(k).saturating_mul(BLOCK_U64);
-                let at = r.offset.saturating_add(rel);
-                let n = r.length.saturating_sub(rel).min(BLOCK_U64);
-                let end = at.saturating_add(n);
-                if later
-                    .iter()
-                    .any(|l| l.offset < end && l.offset.saturating_add(l.length) > at)
-                {
-                    continue;
-                }
-                if end > disk.len() {
-                    return Ok(false);
-                }
-                let cur = buf
-                    .get_mut(..usize::try_from(n).unwrap_or(BLOCK))
-                    .unwrap_or_default();
-                disk.read_at(at, cur)?;
-                if crc32fast::hash(cur) != new_crc {
-                    return Ok(false);
-                }
+        for b in self.final_blocks() {
+            if b.at.saturating_add(b.len) > disk.len() {
+                return Ok(false);
+            }
+            let cur = buf
+                .get_mut(..usize::try_from(b.len).unwrap_or(BLOCK))
+                .unwrap_or_default();
+            disk.read_at(b.at, cur)?;
+            if crc32fast::hash(cur) != b.crc {
+                return Ok(false);
             }
         }
         Ok(true)
     }
+
+    /// Every journaled block in write order, but those a later region writes again: the
+    /// blocks whose converted bytes are the conversion's last word.
+    fn final_blocks(&self) -> impl Iterator<Item = JournaledBlock<'_>> + '_ {
+        self.regions.iter().enumerate().flat_map(move |(i, r)| {
+            let later = self.regions.get(i.saturating_add(1)..).unwrap_or_default();
+            r.converted
+                .iter()
+                .enumerate()
+                .map(move |(k, &crc)| {
+                    let rel = u64_of(k).saturating_mul(BLOCK_U64);
+                    JournaledBlock {
+                        region: r,
+                        rel,
+                        at: r.offset.saturating_add(rel),
+                        len: r.length.saturating_sub(rel).min(BLOCK_U64),
+                        crc,
+                    }
+                })
+                .filter(move |b| {
+                    let end = b.at.saturating_add(b.len);
+                    !later
+                        .iter()
+                        .any(|l| l.offset < end && l.offset.saturating_add(l.length) > b.at)
+                })
+        })
+    }
+}
+
+/// One block of a journaled region: where it is, and the CRC32 of its converted bytes.
+struct JournaledBlock<'a> {
+    region: &'a SavedRegion,
+    /// Offset inside the region.
+    rel: u64,
+    /// Offset in the image.
+    at: u64,
+    len: u64,
+    crc: u32,
 }
 
 /// The journal of an unfinished conversion of `image` in `disk`, if there is one: a pending
