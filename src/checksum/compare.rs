@@ -403,6 +403,8 @@ pub fn diff_files(a: &Path, b: &Path, progress: &mut dyn FnMut(u64, u64)) -> Res
     let db = MmapDisk::open(b, Access::ReadOnly)?;
     let (sa, sb) = (Source::open(&da)?, Source::open(&db)?);
     let ranges = changed_ranges(&sa, &sb, progress)?;
+    da.still_whole()?;
+    db.still_whole()?;
     let (na, nb) = (file_name(a), file_name(b));
     let (na, nb) = if na == nb {
         (a.display().to_string(), b.display().to_string())
@@ -442,6 +444,7 @@ pub fn verify_manifest(
     let chunk = old.chunk_bytes;
     // the image on the manifest's grid, cut at the manifest's length
     let sums = chunk_sums(&mut src, old.file_bytes, chunk, progress)?;
+    disk.still_whole()?;
     let limit = old.file_bytes.min(len);
     let mut ranges = Vec::new();
     for (i, before) in old.chunks.iter().enumerate() {
@@ -749,6 +752,8 @@ pub fn prove_copy(source: &Path, output: &Path, regions: &[Region]) -> Result<Ve
     let db = MmapDisk::open(output, Access::ReadOnly)?;
     let (sa, sb) = (Source::open(&da)?, Source::open(&db)?);
     let changed = changed_ranges(&sa, &sb, &mut |_, _| {})?;
+    da.still_whole()?;
+    db.still_whole()?;
     let cut = planned(regions);
     let mut unplanned = Vec::new();
     for r in changed.iter().flat_map(|r| subtract(*r, &cut)) {

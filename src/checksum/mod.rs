@@ -441,7 +441,9 @@ pub fn map_file(
 ) -> Result<ChecksumMap> {
     let disk = MmapDisk::open(path, crate::disk::Access::ReadOnly)?;
     let mut src = Source::open(&disk)?;
-    map(&mut src, chunk_bytes, progress)
+    let m = map(&mut src, chunk_bytes, progress)?;
+    disk.still_whole()?;
+    Ok(m)
 }
 
 /// Lower-case 8-digit hex of a CRC, as the manifest stores it.

@@ -98,6 +98,7 @@ pub fn run_checksum(args: &ChecksumArgs) -> Result<u8> {
     let mut src = checksum::Source::open(&disk)?;
     let (mut bar, mut tick) = progress("checksum");
     let map = checksum::map(&mut src, chunk, &mut |d, t| tick(&mut bar, d, t))?;
+    disk.still_whole()?;
     bar.finish();
     let footer = identity
         .unique_id

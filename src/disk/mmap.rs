@@ -114,6 +114,30 @@ impl MmapDisk {
         &self.file
     }
 
+    /// The file still holds the bytes it held when opened. A file cut short while it is read
+    /// reads as a hole past its new end (SEEK_DATA finds nothing there), not as an error: a
+    /// command that read by data extents calls this after its last read.
+    pub fn still_whole(&self) -> Result<()> {
+        let now = self
+            .file
+            .metadata()
+            .map_err(|e| Error::io(format!("reading the size of {}", self.path.display()), e))?
+            .len();
+        if now < self.len {
+            return Err(Error::io(
+                format!("reading {}", self.path.display()),
+                std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "it is {now} bytes now, {} when opened: was it truncated while vhdtool ran?",
+                        self.len
+                    ),
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Change the file length (growing leaves a hole) and map the new length.
     fn resize(&mut self, len: u64) -> Result<()> {
         self.require_write()?;
