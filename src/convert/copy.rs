@@ -14,7 +14,7 @@ use std::path::Path;
 
 use rustix::fs::copy_file_range;
 
-use crate::disk::data_extents;
+use crate::disk::{data_extents, still_holds};
 pub use crate::disk::{partial_path, PartialOutput};
 use crate::error::{Error, Result};
 
@@ -35,7 +35,7 @@ pub fn sparse_copy(
     output
         .set_len(len)
         .map_err(|e| Error::io("sizing the copy", e))?;
-    source_whole(input, input_name, len)?;
+    still_holds(input, input_name, len, "copying")?;
     let extents = data_extents(input, len)?;
     let total: u64 = extents.iter().map(|e| e.1).sum();
     let mut done = 0u64;
@@ -79,27 +79,8 @@ pub fn sparse_copy(
     }
     // a source cut short meanwhile reads as holes past its new end, never as an error: the
     // copy would hold zeros where the data was
-    source_whole(input, input_name, len)?;
+    still_holds(input, input_name, len, "copying")?;
     Ok(total)
-}
-
-/// The source still holds the `len` bytes being copied (another process may cut it: its lock
-/// is advisory).
-fn source_whole(input: &File, input_name: &Path, len: u64) -> Result<()> {
-    let now = input
-        .metadata()
-        .map_err(|e| Error::io(format!("reading the size of {}", input_name.display()), e))?
-        .len();
-    if now < len {
-        return Err(Error::io(
-            format!("copying {}", input_name.display()),
-            io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("source ended early: it is {now} bytes, {len} were being copied (was it truncated while vhdtool ran?)"),
-            ),
-        ));
-    }
-    Ok(())
 }
 
 /// Errors after which `copy_file_range` is not tried again: EXDEV (another filesystem on older

@@ -87,6 +87,29 @@ pub fn read_bounded(path: &Path, max_bytes: u64) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// `file` (at `path`) still holds the `len` bytes it held when the command began. A file cut
+/// short while it is read reads as a hole past its new end (SEEK_DATA finds no data there),
+/// not as an error: a command that reads by data extents calls this after its last read.
+/// `doing` names the work ("copying", "reading").
+pub fn still_holds(file: &File, path: &Path, len: u64, doing: &str) -> Result<()> {
+    let now = file
+        .metadata()
+        .map_err(|e| Error::io(format!("reading the size of {}", path.display()), e))?
+        .len();
+    if now < len {
+        return Err(Error::io(
+            format!("{doing} {}", path.display()),
+            std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!(
+                    "it ended early: it is {now} bytes, it held {len}: was it truncated while vhdtool ran?"
+                ),
+            ),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -114,28 +114,9 @@ impl MmapDisk {
         &self.file
     }
 
-    /// The file still holds the bytes it held when opened. A file cut short while it is read
-    /// reads as a hole past its new end (SEEK_DATA finds nothing there), not as an error: a
-    /// command that read by data extents calls this after its last read.
+    /// The file still holds the bytes it held when opened ([`super::still_holds`]).
     pub fn still_whole(&self) -> Result<()> {
-        let now = self
-            .file
-            .metadata()
-            .map_err(|e| Error::io(format!("reading the size of {}", self.path.display()), e))?
-            .len();
-        if now < self.len {
-            return Err(Error::io(
-                format!("reading {}", self.path.display()),
-                std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    format!(
-                        "it is {now} bytes now, {} when opened: was it truncated while vhdtool ran?",
-                        self.len
-                    ),
-                ),
-            ));
-        }
-        Ok(())
+        super::still_holds(&self.file, &self.path, self.len, "reading")
     }
 
     /// Change the file length (growing leaves a hole) and map the new length.

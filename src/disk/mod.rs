@@ -13,7 +13,7 @@ mod output;
 mod space;
 
 pub use extents::{data_extents, data_extents_in};
-pub use file::{open_regular, read_bounded, OpenError};
+pub use file::{open_regular, read_bounded, still_holds, OpenError};
 pub use mem::MemDisk;
 pub use mmap::{Access, MmapDisk};
 pub use output::{partial_path, sync_dir, PartialOutput};
