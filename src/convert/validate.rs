@@ -169,12 +169,15 @@ fn checked_plan(
     match plan::build(file, decided) {
         Ok(p) => Some(p),
         Err(e) => {
-            c.fail_as(
-                ErrorKind::Internal,
-                "plan",
-                e.to_string(),
-                "report this as a bug with `vhdtool info --json` of the image",
-            );
+            // the error keeps its kind (and so its exit code): a file cut short while it is
+            // planned is an I/O error, only a broken invariant is vhdtool's bug
+            let kind = e.kind();
+            let fix = if kind == ErrorKind::Internal {
+                "report this as a bug with `vhdtool info --json` of the image"
+            } else {
+                "see the error; the image was not modified"
+            };
+            c.fail_as(kind, "plan", e.to_string(), fix);
             None
         }
     }
