@@ -5,6 +5,7 @@
 use serde::Serialize;
 
 use crate::disk::Disk;
+use crate::error::ErrorKind;
 use crate::finding::Finding;
 use crate::gpt::{self, Gpt};
 use crate::mbr::{self, Mbr};
@@ -27,12 +28,16 @@ pub struct Tables {
     pub gpt: Option<Gpt>,
     pub kind: TableKind,
     pub findings: Vec<Finding>,
+    /// A table could not be read because the file could not (an I/O error: the file was cut
+    /// or changed while read), not because its bytes are wrong.
+    pub io_error: bool,
 }
 
 /// Read the MBR and the GPT of `data` (the virtual disk), trying 512-byte sectors, then 4096
 /// for a GPT (4K-native disks; a VHD always has 512).
 pub fn read_tables(data: &dyn Disk, allow_4k: bool) -> Tables {
     let mut findings = Vec::new();
+    let mut io_error = false;
     let mbr = match mbr::read(data, 512) {
         // a volume boot record is not an MBR: its boot code and BPB read as four garbage entries
         Ok(Some(_)) if volume_boot_record(data).is_some() => {
@@ -45,15 +50,16 @@ pub fn read_tables(data: &dyn Disk, allow_4k: bool) -> Tables {
         }
         Ok(m) => m,
         Err(e) => {
+            io_error |= e.kind() == ErrorKind::Io;
             findings.push(Finding::error("mbr.unreadable", format!("MBR at 0x0: {e}")));
             None
         }
     };
     let mut sector_bytes = 512;
-    let mut gpt = read_gpt(data, 512, &mut findings);
+    let mut gpt = read_gpt(data, 512, &mut findings, &mut io_error);
     if gpt.is_none() && allow_4k && data.len() >= 3 * 4096 {
         let mut f4k = Vec::new();
-        if let Some(g) = read_gpt(data, 4096, &mut f4k) {
+        if let Some(g) = read_gpt(data, 4096, &mut f4k, &mut io_error) {
             sector_bytes = 4096;
             gpt = Some(g);
             findings.append(&mut f4k);
@@ -99,6 +105,7 @@ pub fn read_tables(data: &dyn Disk, allow_4k: bool) -> Tables {
         gpt,
         kind,
         findings,
+        io_error,
     }
 }
 
@@ -139,10 +146,16 @@ pub fn volume_boot_record(data: &dyn Disk) -> Option<&'static str> {
     (reserved != 0 && matches!(fats, 1 | 2)).then_some("FAT")
 }
 
-fn read_gpt(data: &dyn Disk, sector_bytes: u32, findings: &mut Vec<Finding>) -> Option<Gpt> {
+fn read_gpt(
+    data: &dyn Disk,
+    sector_bytes: u32,
+    findings: &mut Vec<Finding>,
+    io_error: &mut bool,
+) -> Option<Gpt> {
     match gpt::read(data, sector_bytes) {
         Ok(g) => g,
         Err(e) => {
+            *io_error |= e.kind() == ErrorKind::Io;
             findings.push(Finding::error(
                 "gpt.unreadable",
                 format!("GPT ({sector_bytes}-byte sectors): {e}"),

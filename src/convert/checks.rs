@@ -235,6 +235,8 @@ pub fn table(c: &mut Checks, notes: &mut Vec<Finding>, tables: &Tables) -> Table
         .collect();
     if errors.is_empty() {
         c.pass("table.consistent", "partition entries are consistent");
+    } else if tables.io_error {
+        c.fail_as(ErrorKind::Io, "table.consistent", errors.join("; "), "the image could not be read (cut short or changed while vhdtool read it?): check the file and its storage, then run the command again");
     } else {
         c.fail_as(ErrorKind::Corrupt, "table.consistent", errors.join("; "), "repair the partition table (fdisk/sfdisk) so that every partition lies inside the disk and none overlap");
     }

@@ -180,8 +180,7 @@ pub fn open(path: &Path, opts: &SourceOptions, access: Access, copy: bool) -> Re
         }
     };
     let Some(format) = through_image else {
-        drop(lock);
-        return MmapDisk::open(path, access).map(Source::File);
+        return reopen(lock, path, access).map(Source::File);
     };
     if !copy && !matches!(found, Detected::Other(_)) {
         return Err(Error::unsupported(format!(
@@ -191,7 +190,7 @@ pub fn open(path: &Path, opts: &SourceOptions, access: Access, copy: bool) -> Re
         )));
     }
     let image = Image::from_disk(
-        Box::new(crate::image::FileDisk::open(path)?),
+        Box::new(locked_file(&lock, path)?),
         Some(path),
         &opts.image_options(),
     )?;
@@ -199,6 +198,52 @@ pub fn open(path: &Path, opts: &SourceOptions, access: Access, copy: bool) -> Re
         view: Box::new(FixedView::new(image)?),
         _lock: lock,
     })
+}
+
+/// The file `lock` detected and locked, to be read through the image readers (not whatever the
+/// path names by now).
+fn locked_file(lock: &MmapDisk, path: &Path) -> Result<crate::image::FileDisk> {
+    let file = lock
+        .file()
+        .try_clone()
+        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    Ok(crate::image::FileDisk::from_file(file, path, lock.len()))
+}
+
+/// The input as `access` needs it, from the file `lock` opened and detected. Read-only: that
+/// file itself. For writing: the path again (a shared lock cannot become exclusive atomically),
+/// refused unless it is still the same file of the same length, so a file swapped or cut
+/// between the two opens is never converted as if it were the one detected.
+fn reopen(lock: MmapDisk, path: &Path, access: Access) -> Result<MmapDisk> {
+    use std::os::unix::fs::MetadataExt;
+    if access == Access::ReadOnly {
+        return Ok(lock);
+    }
+    let meta = |d: &MmapDisk| {
+        d.file()
+            .metadata()
+            .map(|m| (m.dev(), m.ino()))
+            .map_err(|e| Error::io(format!("reading metadata of {}", path.display()), e))
+    };
+    let before = meta(&lock)?;
+    let len = lock.len();
+    drop(lock);
+    let disk = MmapDisk::open(path, access)?;
+    if meta(&disk)? != before {
+        return Err(Error::conflict(format!(
+            "{}: another file took its name while vhdtool opened it; nothing was written: run the command again",
+            path.display()
+        )));
+    }
+    crate::disk::still_holds(disk.file(), path, len, "opening")?;
+    if disk.len() != len {
+        return Err(Error::conflict(format!(
+            "{}: its size changed while vhdtool opened it ({len} bytes, then {}); nothing was written: run the command again",
+            path.display(),
+            disk.len()
+        )));
+    }
+    Ok(disk)
 }
 
 impl Source {
@@ -409,7 +454,7 @@ pub fn keep_mbr(image: &Path, output: &Path, opts: &SourceOptions) -> Result<Kee
     let lock = MmapDisk::open(image, Access::ReadOnly)?;
     let repaired = footer_repairs(&lock);
     let img = Image::from_disk(
-        Box::new(crate::image::FileDisk::open(image)?),
+        Box::new(locked_file(&lock, image)?),
         Some(image),
         &opts.image_options(),
     )?;

@@ -34,6 +34,16 @@ impl FileDisk {
         })
     }
 
+    /// A file already open (and checked) elsewhere, of `len` bytes: the input's identity is the
+    /// one established when it was first opened, not whatever the path names later.
+    pub fn from_file(file: File, path: &Path, len: u64) -> FileDisk {
+        FileDisk {
+            file,
+            path: path.to_path_buf(),
+            len,
+        }
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
