@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::{
     chunk_count, chunk_range, chunk_sums, hex, merge, par_chunks, ChecksumMap, Manifest, Range,
-    Source, Sum, DEFAULT_CHUNK_BYTES,
+    Source, Sum, Sums, DEFAULT_CHUNK_BYTES,
 };
 use crate::disk::{Access, Disk, MmapDisk, Region};
 use crate::error::Result;
@@ -446,14 +446,15 @@ pub fn verify_manifest(
     let sums = chunk_sums(&mut src, old.file_bytes, chunk, progress)?;
     disk.still_whole()?;
     let limit = old.file_bytes.min(len);
-    let mut ranges = Vec::new();
-    for (i, before) in old.chunks.iter().enumerate() {
+    let mut ranges: Vec<Range> = Vec::new();
+    let mut now = sums.iter();
+    for (i, before) in (0u64..).zip(old.chunks.iter()) {
         let r_old = old.range(i);
-        let same = sums
-            .get(i)
-            .is_some_and(|s| chunk_range(len_u64(i), chunk, limit) == r_old && s.crc == before.crc);
+        let same = now
+            .next()
+            .is_some_and(|s| chunk_range(i, chunk, limit) == r_old && s.crc == before.crc);
         if !same {
-            ranges.push(r_old);
+            push_merged(&mut ranges, r_old);
         }
     }
     if len > old.file_bytes {
@@ -464,11 +465,11 @@ pub fn verify_manifest(
     }
     let ranges = merge(ranges);
     let actual = if len == old.file_bytes {
-        super::whole_crc(sums.iter().map(|s| s.crc), chunk, len)
+        whole_crc_of(&sums, chunk, len)
     } else {
         // the grid was cut at the manifest's length: sum the whole image for the record
         let all = chunk_sums(&mut src, len, chunk, &mut |_, _| {})?;
-        super::whole_crc(all.iter().map(|s| s.crc), chunk, len)
+        whole_crc_of(&all, chunk, len)
     };
     let name_b = file_name(image);
     let layout = Layout::of(&disk, &name_b);
@@ -499,6 +500,21 @@ pub fn verify_manifest(
     })
 }
 
+/// Append `r` to sorted `ranges`, merged with the last one when they touch (memory: the
+/// changed stretches, not the changed chunks).
+fn push_merged(ranges: &mut Vec<Range>, r: Range) {
+    match ranges.last_mut() {
+        Some(last) if last.end() >= r.offset => {
+            last.length = last.end().max(r.end()).saturating_sub(last.offset);
+        }
+        _ => ranges.push(r),
+    }
+}
+
+fn whole_crc_of(sums: &Sums, chunk: u64, len: u64) -> u32 {
+    super::whole_crc_runs(sums.runs().map(|(s, _, n)| (s.crc, n)), chunk, len)
+}
+
 /// What an uploader must send: the non-zero ranges, aligned to pages.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct UploadMap {
@@ -521,13 +537,13 @@ pub fn upload_ranges(map: &ChecksumMap, page_bytes: u64, always: Option<Range>) 
         let end = r.end().div_ceil(page).saturating_mul(page).min(len);
         Range::new(start, end.saturating_sub(start))
     };
-    let mut ranges: Vec<Range> = map
-        .chunks
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| !s.zero)
-        .map(|(i, _)| page_of(map.range(i)))
-        .collect();
+    let mut ranges: Vec<Range> = Vec::new();
+    for (_, first, n) in map.chunks.runs().filter(|(s, _, _)| !s.zero) {
+        push_merged(
+            &mut ranges,
+            page_of(super::chunks_range(first, n, map.chunk_bytes, len)),
+        );
+    }
     if let Some(r) = always.and_then(|r| r.intersect(&Range::new(0, len))) {
         ranges.push(page_of(r));
     }
@@ -601,7 +617,7 @@ fn planned(regions: &[Region]) -> Vec<Range> {
 pub struct Snapshot {
     file_bytes: u64,
     chunk_bytes: u64,
-    chunks: Vec<Sum>,
+    chunks: Sums,
     /// Pieces of chunks that touch a planned region, outside the regions.
     pieces: Vec<(Range, Sum)>,
     /// Per region: the sum of its part inside the old file.
@@ -617,7 +633,7 @@ pub fn snapshot(disk: &MmapDisk, regions: &[Region]) -> Result<Snapshot> {
     let cut = planned(regions);
     let mut pieces = Vec::new();
     for i in 0..chunks.len() {
-        let r = chunk_range(len_u64(i), chunk, len);
+        let r = chunk_range(i, chunk, len);
         if cut.iter().any(|c| c.intersect(&r).is_some()) {
             for p in subtract(r, &cut) {
                 pieces.push((p, src.sum(p)?));
@@ -652,15 +668,16 @@ pub fn prove(before: &Snapshot, disk: &MmapDisk) -> Result<VerifyReport> {
     let after = chunk_sums(&mut src, old_len.min(new_len), chunk, &mut |_, _| {})?;
     let mut unplanned = Vec::new();
     let mut checked = 0u64;
-    for (i, b) in before.chunks.iter().enumerate() {
-        let r = chunk_range(len_u64(i), chunk, old_len);
+    let mut now = after.iter();
+    for (i, b) in (0u64..).zip(before.chunks.iter()) {
+        let a = now.next();
+        let r = chunk_range(i, chunk, old_len);
         if cut.iter().any(|c| c.intersect(&r).is_some()) {
             continue; // compared piece by piece below
         }
         checked = checked.saturating_add(r.length);
-        let same = after.get(i).is_some_and(|a| {
-            chunk_range(len_u64(i), chunk, old_len.min(new_len)) == r && a.crc == b.crc
-        });
+        let same =
+            a.is_some_and(|a| chunk_range(i, chunk, old_len.min(new_len)) == r && a.crc == b.crc);
         if !same {
             unplanned.push(r);
         }
@@ -828,7 +845,7 @@ mod tests {
         assert_eq!(u.total_bytes, 6 << 20);
         assert_eq!(u.pages, 2);
         let zero = ChecksumMap {
-            chunks: m.chunks.iter().map(|s| Sum { zero: true, ..*s }).collect(),
+            chunks: m.chunks.iter().map(|s| Sum { zero: true, ..s }).collect(),
             ..m.clone()
         };
         let u = upload_ranges(&zero, 4 << 20, Some(Range::new((10 << 20) - 512, 512)));

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{chunk_count, hex, whole_crc, ChecksumMap, Range, Sum, MAX_CHUNKS};
+use super::{chunk_count, hex, whole_crc_runs, ChecksumMap, Range, Sum, Sums, MAX_CHUNKS};
 use crate::disk::Disk;
 use crate::error::{Error, Result};
 
@@ -169,9 +169,8 @@ impl Manifest {
                 self.chunk_bytes
             )));
         }
-        let crcs = self.crcs()?;
         let whole = parse_hex(&self.whole_crc32).map_err(|e| e.context("whole_crc32"))?;
-        let computed = whole_crc(crcs.iter().copied(), self.chunk_bytes, len);
+        let computed = whole_crc_runs(self.entries()?, self.chunk_bytes, len);
         if whole != computed {
             return Err(Error::invalid(format!(
                 "whole_crc32 is {whole:08x} but the chunk CRCs combine to {computed:08x}: the manifest was altered"
@@ -222,47 +221,91 @@ impl Manifest {
         }
     }
 
-    /// The chunk CRCs as numbers, one per chunk (runs expanded; call after [`Manifest::check`],
-    /// which bounds their number).
-    pub fn crcs(&self) -> Result<Vec<u32>> {
-        let mut out = Vec::new();
-        for (i, s) in self.chunks.iter().enumerate() {
-            let (crc, n) = self
-                .entry(s)
-                .map_err(|e| e.context(format!("chunks[{i}]")))?;
-            if super::len_u64(out.len()).saturating_add(n) > MAX_CHUNKS {
-                return Err(Error::invalid(format!(
-                    "manifest lists more than {MAX_CHUNKS} chunk CRCs"
-                )));
-            }
-            out.extend(std::iter::repeat_n(crc, usize::try_from(n).unwrap_or(0)));
-        }
-        Ok(out)
+    /// The entries as `(crc, chunks)` (call after [`Manifest::check`], which bounds them).
+    fn entries(&self) -> Result<Vec<(u32, u64)>> {
+        self.chunks
+            .iter()
+            .enumerate()
+            .map(|(i, s)| self.entry(s).map_err(|e| e.context(format!("chunks[{i}]"))))
+            .collect()
     }
 
-    /// The manifest as a map (zero flags from `zero_ranges`).
+    /// The manifest as a map (zero flags from `zero_ranges`), its runs kept as runs.
     pub fn to_map(&self) -> Result<ChecksumMap> {
-        let crcs = self.crcs()?;
-        let chunks = crcs
-            .into_iter()
-            .enumerate()
-            .map(|(i, crc)| {
-                let r =
-                    super::chunk_range(super::len_u64(i), self.chunk_bytes, self.image.file_bytes);
-                let zero = self
-                    .zero_ranges
-                    .iter()
-                    .any(|z| z.offset <= r.offset && z.end() >= r.end());
-                Sum { crc, zero }
-            })
-            .collect();
+        let (chunk, len) = (self.chunk_bytes, self.image.file_bytes);
+        let mut chunks = Sums::new();
+        let mut zeros = ZeroCursor::new(&self.zero_ranges, chunk, len);
+        let mut first = 0u64;
+        for (crc, n) in self.entries()? {
+            let end = first.saturating_add(n);
+            let mut j = first;
+            while j < end {
+                let (zero, k) = zeros.stretch(j, end);
+                chunks.push_n(Sum { crc, zero }, k);
+                j = j.saturating_add(k.max(1));
+            }
+            first = end;
+        }
         Ok(ChecksumMap {
-            file_bytes: self.image.file_bytes,
-            chunk_bytes: self.chunk_bytes,
+            file_bytes: len,
+            chunk_bytes: chunk,
             chunks,
             whole_crc32: parse_hex(&self.whole_crc32)?,
             holes: self.hole_ranges.clone(),
         })
+    }
+}
+
+/// Walks sorted zero ranges alongside chunk indices that only grow: which chunks lie wholly
+/// inside one (those are the all-zero chunks).
+struct ZeroCursor<'a> {
+    zeros: &'a [Range],
+    at: usize,
+    chunk: u64,
+    len: u64,
+}
+
+impl<'a> ZeroCursor<'a> {
+    fn new(zeros: &'a [Range], chunk: u64, len: u64) -> Self {
+        ZeroCursor {
+            zeros,
+            at: 0,
+            chunk,
+            len,
+        }
+    }
+
+    /// Whether chunk `j` is all zero, and how many chunks from `j` on (before `end`, at least
+    /// one) share that.
+    fn stretch(&mut self, j: u64, end: u64) -> (bool, u64) {
+        let r = super::chunk_range(j, self.chunk, self.len);
+        // skip the ranges that end before this chunk's end: they cannot hold it whole
+        while self.zeros.get(self.at).is_some_and(|z| z.end() < r.end()) {
+            self.at = self.at.saturating_add(1);
+        }
+        let left = end.saturating_sub(j).max(1);
+        match self.zeros.get(self.at) {
+            Some(z) if z.offset <= r.offset => {
+                // chunks j.. whose end is inside z: all of them up to the file end when z
+                // reaches it (the last chunk may be short)
+                let k = if z.end() >= self.len {
+                    left
+                } else {
+                    z.end()
+                        .saturating_sub(r.offset)
+                        .checked_div(self.chunk)
+                        .unwrap_or(1)
+                        .max(1)
+                };
+                (true, k.min(left))
+            }
+            Some(z) => {
+                // not zero up to the first chunk starting at or after z's start
+                let next = z.offset.div_ceil(self.chunk.max(1));
+                (false, next.saturating_sub(j).max(1).min(left))
+            }
+            None => (false, left),
+        }
     }
 }
 
@@ -314,6 +357,49 @@ fn check_ranges(field: &str, ranges: &[Range], len: u64) -> Result<()> {
 mod tests {
     use super::super::{map, tests::noise, Source};
     use super::*;
+
+    /// The zero flags of `to_map` (a cursor over the zero ranges, run by run) are those of a
+    /// chunk-by-chunk containment test, for ranges that start and end anywhere.
+    #[test]
+    fn zero_flags_match_a_plain_containment_test() {
+        let r = noise(17, 4000);
+        for round in 0..40 {
+            let (chunk, len) = (512u64, 20_000 + round * 37);
+            let mut zeros = Vec::new();
+            let mut at = 0u64;
+            for k in 0..12 {
+                let gap = u64::from(r[round as usize * 24 + k * 2]) * 9;
+                let n = u64::from(r[round as usize * 24 + k * 2 + 1]) * 11 + 1;
+                let start = at + gap;
+                if start + n > len {
+                    break;
+                }
+                zeros.push(Range::new(start, n));
+                at = start + n;
+            }
+            let mut cursor = ZeroCursor::new(&zeros, chunk, len);
+            let n = len.div_ceil(chunk);
+            let mut j = 0;
+            // runs of 7 chunks, as manifest entries would split them
+            while j < n {
+                let end = (j + 7).min(n);
+                let mut i = j;
+                while i < end {
+                    let (zero, k) = cursor.stretch(i, end);
+                    assert!(k >= 1 && i + k <= end);
+                    for c in i..i + k {
+                        let cr = super::super::chunk_range(c, chunk, len);
+                        let want = zeros
+                            .iter()
+                            .any(|z| z.offset <= cr.offset && z.end() >= cr.end());
+                        assert_eq!(zero, want, "round {round}, chunk {c}");
+                    }
+                    i += k;
+                }
+                j = end;
+            }
+        }
+    }
 
     fn sample() -> Manifest {
         let mut data = noise(5, 10_000);

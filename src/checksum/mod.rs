@@ -98,6 +98,146 @@ pub struct Sum {
     pub zero: bool,
 }
 
+/// Chunk sums in file order, a run of equal sums kept as one entry of 8 bytes: the map of a
+/// sparse 127 GiB image at 4 KiB chunks is a few runs, not 33 million sums, and a map of
+/// distinct chunks costs what a plain list would. Runs are merged as they are pushed, so two
+/// `Sums` are equal exactly when their chunks are.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sums {
+    runs: Vec<Run>,
+    /// The first chunk index of every [`INDEX_STRIDE`]-th run, for [`Sums::get`].
+    index: Vec<u64>,
+    /// Chunks held.
+    chunks: u64,
+}
+
+/// One run: a CRC, and its length in chunks with the zero flag in the top bit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Run {
+    crc: u32,
+    count_zero: u32,
+}
+
+const ZERO_BIT: u32 = 1 << 31;
+/// Longest run one entry holds (longer runs take several entries).
+const MAX_RUN: u32 = ZERO_BIT - 1;
+const INDEX_STRIDE: usize = 1024;
+
+impl Run {
+    fn count(self) -> u64 {
+        u64::from(self.count_zero & MAX_RUN)
+    }
+    fn sum(self) -> Sum {
+        Sum {
+            crc: self.crc,
+            zero: self.count_zero & ZERO_BIT != 0,
+        }
+    }
+}
+
+impl Sums {
+    pub fn new() -> Sums {
+        Sums::default()
+    }
+
+    /// Append `n` chunks with sum `s`.
+    pub fn push_n(&mut self, s: Sum, mut n: u64) {
+        let flag = if s.zero { ZERO_BIT } else { 0 };
+        while n > 0 {
+            if let Some(last) = self.runs.last_mut() {
+                if last.sum() == s && last.count_zero & MAX_RUN < MAX_RUN {
+                    let room = u64::from(MAX_RUN.saturating_sub(last.count_zero & MAX_RUN));
+                    let add = n.min(room);
+                    // add <= room <= MAX_RUN: fits a u32 and the sum stays below the flag
+                    last.count_zero = last
+                        .count_zero
+                        .saturating_add(u32::try_from(add).unwrap_or(0));
+                    self.chunks = self.chunks.saturating_add(add);
+                    n = n.saturating_sub(add);
+                    continue;
+                }
+            }
+            let add = n.min(u64::from(MAX_RUN));
+            if self.runs.len().is_multiple_of(INDEX_STRIDE) {
+                self.index.push(self.chunks);
+            }
+            self.runs.push(Run {
+                crc: s.crc,
+                count_zero: u32::try_from(add).unwrap_or(0) | flag,
+            });
+            self.chunks = self.chunks.saturating_add(add);
+            n = n.saturating_sub(add);
+        }
+    }
+
+    /// Append one chunk.
+    pub fn push(&mut self, s: Sum) {
+        self.push_n(s, 1);
+    }
+
+    /// Chunks held.
+    pub fn len(&self) -> u64 {
+        self.chunks
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.chunks == 0
+    }
+
+    /// Entries held (the memory is 8 bytes each).
+    pub fn run_count(&self) -> usize {
+        self.runs.len()
+    }
+
+    /// `(sum, first chunk, chunks)` per run, in order.
+    pub fn runs(&self) -> impl Iterator<Item = (Sum, u64, u64)> + '_ {
+        let mut first = 0u64;
+        self.runs.iter().map(move |r| {
+            let at = first;
+            first = first.saturating_add(r.count());
+            (r.sum(), at, r.count())
+        })
+    }
+
+    /// Every chunk's sum, in order (expanded lazily).
+    pub fn iter(&self) -> impl Iterator<Item = Sum> + '_ {
+        self.runs
+            .iter()
+            .flat_map(|r| std::iter::repeat_n(r.sum(), usize::try_from(r.count()).unwrap_or(0)))
+    }
+
+    /// The sum of chunk `i`.
+    pub fn get(&self, i: u64) -> Option<Sum> {
+        if i >= self.chunks {
+            return None;
+        }
+        let block = self
+            .index
+            .partition_point(|&first| first <= i)
+            .checked_sub(1)?;
+        let mut first = *self.index.get(block)?;
+        let start = block.saturating_mul(INDEX_STRIDE);
+        for r in self.runs.get(start..)? {
+            let end = first.saturating_add(r.count());
+            if i < end {
+                return Some(r.sum());
+            }
+            first = end;
+        }
+        None
+    }
+}
+
+impl FromIterator<Sum> for Sums {
+    fn from_iter<I: IntoIterator<Item = Sum>>(iter: I) -> Sums {
+        let mut out = Sums::new();
+        for s in iter {
+            out.push(s);
+        }
+        out
+    }
+}
+
 /// `crc(A || B)` from `crc(A)`, `crc(B)` and the length of B.
 pub fn combine(crc_a: u32, crc_b: u32, len_b: u64) -> u32 {
     let mut h = Hasher::new_with_initial(crc_a);
@@ -107,19 +247,25 @@ pub fn combine(crc_a: u32, crc_b: u32, len_b: u64) -> u32 {
 
 /// CRC32 of `n` zero bytes, by doubling: O(log n) combines, nothing read.
 pub fn zero_crc(n: u64) -> u32 {
-    let one = crc32fast::hash(&[0]);
-    let mut crc = 0u32; // the CRC of the empty string
-    let mut len = 0u64;
+    repeat_crc(crc32fast::hash(&[0]), 1, n)
+}
+
+/// CRC32 of `n` copies of a piece of `piece_len` bytes whose CRC is `crc`, by doubling:
+/// O(log n) combines.
+pub fn repeat_crc(crc: u32, piece_len: u64, n: u64) -> u32 {
+    let mut acc = 0u32; // the CRC of the empty string
+    let mut copies = 0u64;
     for bit in (0..u64::BITS.saturating_sub(n.leading_zeros())).rev() {
-        crc = combine(crc, crc, len); // doubling: zeros(len) || zeros(len)
-        len = len.saturating_mul(2);
+        // doubling: acc || acc
+        acc = combine(acc, acc, copies.saturating_mul(piece_len));
+        copies = copies.saturating_mul(2);
         if n.checked_shr(bit).unwrap_or(0) & 1 == 1 {
-            crc = combine(crc, one, 1);
-            len = len.saturating_add(1);
+            acc = combine(acc, crc, piece_len);
+            copies = copies.saturating_add(1);
         }
     }
-    debug_assert_eq!(len, n);
-    crc
+    debug_assert_eq!(copies, n);
+    acc
 }
 
 /// Is every byte zero? Ors 256 bytes at a time (vectorised) and stops at the first non-zero
@@ -207,6 +353,22 @@ impl<'a> Source<'a> {
                 buf.copy_from_slice(src);
                 Ok(())
             }
+        }
+    }
+
+    /// How many whole chunks from chunk `i` on lie inside the hole holding chunk `i`'s start
+    /// (0: chunk `i` is not all hole). A shorter last chunk is never counted.
+    fn whole_chunks_in_hole(&self, i: u64, chunk_bytes: u64, limit: u64) -> u64 {
+        let start = i.saturating_mul(chunk_bytes);
+        let k = self.holes.partition_point(|h| h.end() <= start);
+        match self.holes.get(k) {
+            Some(h) if h.offset <= start => h
+                .end()
+                .min(limit)
+                .saturating_sub(start)
+                .checked_div(chunk_bytes)
+                .unwrap_or(0),
+            _ => 0,
         }
     }
 
@@ -316,8 +478,8 @@ pub fn chunk_range(i: u64, chunk_bytes: u64, len: u64) -> Range {
 pub struct ChecksumMap {
     pub file_bytes: u64,
     pub chunk_bytes: u64,
-    /// One per chunk, in file order.
-    pub chunks: Vec<Sum>,
+    /// One per chunk, in file order (runs of equal sums held once).
+    pub chunks: Sums,
     /// CRC32 of the whole file, assembled from the chunk CRCs.
     pub whole_crc32: u32,
     /// Holes of the file (never read).
@@ -329,8 +491,8 @@ impl ChecksumMap {
     /// in file order, so its memory is the runs, not the chunks.
     pub fn zero_ranges(&self) -> Vec<Range> {
         let mut out: Vec<Range> = Vec::new();
-        for (i, _) in self.chunks.iter().enumerate().filter(|(_, s)| s.zero) {
-            let r = chunk_range(len_u64(i), self.chunk_bytes, self.file_bytes);
+        for (_, first, n) in self.chunks.runs().filter(|(s, _, _)| s.zero) {
+            let r = chunks_range(first, n, self.chunk_bytes, self.file_bytes);
             match out.last_mut() {
                 Some(last) if last.end() == r.offset => {
                     last.length = last.length.saturating_add(r.length);
@@ -342,17 +504,48 @@ impl ChecksumMap {
     }
 
     /// The range of chunk `i`.
-    pub fn range(&self, i: usize) -> Range {
-        chunk_range(len_u64(i), self.chunk_bytes, self.file_bytes)
+    pub fn range(&self, i: u64) -> Range {
+        chunk_range(i, self.chunk_bytes, self.file_bytes)
     }
+}
+
+/// The bytes of chunks `first..first + n` of a file of `len` bytes.
+pub fn chunks_range(first: u64, n: u64, chunk_bytes: u64, len: u64) -> Range {
+    let start = first.saturating_mul(chunk_bytes).min(len);
+    let end = first.saturating_add(n).saturating_mul(chunk_bytes).min(len);
+    Range::new(start, end.saturating_sub(start))
 }
 
 /// The whole-file CRC from chunk CRCs of a file of `len` bytes.
 pub fn whole_crc(crcs: impl IntoIterator<Item = u32>, chunk_bytes: u64, len: u64) -> u32 {
+    whole_crc_runs(crcs.into_iter().map(|c| (c, 1)), chunk_bytes, len)
+}
+
+/// The whole-file CRC from runs `(crc, chunks)` of chunk CRCs of a file of `len` bytes: a run
+/// costs O(log n) combines, not n.
+pub fn whole_crc_runs(
+    runs: impl IntoIterator<Item = (u32, u64)>,
+    chunk_bytes: u64,
+    len: u64,
+) -> u32 {
     let mut h = Hasher::new();
-    for (i, crc) in crcs.into_iter().enumerate() {
-        let r = chunk_range(len_u64(i), chunk_bytes, len);
-        h.combine(&Hasher::new_with_initial_len(crc, r.length));
+    let mut first = 0u64;
+    for (crc, n) in runs {
+        let r = chunks_range(first, n, chunk_bytes, len);
+        // every chunk of the run is whole but perhaps the file's last one, which is shorter
+        let full = r.length.checked_div(chunk_bytes).unwrap_or(0).min(n);
+        if full > 0 {
+            let bytes = full.saturating_mul(chunk_bytes);
+            h.combine(&Hasher::new_with_initial_len(
+                repeat_crc(crc, chunk_bytes, full),
+                bytes,
+            ));
+        }
+        let rest = r.length.saturating_sub(full.saturating_mul(chunk_bytes));
+        if rest > 0 {
+            h.combine(&Hasher::new_with_initial_len(crc, rest));
+        }
+        first = first.saturating_add(n);
     }
     h.finalize()
 }
@@ -394,26 +587,64 @@ pub fn par_chunks<T: Send>(
     }
 }
 
-/// Sum the chunks of `src` in `0..limit` in parallel, in file order.
+/// Chunks summed in parallel in one go: 64 Ki sums (512 KiB) at a time, so the memory of a map
+/// is its runs whatever the file's size and the chunk size.
+const WINDOW_CHUNKS: u64 = 1 << 16;
+
+/// Sum the chunks of `src` in `0..limit` in parallel, in file order. Stretches of whole chunks
+/// inside one hole are one run, computed without a step per chunk.
 pub fn chunk_sums(
     src: &mut Source<'_>,
     limit: u64,
     chunk_bytes: u64,
     progress: &mut dyn FnMut(u64, u64),
-) -> Result<Vec<Sum>> {
+) -> Result<Sums> {
     let limit = limit.min(src.len());
     let n = chunk_count(limit, chunk_bytes)?;
-    src.zero_cache = (chunk_bytes, zero_crc(chunk_bytes));
+    let zero_chunk = zero_crc(chunk_bytes);
+    src.zero_cache = (chunk_bytes, zero_chunk);
     let src: &Source<'_> = src;
-    par_chunks(
-        n,
-        limit,
-        |i| {
-            let r = chunk_range(i, chunk_bytes, limit);
-            (src.sum(r), r.length)
-        },
-        progress,
-    )
+    let mut out = Sums::new();
+    let mut i = 0u64;
+    while i < n {
+        let in_hole = src.whole_chunks_in_hole(i, chunk_bytes, limit);
+        if in_hole > 0 {
+            out.push_n(
+                Sum {
+                    crc: zero_chunk,
+                    zero: true,
+                },
+                in_hole,
+            );
+            i = i.saturating_add(in_hole);
+            progress(chunks_range(0, i, chunk_bytes, limit).length, limit);
+            continue;
+        }
+        // up to the next stretch inside a hole, at most a window
+        let mut end = i.saturating_add(1);
+        while end < n
+            && end.saturating_sub(i) < WINDOW_CHUNKS
+            && src.whole_chunks_in_hole(end, chunk_bytes, limit) == 0
+        {
+            end = end.saturating_add(1);
+        }
+        let base = chunks_range(0, i, chunk_bytes, limit).length;
+        let window = chunks_range(i, end.saturating_sub(i), chunk_bytes, limit).length;
+        let sums = par_chunks(
+            end.saturating_sub(i),
+            window,
+            |k| {
+                let r = chunk_range(i.saturating_add(k), chunk_bytes, limit);
+                (src.sum(r), r.length)
+            },
+            &mut |d, _| progress(base.saturating_add(d), limit),
+        )?;
+        for s in sums {
+            out.push(s);
+        }
+        i = end;
+    }
+    Ok(out)
 }
 
 /// The checksum map of a whole file.
@@ -427,7 +658,7 @@ pub fn map(
     Ok(ChecksumMap {
         file_bytes: len,
         chunk_bytes,
-        whole_crc32: whole_crc(chunks.iter().map(|s| s.crc), chunk_bytes, len),
+        whole_crc32: whole_crc_runs(chunks.runs().map(|(s, _, n)| (s.crc, n)), chunk_bytes, len),
         chunks,
         holes: src.holes().to_vec(),
     })
@@ -517,7 +748,7 @@ mod tests {
         src.holes = vec![Range::new(1000, 3000), Range::new(20_000, 19_000)];
         let m = map(&mut src, 4096, &mut |_, _| {}).unwrap();
         assert_eq!(m.whole_crc32, crc32fast::hash(&data));
-        for (i, s) in m.chunks.iter().enumerate() {
+        for (i, s) in (0u64..).zip(m.chunks.iter()) {
             let r = m.range(i);
             let bytes = &data[r.offset as usize..r.end() as usize];
             assert_eq!(s.crc, crc32fast::hash(bytes), "chunk {i}");
@@ -526,6 +757,95 @@ mod tests {
         assert_eq!(m.zero_ranges(), vec![Range::new(20_480, 16_384)]);
         assert!(src.in_hole(Range::new(1000, 3000)));
         assert!(!src.in_hole(Range::new(999, 10)));
+    }
+
+    /// A map of runs equals the plain per-chunk list: sums, lookups, whole CRC and zero
+    /// ranges, for holes that start and end mid-chunk, a short last chunk, and a stretch of
+    /// whole chunks inside a hole (one run, computed without a step per chunk).
+    #[test]
+    fn runs_hold_what_a_plain_list_holds() {
+        for (len, chunk) in [
+            (300_000usize, 4096u64),
+            (300_000, 512),
+            (262_144, 4096),
+            (1, 512),
+        ] {
+            let mut data = noise(11, len);
+            let holes = [(700usize, 9000usize), (40_000, 200_000)];
+            let mut hole_ranges = Vec::new();
+            for (a, n) in holes {
+                if a + n <= len {
+                    data[a..a + n].fill(0);
+                    hole_ranges.push(Range::new(a as u64, n as u64));
+                }
+            }
+            let mut src = Source::from_slice(&data);
+            src.holes = hole_ranges;
+            let m = map(&mut src, chunk, &mut |_, _| {}).unwrap();
+            let plain: Vec<Sum> = data
+                .chunks(chunk as usize)
+                .map(|c| Sum {
+                    crc: crc32fast::hash(c),
+                    zero: c.iter().all(|&b| b == 0),
+                })
+                .collect();
+            assert_eq!(m.chunks.len(), plain.len() as u64);
+            assert_eq!(m.chunks.iter().collect::<Vec<_>>(), plain);
+            for (i, s) in plain.iter().enumerate() {
+                assert_eq!(m.chunks.get(i as u64), Some(*s), "chunk {i}");
+            }
+            assert_eq!(m.chunks.get(plain.len() as u64), None);
+            assert_eq!(m.whole_crc32, crc32fast::hash(&data), "{len} {chunk}");
+            assert_eq!(m.chunks, plain.iter().copied().collect::<Sums>());
+            if len > 250_000 {
+                assert!(
+                    m.chunks.run_count() < plain.len() / 2,
+                    "the hole is one run: {} runs for {} chunks",
+                    m.chunks.run_count(),
+                    plain.len()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn long_runs_and_the_lookup_index() {
+        let z = Sum { crc: 1, zero: true };
+        let d = Sum {
+            crc: 2,
+            zero: false,
+        };
+        let mut s = Sums::new();
+        s.push_n(z, u64::from(MAX_RUN) + 5);
+        assert_eq!(
+            s.run_count(),
+            2,
+            "a run longer than an entry holds takes two"
+        );
+        for k in 0..3000u64 {
+            s.push(if k % 2 == 0 { d } else { z });
+        }
+        let base = u64::from(MAX_RUN) + 5;
+        assert_eq!(s.len(), base + 3000);
+        assert_eq!(s.get(0), Some(z));
+        assert_eq!(s.get(base - 1), Some(z));
+        assert_eq!(s.get(base), Some(d));
+        assert_eq!(s.get(base + 2999), Some(z));
+        assert_eq!(s.get(base + 1777), Some(z));
+        assert_eq!(s.get(base + 1778), Some(d));
+        assert_eq!(s.get(base + 3000), None);
+        assert_eq!(
+            repeat_crc(crc32fast::hash(b"abc"), 3, 5),
+            crc32fast::hash(&b"abc".repeat(5))
+        );
+        assert_eq!(
+            whole_crc_runs(
+                [(crc32fast::hash(b"ab"), 3), (crc32fast::hash(b"c"), 1)],
+                2,
+                7
+            ),
+            crc32fast::hash(b"abababc")
+        );
     }
 
     #[test]

@@ -649,7 +649,6 @@ fn map_crc(map: &ChecksumMap, r: Range) -> u32 {
     let last = r.end().div_ceil(map.chunk_bytes);
     let mut crc = 0u32;
     for i in first..last {
-        let Ok(i) = usize::try_from(i) else { break };
         if let Some(s) = map.chunks.get(i) {
             crc = checksum::combine(crc, s.crc, map.range(i).length);
         }
