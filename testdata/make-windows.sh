@@ -11,6 +11,9 @@
 #   sysres      p1 "System Reserved" NTFS 32 MiB (active): \bootmgr, \Boot\BCD
 #               p2 C: NTFS 48 MiB: the Windows tree (below), \Recovery\WindowsRE\Winre.wim
 #   conly       p1 C: NTFS 48 MiB (active): \bootmgr, \Boot\BCD and the Windows tree
+#   bootdevice  conly with \Boot\BCD the real windeploy-bios-bootdevice.BCD as it is: its default
+#               entry's device and osdevice are the `boot` device (a deployment-made store), so
+#               the Windows partition is found by its winload.exe
 #   winre       sysres, but WinRE in p3, type 0x27 (NTFS 16 MiB, \Recovery\WindowsRE\*), none on C:
 #   compressed  conly with \Windows\Boot\EFI\bootmgfw.efi LZNT1-compressed (ntfs-3g `compression`
 #               mount option, the compressed attribute on the directory, the file written anew)
@@ -91,7 +94,7 @@ out=$1
 shift
 variants=("$@")
 if [ ${#variants[@]} -eq 0 ]; then
-    variants=(sysres conly winre compressed hibernated dirty dirtyhive hivelogs bitlocker reuse special bigclus smallclus)
+    variants=(sysres conly bootdevice winre compressed hibernated dirty dirtyhive hivelogs bitlocker reuse special bigclus smallclus)
 fi
 mkdir -p "$out"
 work=$(mktemp -d)
@@ -458,11 +461,14 @@ windows() {
     local sys_mib=32 c_mib=48 re_mib=16 c_start=1
     : >"$out/$v.parts"
     case $v in
-    conly | compressed | hibernated | dirty | dirtyhive | hivelogs)
+    conly | bootdevice | compressed | hibernated | dirty | dirtyhive | hivelogs)
         case $v in dirtyhive) hive=dirty ;; hivelogs) hive=logs ;; *) hive=win7 ;; esac
         mkvol "$w/c.part" $c_mib 4096 2048 Windows
         mount_vol "$w/c.part" "$([ "$v" = compressed ] && echo rw,compression || echo rw)"
         bios_boot $((c_start * MIB))
+        if [ "$v" = bootdevice ]; then
+            cp "$here/windows-boot/bios/windeploy-bios-bootdevice.BCD" "$mnt/Boot/BCD"
+        fi
         windows_tree 1 $((c_start * MIB))
         if [ "$v" = compressed ]; then
             # the compressed attribute on \Windows\Boot\EFI, then bootmgfw.efi written anew in it
@@ -558,7 +564,7 @@ reader() {
 for v in "${variants[@]}"; do
     rm -f "$out/$v.img" "$out/$v.vhd" "$out/$v.parts" "$out/$v.refused"
     case $v in
-    sysres | conly | winre | compressed | hibernated | dirty | dirtyhive | hivelogs | bitlocker | reuse) windows "$v" ;;
+    sysres | conly | bootdevice | winre | compressed | hibernated | dirty | dirtyhive | hivelogs | bitlocker | reuse) windows "$v" ;;
     special | bigclus | smallclus) reader "$v" ;;
     *)
         echo "make-windows.sh: unknown variant '$v'" >&2

@@ -311,17 +311,64 @@ fn judge(dir: &Path, variant: &str, out: &Path, report: &Value, tmp: &Path) {
         .as_str()
         .unwrap()
         .to_string();
+    // the old entry that boots C: (MBR partition device: offset at 0x20, style 1 at 0x34, the
+    // disk signature at 0x38): the default, else the first such entry of the display order
+    let c_part = parts(dir, variant)
+        .into_iter()
+        .find(|p| p.role == "c")
+        .unwrap();
+    let boots_c = |id: &str| {
+        let key = format!("\\Objects\\{id}\\Elements\\21000001|Element");
+        old.get(&key)
+            .and_then(|v| v.as_str())
+            .map(unhex)
+            .is_some_and(|b| {
+                b.len() >= 0x3c
+                    && b[0x10..0x14] == 6u32.to_le_bytes()
+                    && b[0x20..0x28] == c_part.start.to_le_bytes()
+                    && b[0x34..0x38] == 1u32.to_le_bytes()
+                    && b[0x38..0x3c] == 0x5cbe_a03eu32.to_le_bytes()
+            })
+    };
+    let old_entry = if boots_c(&old_default) {
+        old_default.clone()
+    } else {
+        let order = format!("\\Objects\\{bootmgr}\\Elements\\24000001|Element");
+        old.get(&order)
+            .and_then(|v| v.as_array())
+            .and_then(|l| l.iter().filter_map(|v| v.as_str()).find(|id| boots_c(id)))
+            .unwrap_or(&old_default)
+            .to_string()
+    };
     assert_eq!(
         element(&bcd, &default, "12000004"),
-        element(&old, &old_default, "12000004"),
-        "{variant}: description"
+        element(&old, &old_entry, "12000004"),
+        "{variant}: description (of the old entry {old_entry} that boots C:)"
     );
+    // WinRE: the new default's recoverysequence is a ramdisk entry on the GPT partition holding
+    // Winre.wim, and ReAgent.xml names it (it named the old WinRE entry)
+    let recovery = format!("\\Objects\\{default}\\Elements\\14000008|Element");
+    let winre_id = bcd.get(&recovery).map(|v| {
+        let list = v.as_array().expect("recoverysequence is a list");
+        list[0].as_str().unwrap().to_string()
+    });
+    let old_recovery = format!("\\Objects\\{old_entry}\\Elements\\14000008|Element");
+    assert_eq!(
+        winre_id.is_some(),
+        old.contains_key(&old_recovery),
+        "{variant}: the WinRE entry is carried over exactly when the old entry had one"
+    );
+    if let Some(id) = &winre_id {
+        // its ramdisk device names no MBR partition (checked for the whole store below)
+        let desc = element(&bcd, id, "12000004").as_str().unwrap();
+        assert!(desc.contains("Recovery"), "{variant}: WinRE entry {desc:?}");
+    }
     assert!(
         !bcd.values()
             .any(|v| v.as_str().is_some_and(|s| s.contains("3ea0be5c"))),
         "{variant}: an MBR device of this disk is left in the store"
     );
-    judge_registry(dir, variant, out, cpart, tmp);
+    judge_registry(dir, variant, out, cpart, tmp, winre_id.as_deref());
 }
 
 /// The patched SYSTEM hive: hivex and regipy read it; C: in the GPT form, the rest unchanged;
@@ -332,6 +379,7 @@ fn judge_registry(
     out: &Path,
     cpart: &(u64, u64, Guid, String),
     tmp: &Path,
+    winre_id: Option<&str>,
 ) {
     let c = parts(dir, variant)
         .into_iter()
@@ -417,7 +465,34 @@ fn judge_registry(
         "{variant}: files on C:"
     );
     for (k, b) in &before {
-        if k.ends_with("config\\system") || k.ends_with("reagent.xml") {
+        if k.ends_with("reagent.xml") {
+            // only the WinreBCD id changes, to the new store's WinRE entry, when there is one
+            let (old_x, new_x) = (
+                String::from_utf8_lossy(b).into_owned(),
+                String::from_utf8_lossy(&after[k]).into_owned(),
+            );
+            let id_of = |x: &str| {
+                let at = x.find("<WinreBCD id=\"{").unwrap() + 15;
+                x[at..at + 36].to_string()
+            };
+            match winre_id {
+                Some(id) => {
+                    assert_eq!(
+                        id_of(&new_x),
+                        id.trim_matches(|c| c == '{' || c == '}'),
+                        "{variant}: ReAgent.xml names the new WinRE entry"
+                    );
+                    assert_eq!(
+                        old_x.replace(&id_of(&old_x), "ID"),
+                        new_x.replace(&id_of(&new_x), "ID"),
+                        "{variant}: ReAgent.xml changed beyond its WinreBCD id"
+                    );
+                }
+                None => assert_eq!(old_x, new_x, "{variant}: ReAgent.xml changed"),
+            }
+            continue;
+        }
+        if k.ends_with("config\\system") {
             continue;
         }
         assert!(after[k] == *b, "{variant}: {k} changed");
@@ -428,7 +503,14 @@ fn judge_registry(
 fn windows_images_convert_into_a_copy_and_in_place() {
     let Some(dir) = ready() else { return };
     let tmp = TempDir::new("convert-windows");
-    for variant in ["conly", "sysres", "winre", "hivelogs", "reuse"] {
+    for variant in [
+        "conly",
+        "bootdevice",
+        "sysres",
+        "winre",
+        "hivelogs",
+        "reuse",
+    ] {
         let src = dir.join(format!("{variant}.img"));
         // -o
         let out = tmp.path().join(format!("{variant}.out.img"));
@@ -446,6 +528,14 @@ fn windows_images_convert_into_a_copy_and_in_place() {
             "{az}"
         );
         judge(dir, variant, &out, &report, tmp.path());
+        if variant == "bootdevice" {
+            // the store's default names the `boot` device: found by winload.exe, said so
+            let text = report.to_string();
+            assert!(
+                text.contains("osdevice is the boot device"),
+                "{variant}: how Windows was found: {report}"
+            );
+        }
         let room = report["validation"]["plan"]["room"].as_str().unwrap();
         if variant == "reuse" {
             // MBR2GPT's way: System Reserved (100 MiB, no WinRE) is the ESP; the disk keeps its size

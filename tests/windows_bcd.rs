@@ -120,8 +120,29 @@ fn bios_stores_give_the_default_entry_and_winre() {
             offset: 1 << 20
         })
     );
+    // its default is the WinPE ramdisk entry; the entry that boots the partition at 1 MiB is
+    // "Windows 7", with its recoverysequence (WinRE) and locale
+    assert!(matches!(s.os_device, Device::Ramdisk { .. }));
+    assert_eq!(s.description.as_deref(), Some("Windows PE"));
+    assert!(s.winre.is_none());
+    let w7 = s.entry_for(0x3623_4da4, 1 << 20).unwrap();
+    assert_eq!(w7.default_loader, g("efd09c92-55fb-11e2-aa98-9d073f340da7"));
+    assert_eq!(w7.description.as_deref(), Some("Windows 7"));
+    assert_eq!(w7.locale.as_deref(), Some("en-US"));
+    assert_eq!(w7.timeout, s.timeout);
+    let re = w7.winre.unwrap();
+    assert_eq!(re.loader, g("efd09c93-55fb-11e2-aa98-9d073f340da7"));
+    assert_eq!(
+        re.wim_path,
+        "\\Recovery\\efd09c93-55fb-11e2-aa98-9d073f340da7\\Winre.wim"
+    );
+    // another disk's signature, another offset: no entry boots it
+    assert!(s.entry_for(0x3623_4da5, 1 << 20).is_none());
+    assert!(s.entry_for(0x3623_4da4, 2 << 20).is_none());
     let s = read_bios_store(&load("windows-boot/bios/windeploy-bios-bootdevice.BCD")).unwrap();
     assert_eq!(s.os_device, Device::Boot);
+    // every entry names the boot device: none names a partition
+    assert!(s.entry_for(0xddba_6bbb, 1 << 20).is_none());
     // a UEFI store has a default entry too, but a non-BCD hive is refused
     let system = load("windows-registry/SYSTEM-win7-mbr.xz");
     assert!(read_bios_store(&system).is_err());

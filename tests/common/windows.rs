@@ -24,6 +24,7 @@ pub const TOOLS: &[(&str, &str)] = &[
 pub const WINDOWS: &[&str] = &[
     "sysres",
     "conly",
+    "bootdevice",
     "winre",
     "compressed",
     "hibernated",

@@ -237,12 +237,16 @@ pub fn discover(
         reagent: None,
     };
     read_store(&mut w, &all);
+    let chosen = choose_windows(&mut w, &all, opts);
+    if let Some(win) = chosen {
+        carry_entry_of(&mut w, win);
+    }
     w.winre = w.store.as_ref().and_then(|st| {
         let re = st.winre.as_ref()?;
         let s = named(&all, w.disk_signature, &re.wim_partition)?;
         Some((s.part.index, re.wim_path.clone()))
     });
-    let Some(win) = choose_windows(&mut w, &all, opts) else {
+    let Some(win) = chosen else {
         return Ok(Some(w));
     };
     w.windows = Some(win.part);
@@ -270,6 +274,38 @@ pub fn discover(
     }
     take_files(&mut w, &vol, opts);
     Ok(Some(w))
+}
+
+/// When the store's default entry does not boot the Windows partition found (its default is a
+/// WinPE ramdisk, a `locate` or `boot` device, another disk), the entry that does boot it names
+/// what the new store carries over (description, locale, WinRE), as MBR2GPT keeps that
+/// entry's settings; with no such entry the default's stay.
+fn carry_entry_of(w: &mut WindowsInstall, win: &Seen) {
+    let Some(store) = &w.store else { return };
+    let names_it = matches!(
+        &store.os_device,
+        Device::Partition { partition: PartitionId::Mbr { signature, offset }, .. }
+            if *signature == w.disk_signature && *offset == win.part.offset
+    );
+    if names_it {
+        return;
+    }
+    let Some(alt) = store.entry_for(w.disk_signature, win.part.offset) else {
+        return;
+    };
+    w.pass(
+        "windows.entry",
+        format!(
+            "the default entry {{{}}} \"{}\" does not boot partition {}; entry {{{}}} \"{}\" does: the new store carries it (its description, locale and WinRE)",
+            store.default_loader,
+            store.description.as_deref().unwrap_or(""),
+            win.part.index,
+            alt.default_loader,
+            alt.description.as_deref().unwrap_or("")
+        ),
+    );
+    w.description.clone_from(&alt.description);
+    w.store = Some(alt);
 }
 
 /// `\Boot\BCD` from the active partition, else the first partition holding one.

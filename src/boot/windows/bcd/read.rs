@@ -2,8 +2,8 @@
 
 use super::{
     BcdStore, Device, PartitionId, BOOTMGR, EL_DEFAULT_OBJECT, EL_DESCRIPTION, EL_DEVICE,
-    EL_LOCALE, EL_OS_DEVICE, EL_RAMDISK_SDI_DEVICE, EL_RAMDISK_SDI_PATH, EL_RECOVERY_SEQUENCE,
-    EL_TIMEOUT, TYPE_OSLOADER,
+    EL_DISPLAY_ORDER, EL_LOCALE, EL_OS_DEVICE, EL_RAMDISK_SDI_DEVICE, EL_RAMDISK_SDI_PATH,
+    EL_RECOVERY_SEQUENCE, EL_TIMEOUT, TYPE_OSLOADER,
 };
 use crate::error::{Error, Result};
 use crate::gpt::guid::Guid;
@@ -11,7 +11,8 @@ use crate::gpt::guid::Guid;
 /// What the lead needs from the old BIOS store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BiosStore {
-    /// {bootmgr}'s default entry (an OS loader object).
+    /// The OS loader entry carried over: {bootmgr}'s default, or the entry that boots the
+    /// Windows partition when the default does not ([`BiosStore::entry_for`]).
     pub default_loader: Guid,
     /// The loader's osdevice (21000001), else its device (11000001).
     pub os_device: Device,
@@ -53,6 +54,14 @@ pub fn read_bios_store(hive: &[u8]) -> Result<BiosStore> {
     let default_loader = bootmgr
         .object(EL_DEFAULT_OBJECT)
         .ok_or_else(|| Error::invalid("BCD: {bootmgr} has no default entry (23000003)"))?;
+    entry(store, default_loader)
+}
+
+/// The store seen through OS loader entry `id` (its osdevice, description, locale, WinRE).
+fn entry(store: BcdStore, default_loader: Guid) -> Result<BiosStore> {
+    let bootmgr = store
+        .object(&BOOTMGR)
+        .ok_or_else(|| Error::invalid("BCD: no {bootmgr} object"))?;
     let loader = store.object(&default_loader).ok_or_else(|| {
         Error::invalid(format!(
             "BCD: the default entry {{{default_loader}}} is not in the store"
@@ -112,4 +121,34 @@ pub fn read_bios_store(hive: &[u8]) -> Result<BiosStore> {
         winre,
         store,
     })
+}
+
+impl BiosStore {
+    /// The OS loader entry that boots Windows from the MBR partition at byte `offset` of the
+    /// disk with `signature`, when the default entry does not (a store whose default is a WinPE
+    /// ramdisk, or another disk's entry): the first such entry in {bootmgr}'s display order,
+    /// else in the store. Its description, locale and WinRE are what the new store carries.
+    pub fn entry_for(&self, signature: u32, offset: u64) -> Option<BiosStore> {
+        let wanted = PartitionId::Mbr { signature, offset };
+        let boots_it = |id: &Guid| {
+            let Some(o) = self.store.object(id) else {
+                return false;
+            };
+            o.object_type == TYPE_OSLOADER
+                && matches!(
+                    o.device(EL_OS_DEVICE).or_else(|| o.device(EL_DEVICE)),
+                    Some(Device::Partition { partition, .. }) if *partition == wanted
+                )
+        };
+        let listed = self
+            .store
+            .object(&BOOTMGR)
+            .and_then(|b| b.objects(EL_DISPLAY_ORDER))
+            .unwrap_or_default();
+        let id = listed
+            .iter()
+            .find(|id| boots_it(id))
+            .or_else(|| self.store.objects.keys().find(|id| boots_it(id)))?;
+        entry(self.store.clone(), *id).ok()
+    }
 }
