@@ -1,19 +1,21 @@
-//! Format step: a 2 GiB qcow2 holding 1 GiB of data (1 MiB written every 2 MiB) -> sparse fixed
-//! VHD, with `vhdtool::image::write::write_fixed_vhd` and with
-//! `qemu-img convert -O vpc -o subformat=fixed,force_size=on` (the same output shape), and the
-//! peak resident memory of ours (VmHWM, reset through /proc/self/clear_refs before the run).
+//! Issue 13's goal: a 2 GiB qcow2 holding 1 GiB of data (an MBR disk, one Linux partition from
+//! 1 MiB, 1 MiB written every 2 MiB inside it) -> a Gen2-ready fixed VHD (GPT, a FAT32 ESP with a
+//! stand-in loader, the disk grown for it, footer), the whole `vhdtool convert IN -o OUT.vhd`, against
+//! `qemu-img convert -O vpc -o subformat=fixed,force_size=on` (the format step alone, with no
+//! GPT and no ESP): `-t writeback` (it flushes, as vhdtool does) and `-t unsafe` (its default: no
+//! flush). Also the format step alone in vhdtool (`--keep-mbr`), and the peak resident memory
+//! of each vhdtool run (GNU time's %M when /usr/bin/time exists).
 //!
-//! Run: `cargo bench --bench formats`. The comparison prints on stderr.
+//! Run: `cargo bench --bench formats`. The comparison prints on stderr. Each command runs 3
+//! times, interleaved, after one warm-up run (the input in the page cache for all of them); the
+//! median is kept.
 #![allow(clippy::restriction)] // benches: a panic is a failed bench (the crate's panic lints are for src/)
 
 mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
-
-use vhdtool::image::write::{write_fixed_vhd, WriteOptions};
-use vhdtool::image::{Image, OpenOptions};
+use std::time::Duration;
 
 const GIB: u64 = 1 << 30;
 const MIB: u64 = 1 << 20;
@@ -24,23 +26,42 @@ fn tempdir(tag: &str) -> PathBuf {
     d
 }
 
-/// The input: 2 GiB virtual, 1 MiB of a per-MiB pattern at every even MiB (1 GiB of data).
+/// The input: an MBR disk (sfdisk: one type-0x83 partition from LBA 2048 to the end) turned into
+/// a qcow2, then 1 MiB of data written every 2 MiB from 2 MiB on (qemu-io, distinct patterns).
 fn make_qcow2(dir: &Path) -> PathBuf {
+    let raw = dir.join("mbr.raw");
+    let f = std::fs::File::create(&raw).unwrap();
+    f.set_len(2 * GIB).unwrap();
+    drop(f);
+    let mut sfdisk = Command::new("sfdisk");
+    sfdisk
+        .args(["--quiet", "--label", "dos"])
+        .arg(&raw)
+        .stdin(std::process::Stdio::piped());
+    let mut child = sfdisk.spawn().unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"start=2048, type=83\n")
+        .unwrap();
+    assert!(child.wait().unwrap().success(), "sfdisk");
     let p = dir.join("in.qcow2");
-    common::run(Command::new("qemu-img").args([
-        "create",
-        "-f",
-        "qcow2",
-        p.to_str().unwrap(),
-        "2G",
-    ]));
+    common::run(
+        Command::new("qemu-img")
+            .args(["convert", "-f", "raw", "-O", "qcow2"])
+            .arg(&raw)
+            .arg(&p),
+    );
+    let _ = std::fs::remove_file(&raw);
     let mut cmd = Command::new("qemu-io");
     cmd.args(["-f", "qcow2"]);
-    for i in 0..(GIB / MIB) {
+    for i in 1..=(GIB / MIB) {
         cmd.arg("-c").arg(format!(
-            "write -P 0x{:02x} {} 1M",
+            "write -q -P 0x{:02x} {} 1M",
             (i % 255) + 1,
-            i * 2 * MIB
+            i * 2 * MIB - MIB
         ));
     }
     cmd.arg(&p);
@@ -48,24 +69,32 @@ fn make_qcow2(dir: &Path) -> PathBuf {
     p
 }
 
-fn vm_hwm_kib() -> u64 {
-    let s = std::fs::read_to_string("/proc/self/status").unwrap();
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
-fn ours(input: &Path, out: &Path) -> Duration {
+/// Run vhdtool with `args` (under GNU time when it exists): wall time and peak RSS in KiB (0
+/// when unknown).
+fn vhdtool(args: &[&std::ffi::OsStr], out: &Path) -> (Duration, u64) {
     let _ = std::fs::remove_file(out);
-    let start = Instant::now();
-    let img = Image::open(input, &OpenOptions::default()).unwrap();
-    write_fixed_vhd(&img, out, &WriteOptions::default()).unwrap();
-    start.elapsed()
+    let timed = Path::new("/usr/bin/time").exists();
+    let mut cmd = if timed {
+        let mut c = Command::new("/usr/bin/time");
+        c.args(["-f", "peak-rss-kib=%M"]).arg(common::bin());
+        c
+    } else {
+        Command::new(common::bin())
+    };
+    cmd.args(args);
+    let t = std::time::Instant::now();
+    let o = cmd.output().unwrap();
+    let took = t.elapsed();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{args:?}: {stderr}");
+    let rss = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("peak-rss-kib="))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    (took, rss)
 }
 
-/// qemu-img convert; `cache` "writeback" makes it flush the output at the end as we do (its
-/// default for convert made no fdatasync at the end under strace here, qemu-img 10.0.2).
 fn qemu(input: &Path, out: &Path, cache: &str) -> Duration {
     let _ = std::fs::remove_file(out);
     common::run(Command::new("qemu-img").args([
@@ -90,30 +119,62 @@ fn main() {
     let dir = tempdir("formats");
     let input = make_qcow2(&dir);
     let out = dir.join("out.vhd");
-    // warm the page cache for both
-    ours(&input, &out);
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-    let hwm_before = vm_hwm_kib();
-    let mut o = Vec::new();
-    let mut q = Vec::new();
-    let mut u = Vec::new();
+    // the ESP's boot files: a stand-in loader (the disk holds no OS to take them from)
+    let boot = dir.join("boot");
+    std::fs::create_dir_all(boot.join("EFI/BOOT")).unwrap();
+    std::fs::write(boot.join("EFI/BOOT/BOOTX64.EFI"), vec![0x5a; 100_000]).unwrap();
+    let gen2: Vec<&std::ffi::OsStr> = vec![
+        "convert".as_ref(),
+        input.as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+        "--room".as_ref(),
+        "grow".as_ref(),
+        "--boot-files".as_ref(),
+        boot.as_os_str(),
+    ];
+    let keep: Vec<&std::ffi::OsStr> = vec![
+        "convert".as_ref(),
+        input.as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+        "--keep-mbr".as_ref(),
+    ];
+    vhdtool(&gen2, &out); // warm-up: the input in the page cache
+    let info = Command::new(common::bin())
+        .args(["info".as_ref(), out.as_os_str()])
+        .output()
+        .unwrap();
+    let info = String::from_utf8_lossy(&info.stdout);
+    assert!(
+        info.contains("gen2_ready: yes"),
+        "the converted image is not Gen2-ready:\n{info}"
+    );
+    let (mut g, mut k, mut q, mut u) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut rss = 0;
     for _ in 0..3 {
-        o.push(ours(&input, &out));
+        let (t, r) = vhdtool(&gen2, &out);
+        g.push(t);
+        rss = rss.max(r);
+        let (t, r) = vhdtool(&keep, &out);
+        k.push(t);
+        rss = rss.max(r);
         q.push(qemu(&input, &dir.join("qemu.vhd"), "writeback"));
         u.push(qemu(&input, &dir.join("qemu.vhd"), "unsafe"));
     }
-    let hwm = vm_hwm_kib();
-    let (o, q, u) = (median(o), median(q), median(u));
+    let (g, k, q, u) = (median(g), median(k), median(q), median(u));
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
     eprintln!(
-        "\n2 GiB qcow2, 1 GiB data -> sparse fixed VHD, median of 3: vhdtool (fdatasync) {:.0} ms; qemu-img convert -O vpc -o subformat=fixed,force_size=on -t writeback (flushes) {:.0} ms (ratio {:.2}, above 1 = vhdtool faster), -t unsafe (its default, no flush) {:.0} ms (ratio {:.2}); vhdtool peak RSS {} KiB (VmHWM of the bench process; {} KiB before the runs)",
-        o.as_secs_f64() * 1e3,
-        q.as_secs_f64() * 1e3,
-        q.as_secs_f64() / o.as_secs_f64(),
-        u.as_secs_f64() * 1e3,
-        u.as_secs_f64() / o.as_secs_f64(),
-        hwm,
-        hwm_before
+        "\n2 GiB qcow2 (MBR disk), 1 GiB data, median of 3:\n  vhdtool convert -o (GPT, FAT32 ESP, grown disk, fixed VHD, fsync) {:.0} ms\n  vhdtool convert -o --keep-mbr (the format step alone, fsync)     {:.0} ms\n  qemu-img convert -O vpc -o subformat=fixed,force_size=on -t writeback (flushes) {:.0} ms: ratio {:.2} for the whole conversion, {:.2} for the format step (above 1 = vhdtool faster)\n  qemu-img ... -t unsafe (its default, no flush) {:.0} ms: ratio {:.2}\n  vhdtool peak RSS {} KiB",
+        ms(g),
+        ms(k),
+        ms(q),
+        ms(q) / ms(g),
+        ms(q) / ms(k),
+        ms(u),
+        ms(u) / ms(g),
+        rss
     );
-    assert!(hwm < 64 * 1024, "peak RSS {hwm} KiB is over 64 MiB");
+    assert!(rss < 64 * 1024, "peak RSS {rss} KiB is over 64 MiB");
     let _ = std::fs::remove_dir_all(dir);
 }
