@@ -439,41 +439,83 @@ pub fn verify_manifest(
 ) -> Result<DiffReport> {
     let disk = MmapDisk::open(image, Access::ReadOnly)?;
     let mut src = Source::open(&disk)?;
-    let old = manifest.to_map()?;
+    // the manifest's runs as they are (a map with zero flags would be a second copy)
+    let old_bytes = manifest.image.file_bytes;
+    let old_whole = super::manifest::parse_crc(&manifest.whole_crc32)?;
     let len = src.len();
-    let chunk = old.chunk_bytes;
-    // the image on the manifest's grid, cut at the manifest's length
-    let sums = chunk_sums(&mut src, old.file_bytes, chunk, progress)?;
-    disk.still_whole()?;
-    let limit = old.file_bytes.min(len);
+    let chunk = manifest.chunk_bytes;
+    // the image on the manifest's grid, cut at the manifest's length, compared run by run as
+    // it is summed: nothing but the manifest's runs and the changed ranges is kept
+    let limit = old_bytes.min(len);
+    // chunks from this index on differ in length between the two grids (the image is shorter)
+    let cut_from = if limit < old_bytes {
+        limit.checked_div(chunk).unwrap_or(0)
+    } else {
+        u64::MAX
+    };
     let mut ranges: Vec<Range> = Vec::new();
-    let mut now = sums.iter();
-    for (i, before) in (0u64..).zip(old.chunks.iter()) {
-        let r_old = old.range(i);
-        let same = now
-            .next()
-            .is_some_and(|s| chunk_range(i, chunk, limit) == r_old && s.crc == before.crc);
-        if !same {
-            push_merged(&mut ranges, r_old);
+    let mut before = manifest.chunks.runs();
+    let mut pending: Option<(u32, u64)> = None; // the manifest run being compared, chunks left
+    let mut i = 0u64;
+    let mut whole = (len == old_bytes).then(|| super::WholeCrc::new(chunk, len));
+    let compare = &mut |s: super::Sum, mut n: u64| -> Result<()> {
+        if let Some(w) = whole.as_mut() {
+            w.push(s.crc, n);
         }
+        while n > 0 {
+            let (crc, left) = match pending.take() {
+                Some(p) => p,
+                None => match before.next() {
+                    Some(p) => p,
+                    None => return Ok(()), // past the manifest's chunks: its tail is added below
+                },
+            };
+            // a run is split where the grids stop agreeing
+            let k = match cut_from.checked_sub(i) {
+                Some(to_cut) if to_cut > 0 => n.min(left).min(to_cut),
+                _ => n.min(left),
+            };
+            let same = crc == s.crc && i < cut_from;
+            if !same {
+                push_merged(&mut ranges, super::chunks_range(i, k, chunk, old_bytes));
+            }
+            if left > k {
+                pending = Some((crc, left.saturating_sub(k)));
+            }
+            i = i.saturating_add(k);
+            n = n.saturating_sub(k);
+        }
+        Ok(())
+    };
+    super::each_chunk_sum(&mut src, old_bytes, chunk, progress, compare)?;
+    disk.still_whole()?;
+    // the manifest's chunks the image does not reach
+    let listed = manifest.chunk_count()?;
+    if i < listed {
+        push_merged(
+            &mut ranges,
+            super::chunks_range(i, listed.saturating_sub(i), chunk, old_bytes),
+        );
     }
-    if len > old.file_bytes {
-        ranges.push(Range::new(
-            old.file_bytes,
-            len.saturating_sub(old.file_bytes),
-        ));
+    if len > old_bytes {
+        ranges.push(Range::new(old_bytes, len.saturating_sub(old_bytes)));
     }
     let ranges = merge(ranges);
-    let actual = if len == old.file_bytes {
-        whole_crc_of(&sums, chunk, len)
-    } else {
-        // the grid was cut at the manifest's length: sum the whole image for the record
-        let all = chunk_sums(&mut src, len, chunk, &mut |_, _| {})?;
-        whole_crc_of(&all, chunk, len)
+    let actual = match whole {
+        Some(w) => w.finish(),
+        None => {
+            // the grid was cut at the manifest's length: sum the whole image for the record
+            let mut w = super::WholeCrc::new(chunk, len);
+            super::each_chunk_sum(&mut src, len, chunk, &mut |_, _| {}, &mut |s, n| {
+                w.push(s.crc, n);
+                Ok(())
+            })?;
+            w.finish()
+        }
     };
     let name_b = file_name(image);
     let layout = Layout::of(&disk, &name_b);
-    let old_layout = Layout::size_only(manifest_name, old.file_bytes);
+    let old_layout = Layout::size_only(manifest_name, old_bytes);
     let changed = name(&ranges, &layout, Some(&old_layout))
         .into_iter()
         .map(|mut c| {
@@ -489,13 +531,13 @@ pub fn verify_manifest(
         kind: "verify",
         a: manifest_name.to_string(),
         b: image.display().to_string(),
-        a_bytes: old.file_bytes,
+        a_bytes: old_bytes,
         b_bytes: len,
         granularity_bytes: chunk,
         identical: changed.is_empty(),
         changed_bytes: ranges.iter().map(|r| r.length).sum(),
         changed,
-        expected_crc32: Some(hex(old.whole_crc32)),
+        expected_crc32: Some(hex(old_whole)),
         actual_crc32: Some(hex(actual)),
     })
 }
@@ -509,10 +551,6 @@ fn push_merged(ranges: &mut Vec<Range>, r: Range) {
         }
         _ => ranges.push(r),
     }
-}
-
-fn whole_crc_of(sums: &Sums, chunk: u64, len: u64) -> u32 {
-    super::whole_crc_runs(sums.runs().map(|(s, _, n)| (s.crc, n)), chunk, len)
 }
 
 /// What an uploader must send: the non-zero ranges, aligned to pages.
@@ -812,6 +850,97 @@ mod tests {
     use super::super::tests::noise;
     use super::super::{map, Source};
     use super::*;
+
+    /// `verify` compares the image with the manifest run by run as it is summed; the changed
+    /// ranges are those of a chunk-by-chunk comparison, for a change inside a long run of
+    /// hole chunks, an image cut mid-chunk or on a chunk boundary, and a longer image.
+    #[test]
+    fn verify_streams_and_agrees_with_a_chunk_by_chunk_comparison() {
+        use std::os::unix::fs::FileExt;
+        let dir = std::env::temp_dir().join(format!("vhdtool-verify-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let chunk = 4096u64;
+        let len = 300_000u64;
+        // data, then a hole of 200 KiB (whole chunks in one hole: one run), then data
+        let data = noise(9, len as usize);
+        let write = |path: &Path, bytes: &[u8], size: u64| {
+            let f = std::fs::File::create(path).unwrap();
+            f.set_len(size).unwrap();
+            for (a, b) in [(0usize, 40_000usize), (240_000, bytes.len())] {
+                if a < bytes.len() {
+                    f.write_all_at(&bytes[a..b.min(bytes.len())], a as u64)
+                        .unwrap();
+                }
+            }
+        };
+        let mut old = data.clone();
+        old[40_000..240_000].fill(0);
+        let orig = dir.join("orig.raw");
+        write(&orig, &old, len);
+        let disk = MmapDisk::open(&orig, Access::ReadOnly).unwrap();
+        let m = map(&mut Source::open(&disk).unwrap(), chunk, &mut |_, _| {}).unwrap();
+        assert!(m.chunks.run_count() < 40, "the hole is one run");
+        let manifest = Manifest::new(super::super::manifest::identity(&disk, "orig.raw"), &m);
+        drop(disk);
+        let crcs = |b: &[u8], size: u64| -> Vec<u32> {
+            let mut full = b.to_vec();
+            full.resize(size as usize, 0);
+            full.chunks(chunk as usize).map(crc32fast::hash).collect()
+        };
+        let old_crcs = crcs(&old, len);
+        for (case, size, flip) in [
+            ("same", len, None),
+            ("a byte inside the hole run", len, Some(150_001usize)),
+            ("cut mid-chunk", len - 5000, None),
+            ("cut on a chunk boundary", 73 * chunk, None),
+            ("longer", len + 10_000, Some(3usize)),
+        ] {
+            let mut new = old.clone();
+            new.resize(size as usize, 0);
+            if let Some(at) = flip {
+                new[at] ^= 0x55;
+            }
+            let img = dir.join(format!("{}.raw", case.replace(' ', "-")));
+            let f = std::fs::File::create(&img).unwrap();
+            f.set_len(size).unwrap();
+            f.write_all_at(&new[..40_000.min(new.len())], 0).unwrap();
+            if new.len() > 40_000 {
+                // the changed byte (if any) and the data after the hole
+                f.write_all_at(&new[40_000..], 40_000).unwrap();
+            }
+            drop(f);
+            let r = verify_manifest(&img, &manifest, "m.json", &mut |_, _| {}).unwrap();
+            // chunk by chunk, on the manifest's grid
+            let limit = size.min(len);
+            let new_crcs = crcs(&new[..limit as usize], limit);
+            let mut want: Vec<Range> = Vec::new();
+            for (i, c) in old_crcs.iter().enumerate() {
+                let r_old = chunk_range(i as u64, chunk, len);
+                let same = new_crcs
+                    .get(i)
+                    .is_some_and(|n| n == c && chunk_range(i as u64, chunk, limit) == r_old);
+                if !same {
+                    push_merged(&mut want, r_old);
+                }
+            }
+            if size > len {
+                push_merged(&mut want, Range::new(len, size - len));
+            }
+            let got: Vec<Range> = r
+                .changed
+                .iter()
+                .map(|c| Range::new(c.offset, c.length))
+                .collect();
+            assert_eq!(merge(got), merge(want), "{case}");
+            assert_eq!(r.identical, case == "same", "{case}");
+            assert_eq!(
+                r.actual_crc32.as_deref(),
+                Some(hex(crc32fast::hash(&new)).as_str()),
+                "{case}"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn exact_changes_and_tail() {

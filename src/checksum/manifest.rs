@@ -52,8 +52,9 @@ pub struct Manifest {
     /// CRC32 of the whole file, 8 hex digits.
     pub whole_crc32: String,
     /// The chunk CRC32s in file order, 8 hex digits each; "xxxxxxxx*N" (version 2) stands for N
-    /// consecutive chunks with that CRC. The last chunk may be shorter.
-    pub chunks: Vec<String>,
+    /// consecutive chunks with that CRC. The last chunk may be shorter. Held as runs (8 bytes
+    /// an entry), never as strings.
+    pub chunks: ChunkList,
     /// All-zero chunks, merged (holes included).
     pub zero_ranges: Vec<Range>,
     /// Holes of the file (`SEEK_HOLE`), never read.
@@ -78,6 +79,11 @@ pub fn identity(file: &dyn Disk, path: &str) -> Identity {
 impl Manifest {
     /// The manifest of a map.
     pub fn new(identity: Identity, map: &ChecksumMap) -> Manifest {
+        Manifest::from_map(identity, map.clone())
+    }
+
+    /// The manifest of a map, its chunk list taken over (no copy of the runs).
+    pub fn from_map(identity: Identity, map: ChecksumMap) -> Manifest {
         Manifest {
             manifest: MAGIC.into(),
             version: VERSION,
@@ -85,17 +91,12 @@ impl Manifest {
             algorithm: ALGORITHM.into(),
             chunk_bytes: map.chunk_bytes,
             whole_crc32: hex(map.whole_crc32),
-            chunks: runs(map.chunks.iter().map(|s| s.crc))
-                .map(|(crc, n)| {
-                    if n == 1 {
-                        hex(crc)
-                    } else {
-                        format!("{}*{n}", hex(crc))
-                    }
-                })
-                .collect(),
             zero_ranges: map.zero_ranges(),
-            hole_ranges: map.holes.clone(),
+            chunks: ChunkList {
+                sums: map.chunks,
+                starred: false,
+            },
+            hole_ranges: map.holes,
         }
     }
 
@@ -108,12 +109,31 @@ impl Manifest {
     }
 
     /// Read, parse and check a manifest file.
+    /// The file is parsed as it is read (its text is never held whole), at most
+    /// [`MAX_MANIFEST_BYTES`] of it.
     pub fn read(path: &Path) -> Result<Manifest> {
+        use std::io::Read;
         let shown = path.display();
-        let bytes = crate::disk::read_bounded(path, MAX_MANIFEST_BYTES)?;
-        let text = String::from_utf8(bytes)
-            .map_err(|_| Error::corrupt(format!("{shown}: a manifest is UTF-8 JSON")))?;
-        Manifest::from_json(&text).map_err(|e| e.context(shown))
+        let file = crate::disk::open_regular(path, false).map_err(|e| e.into_error(path))?;
+        let size = file
+            .metadata()
+            .map_err(|e| Error::io(format!("reading metadata of {shown}"), e))?
+            .len();
+        if size > MAX_MANIFEST_BYTES {
+            return Err(Error::invalid(format!(
+                "{shown}: larger than {MAX_MANIFEST_BYTES} bytes, more than a manifest can hold"
+            )));
+        }
+        let reader = std::io::BufReader::with_capacity(64 << 10, file.take(MAX_MANIFEST_BYTES));
+        let m: Manifest = serde_json::from_reader(reader).map_err(|e| {
+            if e.is_io() {
+                Error::io(format!("reading {shown}"), std::io::Error::other(e))
+            } else {
+                Error::invalid(format!("{shown}: not a vhdtool checksum manifest: {e}"))
+            }
+        })?;
+        m.check().map_err(|e| e.context(shown))?;
+        Ok(m)
     }
 
     /// Write the manifest as pretty JSON (through a temporary file renamed into place), streamed
@@ -160,6 +180,11 @@ impl Manifest {
                 self.algorithm
             )));
         }
+        if self.version < 2 && self.chunks.starred {
+            return Err(Error::invalid(
+                "chunks: a run of chunks (CRC*N) needs manifest version 2",
+            ));
+        }
         let len = self.image.file_bytes;
         let n = chunk_count(len, self.chunk_bytes).map_err(|e| e.context("manifest"))?;
         let listed = self.chunk_count()?;
@@ -170,7 +195,7 @@ impl Manifest {
             )));
         }
         let whole = parse_hex(&self.whole_crc32).map_err(|e| e.context("whole_crc32"))?;
-        let computed = whole_crc_runs(self.entries()?, self.chunk_bytes, len);
+        let computed = whole_crc_runs(self.chunks.runs(), self.chunk_bytes, len);
         if whole != computed {
             return Err(Error::invalid(format!(
                 "whole_crc32 is {whole:08x} but the chunk CRCs combine to {computed:08x}: the manifest was altered"
@@ -181,53 +206,10 @@ impl Manifest {
         Ok(())
     }
 
-    /// The number of chunks the entries stand for (runs counted), refused above [`MAX_CHUNKS`]
-    /// before anything is expanded.
+    /// The number of chunks the entries stand for (runs counted; bounded by [`MAX_CHUNKS`] when
+    /// read).
     pub fn chunk_count(&self) -> Result<u64> {
-        let mut total = 0u64;
-        for (i, s) in self.chunks.iter().enumerate() {
-            let (_, n) = self
-                .entry(s)
-                .map_err(|e| e.context(format!("chunks[{i}]")))?;
-            total = total.saturating_add(n);
-            if total > MAX_CHUNKS {
-                return Err(Error::invalid(format!(
-                    "manifest lists more than {MAX_CHUNKS} chunk CRCs"
-                )));
-            }
-        }
-        Ok(total)
-    }
-
-    /// One entry of `chunks`: a CRC and how many chunks it stands for.
-    fn entry(&self, s: &str) -> Result<(u32, u64)> {
-        match s.split_once('*') {
-            None => Ok((parse_hex(s)?, 1)),
-            Some(_) if self.version < 2 => Err(Error::invalid(format!(
-                "{s:?}: a run of chunks needs manifest version 2"
-            ))),
-            Some((crc, n)) => {
-                let n: u64 = n
-                    .parse()
-                    .ok()
-                    .filter(|n| (2..=MAX_CHUNKS).contains(n) && !n.to_string().starts_with('0'))
-                    .ok_or_else(|| {
-                        Error::invalid(format!(
-                            "{s:?}: a run is CRC*N with N from 2 to {MAX_CHUNKS}"
-                        ))
-                    })?;
-                Ok((parse_hex(crc)?, n))
-            }
-        }
-    }
-
-    /// The entries as `(crc, chunks)` (call after [`Manifest::check`], which bounds them).
-    fn entries(&self) -> Result<Vec<(u32, u64)>> {
-        self.chunks
-            .iter()
-            .enumerate()
-            .map(|(i, s)| self.entry(s).map_err(|e| e.context(format!("chunks[{i}]"))))
-            .collect()
+        Ok(self.chunks.sums.len())
     }
 
     /// The manifest as a map (zero flags from `zero_ranges`), its runs kept as runs.
@@ -236,7 +218,7 @@ impl Manifest {
         let mut chunks = Sums::new();
         let mut zeros = ZeroCursor::new(&self.zero_ranges, chunk, len);
         let mut first = 0u64;
-        for (crc, n) in self.entries()? {
+        for (crc, n) in self.chunks.runs() {
             let end = first.saturating_add(n);
             let mut j = first;
             while j < end {
@@ -309,17 +291,149 @@ impl<'a> ZeroCursor<'a> {
     }
 }
 
-/// Runs of equal values: (value, count), in order.
-fn runs(values: impl Iterator<Item = u32>) -> impl Iterator<Item = (u32, u64)> {
-    let mut values = values.peekable();
-    std::iter::from_fn(move || {
-        let v = values.next()?;
-        let mut n = 1u64;
-        while values.next_if_eq(&v).is_some() {
-            n = n.saturating_add(1);
+/// The chunk list of a manifest: runs of equal CRCs, 8 bytes an entry in memory, written as
+/// JSON strings ("xxxxxxxx", or "xxxxxxxx*N" for a run) and read back without holding them.
+#[derive(Debug, Clone, Default)]
+pub struct ChunkList {
+    /// The CRCs (zero flags, when taken over from a map, are ignored: the manifest keeps zero
+    /// ranges apart, and runs of one CRC are one entry whatever their flags).
+    sums: Sums,
+    /// An entry was read in the run form ("*N"), which version 1 does not have.
+    starred: bool,
+}
+
+impl PartialEq for ChunkList {
+    fn eq(&self, other: &Self) -> bool {
+        self.runs().eq(other.runs())
+    }
+}
+
+impl Eq for ChunkList {}
+
+impl ChunkList {
+    /// The CRCs of a map's chunks.
+    pub fn from_sums(sums: &Sums) -> ChunkList {
+        let mut out = ChunkList::default();
+        for (s, _, n) in sums.runs() {
+            out.push(s.crc, n);
         }
-        Some((v, n))
-    })
+        out
+    }
+
+    /// One entry per chunk (as version 1 writes them).
+    pub fn one_per_chunk(&self) -> Vec<String> {
+        self.runs()
+            .flat_map(|(crc, n)| std::iter::repeat_n(hex(crc), usize::try_from(n).unwrap_or(0)))
+            .collect()
+    }
+
+    fn push(&mut self, crc: u32, n: u64) {
+        self.sums.push_n(Sum { crc, zero: false }, n);
+    }
+
+    /// `(crc, chunks)` per entry, runs of one CRC merged.
+    pub fn runs(&self) -> impl Iterator<Item = (u32, u64)> + '_ {
+        let mut it = self.sums.runs().map(|(s, _, n)| (s.crc, n)).peekable();
+        std::iter::from_fn(move || {
+            let (crc, mut n) = it.next()?;
+            while let Some((_, more)) = it.next_if(|(c, _)| *c == crc) {
+                n = n.saturating_add(more);
+            }
+            Some((crc, n))
+        })
+    }
+
+    /// The number of entries written.
+    pub fn len(&self) -> usize {
+        self.runs().count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sums.is_empty()
+    }
+
+    /// Entry `i` as written.
+    pub fn entry_text(&self, i: usize) -> Option<String> {
+        self.runs().nth(i).map(|(crc, n)| entry_text(crc, n))
+    }
+}
+
+fn entry_text(crc: u32, n: u64) -> String {
+    if n == 1 {
+        hex(crc)
+    } else {
+        format!("{}*{n}", hex(crc))
+    }
+}
+
+impl Serialize for ChunkList {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = ser.serialize_seq(None)?;
+        for (crc, n) in self.runs() {
+            seq.serialize_element(&entry_text(crc, n))?;
+        }
+        seq.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for ChunkList {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> std::result::Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = ChunkList;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a list of CRC32 entries (\"xxxxxxxx\" or \"xxxxxxxx*N\")")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> std::result::Result<ChunkList, A::Error> {
+                use serde::de::Error as _;
+                let mut out = ChunkList::default();
+                let mut i = 0usize;
+                // each entry parsed as it is read: never a list of strings
+                while let Some(text) = seq.next_element::<std::borrow::Cow<'de, str>>()? {
+                    let (crc, n, starred) = parse_entry(&text)
+                        .map_err(|e| A::Error::custom(format!("chunks[{i}]: {e}")))?;
+                    if out.sums.len().saturating_add(n) > MAX_CHUNKS {
+                        return Err(A::Error::custom(format!(
+                            "manifest lists more than {MAX_CHUNKS} chunk CRCs"
+                        )));
+                    }
+                    out.starred |= starred;
+                    out.push(crc, n);
+                    i = i.saturating_add(1);
+                }
+                Ok(out)
+            }
+        }
+        de.deserialize_seq(Visit)
+    }
+}
+
+/// One entry: a CRC, how many chunks it stands for, and whether it was written as a run.
+fn parse_entry(s: &str) -> Result<(u32, u64, bool)> {
+    match s.split_once('*') {
+        None => Ok((parse_hex(s)?, 1, false)),
+        Some((crc, n)) => {
+            let n: u64 = Some(n)
+                .filter(|t| !t.starts_with('0'))
+                .and_then(|t| t.parse().ok())
+                .filter(|n| (2..=MAX_CHUNKS).contains(n))
+                .ok_or_else(|| {
+                    Error::invalid(format!(
+                        "{s:?}: a run is CRC*N with N from 2 to {MAX_CHUNKS}"
+                    ))
+                })?;
+            Ok((parse_hex(crc)?, n, true))
+        }
+    }
+}
+
+/// A CRC as the manifest writes it (8 hex digits).
+pub fn parse_crc(s: &str) -> Result<u32> {
+    parse_hex(s)
 }
 
 fn parse_hex(s: &str) -> Result<u32> {
@@ -444,22 +558,29 @@ mod tests {
         };
         let m = Manifest::new(id, &map);
         let z = hex(crate::checksum::zero_crc(512));
-        assert_eq!(m.chunks.len(), 3, "{:?}", m.chunks);
-        assert_eq!(m.chunks[0], format!("{z}*100"));
-        assert_eq!(m.chunks[2], format!("{z}*50"));
+        let json = serde_json::to_value(&m).unwrap();
+        let entries = json["chunks"].as_array().unwrap();
+        assert_eq!(entries.len(), 3, "{entries:?}");
+        assert_eq!(m.chunks.len(), 3);
+        assert_eq!(entries[0], format!("{z}*100").as_str());
+        assert_eq!(entries[2], format!("{z}*50").as_str());
+        assert_eq!(m.chunks.entry_text(2), Some(format!("{z}*50")));
         let back = Manifest::from_json(&serde_json::to_string(&m).unwrap()).unwrap();
         assert_eq!(back.to_map().unwrap().chunks, map.chunks);
         assert_eq!(back.chunk_count().unwrap(), 151);
         // the same manifest written by version 1: one entry per chunk
-        let mut v1 = m.clone();
-        v1.version = 1;
-        v1.chunks = map.chunks.iter().map(|s| hex(s.crc)).collect();
-        let back = Manifest::from_json(&serde_json::to_string(&v1).unwrap()).unwrap();
+        let mut v1 = json.clone();
+        v1["version"] = 1.into();
+        v1["chunks"] = m.chunks.one_per_chunk().into();
+        assert_eq!(v1["chunks"].as_array().unwrap().len(), 151);
+        let back = Manifest::from_json(&v1.to_string()).unwrap();
         assert_eq!(back.to_map().unwrap().chunks, map.chunks);
+        assert_eq!(back.chunks, m.chunks);
         // runs in a version-1 manifest, bad counts, counts past the file: refused
-        let mut bad = m.clone();
-        bad.version = 1;
-        assert!(Manifest::from_json(&serde_json::to_string(&bad).unwrap()).is_err());
+        let mut bad = json.clone();
+        bad["version"] = 1.into();
+        let e = Manifest::from_json(&bad.to_string()).unwrap_err();
+        assert!(e.to_string().contains("version 2"), "{e}");
         for run in [
             "*1",
             "*0",
@@ -469,17 +590,19 @@ mod tests {
             "*x",
             "*99999999999999999999",
         ] {
-            let mut bad = m.clone();
-            bad.chunks[2] = format!("{z}{run}");
-            let e = Manifest::from_json(&serde_json::to_string(&bad).unwrap()).unwrap_err();
-            assert!(
-                e.to_string().contains("chunks[2]") || e.to_string().contains("lists"),
-                "{run}: {e}"
-            );
+            let mut bad = json.clone();
+            bad["chunks"][2] = format!("{z}{run}").into();
+            let e = Manifest::from_json(&bad.to_string()).unwrap_err();
+            assert!(e.to_string().contains("chunks[2]"), "{run}: {e}");
         }
-        let mut bad = m;
-        bad.chunks[2] = format!("{z}*{}", 1u64 << 40);
-        assert!(Manifest::from_json(&serde_json::to_string(&bad).unwrap()).is_err());
+        let mut bad = json.clone();
+        bad["chunks"][2] = format!("{z}*{}", 1u64 << 40).into();
+        assert!(Manifest::from_json(&bad.to_string()).is_err());
+        // entries that add up past MAX_CHUNKS are refused as they are read
+        let mut bad = json;
+        bad["chunks"] = vec![format!("{z}*{MAX_CHUNKS}"), format!("{z}*2")].into();
+        let e = Manifest::from_json(&bad.to_string()).unwrap_err();
+        assert!(e.to_string().contains("more than"), "{e}");
     }
 
     #[test]

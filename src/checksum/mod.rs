@@ -528,26 +528,11 @@ pub fn whole_crc_runs(
     chunk_bytes: u64,
     len: u64,
 ) -> u32 {
-    let mut h = Hasher::new();
-    let mut first = 0u64;
+    let mut w = WholeCrc::new(chunk_bytes, len);
     for (crc, n) in runs {
-        let r = chunks_range(first, n, chunk_bytes, len);
-        // every chunk of the run is whole but perhaps the file's last one, which is shorter
-        let full = r.length.checked_div(chunk_bytes).unwrap_or(0).min(n);
-        if full > 0 {
-            let bytes = full.saturating_mul(chunk_bytes);
-            h.combine(&Hasher::new_with_initial_len(
-                repeat_crc(crc, chunk_bytes, full),
-                bytes,
-            ));
-        }
-        let rest = r.length.saturating_sub(full.saturating_mul(chunk_bytes));
-        if rest > 0 {
-            h.combine(&Hasher::new_with_initial_len(crc, rest));
-        }
-        first = first.saturating_add(n);
+        w.push(crc, n);
     }
-    h.finalize()
+    w.finish()
 }
 
 /// Run `f` over chunk indices `0..n` in parallel and collect the results in index order. `f`
@@ -599,23 +584,39 @@ pub fn chunk_sums(
     chunk_bytes: u64,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Sums> {
+    let mut out = Sums::new();
+    each_chunk_sum(src, limit, chunk_bytes, progress, &mut |s, n| {
+        out.push_n(s, n);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// [`chunk_sums`] handed to `sink` as `(sum, chunks)` in file order (a window at a time), for
+/// a caller that compares or writes them as they come instead of keeping them.
+pub fn each_chunk_sum(
+    src: &mut Source<'_>,
+    limit: u64,
+    chunk_bytes: u64,
+    progress: &mut dyn FnMut(u64, u64),
+    sink: &mut dyn FnMut(Sum, u64) -> Result<()>,
+) -> Result<()> {
     let limit = limit.min(src.len());
     let n = chunk_count(limit, chunk_bytes)?;
     let zero_chunk = zero_crc(chunk_bytes);
     src.zero_cache = (chunk_bytes, zero_chunk);
     let src: &Source<'_> = src;
-    let mut out = Sums::new();
     let mut i = 0u64;
     while i < n {
         let in_hole = src.whole_chunks_in_hole(i, chunk_bytes, limit);
         if in_hole > 0 {
-            out.push_n(
+            sink(
                 Sum {
                     crc: zero_chunk,
                     zero: true,
                 },
                 in_hole,
-            );
+            )?;
             i = i.saturating_add(in_hole);
             progress(chunks_range(0, i, chunk_bytes, limit).length, limit);
             continue;
@@ -640,11 +641,55 @@ pub fn chunk_sums(
             &mut |d, _| progress(base.saturating_add(d), limit),
         )?;
         for s in sums {
-            out.push(s);
+            sink(s, 1)?;
         }
         i = end;
     }
-    Ok(out)
+    Ok(())
+}
+
+/// The whole-file CRC assembled from `(crc, chunks)` runs as they come.
+pub struct WholeCrc {
+    h: Hasher,
+    next: u64,
+    chunk_bytes: u64,
+    len: u64,
+}
+
+impl WholeCrc {
+    pub fn new(chunk_bytes: u64, len: u64) -> WholeCrc {
+        WholeCrc {
+            h: Hasher::new(),
+            next: 0,
+            chunk_bytes,
+            len,
+        }
+    }
+
+    /// The next `n` chunks, all with CRC `crc`.
+    pub fn push(&mut self, crc: u32, n: u64) {
+        let r = chunks_range(self.next, n, self.chunk_bytes, self.len);
+        // every chunk of the run is whole but perhaps the file's last one, which is shorter
+        let full = r.length.checked_div(self.chunk_bytes).unwrap_or(0).min(n);
+        if full > 0 {
+            let bytes = full.saturating_mul(self.chunk_bytes);
+            self.h.combine(&Hasher::new_with_initial_len(
+                repeat_crc(crc, self.chunk_bytes, full),
+                bytes,
+            ));
+        }
+        let rest = r
+            .length
+            .saturating_sub(full.saturating_mul(self.chunk_bytes));
+        if rest > 0 {
+            self.h.combine(&Hasher::new_with_initial_len(crc, rest));
+        }
+        self.next = self.next.saturating_add(n);
+    }
+
+    pub fn finish(self) -> u32 {
+        self.h.finalize()
+    }
 }
 
 /// The checksum map of a whole file.

@@ -105,13 +105,13 @@ pub fn run_checksum(args: &ChecksumArgs) -> Result<u8> {
         .as_ref()
         .and_then(|_| disk.len().checked_sub(512))
         .map(|at| Range::new(at, 512));
-    let m = Manifest::new(identity, &map);
-    if let Some(path) = &args.manifest {
-        m.write(path)?;
-    }
     let upload = args
         .upload_ranges
         .then(|| compare::upload_ranges(&map, args.page, footer));
+    let m = Manifest::from_map(identity, map);
+    if let Some(path) = &args.manifest {
+        m.write(path)?;
+    }
     let report = ChecksumReport {
         manifest: m,
         upload,

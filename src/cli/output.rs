@@ -23,11 +23,22 @@ pub fn text(s: &str) -> Result<()> {
 }
 
 /// Write a value as pretty JSON to stdout, with a final newline.
+/// Streamed: a large report (a manifest's chunk list) is never held as text.
 pub fn json<T: Serialize>(value: &T) -> Result<()> {
-    let mut s = serde_json::to_string_pretty(value)
-        .map_err(|e| Error::invalid(format!("cannot render the report as JSON: {e}")))?;
-    s.push('\n');
-    text(&s)
+    let mut out = io::BufWriter::with_capacity(64 << 10, io::stdout().lock());
+    let written = serde_json::to_writer_pretty(&mut out, value)
+        .map_err(|e| match e.io_error_kind() {
+            Some(kind) => io::Error::from(kind),
+            None => io::Error::other(format!("cannot render the report as JSON: {e}")),
+        })
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush());
+    match written {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) if e.kind() == io::ErrorKind::Other => Err(Error::invalid(e.to_string())),
+        Err(e) => Err(Error::io("writing to stdout", e)),
+    }
 }
 
 /// Print an error on stderr as `vhdtool: <kind>: <message>`.
