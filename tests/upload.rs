@@ -736,3 +736,70 @@ fn gives_up_past_the_retry_budget() {
     let seen = proxy.seen().len();
     assert!((2..=5).contains(&seen), "{seen} attempts in a 3 s budget");
 }
+
+/// Images Azure does not take are refused before any request, naming what they are and how to
+/// get a fixed VHD (`vhdtool convert -o`); qemu-img makes them. The URL points at a closed
+/// loopback port: an image that got past the checks would fail on the network instead (exit 10).
+#[test]
+fn refuses_images_azure_does_not_take() {
+    if !common::require_tool("qemu-img", "qemu-utils") {
+        return;
+    }
+    let dir = TempDir::new("upload-images");
+    let url = format!(
+        "http://127.0.0.1:{}/devstoreaccount1/vhds/d.vhd?sp=rw&sig=c2ln",
+        azurite::free_port()
+    );
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let mut cases: Vec<(String, &str)> = Vec::new();
+    for (name, fmt, opts, says) in [
+        ("dyn.vhd", "vpc", "subformat=dynamic", "a dynamic VHD"),
+        ("x.vhdx", "vhdx", "", "a VHDX image"),
+        ("q.qcow2", "qcow2", "", "a qcow2 image"),
+        (
+            "odd.vhd",
+            "vpc",
+            "subformat=fixed,force_size=on",
+            "is not a whole number of MiB",
+        ),
+    ] {
+        let mut args = vec!["create", "-q", "-f", fmt];
+        if !opts.is_empty() {
+            args.extend(["-o", opts]);
+        }
+        let p = path(name);
+        let size = if name == "odd.vhd" { "10000K" } else { "16M" };
+        args.extend([p.as_str(), size]);
+        common::qemu_img(&args);
+        cases.push((p, says));
+    }
+    // a sound footer of disk type 5 (neither fixed, dynamic nor differencing)
+    let (img, mut bytes) = make_image(&dir, "type5.vhd", 8, 2, 8);
+    let at = bytes.len() - 512;
+    bytes[at + 0x3c..at + 0x40].copy_from_slice(&5u32.to_be_bytes());
+    let sum = common::vhd_checksum(&bytes[at..], 0x40);
+    bytes[at + 0x40..at + 0x44].copy_from_slice(&sum.to_be_bytes());
+    fs::write(&img, &bytes).unwrap();
+    cases.push((img.to_str().unwrap().to_string(), "a VHD of disk type 5"));
+    for (img, says) in &cases {
+        let run = upload(&[img, &url, "--retry-budget", "2"]);
+        assert_eq!(
+            run.exit_code(),
+            5,
+            "{}\nstdout:\n{}\nstderr:\n{}",
+            run.command,
+            run.stdout,
+            run.stderr
+        );
+        for s in [*says, "Azure takes fixed VHDs only", "vhdtool convert"] {
+            if *says == "is not a whole number of MiB" && s == "Azure takes fixed VHDs only" {
+                continue;
+            }
+            assert!(
+                run.stderr.contains(s),
+                "{img}: expected {s:?} in {}",
+                run.stderr
+            );
+        }
+    }
+}

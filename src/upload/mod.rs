@@ -35,7 +35,9 @@ use serde::Serialize;
 use crate::checksum::{self, merge, ChecksumMap, Range};
 use crate::disk::{Access, Disk, MmapDisk};
 use crate::error::{Error, Result};
+use crate::image::Detected;
 use crate::units::len_u64;
+use crate::vhd::footer::DISK_TYPE_FIXED;
 use crate::vhd::Format;
 use rest::{Client, Integrity, Request, Response, MAX_PUT_PAGE_BYTES};
 use retry::{Policy, Rng};
@@ -178,22 +180,37 @@ pub fn plan(map: &ChecksumMap) -> Vec<Range> {
     checksum::upload_ranges(map, map.chunk_bytes, footer).ranges
 }
 
-/// The image as Azure takes it: a fixed VHD with a sound footer, a whole number of MiB, file =
-/// size + 512. Gives the footer's unique id.
-fn check_image(disk: &MmapDisk, shown: &str) -> Result<String> {
+/// The image as Azure takes it: a fixed VHD (disk type 2) with a sound footer, a whole number
+/// of MiB, file = size + 512. Gives the footer's unique id. Anything else is refused with the
+/// way to get there: `vhdtool convert -o` reads dynamic and differencing VHDs, VHDX, qcow2 and
+/// raw disks and writes such a VHD (`--keep-mbr` leaves the partitions as they are).
+fn check_image(disk: &dyn Disk, shown: &str) -> Result<String> {
+    let convert = "run `vhdtool convert IMAGE -o OUT.vhd` first (it writes a fixed VHD of a whole number of MiB; --keep-mbr leaves the partitions as they are)";
+    let named = match crate::image::detect(disk) {
+        Detected::Vhd => None,
+        Detected::Vhdx => Some("a VHDX image"),
+        Detected::Qcow2 => Some("a qcow2 image"),
+        Detected::Other(name) => Some(name),
+        Detected::Raw | Detected::Unknown => Some("a raw disk (no VHD footer)"),
+    };
+    if let Some(name) = named {
+        return Err(Error::unsupported(format!(
+            "{shown} is {name}: Azure takes fixed VHDs only; {convert}"
+        )));
+    }
     let img = crate::vhd::probe(disk);
-    let convert = "run `vhdtool convert` first (it writes a fixed VHD of a whole number of MiB)";
     let f = match (&img.format, &img.footer) {
-        (Format::VhdFixed, Some(f)) => f,
-        (Format::Raw, _) => {
+        (Format::VhdFixed, Some(f)) if f.disk_type == DISK_TYPE_FIXED => f,
+        (format, footer) => {
+            let what = match (format, footer) {
+                (Format::VhdDynamic, _) => "a dynamic VHD".to_string(),
+                (Format::VhdDifferencing, _) => "a differencing VHD".to_string(),
+                (_, Some(f)) => format!("a VHD of disk type {} (fixed is 2)", f.disk_type),
+                (_, None) => "a raw disk (no VHD footer)".to_string(),
+            };
             return Err(Error::unsupported(format!(
-                "{shown} has no VHD footer (a raw disk): Azure takes fixed VHDs only; {convert}"
-            )))
-        }
-        (other, _) => {
-            return Err(Error::unsupported(format!(
-                "{shown} is a {other:?} VHD: Azure takes fixed VHDs only; convert it to a fixed VHD (qemu-img convert -O vpc -o subformat=fixed,force_size=on)"
-            )))
+                "{shown} is {what}: Azure takes fixed VHDs only; {convert}"
+            )));
         }
     };
     if f.checksum != f.computed_checksum {
