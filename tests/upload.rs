@@ -173,6 +173,8 @@ enum Fault {
     Entra,
     /// 400 UnsupportedHeader when the request carries Content-MD5 (a managed disk).
     NoMd5,
+    /// 403 AuthenticationFailed, as for a SAS that expired (the service's words).
+    Expired,
 }
 
 /// One request seen by the proxy.
@@ -333,6 +335,14 @@ fn serve(
                 "401 Unauthorized",
                 "x-ms-error-code: InvalidAuthenticationInfo\r\nx-ms-request-id: proxy-401\r\nWWW-Authenticate: Bearer authorization_uri=https://login.microsoftonline.com/tenant/oauth2/authorize resource_id=https://disk.azure.com/\r\n",
                 if method == "HEAD" { "" } else { "<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>InvalidAuthenticationInfo</Code><Message>Authentication information is not given in the correct format.</Message></Error>" },
+            )
+        }
+        Fault::Expired => {
+            return answer(
+                &mut conn,
+                "403 Server failed to authenticate the request.",
+                "x-ms-error-code: AuthenticationFailed\r\nx-ms-request-id: proxy-403\r\n",
+                "<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>AuthenticationFailed</Code><Message>Server failed to authenticate the request. Make sure the value of Authorization header is formed correctly including the signature.</Message><AuthenticationErrorDetail>Signature not valid in the specified time frame: Start [Mon, 01 Jan 2024 00:00:00 GMT] - Expiry [Mon, 01 Jan 2024 01:00:00 GMT] - Current [Mon, 01 Jan 2024 01:00:01 GMT]</AuthenticationErrorDetail></Error>",
             )
         }
         Fault::NoMd5 if head.to_ascii_lowercase().contains("\r\ncontent-md5:") => {
@@ -802,4 +812,67 @@ fn refuses_images_azure_does_not_take() {
             );
         }
     }
+}
+
+/// The SAS expires in the middle of the upload (the service answers 403 AuthenticationFailed to
+/// every Put Page after the fourth): refused (exit 9), saying that the SAS expired and that a
+/// rerun with --resume sends only what is missing; the state file is kept, and the rerun (a new
+/// SAS) completes sending only the rest.
+#[test]
+fn sas_expiring_midway_says_resume() {
+    let Some(store) = Store::new() else { return };
+    let dir = TempDir::new("upload-expire");
+    let (img, bytes) = make_image(&dir, "d.vhd", 32, 40, 9);
+    store.create_page_blob("d.vhd", bytes.len() as u64);
+    let puts = Arc::new(AtomicU64::new(0));
+    let p2 = puts.clone();
+    let proxy = Proxy::start(
+        store.az.port,
+        Box::new(move |_, method, head| {
+            let page = method == "PUT" && head.to_ascii_lowercase().contains("x-ms-page-write");
+            if page && p2.fetch_add(1, Ordering::SeqCst) >= 4 {
+                Fault::Expired
+            } else {
+                Fault::Pass
+            }
+        }),
+    );
+    // the URL's `se` is far (as a managed disk's SAS, which has none, says nothing): the
+    // service's words say that the SAS expired
+    let url = store.url("d.vhd", "rw", FAR);
+    let run = upload(&[
+        img.to_str().unwrap(),
+        &proxy.route(&url, store.az.port),
+        "--threads",
+        "1",
+    ]);
+    drop(proxy);
+    assert_eq!(run.exit_code(), 9, "{}\n{}", run.command, run.stderr);
+    for says in [
+        "the SAS expired",
+        "rerun with --resume",
+        "AuthenticationFailed",
+        "x-ms-request-id proxy-403",
+    ] {
+        assert!(
+            run.stderr.contains(says),
+            "expected {says:?} in {}",
+            run.stderr
+        );
+    }
+    let state = vhdtool::upload::state::path_for(&img);
+    assert!(state.exists(), "the state file is kept");
+    let r = expect_ok(&upload(&[
+        img.to_str().unwrap(),
+        &url,
+        "--resume",
+        "--json",
+    ]));
+    assert!(n(&r, "resumed_bytes") > 0, "{r}");
+    assert_eq!(
+        n(&r, "bytes_sent") + n(&r, "resumed_bytes"),
+        n(&r, "data_bytes"),
+        "{r}"
+    );
+    assert_blob_equals(&store, "d.vhd", &bytes);
 }

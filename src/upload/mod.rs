@@ -310,6 +310,8 @@ struct Exec<'u> {
     salt: AtomicU64,
     /// Set when the upload must stop (an error elsewhere): no new attempt starts.
     stop: AtomicBool,
+    /// Set once a page was written or cleared: a later refusal is no longer "nothing written".
+    wrote_pages: AtomicBool,
 }
 
 impl<'u> Exec<'u> {
@@ -323,6 +325,7 @@ impl<'u> Exec<'u> {
             bytes_sent: AtomicU64::new(0),
             salt: AtomicU64::new(0),
             stop: AtomicBool::new(false),
+            wrote_pages: AtomicBool::new(false),
         }
     }
 
@@ -345,7 +348,12 @@ impl<'u> Exec<'u> {
             self.bytes_sent
                 .fetch_add(len_u64(req.body.len()), Ordering::Relaxed);
             let (why, retry_after) = match self.client.send(req, &id) {
-                Ok(resp) if resp.ok() => return Ok(resp),
+                Ok(resp) if resp.ok() => {
+                    if req.headers.iter().any(|(k, _)| *k == "x-ms-page-write") {
+                        self.wrote_pages.store(true, Ordering::Relaxed);
+                    }
+                    return Ok(resp);
+                }
                 Ok(resp) => {
                     let code = resp.error_code().unwrap_or_default();
                     let checksum_damage = resp.status == 400
@@ -383,7 +391,19 @@ impl<'u> Exec<'u> {
             Failure::Exhausted(m) => Error::network(format!(
                 "{m}; nothing is lost: rerun with --resume to send only what is missing"
             )),
-            Failure::Final(resp) => refusal(self.url, what, &resp),
+            Failure::Final(resp) => {
+                let e = refusal(self.url, what, &resp);
+                if self.wrote_pages.load(Ordering::Relaxed) {
+                    // pages went in before the refusal (a SAS that expired or was revoked
+                    // during the upload): they are in the resume state
+                    Error::refused(format!(
+                        "{}; the pages written so far are recorded: once this is fixed (a new SAS URL if it expired), rerun with --resume to send only what is missing",
+                        e.message()
+                    ))
+                } else {
+                    e
+                }
+            }
         }
     }
 }
@@ -402,15 +422,23 @@ pub fn refusal(url: &BlobUrl, what: &str, resp: &Response) -> Error {
         }
         401 => Error::refused(format!("{what}: unauthorized ({d})")),
         403 => {
-            let expired = sas
+            let expired_at = sas
                 .expiry
                 .as_deref()
-                .and_then(parse_utc)
-                .is_some_and(|t| t <= now_unix());
-            if expired {
+                .filter(|e| parse_utc(e).is_some_and(|t| t <= now_unix()));
+            // a managed disk's SAS names no expiry (a stored access policy holds it): the
+            // service's detail says it ("Signature not valid in the specified time frame")
+            let detail = resp.auth_detail().unwrap_or_default();
+            let lower = detail.to_ascii_lowercase();
+            let service_says_expired = code == "AuthenticationFailed"
+                && (lower.contains("time frame") || lower.contains("expir"));
+            if let Some(at) = expired_at {
                 Error::refused(format!(
-                    "{what}: the SAS expired at {}: run `az disk grant-access --access-level Write` again for a new one ({d})",
-                    sas.expiry.unwrap_or_default()
+                    "{what}: the SAS expired at {at}: run `az disk grant-access --access-level Write` again for a new one ({d})"
+                ))
+            } else if service_says_expired {
+                Error::refused(format!(
+                    "{what}: the SAS expired (the service: {detail}): run `az disk grant-access --access-level Write` again for a new one ({d})"
                 ))
             } else if code == "AuthorizationPermissionMismatch"
                 || sas.permissions.as_deref().is_some_and(|p| !p.contains('w'))
@@ -821,6 +849,22 @@ mod tests {
             &resp(404, "BlobNotFound", vec![]),
         );
         assert!(e.message().contains("az disk create --for-upload"), "{e}");
+        // a managed disk's SAS names no expiry: the service's detail says it
+        let md = BlobUrl::parse(
+            "https://md-x.z1.blob.storage.azure.net/c/abcd?sv=2018-03-28&sr=b&si=p&sig=x",
+        )
+        .unwrap();
+        let mut expired = resp(403, "AuthenticationFailed", vec![]);
+        expired.body = b"<?xml version=\"1.0\"?><Error><Code>AuthenticationFailed</Code><Message>Server failed to authenticate the request.</Message><AuthenticationErrorDetail>Signature not valid in the specified time frame: Start [a] - Expiry [b] - Current [c]</AuthenticationErrorDetail></Error>".to_vec();
+        let e = refusal(&md, "Put Page", &expired);
+        assert!(
+            e.message().contains(
+                "the SAS expired (the service: Signature not valid in the specified time frame"
+            ),
+            "{e}"
+        );
+        let e = refusal(&md, "Put Page", &resp(403, "AuthenticationFailed", vec![]));
+        assert!(!e.message().contains("the SAS expired"), "{e}");
         let live = BlobUrl::parse("https://a.blob.core.windows.net/c/b?sp=r&sig=x").unwrap();
         let e = refusal(
             &live,
