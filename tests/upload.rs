@@ -876,3 +876,49 @@ fn sas_expiring_midway_says_resume() {
     );
     assert_blob_equals(&store, "d.vhd", &bytes);
 }
+
+/// A total time budget over the whole upload, beside each request's: a service that answers
+/// every other request with 503 (Retry-After: 1) lets each request through on its second
+/// attempt, well within its own budget, and the upload would go on at a crawl; past
+/// `--total-retry-budget` seconds spent retrying it stops (exit 10), saying which budget.
+#[test]
+fn gives_up_past_the_total_retry_budget() {
+    let Some(store) = Store::new() else { return };
+    let dir = TempDir::new("upload-total");
+    let (img, bytes) = make_image(&dir, "d.vhd", 48, 40, 10);
+    store.create_page_blob("d.vhd", bytes.len() as u64);
+    let proxy = Proxy::start(
+        store.az.port,
+        Box::new(|i, _, _| if i % 2 == 1 { Fault::Busy } else { Fault::Pass }),
+    );
+    let url = proxy.route(&store.url("d.vhd", "rw", FAR), store.az.port);
+    let run = upload(&[
+        img.to_str().unwrap(),
+        &url,
+        "--threads",
+        "1",
+        "--retry-budget",
+        "60",
+        "--total-retry-budget",
+        "3",
+    ]);
+    assert_eq!(run.exit_code(), 10, "{}\n{}", run.command, run.stderr);
+    for says in [
+        "total retry budget 3 s",
+        "x-ms-error-code ServerBusy",
+        "--resume",
+    ] {
+        assert!(
+            run.stderr.contains(says),
+            "expected {says:?} in {}",
+            run.stderr
+        );
+    }
+    let seen = proxy.seen();
+    let puts = seen.iter().filter(|s| s.method == "PUT").count();
+    let plan = nonzero_granules(&bytes).len();
+    assert!(
+        puts < plan,
+        "{puts} Put Page attempts: the upload went on to the end ({plan} ranges)"
+    );
+}

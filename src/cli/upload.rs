@@ -53,6 +53,10 @@ pub struct UploadArgs {
     /// Seconds one request may spend in attempts and waits before the upload gives up.
     #[arg(long, value_name = "SECS", default_value_t = 900)]
     pub retry_budget: u64,
+    /// Seconds the whole upload may spend retrying (while any request is between a failed
+    /// attempt and its end) before it gives up.
+    #[arg(long, value_name = "SECS", default_value_t = 3600)]
+    pub total_retry_budget: u64,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -84,6 +88,7 @@ pub fn run(args: &UploadArgs) -> Result<u8> {
         policy: Policy {
             attempt_timeout: Duration::from_secs(args.timeout.max(1)),
             request_budget: Duration::from_secs(args.retry_budget.max(1)),
+            total_budget: Duration::from_secs(args.total_retry_budget.max(1)),
             ..Policy::default()
         },
     };

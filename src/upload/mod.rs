@@ -40,7 +40,7 @@ use crate::units::len_u64;
 use crate::vhd::footer::DISK_TYPE_FIXED;
 use crate::vhd::Format;
 use rest::{Client, Integrity, Request, Response, MAX_PUT_PAGE_BYTES};
-use retry::{Policy, Rng};
+use retry::{Policy, RetryClock, Rng};
 use state::State;
 pub use url::BlobUrl;
 
@@ -312,6 +312,8 @@ struct Exec<'u> {
     stop: AtomicBool,
     /// Set once a page was written or cleared: a later refusal is no longer "nothing written".
     wrote_pages: AtomicBool,
+    /// Time spent retrying, for [`Policy::total_budget`].
+    retrying: RetryClock,
 }
 
 impl<'u> Exec<'u> {
@@ -326,6 +328,7 @@ impl<'u> Exec<'u> {
             salt: AtomicU64::new(0),
             stop: AtomicBool::new(false),
             wrote_pages: AtomicBool::new(false),
+            retrying: RetryClock::default(),
         }
     }
 
@@ -333,8 +336,22 @@ impl<'u> Exec<'u> {
         Rng::seeded(self.salt.fetch_add(1, Ordering::Relaxed))
     }
 
-    /// Send `req` until it succeeds, fails finally, or its budget is spent.
+    /// Send `req` until it succeeds, fails finally, or a budget is spent (its own, or the
+    /// upload's total).
     fn call(&self, req: &Request<'_>) -> std::result::Result<Response, Failure> {
+        let mut retrying = false;
+        let r = self.attempts(req, &mut retrying);
+        if retrying {
+            self.retrying.leave(Instant::now());
+        }
+        r
+    }
+
+    fn attempts(
+        &self,
+        req: &Request<'_>,
+        retrying: &mut bool,
+    ) -> std::result::Result<Response, Failure> {
         let start = Instant::now();
         let mut rng = self.rng();
         let mut attempt = 0u32;
@@ -347,6 +364,7 @@ impl<'u> Exec<'u> {
             self.requests.fetch_add(1, Ordering::Relaxed);
             self.bytes_sent
                 .fetch_add(len_u64(req.body.len()), Ordering::Relaxed);
+            let sent_at = Instant::now();
             let (why, retry_after) = match self.client.send(req, &id) {
                 Ok(resp) if resp.ok() => {
                     if req.headers.iter().any(|(k, _)| *k == "x-ms-page-write") {
@@ -371,6 +389,11 @@ impl<'u> Exec<'u> {
                 }
                 Err(e) => (format!("{} (x-ms-client-request-id {id})", e.message), None),
             };
+            if !*retrying {
+                // the failed attempt counts from when it was sent
+                self.retrying.enter(sent_at);
+                *retrying = true;
+            }
             let delay = self.policy.delay(attempt, retry_after, &mut rng);
             if start.elapsed().saturating_add(delay) > self.policy.request_budget {
                 return Err(Failure::Exhausted(format!(
@@ -378,6 +401,15 @@ impl<'u> Exec<'u> {
                     req.what,
                     start.elapsed().as_secs_f64(),
                     self.policy.request_budget.as_secs()
+                )));
+            }
+            let spent = self.retrying.spent(Instant::now());
+            if spent.saturating_add(delay) > self.policy.total_budget {
+                return Err(Failure::Exhausted(format!(
+                    "{}: gave up after {attempt} attempt(s): the upload has spent {:.1} s retrying in all (total retry budget {} s); last: {why}",
+                    req.what,
+                    spent.as_secs_f64(),
+                    self.policy.total_budget.as_secs()
                 )));
             }
             self.retries.fetch_add(1, Ordering::Relaxed);
