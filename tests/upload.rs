@@ -655,17 +655,20 @@ fn killed_midway_then_resumed_sends_only_the_rest() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // the state file as a reader with no knowledge of vhdtool sees it: after a header line,
+    // one `OFFSET+LENGTH CRC32` line per confirmed range (complete lines only)
     let done_bytes = |p: &Path| -> u64 {
-        fs::read_to_string(p)
-            .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .map(|v| {
-                v["done"]
-                    .as_array()
-                    .map(|a| a.iter().map(|r| r["length"].as_u64().unwrap_or(0)).sum())
-                    .unwrap_or(0)
+        let text = fs::read_to_string(p).unwrap_or_default();
+        let Some((_, body)) = text.split_once('\n') else {
+            return 0;
+        };
+        body.split_inclusive('\n')
+            .filter(|l| l.ends_with('\n'))
+            .map(|l| {
+                let (range, _) = l.split_once(' ').unwrap();
+                range.split_once('+').unwrap().1.parse::<u64>().unwrap()
             })
-            .unwrap_or(0)
+            .sum()
     };
     let t = Instant::now();
     while done_bytes(&state) < 4 * GRANULE {
@@ -702,13 +705,17 @@ fn killed_midway_then_resumed_sends_only_the_rest() {
 
     // a state file for another image is refused with --resume
     let other = serde_json::json!({
-        "state": "vhdtool-upload", "version": 1,
+        "state": "vhdtool-upload", "version": 2,
         "identity": {"file_bytes": len, "unique_id": "00000000000000000000000000000000",
                      "whole_crc32": "00000000", "ranges_crc32": "00000000",
-                     "destination": "http://127.0.0.1:1/elsewhere/b"},
-        "done": [{"offset": 0, "length": 65536}]
+                     "destination": "http://127.0.0.1:1/elsewhere/b"}
     });
-    fs::write(&state, other.to_string()).unwrap();
+    let line = "0+65536";
+    fs::write(
+        &state,
+        format!("{other}\n{line} {:08x}\n", crc32fast::hash(line.as_bytes())),
+    )
+    .unwrap();
     let run = upload(&[img.to_str().unwrap(), &url, "--resume"]);
     assert_eq!(run.exit_code(), 6, "{}", run.stderr);
     assert!(run.stderr.contains("another image"), "{}", run.stderr);

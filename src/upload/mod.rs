@@ -41,7 +41,7 @@ use crate::vhd::footer::DISK_TYPE_FIXED;
 use crate::vhd::Format;
 use rest::{Client, Integrity, Request, Response, MAX_PUT_PAGE_BYTES};
 use retry::{Policy, RetryClock, Rng};
-use state::State;
+use state::{Journal, State};
 pub use url::BlobUrl;
 
 /// What the upload map is made of: 64 KiB granules (finer than Azure's 4 MiB Put Page, so
@@ -569,9 +569,8 @@ pub fn upload(
         data,
         todo: &todo,
         threads,
-        state_path: &state_path,
     };
-    let sent = send::send_all(&job, first, start.state, progress)?;
+    let sent = send::send_all(&job, first, start.journal, progress)?;
     let send_seconds = started.elapsed().as_secs_f64();
 
     // the destination lists exactly the plan
@@ -675,7 +674,7 @@ struct Start {
     /// Pages written there but zero here (cleared).
     to_clear: Vec<Range>,
     cleared_bytes: u64,
-    state: State,
+    journal: Journal,
 }
 
 fn start_state(
@@ -698,11 +697,7 @@ fn start_state(
     } else {
         Vec::new()
     };
-    let mut st = State::new(identity);
-    for r in &done {
-        st.add(*r);
-    }
-    st.write(state_path)?;
+    let journal = Journal::start(state_path, identity, &done)?;
     let mut cleared_bytes = 0;
     for r in &to_clear {
         let req = rest::clear_pages(exec.url, *r)?;
@@ -713,7 +708,7 @@ fn start_state(
         done,
         to_clear,
         cleared_bytes,
-        state: st,
+        journal,
     })
 }
 
