@@ -518,6 +518,7 @@ fn refusals_before_any_page() {
             len - MIB
         ),
     );
+    assert!(run.stderr.contains("x-ms-request-id"), "{}", run.stderr);
 
     // a read-only SAS
     store.create_page_blob("ro.vhd", len);

@@ -499,7 +499,13 @@ fn page_ranges(exec: &Exec<'_>, blob_bytes: u64) -> Result<Vec<Range>> {
     for _ in 0..=rest::MAX_PAGE_RANGES {
         let req = rest::get_page_ranges(exec.url, marker.as_deref());
         let resp = exec.call(&req).map_err(|f| exec.error(&req.what, f))?;
-        let list = rest::parse_page_list(&resp.body, blob_bytes)?;
+        let list = rest::parse_page_list(&resp.body, blob_bytes).map_err(|e| {
+            Error::corrupt(format!(
+                "{} (x-ms-request-id {})",
+                e.message(),
+                resp.request_id().unwrap_or("-")
+            ))
+        })?;
         let empty = list.ranges.is_empty();
         all.extend(list.ranges);
         if all.len() > rest::MAX_PAGE_RANGES {
@@ -639,20 +645,27 @@ fn prepare_blob(exec: &Exec<'_>, len: u64, create: bool) -> Result<bool> {
     let props = rest::get_properties(url);
     match exec.call(&props) {
         Ok(resp) => {
+            // the answer's ids, as every error message shows them
+            let ids = resp
+                .request_id()
+                .map(|id| format!(" (Get Blob Properties: x-ms-request-id {id})"))
+                .unwrap_or_default();
             if let Some(t) = resp.header("x-ms-blob-type").filter(|t| *t != "PageBlob") {
                 return Err(Error::refused(format!(
-                    "{url} is a {t}, not a page blob: disks are page blobs (create it with --create, or az disk create --for-upload)"
+                    "{url} is a {t}, not a page blob: disks are page blobs (create it with --create, or az disk create --for-upload){ids}"
                 )));
             }
             let blob_len = resp
                 .header("content-length")
                 .and_then(|v| v.trim().parse::<u64>().ok())
                 .ok_or_else(|| {
-                    Error::corrupt("Get Blob Properties: no Content-Length in the answer")
+                    Error::corrupt(format!(
+                        "Get Blob Properties: no Content-Length in the answer{ids}"
+                    ))
                 })?;
             if blob_len != len {
                 return Err(Error::refused(format!(
-                    "the disk is {blob_len} bytes, the image {len}: create it with --upload-size-bytes {len}"
+                    "the disk is {blob_len} bytes, the image {len}: create it with --upload-size-bytes {len}{ids}"
                 )));
             }
             Ok(false)
@@ -892,6 +905,14 @@ mod tests {
         );
         let e = refusal(&md, "Put Page", &resp(403, "AuthenticationFailed", vec![]));
         assert!(!e.message().contains("the SAS expired"), "{e}");
+        // ... nor its permissions (`az disk grant-access --access-level Read`): the service's
+        // code says it
+        let e = refusal(
+            &md,
+            "Put Page",
+            &resp(403, "AuthorizationPermissionMismatch", vec![]),
+        );
+        assert!(e.message().contains("read-only SAS"), "{e}");
         let live = BlobUrl::parse("https://a.blob.core.windows.net/c/b?sp=r&sig=x").unwrap();
         let e = refusal(
             &live,
