@@ -930,3 +930,43 @@ fn gives_up_past_the_total_retry_budget() {
         "{puts} Put Page attempts: the upload went on to the end ({plan} ranges)"
     );
 }
+
+/// The pipeline end to end: `convert -o` of a dynamic VHD (refused by upload as it is), the
+/// `az disk create` line's `--upload-size-bytes` equal to the converted file's size, a page blob
+/// of that size (what `az disk create --for-upload` makes), the upload: the blob equals the
+/// converted file and lists only its data.
+#[test]
+fn uploads_a_converted_image_of_the_size_convert_prints() {
+    let Some(images) = common::images() else {
+        return;
+    };
+    let Some(store) = Store::new() else { return };
+    let dir = TempDir::new("upload-converted");
+    let src = images.path("linux-mbr.dyn.vhd");
+    let out = dir.path().join("gen2.vhd");
+    let url = store.url("gen2.vhd", "rw", FAR);
+    let run = upload(&[src.to_str().unwrap(), &url]);
+    assert_eq!(run.exit_code(), 5, "{}", run.stderr);
+    assert!(run.stderr.contains("vhdtool convert"), "{}", run.stderr);
+    let run = common::vhdtool([
+        "convert",
+        src.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--no-boot-files",
+        "--json",
+    ]);
+    let report = expect_ok(&run);
+    let az = report["upload"]["az_disk_create"].as_str().unwrap();
+    let size: u64 = az
+        .split_once("--upload-size-bytes ")
+        .and_then(|(_, rest)| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no --upload-size-bytes in {az}"));
+    let bytes = fs::read(&out).unwrap();
+    assert_eq!(size, bytes.len() as u64, "{az}");
+    store.create_page_blob("gen2.vhd", size);
+    let r = expect_ok(&upload(&[out.to_str().unwrap(), &url, "--verify", "--json"]));
+    assert_eq!(r["page_ranges_ok"], true, "{r}");
+    assert_blob_equals(&store, "gen2.vhd", &bytes);
+}
