@@ -175,6 +175,10 @@ enum Fault {
     NoMd5,
     /// 403 AuthenticationFailed, as for a SAS that expired (the service's words).
     Expired,
+    /// 201 Created without forwarding (a service that loses a confirmed write).
+    Lie,
+    /// Forward with the body's first byte flipped (damage no checksum caught).
+    Flip,
 }
 
 /// One request seen by the proxy.
@@ -345,6 +349,14 @@ fn serve(
                 "<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>AuthenticationFailed</Code><Message>Server failed to authenticate the request. Make sure the value of Authorization header is formed correctly including the signature.</Message><AuthenticationErrorDetail>Signature not valid in the specified time frame: Start [Mon, 01 Jan 2024 00:00:00 GMT] - Expiry [Mon, 01 Jan 2024 01:00:00 GMT] - Current [Mon, 01 Jan 2024 01:00:01 GMT]</AuthenticationErrorDetail></Error>",
             )
         }
+        Fault::Lie => {
+            return answer(
+                &mut conn,
+                "201 Created",
+                "x-ms-request-id: proxy-lie\r\n",
+                "",
+            )
+        }
         Fault::NoMd5 if head.to_ascii_lowercase().contains("\r\ncontent-md5:") => {
             return answer(
                 &mut conn,
@@ -366,6 +378,12 @@ fn serve(
     }
     fwd.push_str("Connection: close\r\n\r\n");
     up.write_all(fwd.as_bytes())?;
+    let mut body = body;
+    if fault == Fault::Flip {
+        if let Some(b) = body.first_mut() {
+            *b ^= 0xff;
+        }
+    }
     up.write_all(&body)?;
     let mut resp = Vec::new();
     up.read_to_end(&mut resp)?;
@@ -966,7 +984,86 @@ fn uploads_a_converted_image_of_the_size_convert_prints() {
     let bytes = fs::read(&out).unwrap();
     assert_eq!(size, bytes.len() as u64, "{az}");
     store.create_page_blob("gen2.vhd", size);
-    let r = expect_ok(&upload(&[out.to_str().unwrap(), &url, "--verify", "--json"]));
+    let r = expect_ok(&upload(&[
+        out.to_str().unwrap(),
+        &url,
+        "--verify",
+        "--json",
+    ]));
     assert_eq!(r["page_ranges_ok"], true, "{r}");
     assert_blob_equals(&store, "gen2.vhd", &bytes);
+}
+
+/// The checks after the last page are not a formality: a service that confirms a Put Page it
+/// never wrote leaves a range the blob does not list (Get Page Ranges), and a page damaged on
+/// the way unseen by any checksum is caught by --verify; both exit 1, name the ranges and keep
+/// the state file.
+#[test]
+fn lost_and_damaged_pages_are_found() {
+    let Some(store) = Store::new() else { return };
+    let dir = TempDir::new("upload-lost");
+    let (img, bytes) = make_image(&dir, "d.vhd", 24, 20, 11);
+    store.create_page_blob("d.vhd", bytes.len() as u64);
+    let puts = Arc::new(AtomicU64::new(0));
+    let p2 = puts.clone();
+    let proxy = Proxy::start(
+        store.az.port,
+        Box::new(move |_, method, head| {
+            let update = method == "PUT"
+                && head
+                    .to_ascii_lowercase()
+                    .contains("x-ms-page-write: update");
+            match update.then(|| p2.fetch_add(1, Ordering::SeqCst)) {
+                Some(0) => Fault::Lie,
+                Some(1) => Fault::Flip,
+                _ => Fault::Pass,
+            }
+        }),
+    );
+    let url = proxy.route(&store.url("d.vhd", "rw", FAR), store.az.port);
+    let run = upload(&[
+        img.to_str().unwrap(),
+        &url,
+        "--threads",
+        "1",
+        "--checksum",
+        "none",
+        "--verify",
+        "--json",
+    ]);
+    assert_eq!(
+        run.exit_code(),
+        1,
+        "{}\n{}\n{}",
+        run.command,
+        run.stdout,
+        run.stderr
+    );
+    let r = json_of(&run);
+    assert_eq!(r["page_ranges_ok"], false, "{r}");
+    let plan = nonzero_granules(&bytes);
+    let first = plan[0];
+    let missing = r["page_ranges_missing"].as_array().unwrap();
+    assert_eq!(missing.len(), 1, "{r}");
+    assert_eq!(n(&missing[0], "offset"), first.offset, "{r}");
+    let bad: Vec<u64> = r["verified"]["mismatches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| n(m, "offset"))
+        .collect();
+    assert!(
+        bad.contains(&first.offset),
+        "the lost range reads back as zeros: {r}"
+    );
+    assert!(bad.len() >= 2, "the damaged range: {r}");
+    assert!(
+        vhdtool::upload::state::path_for(&img).exists(),
+        "state kept"
+    );
+    drop(proxy);
+    // a rerun sends everything again and mends the blob
+    let run = upload(&[img.to_str().unwrap(), &store.url("d.vhd", "rw", FAR)]);
+    assert_eq!(run.exit_code(), 0, "{}", run.stderr);
+    assert_blob_equals(&store, "d.vhd", &bytes);
 }
