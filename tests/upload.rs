@@ -187,6 +187,19 @@ struct Seen {
     method: String,
     target: String,
     fault: Fault,
+    /// `x-ms-version`, `x-ms-client-request-id`.
+    version: Option<String>,
+    client_id: Option<String>,
+}
+
+/// The value of header `name` in a request head.
+fn head_value(head: &str, name: &str) -> Option<String> {
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_string())
+    })
 }
 
 /// An HTTP proxy on 127.0.0.1 in front of the emulator: one request per connection (it
@@ -312,6 +325,8 @@ fn serve(
         method: method.clone(),
         target,
         fault,
+        version: head_value(&head, "x-ms-version"),
+        client_id: head_value(&head, "x-ms-client-request-id"),
     });
     let answer = |conn: &mut TcpStream, status: &str, headers: &str, body: &str| {
         let msg = format!(
@@ -617,6 +632,20 @@ fn retries_through_faults() {
         assert!(seen.iter().any(|s| s.fault == f), "{f:?} never injected");
     }
     assert!(n(&r, "bytes_sent") >= n(&r, "data_bytes"));
+    // on the wire: every attempt names the pinned version and its own client request id
+    let mut ids = std::collections::BTreeSet::new();
+    for s in &seen {
+        assert_eq!(
+            s.version.as_deref(),
+            Some(vhdtool::upload::rest::X_MS_VERSION),
+            "{s:?}"
+        );
+        let id = s
+            .client_id
+            .clone()
+            .unwrap_or_else(|| panic!("no client id: {s:?}"));
+        assert!(ids.insert(id), "client request id used twice: {s:?}");
+    }
     drop(proxy);
     assert_blob_equals(&store, "d.vhd", &bytes);
 }
@@ -1065,5 +1094,98 @@ fn lost_and_damaged_pages_are_found() {
     // a rerun sends everything again and mends the blob
     let run = upload(&[img.to_str().unwrap(), &store.url("d.vhd", "rw", FAR)]);
     assert_eq!(run.exit_code(), 0, "{}", run.stderr);
+    assert_blob_equals(&store, "d.vhd", &bytes);
+}
+
+/// `--threads` requests in flight, 8 by default: the proxy holds each Put Page until as many
+/// are open as expected (or 60 s pass, which fails the test), and counts the most open at once.
+#[test]
+fn eight_requests_in_flight_by_default() {
+    let Some(store) = Store::new() else { return };
+    let dir = TempDir::new("upload-flight");
+    let (img, bytes) = make_image(&dir, "d.vhd", 64, 60, 12);
+    store.create_page_blob("d.vhd", bytes.len() as u64);
+    for (args, want) in [(vec![], 8u64), (vec!["--threads", "3"], 3)] {
+        let open = Arc::new(AtomicU64::new(0));
+        let most = Arc::new(AtomicU64::new(0));
+        let waited = Arc::new(AtomicBool::new(false));
+        let (o2, m2, w2) = (open.clone(), most.clone(), waited.clone());
+        let proxy = Proxy::start(
+            store.az.port,
+            Box::new(move |_, method, head| {
+                if !(method == "PUT" && head.to_ascii_lowercase().contains("x-ms-page-write")) {
+                    return Fault::Pass;
+                }
+                let now = o2.fetch_add(1, Ordering::SeqCst) + 1;
+                m2.fetch_max(now, Ordering::SeqCst);
+                // the first `want` wait for each other; later ones go through
+                let t = Instant::now();
+                while m2.load(Ordering::SeqCst) < want && t.elapsed() < Duration::from_secs(60) {
+                    thread::sleep(Duration::from_millis(5));
+                }
+                if m2.load(Ordering::SeqCst) < want {
+                    w2.store(true, Ordering::SeqCst);
+                }
+                o2.fetch_sub(1, Ordering::SeqCst);
+                Fault::Pass
+            }),
+        );
+        let url = proxy.route(&store.url("d.vhd", "rw", FAR), store.az.port);
+        let mut a = vec![img.to_str().unwrap(), url.as_str(), "--json"];
+        a.extend(args.iter().copied());
+        expect_ok(&upload(&a));
+        drop(proxy);
+        assert!(
+            !waited.load(Ordering::SeqCst),
+            "fewer than {want} Put Pages were ever open at once"
+        );
+        assert_eq!(most.load(Ordering::SeqCst), want, "{a:?}");
+        assert_blob_equals(&store, "d.vhd", &bytes);
+    }
+}
+
+/// Progress on a terminal (bytes sent of bytes to send, rate, ETA), under `script`'s pty;
+/// nothing on a pipe (see uploads_only_data_pages_and_the_blob_equals_the_file).
+#[test]
+fn progress_on_a_terminal() {
+    if !common::require_tool("script", "bsdutils") {
+        return;
+    }
+    let Some(store) = Store::new() else { return };
+    let dir = TempDir::new("upload-tty");
+    let (img, bytes) = make_image(&dir, "d.vhd", 24, 20, 13);
+    store.create_page_blob("d.vhd", bytes.len() as u64);
+    // slow answers, so the bar is drawn more than once
+    let proxy = Proxy::start(
+        store.az.port,
+        Box::new(|_, method, _| {
+            if method == "PUT" {
+                Fault::Slow(200)
+            } else {
+                Fault::Pass
+            }
+        }),
+    );
+    let url = proxy.route(&store.url("d.vhd", "rw", FAR), store.az.port);
+    let cmd = format!(
+        "'{}' upload '{}' '{url}' --threads 2",
+        common::bin().display(),
+        img.display()
+    );
+    let out = Command::new("script")
+        .args(["-qefc", &cmd, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let tty = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{tty}");
+    assert!(tty.contains("uploaded"), "{tty}");
+    // indicatif's bar: "upload [====>   ] 1.19 MiB/2.44 MiB 1.02 MiB/s eta 1s"
+    assert!(
+        tty.contains("upload ["),
+        "no progress bar on a terminal: {tty}"
+    );
+    assert!(tty.contains("/s eta "), "no rate and ETA: {tty}");
+    drop(proxy);
     assert_blob_equals(&store, "d.vhd", &bytes);
 }

@@ -838,6 +838,28 @@ mod tests {
     }
 
     #[test]
+    fn requests_refused_before_any_request() {
+        let md = BlobUrl::parse(
+            "https://md-x.z1.blob.storage.azure.net/c/abcd?sv=2018-03-28&sr=b&si=p&sig=x",
+        )
+        .unwrap();
+        let create = Options {
+            create: true,
+            ..Options::default()
+        };
+        let e = check_request(&md, &create).unwrap_err();
+        assert_eq!(e.kind(), crate::error::ErrorKind::InvalidInput);
+        assert!(e.message().contains("az disk create --for-upload"), "{e}");
+        assert!(check_request(&md, &Options::default()).is_ok());
+        let sa = BlobUrl::parse("https://a.blob.core.windows.net/c/b?sp=rcw&sig=x").unwrap();
+        assert!(check_request(&sa, &create).is_ok());
+        let ro = BlobUrl::parse("https://a.blob.core.windows.net/c/b?sp=rl&sig=x").unwrap();
+        let e = check_request(&ro, &Options::default()).unwrap_err();
+        assert_eq!(e.kind(), crate::error::ErrorKind::Refused);
+        assert!(e.message().contains("read-only SAS"), "{e}");
+    }
+
+    #[test]
     fn utc() {
         assert_eq!(parse_utc("1970-01-01T00:00:00Z"), Some(0));
         assert_eq!(parse_utc("2000-01-01T00:00:00Z"), Some(946_684_800));
