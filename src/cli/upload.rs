@@ -208,3 +208,53 @@ pub fn render(r: &UploadReport) -> String {
     }
     o
 }
+
+#[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
+mod tests {
+    use super::*;
+
+    /// The summary names data bytes, bytes sent, requests, retries, time and rate, and ends
+    /// with the `az disk revoke-access` line for a managed disk.
+    #[test]
+    fn summary_then_revoke_access() {
+        let r = UploadReport {
+            image: "disk.vhd".into(),
+            destination: "https://md-x.z1.blob.storage.azure.net/c/abcd?si=p&sig=REDACTED".into(),
+            managed_disk: true,
+            file_bytes: (2 << 30) + 512,
+            created: false,
+            data_bytes: (64 << 20) + 512,
+            data_ranges: 17,
+            resumed_bytes: 0,
+            bytes_sent: (65 << 20) + 512,
+            put_pages: 33,
+            cleared_bytes: 0,
+            clear_requests: 0,
+            requests: 40,
+            retries: 4,
+            integrity: Integrity::Crc64,
+            integrity_note: None,
+            seconds: 2.0,
+            bytes_per_second: 34_078_976.0,
+            page_ranges_ok: true,
+            page_ranges_missing: Vec::new(),
+            page_ranges_extra: Vec::new(),
+            verified: None,
+            revoke_access: Some("az disk revoke-access --resource-group RG --name NAME".into()),
+        };
+        let text = render(&r);
+        for says in [
+            "data             64 MiB (67109376 bytes) in 17 range(s)",
+            "sent             65 MiB (68157952 bytes) in 33 Put Page request(s)",
+            "requests         40 (4 retried)",
+            "checksum         crc64",
+            "time             2.0 s, 32.5 MiB/s",
+            "\nuploaded\n",
+        ] {
+            assert!(text.contains(says), "expected {says:?} in\n{text}");
+        }
+        let last = text.lines().last().unwrap_or_default();
+        assert!(last.contains("az disk revoke-access"), "{text}");
+    }
+}
