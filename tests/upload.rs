@@ -173,6 +173,12 @@ enum Fault {
     Entra,
     /// 400 UnsupportedHeader when the request carries Content-MD5 (a managed disk).
     NoMd5,
+    /// 403 AuthenticationFailed, as for a SAS that expired (the service's words).
+    Expired,
+    /// 201 Created without forwarding (a service that loses a confirmed write).
+    Lie,
+    /// Forward with the body's first byte flipped (damage no checksum caught).
+    Flip,
 }
 
 /// One request seen by the proxy.
@@ -181,6 +187,19 @@ struct Seen {
     method: String,
     target: String,
     fault: Fault,
+    /// `x-ms-version`, `x-ms-client-request-id`.
+    version: Option<String>,
+    client_id: Option<String>,
+}
+
+/// The value of header `name` in a request head.
+fn head_value(head: &str, name: &str) -> Option<String> {
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_string())
+    })
 }
 
 /// An HTTP proxy on 127.0.0.1 in front of the emulator: one request per connection (it
@@ -306,6 +325,8 @@ fn serve(
         method: method.clone(),
         target,
         fault,
+        version: head_value(&head, "x-ms-version"),
+        client_id: head_value(&head, "x-ms-client-request-id"),
     });
     let answer = |conn: &mut TcpStream, status: &str, headers: &str, body: &str| {
         let msg = format!(
@@ -335,6 +356,22 @@ fn serve(
                 if method == "HEAD" { "" } else { "<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>InvalidAuthenticationInfo</Code><Message>Authentication information is not given in the correct format.</Message></Error>" },
             )
         }
+        Fault::Expired => {
+            return answer(
+                &mut conn,
+                "403 Server failed to authenticate the request.",
+                "x-ms-error-code: AuthenticationFailed\r\nx-ms-request-id: proxy-403\r\n",
+                "<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>AuthenticationFailed</Code><Message>Server failed to authenticate the request. Make sure the value of Authorization header is formed correctly including the signature.</Message><AuthenticationErrorDetail>Signature not valid in the specified time frame: Start [Mon, 01 Jan 2024 00:00:00 GMT] - Expiry [Mon, 01 Jan 2024 01:00:00 GMT] - Current [Mon, 01 Jan 2024 01:00:01 GMT]</AuthenticationErrorDetail></Error>",
+            )
+        }
+        Fault::Lie => {
+            return answer(
+                &mut conn,
+                "201 Created",
+                "x-ms-request-id: proxy-lie\r\n",
+                "",
+            )
+        }
         Fault::NoMd5 if head.to_ascii_lowercase().contains("\r\ncontent-md5:") => {
             return answer(
                 &mut conn,
@@ -356,6 +393,12 @@ fn serve(
     }
     fwd.push_str("Connection: close\r\n\r\n");
     up.write_all(fwd.as_bytes())?;
+    let mut body = body;
+    if fault == Fault::Flip {
+        if let Some(b) = body.first_mut() {
+            *b ^= 0xff;
+        }
+    }
     up.write_all(&body)?;
     let mut resp = Vec::new();
     up.read_to_end(&mut resp)?;
@@ -508,6 +551,7 @@ fn refusals_before_any_page() {
             len - MIB
         ),
     );
+    assert!(run.stderr.contains("x-ms-request-id"), "{}", run.stderr);
 
     // a read-only SAS
     store.create_page_blob("ro.vhd", len);
@@ -588,6 +632,20 @@ fn retries_through_faults() {
         assert!(seen.iter().any(|s| s.fault == f), "{f:?} never injected");
     }
     assert!(n(&r, "bytes_sent") >= n(&r, "data_bytes"));
+    // on the wire: every attempt names the pinned version and its own client request id
+    let mut ids = std::collections::BTreeSet::new();
+    for s in &seen {
+        assert_eq!(
+            s.version.as_deref(),
+            Some(vhdtool::upload::rest::X_MS_VERSION),
+            "{s:?}"
+        );
+        let id = s
+            .client_id
+            .clone()
+            .unwrap_or_else(|| panic!("no client id: {s:?}"));
+        assert!(ids.insert(id), "client request id used twice: {s:?}");
+    }
     drop(proxy);
     assert_blob_equals(&store, "d.vhd", &bytes);
 }
@@ -645,17 +703,20 @@ fn killed_midway_then_resumed_sends_only_the_rest() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // the state file as a reader with no knowledge of vhdtool sees it: after a header line,
+    // one `OFFSET+LENGTH CRC32` line per confirmed range (complete lines only)
     let done_bytes = |p: &Path| -> u64 {
-        fs::read_to_string(p)
-            .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .map(|v| {
-                v["done"]
-                    .as_array()
-                    .map(|a| a.iter().map(|r| r["length"].as_u64().unwrap_or(0)).sum())
-                    .unwrap_or(0)
+        let text = fs::read_to_string(p).unwrap_or_default();
+        let Some((_, body)) = text.split_once('\n') else {
+            return 0;
+        };
+        body.split_inclusive('\n')
+            .filter(|l| l.ends_with('\n'))
+            .map(|l| {
+                let (range, _) = l.split_once(' ').unwrap();
+                range.split_once('+').unwrap().1.parse::<u64>().unwrap()
             })
-            .unwrap_or(0)
+            .sum()
     };
     let t = Instant::now();
     while done_bytes(&state) < 4 * GRANULE {
@@ -692,13 +753,17 @@ fn killed_midway_then_resumed_sends_only_the_rest() {
 
     // a state file for another image is refused with --resume
     let other = serde_json::json!({
-        "state": "vhdtool-upload", "version": 1,
+        "state": "vhdtool-upload", "version": 2,
         "identity": {"file_bytes": len, "unique_id": "00000000000000000000000000000000",
                      "whole_crc32": "00000000", "ranges_crc32": "00000000",
-                     "destination": "http://127.0.0.1:1/elsewhere/b"},
-        "done": [{"offset": 0, "length": 65536}]
+                     "destination": "http://127.0.0.1:1/elsewhere/b"}
     });
-    fs::write(&state, other.to_string()).unwrap();
+    let line = "0+65536";
+    fs::write(
+        &state,
+        format!("{other}\n{line} {:08x}\n", crc32fast::hash(line.as_bytes())),
+    )
+    .unwrap();
     let run = upload(&[img.to_str().unwrap(), &url, "--resume"]);
     assert_eq!(run.exit_code(), 6, "{}", run.stderr);
     assert!(run.stderr.contains("another image"), "{}", run.stderr);
@@ -735,4 +800,392 @@ fn gives_up_past_the_retry_budget() {
     // Retry-After: 1 is honoured: no more than ~4 attempts in 3 s
     let seen = proxy.seen().len();
     assert!((2..=5).contains(&seen), "{seen} attempts in a 3 s budget");
+}
+
+/// Images Azure does not take are refused before any request, naming what they are and how to
+/// get a fixed VHD (`vhdtool convert -o`); qemu-img makes them. The URL points at a closed
+/// loopback port: an image that got past the checks would fail on the network instead (exit 10).
+#[test]
+fn refuses_images_azure_does_not_take() {
+    if !common::require_tool("qemu-img", "qemu-utils") {
+        return;
+    }
+    let dir = TempDir::new("upload-images");
+    let url = format!(
+        "http://127.0.0.1:{}/devstoreaccount1/vhds/d.vhd?sp=rw&sig=c2ln",
+        azurite::free_port()
+    );
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let mut cases: Vec<(String, &str)> = Vec::new();
+    for (name, fmt, opts, says) in [
+        ("dyn.vhd", "vpc", "subformat=dynamic", "a dynamic VHD"),
+        ("x.vhdx", "vhdx", "", "a VHDX image"),
+        ("q.qcow2", "qcow2", "", "a qcow2 image"),
+        (
+            "odd.vhd",
+            "vpc",
+            "subformat=fixed,force_size=on",
+            "is not a whole number of MiB",
+        ),
+    ] {
+        let mut args = vec!["create", "-q", "-f", fmt];
+        if !opts.is_empty() {
+            args.extend(["-o", opts]);
+        }
+        let p = path(name);
+        let size = if name == "odd.vhd" { "10000K" } else { "16M" };
+        args.extend([p.as_str(), size]);
+        common::qemu_img(&args);
+        cases.push((p, says));
+    }
+    // a sound footer of disk type 5 (neither fixed, dynamic nor differencing)
+    let (img, mut bytes) = make_image(&dir, "type5.vhd", 8, 2, 8);
+    let at = bytes.len() - 512;
+    bytes[at + 0x3c..at + 0x40].copy_from_slice(&5u32.to_be_bytes());
+    let sum = common::vhd_checksum(&bytes[at..], 0x40);
+    bytes[at + 0x40..at + 0x44].copy_from_slice(&sum.to_be_bytes());
+    fs::write(&img, &bytes).unwrap();
+    cases.push((img.to_str().unwrap().to_string(), "a VHD of disk type 5"));
+    for (img, says) in &cases {
+        let run = upload(&[img, &url, "--retry-budget", "2"]);
+        assert_eq!(
+            run.exit_code(),
+            5,
+            "{}\nstdout:\n{}\nstderr:\n{}",
+            run.command,
+            run.stdout,
+            run.stderr
+        );
+        for s in [*says, "Azure takes fixed VHDs only", "vhdtool convert"] {
+            if *says == "is not a whole number of MiB" && s == "Azure takes fixed VHDs only" {
+                continue;
+            }
+            assert!(
+                run.stderr.contains(s),
+                "{img}: expected {s:?} in {}",
+                run.stderr
+            );
+        }
+    }
+}
+
+/// The SAS expires in the middle of the upload (the service answers 403 AuthenticationFailed to
+/// every Put Page after the fourth): refused (exit 9), saying that the SAS expired and that a
+/// rerun with --resume sends only what is missing; the state file is kept, and the rerun (a new
+/// SAS) completes sending only the rest.
+#[test]
+fn sas_expiring_midway_says_resume() {
+    let Some(store) = Store::new() else { return };
+    let dir = TempDir::new("upload-expire");
+    let (img, bytes) = make_image(&dir, "d.vhd", 32, 40, 9);
+    store.create_page_blob("d.vhd", bytes.len() as u64);
+    let puts = Arc::new(AtomicU64::new(0));
+    let p2 = puts.clone();
+    let proxy = Proxy::start(
+        store.az.port,
+        Box::new(move |_, method, head| {
+            let page = method == "PUT" && head.to_ascii_lowercase().contains("x-ms-page-write");
+            if page && p2.fetch_add(1, Ordering::SeqCst) >= 4 {
+                Fault::Expired
+            } else {
+                Fault::Pass
+            }
+        }),
+    );
+    // the URL's `se` is far (as a managed disk's SAS, which has none, says nothing): the
+    // service's words say that the SAS expired
+    let url = store.url("d.vhd", "rw", FAR);
+    let run = upload(&[
+        img.to_str().unwrap(),
+        &proxy.route(&url, store.az.port),
+        "--threads",
+        "1",
+    ]);
+    drop(proxy);
+    assert_eq!(run.exit_code(), 9, "{}\n{}", run.command, run.stderr);
+    for says in [
+        "the SAS expired",
+        "rerun with --resume",
+        "AuthenticationFailed",
+        "x-ms-request-id proxy-403",
+    ] {
+        assert!(
+            run.stderr.contains(says),
+            "expected {says:?} in {}",
+            run.stderr
+        );
+    }
+    let state = vhdtool::upload::state::path_for(&img);
+    assert!(state.exists(), "the state file is kept");
+    let r = expect_ok(&upload(&[
+        img.to_str().unwrap(),
+        &url,
+        "--resume",
+        "--json",
+    ]));
+    assert!(n(&r, "resumed_bytes") > 0, "{r}");
+    assert_eq!(
+        n(&r, "bytes_sent") + n(&r, "resumed_bytes"),
+        n(&r, "data_bytes"),
+        "{r}"
+    );
+    assert_blob_equals(&store, "d.vhd", &bytes);
+}
+
+/// A total time budget over the whole upload, beside each request's: a service that answers
+/// every other request with 503 (Retry-After: 1) lets each request through on its second
+/// attempt, well within its own budget, and the upload would go on at a crawl; past
+/// `--total-retry-budget` seconds spent retrying it stops (exit 10), saying which budget.
+#[test]
+fn gives_up_past_the_total_retry_budget() {
+    let Some(store) = Store::new() else { return };
+    let dir = TempDir::new("upload-total");
+    let (img, bytes) = make_image(&dir, "d.vhd", 48, 40, 10);
+    store.create_page_blob("d.vhd", bytes.len() as u64);
+    let proxy = Proxy::start(
+        store.az.port,
+        Box::new(|i, _, _| if i % 2 == 1 { Fault::Busy } else { Fault::Pass }),
+    );
+    let url = proxy.route(&store.url("d.vhd", "rw", FAR), store.az.port);
+    let run = upload(&[
+        img.to_str().unwrap(),
+        &url,
+        "--threads",
+        "1",
+        "--retry-budget",
+        "60",
+        "--total-retry-budget",
+        "3",
+    ]);
+    assert_eq!(run.exit_code(), 10, "{}\n{}", run.command, run.stderr);
+    for says in [
+        "total retry budget 3 s",
+        "x-ms-error-code ServerBusy",
+        "--resume",
+    ] {
+        assert!(
+            run.stderr.contains(says),
+            "expected {says:?} in {}",
+            run.stderr
+        );
+    }
+    let seen = proxy.seen();
+    let puts = seen.iter().filter(|s| s.method == "PUT").count();
+    let plan = nonzero_granules(&bytes).len();
+    assert!(
+        puts < plan,
+        "{puts} Put Page attempts: the upload went on to the end ({plan} ranges)"
+    );
+}
+
+/// The pipeline end to end: `convert -o` of a dynamic VHD (refused by upload as it is), the
+/// `az disk create` line's `--upload-size-bytes` equal to the converted file's size, a page blob
+/// of that size (what `az disk create --for-upload` makes), the upload: the blob equals the
+/// converted file and lists only its data.
+#[test]
+fn uploads_a_converted_image_of_the_size_convert_prints() {
+    let Some(images) = common::images() else {
+        return;
+    };
+    let Some(store) = Store::new() else { return };
+    let dir = TempDir::new("upload-converted");
+    let src = images.path("linux-mbr.dyn.vhd");
+    let out = dir.path().join("gen2.vhd");
+    let url = store.url("gen2.vhd", "rw", FAR);
+    let run = upload(&[src.to_str().unwrap(), &url]);
+    assert_eq!(run.exit_code(), 5, "{}", run.stderr);
+    assert!(run.stderr.contains("vhdtool convert"), "{}", run.stderr);
+    let run = common::vhdtool([
+        "convert",
+        src.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--no-boot-files",
+        "--json",
+    ]);
+    let report = expect_ok(&run);
+    let az = report["upload"]["az_disk_create"].as_str().unwrap();
+    let size: u64 = az
+        .split_once("--upload-size-bytes ")
+        .and_then(|(_, rest)| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no --upload-size-bytes in {az}"));
+    let bytes = fs::read(&out).unwrap();
+    assert_eq!(size, bytes.len() as u64, "{az}");
+    store.create_page_blob("gen2.vhd", size);
+    let r = expect_ok(&upload(&[
+        out.to_str().unwrap(),
+        &url,
+        "--verify",
+        "--json",
+    ]));
+    assert_eq!(r["page_ranges_ok"], true, "{r}");
+    assert_blob_equals(&store, "gen2.vhd", &bytes);
+}
+
+/// The checks after the last page are not a formality: a service that confirms a Put Page it
+/// never wrote leaves a range the blob does not list (Get Page Ranges), and a page damaged on
+/// the way unseen by any checksum is caught by --verify; both exit 1, name the ranges and keep
+/// the state file.
+#[test]
+fn lost_and_damaged_pages_are_found() {
+    let Some(store) = Store::new() else { return };
+    let dir = TempDir::new("upload-lost");
+    let (img, bytes) = make_image(&dir, "d.vhd", 24, 20, 11);
+    store.create_page_blob("d.vhd", bytes.len() as u64);
+    let puts = Arc::new(AtomicU64::new(0));
+    let p2 = puts.clone();
+    let proxy = Proxy::start(
+        store.az.port,
+        Box::new(move |_, method, head| {
+            let update = method == "PUT"
+                && head
+                    .to_ascii_lowercase()
+                    .contains("x-ms-page-write: update");
+            match update.then(|| p2.fetch_add(1, Ordering::SeqCst)) {
+                Some(0) => Fault::Lie,
+                Some(1) => Fault::Flip,
+                _ => Fault::Pass,
+            }
+        }),
+    );
+    let url = proxy.route(&store.url("d.vhd", "rw", FAR), store.az.port);
+    let run = upload(&[
+        img.to_str().unwrap(),
+        &url,
+        "--threads",
+        "1",
+        "--checksum",
+        "none",
+        "--verify",
+        "--json",
+    ]);
+    assert_eq!(
+        run.exit_code(),
+        1,
+        "{}\n{}\n{}",
+        run.command,
+        run.stdout,
+        run.stderr
+    );
+    let r = json_of(&run);
+    assert_eq!(r["page_ranges_ok"], false, "{r}");
+    let plan = nonzero_granules(&bytes);
+    let first = plan[0];
+    let missing = r["page_ranges_missing"].as_array().unwrap();
+    assert_eq!(missing.len(), 1, "{r}");
+    assert_eq!(n(&missing[0], "offset"), first.offset, "{r}");
+    let bad: Vec<u64> = r["verified"]["mismatches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| n(m, "offset"))
+        .collect();
+    assert!(
+        bad.contains(&first.offset),
+        "the lost range reads back as zeros: {r}"
+    );
+    assert!(bad.len() >= 2, "the damaged range: {r}");
+    assert!(
+        vhdtool::upload::state::path_for(&img).exists(),
+        "state kept"
+    );
+    drop(proxy);
+    // a rerun sends everything again and mends the blob
+    let run = upload(&[img.to_str().unwrap(), &store.url("d.vhd", "rw", FAR)]);
+    assert_eq!(run.exit_code(), 0, "{}", run.stderr);
+    assert_blob_equals(&store, "d.vhd", &bytes);
+}
+
+/// `--threads` requests in flight, 8 by default: the proxy holds each Put Page until as many
+/// are open as expected (or 60 s pass, which fails the test), and counts the most open at once.
+#[test]
+fn eight_requests_in_flight_by_default() {
+    let Some(store) = Store::new() else { return };
+    let dir = TempDir::new("upload-flight");
+    let (img, bytes) = make_image(&dir, "d.vhd", 64, 60, 12);
+    store.create_page_blob("d.vhd", bytes.len() as u64);
+    for (args, want) in [(vec![], 8u64), (vec!["--threads", "3"], 3)] {
+        let open = Arc::new(AtomicU64::new(0));
+        let most = Arc::new(AtomicU64::new(0));
+        let waited = Arc::new(AtomicBool::new(false));
+        let (o2, m2, w2) = (open.clone(), most.clone(), waited.clone());
+        let proxy = Proxy::start(
+            store.az.port,
+            Box::new(move |_, method, head| {
+                if !(method == "PUT" && head.to_ascii_lowercase().contains("x-ms-page-write")) {
+                    return Fault::Pass;
+                }
+                let now = o2.fetch_add(1, Ordering::SeqCst) + 1;
+                m2.fetch_max(now, Ordering::SeqCst);
+                // the first `want` wait for each other; later ones go through
+                let t = Instant::now();
+                while m2.load(Ordering::SeqCst) < want && t.elapsed() < Duration::from_secs(60) {
+                    thread::sleep(Duration::from_millis(5));
+                }
+                if m2.load(Ordering::SeqCst) < want {
+                    w2.store(true, Ordering::SeqCst);
+                }
+                o2.fetch_sub(1, Ordering::SeqCst);
+                Fault::Pass
+            }),
+        );
+        let url = proxy.route(&store.url("d.vhd", "rw", FAR), store.az.port);
+        let mut a = vec![img.to_str().unwrap(), url.as_str(), "--json"];
+        a.extend(args.iter().copied());
+        expect_ok(&upload(&a));
+        drop(proxy);
+        assert!(
+            !waited.load(Ordering::SeqCst),
+            "fewer than {want} Put Pages were ever open at once"
+        );
+        assert_eq!(most.load(Ordering::SeqCst), want, "{a:?}");
+        assert_blob_equals(&store, "d.vhd", &bytes);
+    }
+}
+
+/// Progress on a terminal (bytes sent of bytes to send, rate, ETA), under `script`'s pty;
+/// nothing on a pipe (see uploads_only_data_pages_and_the_blob_equals_the_file).
+#[test]
+fn progress_on_a_terminal() {
+    if !common::require_tool("script", "bsdutils") {
+        return;
+    }
+    let Some(store) = Store::new() else { return };
+    let dir = TempDir::new("upload-tty");
+    let (img, bytes) = make_image(&dir, "d.vhd", 24, 20, 13);
+    store.create_page_blob("d.vhd", bytes.len() as u64);
+    // slow answers, so the bar is drawn more than once
+    let proxy = Proxy::start(
+        store.az.port,
+        Box::new(|_, method, _| {
+            if method == "PUT" {
+                Fault::Slow(200)
+            } else {
+                Fault::Pass
+            }
+        }),
+    );
+    let url = proxy.route(&store.url("d.vhd", "rw", FAR), store.az.port);
+    let cmd = format!(
+        "'{}' upload '{}' '{url}' --threads 2",
+        common::bin().display(),
+        img.display()
+    );
+    let out = Command::new("script")
+        .args(["-qefc", &cmd, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let tty = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{tty}");
+    assert!(tty.contains("uploaded"), "{tty}");
+    // indicatif's bar: "upload [====>   ] 1.19 MiB/2.44 MiB 1.02 MiB/s eta 1s"
+    assert!(
+        tty.contains("upload ["),
+        "no progress bar on a terminal: {tty}"
+    );
+    assert!(tty.contains("/s eta "), "no rate and ETA: {tty}");
+    drop(proxy);
+    assert_blob_equals(&store, "d.vhd", &bytes);
 }

@@ -53,6 +53,10 @@ pub struct UploadArgs {
     /// Seconds one request may spend in attempts and waits before the upload gives up.
     #[arg(long, value_name = "SECS", default_value_t = 900)]
     pub retry_budget: u64,
+    /// Seconds the whole upload may spend retrying (while any request is between a failed
+    /// attempt and its end) before it gives up.
+    #[arg(long, value_name = "SECS", default_value_t = 3600)]
+    pub total_retry_budget: u64,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -84,6 +88,7 @@ pub fn run(args: &UploadArgs) -> Result<u8> {
         policy: Policy {
             attempt_timeout: Duration::from_secs(args.timeout.max(1)),
             request_budget: Duration::from_secs(args.retry_budget.max(1)),
+            total_budget: Duration::from_secs(args.total_retry_budget.max(1)),
             ..Policy::default()
         },
     };
@@ -202,4 +207,54 @@ pub fn render(r: &UploadReport) -> String {
         let _ = writeln!(o, "  end the write access: {line}");
     }
     o
+}
+
+#[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
+mod tests {
+    use super::*;
+
+    /// The summary names data bytes, bytes sent, requests, retries, time and rate, and ends
+    /// with the `az disk revoke-access` line for a managed disk.
+    #[test]
+    fn summary_then_revoke_access() {
+        let r = UploadReport {
+            image: "disk.vhd".into(),
+            destination: "https://md-x.z1.blob.storage.azure.net/c/abcd?si=p&sig=REDACTED".into(),
+            managed_disk: true,
+            file_bytes: (2 << 30) + 512,
+            created: false,
+            data_bytes: (64 << 20) + 512,
+            data_ranges: 17,
+            resumed_bytes: 0,
+            bytes_sent: (65 << 20) + 512,
+            put_pages: 33,
+            cleared_bytes: 0,
+            clear_requests: 0,
+            requests: 40,
+            retries: 4,
+            integrity: Integrity::Crc64,
+            integrity_note: None,
+            seconds: 2.0,
+            bytes_per_second: 34_078_976.0,
+            page_ranges_ok: true,
+            page_ranges_missing: Vec::new(),
+            page_ranges_extra: Vec::new(),
+            verified: None,
+            revoke_access: Some("az disk revoke-access --resource-group RG --name NAME".into()),
+        };
+        let text = render(&r);
+        for says in [
+            "data             64 MiB (67109376 bytes) in 17 range(s)",
+            "sent             65 MiB (68157952 bytes) in 33 Put Page request(s)",
+            "requests         40 (4 retried)",
+            "checksum         crc64",
+            "time             2.0 s, 32.5 MiB/s",
+            "\nuploaded\n",
+        ] {
+            assert!(text.contains(says), "expected {says:?} in\n{text}");
+        }
+        let last = text.lines().last().unwrap_or_default();
+        assert!(last.contains("az disk revoke-access"), "{text}");
+    }
 }

@@ -35,11 +35,13 @@ use serde::Serialize;
 use crate::checksum::{self, merge, ChecksumMap, Range};
 use crate::disk::{Access, Disk, MmapDisk};
 use crate::error::{Error, Result};
+use crate::image::Detected;
 use crate::units::len_u64;
+use crate::vhd::footer::DISK_TYPE_FIXED;
 use crate::vhd::Format;
 use rest::{Client, Integrity, Request, Response, MAX_PUT_PAGE_BYTES};
-use retry::{Policy, Rng};
-use state::State;
+use retry::{Policy, RetryClock, Rng};
+use state::{Journal, State};
 pub use url::BlobUrl;
 
 /// What the upload map is made of: 64 KiB granules (finer than Azure's 4 MiB Put Page, so
@@ -178,22 +180,37 @@ pub fn plan(map: &ChecksumMap) -> Vec<Range> {
     checksum::upload_ranges(map, map.chunk_bytes, footer).ranges
 }
 
-/// The image as Azure takes it: a fixed VHD with a sound footer, a whole number of MiB, file =
-/// size + 512. Gives the footer's unique id.
-fn check_image(disk: &MmapDisk, shown: &str) -> Result<String> {
+/// The image as Azure takes it: a fixed VHD (disk type 2) with a sound footer, a whole number
+/// of MiB, file = size + 512. Gives the footer's unique id. Anything else is refused with the
+/// way to get there: `vhdtool convert -o` reads dynamic and differencing VHDs, VHDX, qcow2 and
+/// raw disks and writes such a VHD (`--keep-mbr` leaves the partitions as they are).
+fn check_image(disk: &dyn Disk, shown: &str) -> Result<String> {
+    let convert = "run `vhdtool convert IMAGE -o OUT.vhd` first (it writes a fixed VHD of a whole number of MiB; --keep-mbr leaves the partitions as they are)";
+    let named = match crate::image::detect(disk) {
+        Detected::Vhd => None,
+        Detected::Vhdx => Some("a VHDX image"),
+        Detected::Qcow2 => Some("a qcow2 image"),
+        Detected::Other(name) => Some(name),
+        Detected::Raw | Detected::Unknown => Some("a raw disk (no VHD footer)"),
+    };
+    if let Some(name) = named {
+        return Err(Error::unsupported(format!(
+            "{shown} is {name}: Azure takes fixed VHDs only; {convert}"
+        )));
+    }
     let img = crate::vhd::probe(disk);
-    let convert = "run `vhdtool convert` first (it writes a fixed VHD of a whole number of MiB)";
     let f = match (&img.format, &img.footer) {
-        (Format::VhdFixed, Some(f)) => f,
-        (Format::Raw, _) => {
+        (Format::VhdFixed, Some(f)) if f.disk_type == DISK_TYPE_FIXED => f,
+        (format, footer) => {
+            let what = match (format, footer) {
+                (Format::VhdDynamic, _) => "a dynamic VHD".to_string(),
+                (Format::VhdDifferencing, _) => "a differencing VHD".to_string(),
+                (_, Some(f)) => format!("a VHD of disk type {} (fixed is 2)", f.disk_type),
+                (_, None) => "a raw disk (no VHD footer)".to_string(),
+            };
             return Err(Error::unsupported(format!(
-                "{shown} has no VHD footer (a raw disk): Azure takes fixed VHDs only; {convert}"
-            )))
-        }
-        (other, _) => {
-            return Err(Error::unsupported(format!(
-                "{shown} is a {other:?} VHD: Azure takes fixed VHDs only; convert it to a fixed VHD (qemu-img convert -O vpc -o subformat=fixed,force_size=on)"
-            )))
+                "{shown} is {what}: Azure takes fixed VHDs only; {convert}"
+            )));
         }
     };
     if f.checksum != f.computed_checksum {
@@ -293,6 +310,10 @@ struct Exec<'u> {
     salt: AtomicU64,
     /// Set when the upload must stop (an error elsewhere): no new attempt starts.
     stop: AtomicBool,
+    /// Set once a page was written or cleared: a later refusal is no longer "nothing written".
+    wrote_pages: AtomicBool,
+    /// Time spent retrying, for [`Policy::total_budget`].
+    retrying: RetryClock,
 }
 
 impl<'u> Exec<'u> {
@@ -306,6 +327,8 @@ impl<'u> Exec<'u> {
             bytes_sent: AtomicU64::new(0),
             salt: AtomicU64::new(0),
             stop: AtomicBool::new(false),
+            wrote_pages: AtomicBool::new(false),
+            retrying: RetryClock::default(),
         }
     }
 
@@ -313,8 +336,22 @@ impl<'u> Exec<'u> {
         Rng::seeded(self.salt.fetch_add(1, Ordering::Relaxed))
     }
 
-    /// Send `req` until it succeeds, fails finally, or its budget is spent.
+    /// Send `req` until it succeeds, fails finally, or a budget is spent (its own, or the
+    /// upload's total).
     fn call(&self, req: &Request<'_>) -> std::result::Result<Response, Failure> {
+        let mut retrying = false;
+        let r = self.attempts(req, &mut retrying);
+        if retrying {
+            self.retrying.leave(Instant::now());
+        }
+        r
+    }
+
+    fn attempts(
+        &self,
+        req: &Request<'_>,
+        retrying: &mut bool,
+    ) -> std::result::Result<Response, Failure> {
         let start = Instant::now();
         let mut rng = self.rng();
         let mut attempt = 0u32;
@@ -327,8 +364,14 @@ impl<'u> Exec<'u> {
             self.requests.fetch_add(1, Ordering::Relaxed);
             self.bytes_sent
                 .fetch_add(len_u64(req.body.len()), Ordering::Relaxed);
+            let sent_at = Instant::now();
             let (why, retry_after) = match self.client.send(req, &id) {
-                Ok(resp) if resp.ok() => return Ok(resp),
+                Ok(resp) if resp.ok() => {
+                    if req.headers.iter().any(|(k, _)| *k == "x-ms-page-write") {
+                        self.wrote_pages.store(true, Ordering::Relaxed);
+                    }
+                    return Ok(resp);
+                }
                 Ok(resp) => {
                     let code = resp.error_code().unwrap_or_default();
                     let checksum_damage = resp.status == 400
@@ -346,6 +389,11 @@ impl<'u> Exec<'u> {
                 }
                 Err(e) => (format!("{} (x-ms-client-request-id {id})", e.message), None),
             };
+            if !*retrying {
+                // the failed attempt counts from when it was sent
+                self.retrying.enter(sent_at);
+                *retrying = true;
+            }
             let delay = self.policy.delay(attempt, retry_after, &mut rng);
             if start.elapsed().saturating_add(delay) > self.policy.request_budget {
                 return Err(Failure::Exhausted(format!(
@@ -353,6 +401,15 @@ impl<'u> Exec<'u> {
                     req.what,
                     start.elapsed().as_secs_f64(),
                     self.policy.request_budget.as_secs()
+                )));
+            }
+            let spent = self.retrying.spent(Instant::now());
+            if spent.saturating_add(delay) > self.policy.total_budget {
+                return Err(Failure::Exhausted(format!(
+                    "{}: gave up after {attempt} attempt(s): the upload has spent {:.1} s retrying in all (total retry budget {} s); last: {why}",
+                    req.what,
+                    spent.as_secs_f64(),
+                    self.policy.total_budget.as_secs()
                 )));
             }
             self.retries.fetch_add(1, Ordering::Relaxed);
@@ -366,7 +423,19 @@ impl<'u> Exec<'u> {
             Failure::Exhausted(m) => Error::network(format!(
                 "{m}; nothing is lost: rerun with --resume to send only what is missing"
             )),
-            Failure::Final(resp) => refusal(self.url, what, &resp),
+            Failure::Final(resp) => {
+                let e = refusal(self.url, what, &resp);
+                if self.wrote_pages.load(Ordering::Relaxed) {
+                    // pages went in before the refusal (a SAS that expired or was revoked
+                    // during the upload): they are in the resume state
+                    Error::refused(format!(
+                        "{}; the pages written so far are recorded: once this is fixed (a new SAS URL if it expired), rerun with --resume to send only what is missing",
+                        e.message()
+                    ))
+                } else {
+                    e
+                }
+            }
         }
     }
 }
@@ -385,15 +454,23 @@ pub fn refusal(url: &BlobUrl, what: &str, resp: &Response) -> Error {
         }
         401 => Error::refused(format!("{what}: unauthorized ({d})")),
         403 => {
-            let expired = sas
+            let expired_at = sas
                 .expiry
                 .as_deref()
-                .and_then(parse_utc)
-                .is_some_and(|t| t <= now_unix());
-            if expired {
+                .filter(|e| parse_utc(e).is_some_and(|t| t <= now_unix()));
+            // a managed disk's SAS names no expiry (a stored access policy holds it): the
+            // service's detail says it ("Signature not valid in the specified time frame")
+            let detail = resp.auth_detail().unwrap_or_default();
+            let lower = detail.to_ascii_lowercase();
+            let service_says_expired = code == "AuthenticationFailed"
+                && (lower.contains("time frame") || lower.contains("expir"));
+            if let Some(at) = expired_at {
                 Error::refused(format!(
-                    "{what}: the SAS expired at {}: run `az disk grant-access --access-level Write` again for a new one ({d})",
-                    sas.expiry.unwrap_or_default()
+                    "{what}: the SAS expired at {at}: run `az disk grant-access --access-level Write` again for a new one ({d})"
+                ))
+            } else if service_says_expired {
+                Error::refused(format!(
+                    "{what}: the SAS expired (the service: {detail}): run `az disk grant-access --access-level Write` again for a new one ({d})"
                 ))
             } else if code == "AuthorizationPermissionMismatch"
                 || sas.permissions.as_deref().is_some_and(|p| !p.contains('w'))
@@ -422,7 +499,13 @@ fn page_ranges(exec: &Exec<'_>, blob_bytes: u64) -> Result<Vec<Range>> {
     for _ in 0..=rest::MAX_PAGE_RANGES {
         let req = rest::get_page_ranges(exec.url, marker.as_deref());
         let resp = exec.call(&req).map_err(|f| exec.error(&req.what, f))?;
-        let list = rest::parse_page_list(&resp.body, blob_bytes)?;
+        let list = rest::parse_page_list(&resp.body, blob_bytes).map_err(|e| {
+            Error::corrupt(format!(
+                "{} (x-ms-request-id {})",
+                e.message(),
+                resp.request_id().unwrap_or("-")
+            ))
+        })?;
         let empty = list.ranges.is_empty();
         all.extend(list.ranges);
         if all.len() > rest::MAX_PAGE_RANGES {
@@ -492,9 +575,8 @@ pub fn upload(
         data,
         todo: &todo,
         threads,
-        state_path: &state_path,
     };
-    let sent = send::send_all(&job, first, start.state, progress)?;
+    let sent = send::send_all(&job, first, start.journal, progress)?;
     let send_seconds = started.elapsed().as_secs_f64();
 
     // the destination lists exactly the plan
@@ -563,20 +645,27 @@ fn prepare_blob(exec: &Exec<'_>, len: u64, create: bool) -> Result<bool> {
     let props = rest::get_properties(url);
     match exec.call(&props) {
         Ok(resp) => {
+            // the answer's ids, as every error message shows them
+            let ids = resp
+                .request_id()
+                .map(|id| format!(" (Get Blob Properties: x-ms-request-id {id})"))
+                .unwrap_or_default();
             if let Some(t) = resp.header("x-ms-blob-type").filter(|t| *t != "PageBlob") {
                 return Err(Error::refused(format!(
-                    "{url} is a {t}, not a page blob: disks are page blobs (create it with --create, or az disk create --for-upload)"
+                    "{url} is a {t}, not a page blob: disks are page blobs (create it with --create, or az disk create --for-upload){ids}"
                 )));
             }
             let blob_len = resp
                 .header("content-length")
                 .and_then(|v| v.trim().parse::<u64>().ok())
                 .ok_or_else(|| {
-                    Error::corrupt("Get Blob Properties: no Content-Length in the answer")
+                    Error::corrupt(format!(
+                        "Get Blob Properties: no Content-Length in the answer{ids}"
+                    ))
                 })?;
             if blob_len != len {
                 return Err(Error::refused(format!(
-                    "the disk is {blob_len} bytes, the image {len}: create it with --upload-size-bytes {len}"
+                    "the disk is {blob_len} bytes, the image {len}: create it with --upload-size-bytes {len}{ids}"
                 )));
             }
             Ok(false)
@@ -598,7 +687,7 @@ struct Start {
     /// Pages written there but zero here (cleared).
     to_clear: Vec<Range>,
     cleared_bytes: u64,
-    state: State,
+    journal: Journal,
 }
 
 fn start_state(
@@ -621,11 +710,7 @@ fn start_state(
     } else {
         Vec::new()
     };
-    let mut st = State::new(identity);
-    for r in &done {
-        st.add(*r);
-    }
-    st.write(state_path)?;
+    let journal = Journal::start(state_path, identity, &done)?;
     let mut cleared_bytes = 0;
     for r in &to_clear {
         let req = rest::clear_pages(exec.url, *r)?;
@@ -636,7 +721,7 @@ fn start_state(
         done,
         to_clear,
         cleared_bytes,
-        state: st,
+        journal,
     })
 }
 
@@ -752,6 +837,28 @@ mod tests {
     }
 
     #[test]
+    fn requests_refused_before_any_request() {
+        let md = BlobUrl::parse(
+            "https://md-x.z1.blob.storage.azure.net/c/abcd?sv=2018-03-28&sr=b&si=p&sig=x",
+        )
+        .unwrap();
+        let create = Options {
+            create: true,
+            ..Options::default()
+        };
+        let e = check_request(&md, &create).unwrap_err();
+        assert_eq!(e.kind(), crate::error::ErrorKind::InvalidInput);
+        assert!(e.message().contains("az disk create --for-upload"), "{e}");
+        assert!(check_request(&md, &Options::default()).is_ok());
+        let sa = BlobUrl::parse("https://a.blob.core.windows.net/c/b?sp=rcw&sig=x").unwrap();
+        assert!(check_request(&sa, &create).is_ok());
+        let ro = BlobUrl::parse("https://a.blob.core.windows.net/c/b?sp=rl&sig=x").unwrap();
+        let e = check_request(&ro, &Options::default()).unwrap_err();
+        assert_eq!(e.kind(), crate::error::ErrorKind::Refused);
+        assert!(e.message().contains("read-only SAS"), "{e}");
+    }
+
+    #[test]
     fn utc() {
         assert_eq!(parse_utc("1970-01-01T00:00:00Z"), Some(0));
         assert_eq!(parse_utc("2000-01-01T00:00:00Z"), Some(946_684_800));
@@ -803,6 +910,30 @@ mod tests {
             &resp(404, "BlobNotFound", vec![]),
         );
         assert!(e.message().contains("az disk create --for-upload"), "{e}");
+        // a managed disk's SAS names no expiry: the service's detail says it
+        let md = BlobUrl::parse(
+            "https://md-x.z1.blob.storage.azure.net/c/abcd?sv=2018-03-28&sr=b&si=p&sig=x",
+        )
+        .unwrap();
+        let mut expired = resp(403, "AuthenticationFailed", vec![]);
+        expired.body = b"<?xml version=\"1.0\"?><Error><Code>AuthenticationFailed</Code><Message>Server failed to authenticate the request.</Message><AuthenticationErrorDetail>Signature not valid in the specified time frame: Start [a] - Expiry [b] - Current [c]</AuthenticationErrorDetail></Error>".to_vec();
+        let e = refusal(&md, "Put Page", &expired);
+        assert!(
+            e.message().contains(
+                "the SAS expired (the service: Signature not valid in the specified time frame"
+            ),
+            "{e}"
+        );
+        let e = refusal(&md, "Put Page", &resp(403, "AuthenticationFailed", vec![]));
+        assert!(!e.message().contains("the SAS expired"), "{e}");
+        // ... nor its permissions (`az disk grant-access --access-level Read`): the service's
+        // code says it
+        let e = refusal(
+            &md,
+            "Put Page",
+            &resp(403, "AuthorizationPermissionMismatch", vec![]),
+        );
+        assert!(e.message().contains("read-only SAS"), "{e}");
         let live = BlobUrl::parse("https://a.blob.core.windows.net/c/b?sp=r&sig=x").unwrap();
         let e = refusal(
             &live,

@@ -291,6 +291,13 @@ impl Response {
         xml_text(text, "Message").map(|m| m.lines().next().unwrap_or("").trim().to_string())
     }
 
+    /// The `<AuthenticationErrorDetail>` of a 403 (why a SAS was not accepted: "Signature not
+    /// valid in the specified time frame: ...", "Signed expiry time ... must be after ...").
+    pub fn auth_detail(&self) -> Option<String> {
+        let text = std::str::from_utf8(&self.body).ok()?;
+        xml_text(text, "AuthenticationErrorDetail").map(str::to_string)
+    }
+
     pub fn request_id(&self) -> Option<&str> {
         self.header("x-ms-request-id")
     }

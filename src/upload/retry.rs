@@ -5,11 +5,15 @@
 //! grow exponentially from [`Policy::base_delay`] to [`Policy::max_delay`] with full jitter
 //! (a uniform draw below the cap, as the AWS and Azure SDKs do, so that N threads hit by the
 //! same 503 do not come back together); a `Retry-After` from the service is a floor. Each
-//! attempt has a timeout ([`Policy::attempt_timeout`]) and each request a budget for all its
-//! attempts and waits ([`Policy::request_budget`]); the whole upload stops when one request
-//! exhausts it. Everything else (401, 403, 404, 409, 412, other 4xx) is final.
+//! attempt has a timeout ([`Policy::attempt_timeout`]), each request a budget for all its
+//! attempts and waits ([`Policy::request_budget`]), and the whole upload a budget for the time
+//! spent retrying ([`Policy::total_budget`], measured by a [`RetryClock`]: a service that lets
+//! every request through on its second attempt keeps each within its own budget, yet the
+//! upload crawls); the whole upload stops when one is exhausted. Everything else (401, 403,
+//! 404, 409, 412, other 4xx) is final.
 
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// Retry and timeout settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +26,9 @@ pub struct Policy {
     pub base_delay: Duration,
     /// Longest wait drawn by the backoff (a `Retry-After` may ask for more, up to the budget).
     pub max_delay: Duration,
+    /// The whole upload's time spent retrying: wall-clock time during which at least one
+    /// request was between a failed attempt and its end.
+    pub total_budget: Duration,
 }
 
 impl Default for Policy {
@@ -32,6 +39,7 @@ impl Default for Policy {
             request_budget: Duration::from_secs(15 * 60),
             base_delay: Duration::from_millis(500),
             max_delay: Duration::from_secs(30),
+            total_budget: Duration::from_secs(3600),
         }
     }
 }
@@ -57,6 +65,56 @@ impl Policy {
             Some(r) if r > drawn => r,
             _ => drawn,
         }
+    }
+}
+
+/// The wall-clock time during which at least one request was retrying, over a whole upload
+/// (the union of the requests' retry intervals: 8 requests retrying together for a minute
+/// spend one minute, not eight).
+#[derive(Debug, Default)]
+pub struct RetryClock(Mutex<ClockState>);
+
+#[derive(Debug, Default)]
+struct ClockState {
+    /// Requests retrying now.
+    active: usize,
+    /// When `active` last went from 0 to 1.
+    since: Option<Instant>,
+    /// Closed intervals so far.
+    spent: Duration,
+}
+
+impl RetryClock {
+    /// A request failed an attempt for the first time, at `now`.
+    pub fn enter(&self, now: Instant) {
+        if let Ok(mut c) = self.0.lock() {
+            if c.active == 0 {
+                c.since = Some(now);
+            }
+            c.active = c.active.saturating_add(1);
+        }
+    }
+
+    /// A request that had entered ended (success or not), at `now`.
+    pub fn leave(&self, now: Instant) {
+        if let Ok(mut c) = self.0.lock() {
+            c.active = c.active.saturating_sub(1);
+            if c.active == 0 {
+                if let Some(since) = c.since.take() {
+                    c.spent = c.spent.saturating_add(now.saturating_duration_since(since));
+                }
+            }
+        }
+    }
+
+    /// Time spent retrying up to `now`.
+    pub fn spent(&self, now: Instant) -> Duration {
+        self.0.lock().map_or(Duration::ZERO, |c| {
+            let open = c
+                .since
+                .map_or(Duration::ZERO, |s| now.saturating_duration_since(s));
+            c.spent.saturating_add(open)
+        })
     }
 }
 
@@ -165,6 +223,23 @@ mod tests {
         assert_eq!(parse_retry_after(" 7 "), Some(Duration::from_secs(7)));
         assert_eq!(parse_retry_after("99999"), Some(Duration::from_secs(3600)));
         assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+    }
+
+    #[test]
+    fn retry_clock_counts_overlaps_once() {
+        let c = RetryClock::default();
+        let t = Instant::now();
+        let at = |s: u64| t + Duration::from_secs(s);
+        c.enter(at(0));
+        c.enter(at(5)); // overlaps the first
+        assert_eq!(c.spent(at(7)), Duration::from_secs(7));
+        c.leave(at(10));
+        c.leave(at(12));
+        assert_eq!(c.spent(at(100)), Duration::from_secs(12));
+        c.enter(at(200));
+        assert_eq!(c.spent(at(203)), Duration::from_secs(15));
+        c.leave(at(204));
+        assert_eq!(c.spent(at(300)), Duration::from_secs(16));
     }
 
     #[test]

@@ -2,18 +2,17 @@
 //! resume state, with a fallback to a weaker transactional checksum when the service refuses
 //! one.
 
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use super::rest::{self, Integrity};
-use super::state::State;
+use super::state::Journal;
 use super::{Exec, Failure};
 use crate::checksum::Range;
 use crate::error::{Error, Result};
 
-/// What to send and where to record it.
+/// What to send.
 pub(super) struct Job<'a, 'u> {
     pub exec: &'a Exec<'u>,
     /// The whole image.
@@ -21,7 +20,6 @@ pub(super) struct Job<'a, 'u> {
     /// Pieces of at most one Put Page each.
     pub todo: &'a [Range],
     pub threads: usize,
-    pub state_path: &'a Path,
 }
 
 /// What sending did.
@@ -34,12 +32,12 @@ pub(super) struct Sent {
 }
 
 /// Send every piece of `job.todo` on up to `job.threads` threads, starting with the
-/// transactional checksum `first`; `st` records each confirmed piece. `progress(sent,
+/// transactional checksum `first`; `journal` records each confirmed piece. `progress(sent,
 /// to_send)` is called on this thread about every 100 ms.
 pub(super) fn send_all(
     job: &Job<'_, '_>,
     first: Integrity,
-    st: State,
+    journal: Journal,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Sent> {
     let Job {
@@ -47,7 +45,6 @@ pub(super) fn send_all(
         data,
         todo,
         threads,
-        state_path,
     } = *job;
     let to_send: u64 = todo.iter().map(|r| r.length).sum();
     let integrity = AtomicU8::new(integrity_code(first));
@@ -56,7 +53,7 @@ pub(super) fn send_all(
     let sent = AtomicU64::new(0);
     let put_pages = AtomicU64::new(0);
     let failed: Mutex<Option<Error>> = Mutex::new(None);
-    let st = Mutex::new(st);
+    let journal = Mutex::new(journal);
     let waiting = std::thread::current();
     std::thread::scope(|s| {
         let worker = || {
@@ -66,11 +63,10 @@ pub(super) fn send_all(
                     break;
                 };
                 let r = send_piece(exec, data, piece, &integrity, &note).and_then(|()| {
-                    let mut g = st
+                    journal
                         .lock()
-                        .map_err(|_| Error::invalid("upload state lock poisoned"))?;
-                    g.add(piece);
-                    g.write(state_path)
+                        .map_err(|_| Error::invalid("upload state lock poisoned"))?
+                        .confirm(piece)
                 });
                 match r {
                     Ok(()) => {
