@@ -14,6 +14,10 @@
 #   bootdevice  conly with \Boot\BCD the real windeploy-bios-bootdevice.BCD as it is: its default
 #               entry's device and osdevice are the `boot` device (a deployment-made store), so
 #               the Windows partition is found by its winload.exe
+#   locate      conly with \Boot\BCD the real windeploy-uefi-locate.BCD as it is: its default
+#               entry's device and osdevice are `locate` devices (a sysprepped store; it was made
+#               for UEFI, but {bootmgr} -> default -> osdevice reads the same), so the Windows
+#               partition is found by its winload.exe; its WinRE entry is on another (GPT) disk
 #   winre       sysres, but WinRE in p3, type 0x27 (NTFS 16 MiB, \Recovery\WindowsRE\*), none on C:
 #   compressed  conly with \Windows\Boot\EFI\bootmgfw.efi LZNT1-compressed (ntfs-3g `compression`
 #               mount option, the compressed attribute on the directory, the file written anew)
@@ -94,7 +98,7 @@ out=$1
 shift
 variants=("$@")
 if [ ${#variants[@]} -eq 0 ]; then
-    variants=(sysres conly bootdevice winre compressed hibernated dirty dirtyhive hivelogs bitlocker reuse special bigclus smallclus)
+    variants=(sysres conly bootdevice locate winre compressed hibernated dirty dirtyhive hivelogs bitlocker reuse special bigclus smallclus)
 fi
 mkdir -p "$out"
 work=$(mktemp -d)
@@ -461,13 +465,16 @@ windows() {
     local sys_mib=32 c_mib=48 re_mib=16 c_start=1
     : >"$out/$v.parts"
     case $v in
-    conly | bootdevice | compressed | hibernated | dirty | dirtyhive | hivelogs)
+    conly | bootdevice | locate | compressed | hibernated | dirty | dirtyhive | hivelogs)
         case $v in dirtyhive) hive=dirty ;; hivelogs) hive=logs ;; *) hive=win7 ;; esac
         mkvol "$w/c.part" $c_mib 4096 2048 Windows
         mount_vol "$w/c.part" "$([ "$v" = compressed ] && echo rw,compression || echo rw)"
         bios_boot $((c_start * MIB))
         if [ "$v" = bootdevice ]; then
             cp "$here/windows-boot/bios/windeploy-bios-bootdevice.BCD" "$mnt/Boot/BCD"
+        fi
+        if [ "$v" = locate ]; then
+            cp "$here/windows-boot/uefi/windeploy-uefi-locate.BCD" "$mnt/Boot/BCD"
         fi
         windows_tree 1 $((c_start * MIB))
         if [ "$v" = compressed ]; then
@@ -564,7 +571,7 @@ reader() {
 for v in "${variants[@]}"; do
     rm -f "$out/$v.img" "$out/$v.vhd" "$out/$v.parts" "$out/$v.refused"
     case $v in
-    sysres | conly | bootdevice | winre | compressed | hibernated | dirty | dirtyhive | hivelogs | bitlocker | reuse) windows "$v" ;;
+    sysres | conly | bootdevice | locate | winre | compressed | hibernated | dirty | dirtyhive | hivelogs | bitlocker | reuse) windows "$v" ;;
     special | bigclus | smallclus) reader "$v" ;;
     *)
         echo "make-windows.sh: unknown variant '$v'" >&2

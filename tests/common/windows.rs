@@ -25,6 +25,7 @@ pub const WINDOWS: &[&str] = &[
     "sysres",
     "conly",
     "bootdevice",
+    "locate",
     "winre",
     "compressed",
     "hibernated",
