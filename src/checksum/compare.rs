@@ -12,8 +12,8 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::{
-    chunk_count, chunk_range, chunk_sums, hex, merge, par_chunks, ChecksumMap, Manifest, Range,
-    Source, Sum, Sums, DEFAULT_CHUNK_BYTES,
+    chunk_count, chunk_range, chunk_sums, merge, par_chunks, ChecksumMap, Range, Source, Sum, Sums,
+    DEFAULT_CHUNK_BYTES,
 };
 use crate::disk::{Access, Disk, MmapDisk, Region};
 use crate::error::Result;
@@ -390,7 +390,7 @@ fn for_steps(r: Range, mut f: impl FnMut(u64, &mut [u8], &mut [u8]) -> Result<()
     })
 }
 
-fn file_name(p: &Path) -> String {
+pub(super) fn file_name(p: &Path) -> String {
     p.file_name().map_or_else(
         || p.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
@@ -429,122 +429,9 @@ pub fn diff_files(a: &Path, b: &Path, progress: &mut dyn FnMut(u64, u64)) -> Res
     })
 }
 
-/// `vhdtool verify IMAGE --manifest FILE`: the image's chunks against the manifest's, on the
-/// manifest's chunk grid.
-pub fn verify_manifest(
-    image: &Path,
-    manifest: &Manifest,
-    manifest_name: &str,
-    progress: &mut dyn FnMut(u64, u64),
-) -> Result<DiffReport> {
-    let disk = MmapDisk::open(image, Access::ReadOnly)?;
-    let mut src = Source::open(&disk)?;
-    // the manifest's runs as they are (a map with zero flags would be a second copy)
-    let old_bytes = manifest.image.file_bytes;
-    let old_whole = super::manifest::parse_crc(&manifest.whole_crc32)?;
-    let len = src.len();
-    let chunk = manifest.chunk_bytes;
-    // the image on the manifest's grid, cut at the manifest's length, compared run by run as
-    // it is summed: nothing but the manifest's runs and the changed ranges is kept
-    let limit = old_bytes.min(len);
-    // chunks from this index on differ in length between the two grids (the image is shorter)
-    let cut_from = if limit < old_bytes {
-        limit.checked_div(chunk).unwrap_or(0)
-    } else {
-        u64::MAX
-    };
-    let mut ranges: Vec<Range> = Vec::new();
-    let mut before = manifest.chunks.runs();
-    let mut pending: Option<(u32, u64)> = None; // the manifest run being compared, chunks left
-    let mut i = 0u64;
-    let mut whole = (len == old_bytes).then(|| super::WholeCrc::new(chunk, len));
-    let compare = &mut |s: super::Sum, mut n: u64| -> Result<()> {
-        if let Some(w) = whole.as_mut() {
-            w.push(s.crc, n);
-        }
-        while n > 0 {
-            let (crc, left) = match pending.take() {
-                Some(p) => p,
-                None => match before.next() {
-                    Some(p) => p,
-                    None => return Ok(()), // past the manifest's chunks: its tail is added below
-                },
-            };
-            // a run is split where the grids stop agreeing
-            let k = match cut_from.checked_sub(i) {
-                Some(to_cut) if to_cut > 0 => n.min(left).min(to_cut),
-                _ => n.min(left),
-            };
-            let same = crc == s.crc && i < cut_from;
-            if !same {
-                push_merged(&mut ranges, super::chunks_range(i, k, chunk, old_bytes));
-            }
-            if left > k {
-                pending = Some((crc, left.saturating_sub(k)));
-            }
-            i = i.saturating_add(k);
-            n = n.saturating_sub(k);
-        }
-        Ok(())
-    };
-    super::each_chunk_sum(&mut src, old_bytes, chunk, progress, compare)?;
-    disk.still_whole()?;
-    // the manifest's chunks the image does not reach
-    let listed = manifest.chunk_count()?;
-    if i < listed {
-        push_merged(
-            &mut ranges,
-            super::chunks_range(i, listed.saturating_sub(i), chunk, old_bytes),
-        );
-    }
-    if len > old_bytes {
-        ranges.push(Range::new(old_bytes, len.saturating_sub(old_bytes)));
-    }
-    let ranges = merge(ranges);
-    let actual = match whole {
-        Some(w) => w.finish(),
-        None => {
-            // the grid was cut at the manifest's length: sum the whole image for the record
-            let mut w = super::WholeCrc::new(chunk, len);
-            super::each_chunk_sum(&mut src, len, chunk, &mut |_, _| {}, &mut |s, n| {
-                w.push(s.crc, n);
-                Ok(())
-            })?;
-            w.finish()
-        }
-    };
-    let name_b = file_name(image);
-    let layout = Layout::of(&disk, &name_b);
-    let old_layout = Layout::size_only(manifest_name, old_bytes);
-    let changed = name(&ranges, &layout, Some(&old_layout))
-        .into_iter()
-        .map(|mut c| {
-            // the manifest knows no layout: name it only when the range is past its end
-            if c.old.as_deref() == Some("data") {
-                c.what.clone_from(&c.new);
-                c.old = None;
-            }
-            c
-        })
-        .collect::<Vec<_>>();
-    Ok(DiffReport {
-        kind: "verify",
-        a: manifest_name.to_string(),
-        b: image.display().to_string(),
-        a_bytes: old_bytes,
-        b_bytes: len,
-        granularity_bytes: chunk,
-        identical: changed.is_empty(),
-        changed_bytes: ranges.iter().map(|r| r.length).sum(),
-        changed,
-        expected_crc32: Some(hex(old_whole)),
-        actual_crc32: Some(hex(actual)),
-    })
-}
-
 /// Append `r` to sorted `ranges`, merged with the last one when they touch (memory: the
 /// changed stretches, not the changed chunks).
-fn push_merged(ranges: &mut Vec<Range>, r: Range) {
+pub(super) fn push_merged(ranges: &mut Vec<Range>, r: Range) {
     match ranges.last_mut() {
         Some(last) if last.end() >= r.offset => {
             last.length = last.end().max(r.end()).saturating_sub(last.offset);
@@ -552,6 +439,8 @@ fn push_merged(ranges: &mut Vec<Range>, r: Range) {
         _ => ranges.push(r),
     }
 }
+
+pub use super::verify::verify_manifest;
 
 /// What an uploader must send: the non-zero ranges, aligned to pages.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -848,7 +737,7 @@ pub fn prove_copy(source: &Path, output: &Path, regions: &[Region]) -> Result<Ve
 #[allow(clippy::arithmetic_side_effects, clippy::as_conversions)]
 mod tests {
     use super::super::tests::noise;
-    use super::super::{map, Source};
+    use super::super::{hex, map, Manifest, Source};
     use super::*;
 
     /// `verify` compares the image with the manifest run by run as it is summed; the changed

@@ -18,6 +18,7 @@
 
 pub mod compare;
 pub mod manifest;
+pub mod verify;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
