@@ -83,11 +83,76 @@ fn assert_restored(image: &Path, original: &[u8], what: &str) -> bool {
     rolled_back
 }
 
-/// The disk fills up while the image grows: the image lives on a tmpfs too small for the
-/// grown image. Several sizes, so that the ENOSPC lands at different steps (journal, resize,
-/// ESP writes). Each failure exits with the I/O code, and the image is untouched or rolled back.
+/// Mount a tmpfs of `kib` KiB at `mnt` (no huge pages: the allocation unit is one page).
+fn mount_tmpfs(mnt: &Path, kib: u64) -> Option<Mount> {
+    sh(Command::new("mount")
+        .args(["-t", "tmpfs", "-o"])
+        .arg(format!("size={kib}k,huge=never"))
+        .arg("tmpfs")
+        .arg(mnt))
+    .then(|| Mount(mnt.to_path_buf()))
+}
+
+/// Bytes free on the filesystem holding `path` (what `vhdtool` reads: f_bavail x f_frsize),
+/// and its block size.
+fn free_bytes(path: &Path) -> (u64, u64) {
+    let st = rustix::fs::statvfs(path).expect("statvfs");
+    (st.f_bavail * st.f_frsize, st.f_frsize)
+}
+
+/// Bytes a file takes on its filesystem (st_blocks), 0 when it does not exist.
+fn allocated(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(path).map_or(0, |m| m.blocks() * 512)
+}
+
+fn journal_of(image: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.vhdtool-journal", image.display()))
+}
+
+/// A refusal for want of space, before any write: exit 3, a message that names the full disk
+/// and says nothing was written, the image byte-identical, no journal (nor its temporary).
+fn assert_refused_untouched(run: &common::Run, image: &Path, original: &[u8], what: &str) {
+    assert_eq!(run.code, Some(EXIT_IO), "{what}: {}", run.stderr);
+    assert!(
+        run.stderr.contains("No space left on device")
+            && run.stderr.contains("nothing was written"),
+        "{what}: the refusal must name the full disk and say nothing was written: {}",
+        run.stderr
+    );
+    let journal = journal_of(image);
+    let tmp = PathBuf::from(format!("{}.tmp", journal.display()));
+    assert!(
+        !journal.exists() && !tmp.exists(),
+        "{what}: refused, yet a journal was written"
+    );
+    assert!(
+        fs::read(image).expect("read image") == original,
+        "{what}: refused, yet the image changed"
+    );
+}
+
+/// The bytes the refusal says are needed ("..., N are needed for ...").
+fn needed_bytes(stderr: &str) -> u64 {
+    stderr
+        .split(" are needed for ")
+        .next()
+        .and_then(|head| head.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no needed byte count in: {stderr}"))
+}
+
+/// The disk is too small for the grown image: the image lives on a tmpfs of one size after
+/// another, from too small to roomy. Before its first write (the journal included) convert
+/// compares what the filesystem must newly allocate with what it has free, so each ENOSPC is a
+/// refusal that leaves the image byte-identical and no journal; should the estimate ever fall
+/// short, the run fails after the journal and must be restored by `rollback`. Then the estimate
+/// is shown to be exact on tmpfs (no margin there, src/convert/space.rs): with the free space
+/// one page short of what a conversion allocates (st_blocks of the image and the journal, after
+/// minus before) it is refused, naming exactly that figure; with exactly that free space it
+/// converts.
 #[test]
-fn enospc_while_growing_is_rolled_back() {
+fn enospc_while_growing_is_refused_before_any_write_or_rolled_back() {
     let Some(src) = source_image() else {
         return;
     };
@@ -95,18 +160,12 @@ fn enospc_while_growing_is_rolled_back() {
     let tmp = TempDir::new("faults-enospc");
     let mnt = tmp.path().join("small");
     fs::create_dir_all(&mnt).unwrap();
-    let (mut failed, mut rolled_back, mut finished) = (0, 0, 0);
+    let (mut refused, mut rolled_back, mut finished) = (0, 0, 0);
     for kib in [400, 512, 640, 768, 1024, 1536, 2048, 4096, 8192, 65536] {
-        if !sh(Command::new("mount")
-            .args(["-t", "tmpfs", "-o"])
-            .arg(format!("size={kib}k"))
-            .arg("tmpfs")
-            .arg(&mnt))
-        {
+        let Some(guard) = mount_tmpfs(&mnt, kib) else {
             skip("cannot mount a tmpfs (needs root): ENOSPC not tested");
             return;
-        }
-        let guard = Mount(mnt.clone());
+        };
         let image = mnt.join(IMAGE);
         common::sparse_copy(&src, &image);
         let run = convert_grow(&image);
@@ -118,31 +177,146 @@ fn enospc_while_growing_is_rolled_back() {
             // killed by a signal: once SIGBUS, when a mapped read of a hole needed a page the
             // full tmpfs could not give; reads are pread now, and no command dies of a signal
             None => panic!("{what}: killed by a signal: {}", run.stderr),
-            Some(EXIT_IO) => {
-                failed += 1;
+            Some(EXIT_IO) if journal_of(&image).exists() => {
                 assert!(
-                    run.stderr.contains("No space left") || run.stderr.contains("space"),
+                    run.stderr.contains("No space left"),
                     "{what}: the error does not name the full disk: {}",
                     run.stderr
                 );
-                if assert_restored(&image, &original, &what) {
-                    rolled_back += 1;
-                }
+                assert!(assert_restored(&image, &original, &what));
+                rolled_back += 1;
+            }
+            Some(EXIT_IO) => {
+                assert_refused_untouched(&run, &image, &original, &what);
+                refused += 1;
             }
             Some(code) => panic!("{what}: exit {code}: {}\n{}", run.stdout, run.stderr),
         }
         drop(guard);
     }
-    eprintln!("ENOSPC: {failed} failed ({rolled_back} rolled back), {finished} finished");
-    assert!(
-        failed >= 2,
-        "the disk never filled up ({finished} finished)"
+    eprintln!(
+        "ENOSPC: {refused} refused before writing, {rolled_back} rolled back, {finished} finished"
     );
-    assert!(
-        rolled_back >= 1,
-        "no failure after the journal was written: growing itself never hit ENOSPC"
-    );
+    assert!(refused >= 1, "no size was refused by the free-space check");
     assert!(finished >= 1, "no size was large enough to convert");
+
+    // How much one conversion allocates, measured on a roomy tmpfs.
+    let Some(guard) = mount_tmpfs(&mnt, 16 << 10) else {
+        skip("cannot mount a tmpfs (needs root): ENOSPC not tested");
+        return;
+    };
+    let image = mnt.join(IMAGE);
+    common::sparse_copy(&src, &image);
+    let (free_before, page) = free_bytes(&mnt);
+    let image_before = allocated(&image);
+    assert_eq!(convert_grow(&image).exit_code(), 0);
+    let used = allocated(&image) - image_before + allocated(&journal_of(&image));
+    assert_eq!(
+        free_bytes(&mnt).0,
+        free_before - used,
+        "the image and the journal are all the conversion allocates"
+    );
+    drop(guard);
+    eprintln!(
+        "one conversion allocates {used} bytes ({} pages)",
+        used / page
+    );
+    for (free, converts) in [(used - page, false), (used, true)] {
+        let Some(guard) = mount_tmpfs(&mnt, 16 << 10) else {
+            skip("cannot mount a tmpfs (needs root): ENOSPC not tested");
+            return;
+        };
+        let image = mnt.join(IMAGE);
+        common::sparse_copy(&src, &image);
+        let filler = free_bytes(&mnt).0 - free;
+        fs::write(mnt.join("filler"), vec![0xa5u8; filler as usize]).unwrap();
+        assert_eq!(
+            free_bytes(&mnt).0,
+            free,
+            "the filler leaves {free} bytes free"
+        );
+        let run = convert_grow(&image);
+        let what = format!("{free} bytes free, {used} allocated by a conversion");
+        if converts {
+            assert_eq!(run.exit_code(), 0, "{what}: refused: {}", run.stderr);
+        } else {
+            assert_refused_untouched(&run, &image, &original, &what);
+            assert_eq!(
+                needed_bytes(&run.stderr),
+                used,
+                "{what}: the estimate is not what a conversion allocates: {}",
+                run.stderr
+            );
+        }
+        drop(guard);
+    }
+}
+
+/// `convert -o OUT` with OUT on a disk too small: the check runs on OUT's filesystem before the
+/// partial file exists, and counts the copy's data (for a dynamic VHD, what the writer writes)
+/// plus the conversion's writes into its holes. Exact on tmpfs: one page short of what a copy
+/// allocates is refused, naming that figure, with nothing left in OUT's directory; exactly that
+/// much converts.
+#[test]
+fn convert_into_a_copy_on_a_small_disk_is_refused_before_the_copy() {
+    let Some(images) = common::images() else {
+        return;
+    };
+    let tmp = TempDir::new("faults-enospc-copy");
+    let mnt = tmp.path().join("small");
+    fs::create_dir_all(&mnt).unwrap();
+    for name in [IMAGE, "linux-mbr.dyn.vhd"] {
+        let src = images.path(name);
+        let convert = |out: &Path| {
+            let mut cmd = Command::new(common::bin());
+            cmd.args(["convert", "--room", "grow", "--no-boot-files", "-o"])
+                .arg(out)
+                .arg(&src);
+            run_with_timeout(&mut cmd, Duration::from_secs(60))
+        };
+        let Some(guard) = mount_tmpfs(&mnt, 16 << 10) else {
+            skip("cannot mount a tmpfs (needs root): ENOSPC of a copy not tested");
+            return;
+        };
+        let out = mnt.join("out.vhd");
+        let (free_before, page) = free_bytes(&mnt);
+        assert_eq!(convert(&out).exit_code(), 0);
+        let used = allocated(&out);
+        assert_eq!(
+            free_bytes(&mnt).0,
+            free_before - used,
+            "{name}: the copy is all"
+        );
+        drop(guard);
+        for (free, converts) in [(used - page, false), (used, true)] {
+            let Some(guard) = mount_tmpfs(&mnt, 16 << 10) else {
+                skip("cannot mount a tmpfs (needs root): ENOSPC of a copy not tested");
+                return;
+            };
+            let filler = free_bytes(&mnt).0 - free;
+            fs::write(mnt.join("filler"), vec![0xa5u8; filler as usize]).unwrap();
+            let run = convert(&out);
+            let what = format!("{name} -o: {free} bytes free, {used} allocated by a copy");
+            if converts {
+                assert_eq!(run.exit_code(), 0, "{what}: refused: {}", run.stderr);
+            } else {
+                assert_eq!(run.code, Some(EXIT_IO), "{what}: {}", run.stderr);
+                assert!(
+                    run.stderr.contains("nothing was written"),
+                    "{what}: {}",
+                    run.stderr
+                );
+                assert_eq!(needed_bytes(&run.stderr), used, "{what}: {}", run.stderr);
+                let left: Vec<_> = fs::read_dir(&mnt)
+                    .unwrap()
+                    .map(|e| e.unwrap().file_name())
+                    .filter(|n| n != "filler")
+                    .collect();
+                assert!(left.is_empty(), "{what}: left behind: {left:?}");
+            }
+            drop(guard);
+        }
+    }
 }
 
 /// The file size limit (`prlimit --fsize`) stops the growth another way: the kernel refuses the

@@ -82,7 +82,12 @@ impl<'a> SparseImage<'a> {
 }
 
 /// The bytes `step` writes at `rel .. rel + out.len()` inside itself.
-fn step_content(step: &Step, contents: &Contents, rel: u64, out: &mut [u8]) -> Result<()> {
+pub(super) fn step_content(
+    step: &Step,
+    contents: &Contents,
+    rel: u64,
+    out: &mut [u8],
+) -> Result<()> {
     let src: &[u8] = match &step.payload {
         Payload::Bytes(b) => b,
         Payload::Esp => {
@@ -174,7 +179,20 @@ pub fn apply(
     let steps: &[Step] = match journal_path {
         Some(jp) => {
             expanded = expand_external(disk, &plan.steps)?;
-            journal_of(disk, plan, &expanded, contents)?.write(jp, || faults.tick())?;
+            let journal = journal_of(disk, plan, &expanded, contents)?;
+            // room for the journal and the image's new blocks, before the journal's first byte
+            if let Some(image) = disk.path() {
+                super::space::ensure_in_place(
+                    disk,
+                    image,
+                    jp,
+                    &journal,
+                    plan.new_file_bytes,
+                    &expanded,
+                    contents,
+                )?;
+            }
+            journal.write(jp, || faults.tick())?;
             if let Some(image) = disk.path() {
                 journal::mark(image, jp);
             }
@@ -244,6 +262,9 @@ fn write(disk: &mut dyn Disk, faults: &mut Faults, offset: u64, data: &[u8]) -> 
     Ok(len_u64(data.len()))
 }
 
+/// Granularity of the ESP's writes: a block is written whole when any of its bytes differs.
+const ESP_BLOCK: u64 = 1 << 20;
+
 /// Write `image` at `offset`, one MiB at a time, skipping blocks whose content is already right
 /// (the ESP is mostly zeros and, when the disk grew, lands on a hole). A block is written whole
 /// when any of its bytes differs, so the bytes written are those of a full comparison.
@@ -253,26 +274,51 @@ fn write_changed(
     offset: u64,
     image: &SparseImage,
 ) -> Result<u64> {
-    const STEP: u64 = 1 << 20;
+    let mut want = Vec::new();
+    let mut written = 0u64;
+    for (pos, len) in esp_blocks(disk, offset, image, false)? {
+        let n = usize::try_from(len)
+            .map_err(|_| Error::internal("an ESP block does not fit in memory"))?;
+        want.resize(n, 0);
+        image.read_into(pos, &mut want);
+        written = written.saturating_add(write(disk, faults, offset.saturating_add(pos), &want)?);
+    }
+    Ok(written)
+}
+
+/// The MiB blocks [`write_changed`] writes when it puts `image` at `offset` of `disk` as the
+/// disk is now: those whose bytes differ, as (offset inside the image, length). A block wholly
+/// in a hole differs exactly where the image has data, and is not read. With `skip_data`,
+/// blocks wholly in data are left out unread: the free-space estimate, to which writing them
+/// makes no difference on a filesystem that overwrites in place.
+pub(super) fn esp_blocks(
+    disk: &dyn Disk,
+    offset: u64,
+    image: &SparseImage,
+    skip_data: bool,
+) -> Result<Vec<(u64, u64)>> {
     let len = image.len();
     let readable = len.min(disk.len().saturating_sub(offset));
-    // holes read as zeros: find them instead of faulting every page in
+    // holes read as zeros: find them instead of reading them
     let data = disk.data_extents(offset, readable)?;
     let mut want = Vec::new();
     let mut have = Vec::new();
-    let mut written = 0u64;
+    let mut out = Vec::new();
     let mut pos = 0u64;
     while pos < len {
-        let block = STEP.min(len.saturating_sub(pos));
+        let block = ESP_BLOCK.min(len.saturating_sub(pos));
         let at = offset.saturating_add(pos);
         let block_end = at.saturating_add(block);
-        let in_hole = !data
+        let overlaps = |&(s, l): &(u64, u64)| s < block_end && s.saturating_add(l) > at;
+        let in_hole = !data.iter().any(overlaps);
+        let in_data = data
             .iter()
-            .any(|&(s, l)| s < block_end && s.saturating_add(l) > at);
-        let has_data = image.overlapping(pos, block).next().is_some();
+            .any(|&(s, l)| s <= at && s.saturating_add(l) >= block_end);
         // A hole reads as zeros: it differs exactly where the image has data.
         let differs = if in_hole {
-            has_data
+            image.overlapping(pos, block).next().is_some()
+        } else if skip_data && in_data {
+            false
         } else {
             let n = usize::try_from(block)
                 .map_err(|_| Error::internal("an ESP block does not fit in memory"))?;
@@ -283,17 +329,11 @@ fn write_changed(
             have != want
         };
         if differs {
-            if in_hole {
-                let n = usize::try_from(block)
-                    .map_err(|_| Error::internal("an ESP block does not fit in memory"))?;
-                want.resize(n, 0);
-                image.read_into(pos, &mut want);
-            }
-            written = written.saturating_add(write(disk, faults, at, &want)?);
+            out.push((pos, block));
         }
         pos = pos.saturating_add(block);
     }
-    Ok(written)
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -238,7 +238,7 @@ pub fn default_path(image: &Path) -> PathBuf {
     real.with_file_name(name)
 }
 
-fn tmp_path(journal: &Path) -> PathBuf {
+pub fn tmp_path(journal: &Path) -> PathBuf {
     let mut name = journal
         .file_name()
         .map(|n| n.to_os_string())
@@ -328,6 +328,24 @@ impl Journal {
         out.extend_from_slice(&crc.to_le_bytes());
         out.extend_from_slice(TRAILER);
         out
+    }
+
+    /// The length of [`Self::encode`]'s output, without encoding (the free-space check needs it
+    /// before the journal is written; the journal of a shrink can hold hundreds of MiB).
+    pub fn encoded_len(&self) -> u64 {
+        // magic, version, two lengths, unique id, region count; CRC32 and trailer
+        let mut n: u64 = 8 + 4 + 8 + 8 + 16 + 4 + 4 + 8;
+        for r in &self.regions {
+            // offset, length, name length, name, chunk count, block count, the block CRCs
+            n = n
+                .saturating_add(8 + 8 + 4 + 4 + 4)
+                .saturating_add(u64_of(r.what.len()))
+                .saturating_add(u64_of(r.converted.len()).saturating_mul(4));
+            for (_, data) in &r.chunks {
+                n = n.saturating_add(8 + 4).saturating_add(u64_of(data.len()));
+            }
+        }
+        n
     }
 
     /// Write the journal durably: temp file, fsync, rename, fsync the directory.
@@ -746,6 +764,7 @@ mod tests {
         };
         let enc = j.encode();
         assert!(enc.len() < 20_000, "zero blocks are not stored");
+        assert_eq!(j.encoded_len(), enc.len() as u64);
         let back = Journal::decode(&enc).unwrap();
         assert_eq!(back, j);
         let mut out = vec![0u8; 8192];
@@ -758,6 +777,7 @@ mod tests {
         let d = MemDisk::new(vec![1u8; 10_000]);
         let j = journal_of(&d, &[(0, 5000, 2)]);
         let enc = j.encode();
+        assert_eq!(j.encoded_len(), enc.len() as u64);
         for cut in 0..enc.len() {
             assert!(Journal::decode(&enc[..cut]).is_err(), "truncated at {cut}");
         }

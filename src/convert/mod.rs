@@ -33,6 +33,7 @@ pub mod plan;
 pub mod room;
 pub mod run;
 pub mod source;
+pub mod space;
 pub mod validate;
 pub mod windows;
 

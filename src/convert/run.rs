@@ -365,6 +365,8 @@ fn into_copy(
     faults: &mut Faults,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<u64> {
+    // room for the copy and the conversion's writes, before the partial file exists
+    super::space::ensure_copy(source, out, plan.new_file_bytes, &plan.steps, contents)?;
     let partial = PartialOutput::create(out)?;
     let result = (|| {
         source.copy_into(&partial, image, progress)?;

@@ -80,6 +80,14 @@ impl FixedView {
     pub fn image(&self) -> &Image {
         &self.image
     }
+
+    /// Exactly what the copy will hold (the writer skips all-zero runs inside data extents):
+    /// the ranges it writes and the footer. Reads all the data.
+    pub fn written_extents(&self) -> Result<Vec<(u64, u64)>> {
+        let mut out = write::written_ranges(&self.image)?;
+        out.push((self.size, 512));
+        Ok(out)
+    }
 }
 
 impl Disk for FixedView {
@@ -132,6 +140,32 @@ impl Disk for FixedView {
         Err(Error::invalid(
             "an input image is read-only: vhdtool never writes its input",
         ))
+    }
+
+    /// The image's data extents (what the writer may write; it skips all-zero runs inside
+    /// them) and the footer; the rest (unallocated blocks, the padding) stays a hole.
+    fn data_extents(&self, from: u64, len: u64) -> Result<Vec<(u64, u64)>> {
+        check_range(self.len(), from, len)?;
+        let end = from.saturating_add(len);
+        let mut out: Vec<(u64, u64)> = Vec::new();
+        for e in self.image.extents() {
+            let e = e?;
+            if e.offset >= end {
+                break;
+            }
+            let (s, t) = (e.offset.max(from), e.offset.saturating_add(e.len).min(end));
+            if e.kind == crate::image::ExtentKind::Data && s < t {
+                match out.last_mut() {
+                    Some((ls, ll)) if ls.saturating_add(*ll) == s => *ll = t.saturating_sub(*ls),
+                    _ => out.push((s, t.saturating_sub(s))),
+                }
+            }
+        }
+        let footer = self.size.max(from);
+        if end > footer {
+            out.push((footer, end.saturating_sub(footer)));
+        }
+        Ok(out)
     }
 }
 
@@ -282,6 +316,15 @@ impl Source {
             }
         }
         Ok(())
+    }
+
+    /// What the copy of an image format holds, exactly (by reading all its data); `None` for a
+    /// file, whose copy holds its data extents ([`Disk::data_extents`]).
+    pub fn written_extents(&self) -> Result<Option<Vec<(u64, u64)>>> {
+        match self {
+            Source::File(_) => Ok(None),
+            Source::Image { view, .. } => view.written_extents().map(Some),
+        }
     }
 
     /// `--verify` of a copy: only the planned regions differ from the source.

@@ -186,13 +186,35 @@ pub fn write_fixed_vhd_into(
 /// Granularity of holes inside data: all-zero runs of this many bytes are not written.
 const HOLE_BYTES: usize = 64 << 10;
 
+/// The parts of `buf` that are not all-zero [`HOLE_BYTES`] pieces (counted from its start),
+/// consecutive non-zero pieces merged, as (from, to) indices.
+fn nonzero_runs(buf: &[u8]) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut start: Option<usize> = None;
+    let mut pos = 0usize;
+    for piece in buf.chunks(HOLE_BYTES) {
+        let end = pos.saturating_add(piece.len());
+        match (is_zero(piece), start) {
+            (false, None) => start = Some(pos),
+            (true, Some(s)) => {
+                out.push((s, pos));
+                start = None;
+            }
+            _ => {}
+        }
+        pos = end;
+    }
+    if let Some(s) = start {
+        out.push((s, pos));
+    }
+    out
+}
+
 /// Write the parts of `buf` (at file offset `at`) that are not all-zero [`HOLE_BYTES`] runs,
 /// consecutive non-zero runs in one write. Returns the bytes written.
 fn write_nonzero(file: &File, buf: &[u8], at: u64, shown: &str) -> Result<u64> {
     let mut written = 0u64;
-    let mut start: Option<usize> = None;
-    let mut pos = 0usize;
-    let flush = |from: usize, to: usize| -> Result<u64> {
+    for (from, to) in nonzero_runs(buf) {
         let part = buf.get(from..to).unwrap_or_default();
         let off = at.saturating_add(u64::try_from(from).unwrap_or(0));
         file.write_all_at(part, off).map_err(|e| {
@@ -201,24 +223,74 @@ fn write_nonzero(file: &File, buf: &[u8], at: u64, shown: &str) -> Result<u64> {
                 e,
             )
         })?;
-        Ok(u64::try_from(part.len()).unwrap_or(0))
-    };
-    for piece in buf.chunks(HOLE_BYTES) {
-        let end = pos.saturating_add(piece.len());
-        match (is_zero(piece), start) {
-            (false, None) => start = Some(pos),
-            (true, Some(s)) => {
-                written = written.saturating_add(flush(s, pos)?);
-                start = None;
-            }
-            _ => {}
-        }
-        pos = end;
-    }
-    if let Some(s) = start {
-        written = written.saturating_add(flush(s, pos)?);
+        written = written.saturating_add(u64::try_from(part.len()).unwrap_or(0));
     }
     Ok(written)
+}
+
+/// The pieces [`copy_data`] reads: the data extents of an image cut at [`CHUNK_BYTES`]
+/// boundaries (so that chunks stay aligned), as (offset, length).
+struct DataChunks<'a> {
+    extents: super::Extents<'a>,
+    /// The rest of the current data extent: (next offset, end).
+    current: (u64, u64),
+}
+
+impl<'a> DataChunks<'a> {
+    fn of(image: &'a Image) -> Self {
+        DataChunks {
+            extents: image.extents(),
+            current: (0, 0),
+        }
+    }
+}
+
+impl Iterator for DataChunks<'_> {
+    type Item = Result<(u64, usize)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let chunk = u64::try_from(CHUNK_BYTES).unwrap_or(MIB);
+        loop {
+            let (at, end) = self.current;
+            if at < end {
+                let next = at
+                    .saturating_add(chunk)
+                    .checked_div(chunk)
+                    .unwrap_or(0)
+                    .saturating_mul(chunk)
+                    .min(end);
+                self.current.0 = next;
+                let n = usize::try_from(next.saturating_sub(at)).unwrap_or(CHUNK_BYTES);
+                return Some(Ok((at, n)));
+            }
+            match self.extents.next()? {
+                Err(e) => return Some(Err(e)),
+                Ok(ext) if ext.kind == ExtentKind::Zero => {}
+                Ok(ext) => self.current = (ext.offset, ext.offset.saturating_add(ext.len)),
+            }
+        }
+    }
+}
+
+/// Every byte range of the virtual disk that [`write_fixed_vhd_into`] writes (the footer
+/// aside), in order, adjacent ranges merged: what the copy allocates. Reads all the data.
+pub fn written_ranges(image: &Image) -> Result<Vec<(u64, u64)>> {
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    let mut buf = vec![0u8; CHUNK_BYTES];
+    for c in DataChunks::of(image) {
+        let (at, n) = c?;
+        let part = buf.get_mut(..n).unwrap_or_default();
+        image.read_at(at, part)?;
+        for (from, to) in nonzero_runs(part) {
+            let s = at.saturating_add(u64::try_from(from).unwrap_or(0));
+            let l = u64::try_from(to.saturating_sub(from)).unwrap_or(0);
+            match out.last_mut() {
+                Some((ps, pl)) if ps.saturating_add(*pl) == s => *pl = pl.saturating_add(l),
+                _ => out.push((s, l)),
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Chunk buffers in flight between the reading thread and the writing thread: reads (page
@@ -230,7 +302,6 @@ const BUFFERS: usize = 4;
 /// This thread reads; a scoped thread writes. Returns (bytes read, bytes written).
 fn copy_data(image: &Image, file: &File, shown: &str) -> Result<(u64, u64)> {
     use std::sync::mpsc;
-    let chunk = u64::try_from(CHUNK_BYTES).unwrap_or(MIB);
     let (to_writer, from_reader) = mpsc::sync_channel::<(u64, Vec<u8>)>(BUFFERS);
     let (to_reader, returned) = mpsc::channel::<Vec<u8>>();
     std::thread::scope(|scope| {
@@ -246,50 +317,34 @@ fn copy_data(image: &Image, file: &File, shown: &str) -> Result<(u64, u64)> {
         let mut allocated = 0usize;
         let mut read = 0u64;
         let mut failed: Option<Error> = None;
-        'extents: for ext in image.extents() {
-            let ext = match ext {
-                Ok(e) => e,
+        for c in DataChunks::of(image) {
+            let (at, n) = match c {
+                Ok(c) => c,
                 Err(e) => {
                     failed = Some(e);
                     break;
                 }
             };
-            if ext.kind == ExtentKind::Zero {
-                continue;
-            }
-            let end = ext.offset.saturating_add(ext.len);
-            let mut at = ext.offset;
-            while at < end {
-                // stop at the next chunk boundary so that chunks stay aligned
-                let next = at
-                    .saturating_add(chunk)
-                    .checked_div(chunk)
-                    .unwrap_or(0)
-                    .saturating_mul(chunk)
-                    .min(end);
-                let n = usize::try_from(next.saturating_sub(at)).unwrap_or(CHUNK_BYTES);
-                let mut buf = match returned.try_recv() {
+            let mut buf = match returned.try_recv() {
+                Ok(b) => b,
+                Err(_) if allocated < BUFFERS => {
+                    allocated = allocated.saturating_add(1);
+                    Vec::with_capacity(CHUNK_BYTES)
+                }
+                Err(_) => match returned.recv() {
                     Ok(b) => b,
-                    Err(_) if allocated < BUFFERS => {
-                        allocated = allocated.saturating_add(1);
-                        Vec::with_capacity(CHUNK_BYTES)
-                    }
-                    Err(_) => match returned.recv() {
-                        Ok(b) => b,
-                        // the writer stopped (its error is collected below)
-                        Err(_) => break 'extents,
-                    },
-                };
-                buf.resize(n, 0);
-                if let Err(e) = image.read_at(at, &mut buf) {
-                    failed = Some(e);
-                    break 'extents;
-                }
-                read = read.saturating_add(u64::try_from(n).unwrap_or(0));
-                if to_writer.send((at, buf)).is_err() {
-                    break 'extents; // the writer stopped
-                }
-                at = next;
+                    // the writer stopped (its error is collected below)
+                    Err(_) => break,
+                },
+            };
+            buf.resize(n, 0);
+            if let Err(e) = image.read_at(at, &mut buf) {
+                failed = Some(e);
+                break;
+            }
+            read = read.saturating_add(u64::try_from(n).unwrap_or(0));
+            if to_writer.send((at, buf)).is_err() {
+                break; // the writer stopped
             }
         }
         drop(to_writer);
@@ -353,6 +408,11 @@ mod tests {
         let r = write_fixed_vhd(&img, &out, &WriteOptions::default()).unwrap();
         assert_eq!(r.virtual_bytes, 4 * MIB);
         assert_eq!(r.data_bytes_written, 2 * (64 << 10));
+        // what the free-space check counts is what was written
+        assert_eq!(
+            written_ranges(&img).unwrap(),
+            vec![(0, 64 << 10), (2 * MIB, 64 << 10)]
+        );
         let got = fs::read(&out).unwrap();
         assert_eq!(got.len() as u64, 4 * MIB + 512);
         assert_eq!(&got[..data.len()], &data[..]);

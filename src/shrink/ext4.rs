@@ -286,9 +286,24 @@ pub fn shrink(
         None => Error::corrupt(msg),
     };
     if !out.status.success() {
+        let text = output_text(&out);
+        // the file's filesystem is full: an I/O error (exit code 3), not a damaged filesystem
+        if let Some(line) = text
+            .lines()
+            .find(|l| out_of_space(l))
+            .filter(|_| undo_file.is_none())
+        {
+            return Err(Error::io(
+                format!(
+                    "resize2fs on the ext filesystem at 0x{part_offset:x} of {} ran out of space ({})",
+                    image.display(),
+                    line.trim()
+                ),
+                std::io::Error::from_raw_os_error(rustix::io::Errno::NOSPC.raw_os_error()),
+            ));
+        }
         return Err(fail(format!(
-            "resize2fs on the ext filesystem at 0x{part_offset:x} failed: {}",
-            output_text(&out)
+            "resize2fs on the ext filesystem at 0x{part_offset:x} failed: {text}"
         )));
     }
     if let Some(u) = undo_file {
@@ -373,6 +388,14 @@ pub fn undo(image: &Path, part_offset: u64, undo_file: &Path) -> Result<()> {
     file.sync_all()
         .map_err(|e| Error::io(format!("fsync {}", image.display()), e))?;
     fsck(image, part_offset).map_err(|e| e.context("after e2undo"))
+}
+
+/// Does resize2fs's output say a write failed for want of space? e2fsprogs reports ENOSPC as
+/// strerror's text, or, when `pwrite` wrote only part of a block run before the filesystem
+/// filled up, as `EXT2_ET_SHORT_WRITE` ("Attempt to write block to filesystem resulted in short
+/// write"); the tools run with `LC_ALL=C`.
+fn out_of_space(output: &str) -> bool {
+    output.contains("No space left on device") || output.contains("resulted in short write")
 }
 
 /// Replay the undo file after a failed shrink; the error says what failed and whether the

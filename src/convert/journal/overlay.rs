@@ -112,6 +112,9 @@ pub fn shrink_steps(
             copied = copied.saturating_add(len);
         }
         drop(overlay);
+        // a full disk here (the overlay's copy above, or resize2fs's writes) is an I/O error
+        // with ENOSPC, and the image and the journal are untouched: the overlay is a scratch
+        // file, removed below, and nothing else has been written yet
         crate::shrink::ext4::shrink(&path, 0, new_bytes, None)
             .map_err(|e| e.context("shrinking the overlay (the image is untouched)"))?;
         let overlay = File::open(&path)
