@@ -17,7 +17,7 @@ pub use file::{open_regular, read_bounded, still_holds, OpenError};
 pub use mem::MemDisk;
 pub use mmap::{Access, MmapDisk};
 pub use output::{partial_path, sync_dir, PartialOutput};
-pub use space::{ensure_free_space, free_bytes, fs_space, no_space, Allocation, FsSpace};
+pub use space::{fs_space, no_space, Allocation, FsSpace};
 
 use crate::error::{Error, Result};
 use crate::units::len_u64;

@@ -75,39 +75,8 @@ pub fn fs_space(path: &Path) -> Result<FsSpace> {
     })
 }
 
-/// Bytes an unprivileged writer may still allocate on the filesystem holding `path` (a file or
-/// a directory): `statvfs`'s available blocks times the fragment size.
-pub fn free_bytes(path: &Path) -> Result<u64> {
-    let st = rustix::fs::statvfs(path).map_err(|e| {
-        Error::io(
-            format!(
-                "reading the free space of the filesystem of {}",
-                path.display()
-            ),
-            std::io::Error::from(e),
-        )
-    })?;
-    // f_frsize is the unit of f_bavail; some filesystems report 0 there and mean f_bsize
-    let unit = if st.f_frsize == 0 {
-        st.f_bsize
-    } else {
-        st.f_frsize
-    };
-    Ok(st.f_bavail.saturating_mul(unit))
-}
-
-/// Refuse (an `Io` error with ENOSPC, exit code 3) when the filesystem holding `path` has less
-/// than `needed_bytes` available. `what` says what the space is for ("the journal and the ESP").
-pub fn ensure_free_space(path: &Path, needed_bytes: u64, what: &str) -> Result<()> {
-    let free = free_bytes(path)?;
-    if free < needed_bytes {
-        return Err(no_space(path, free, needed_bytes, what).context("nothing was written"));
-    }
-    Ok(())
-}
-
-/// The refusal of [`ensure_free_space`]: an `Io` error with ENOSPC (exit code 3), the free
-/// and the needed bytes; the caller says what was (not) written.
+/// The refusal of a run the filesystem cannot hold: an `Io` error with ENOSPC (exit code 3),
+/// the free and the needed bytes; the caller says what was (not) written.
 pub fn no_space(path: &Path, free: u64, needed_bytes: u64, what: &str) -> Error {
     Error::io(
         format!(
@@ -123,16 +92,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn free_space_is_read_and_checked() {
-        let dir = std::env::temp_dir();
-        let free = free_bytes(&dir).unwrap();
-        assert!(free > 0);
-        ensure_free_space(&dir, 0, "nothing").unwrap();
-        let e = ensure_free_space(&dir, u64::MAX, "the test").unwrap_err();
+    fn the_refusal_is_enospc() {
+        let e = no_space(Path::new("/x"), 1, 2, "the test");
         assert_eq!(e.kind(), crate::error::ErrorKind::Io);
         assert_eq!(e.raw_os_error(), Some(28), "ENOSPC: {e}");
-        assert!(e.message().contains("nothing was written"), "{e}");
-        assert!(free_bytes(Path::new("/no/such/dir")).is_err());
+        assert!(e.message().contains("2 are needed for the test"), "{e}");
     }
 
     #[test]
