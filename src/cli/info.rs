@@ -94,6 +94,7 @@ fn report(disk: &MmapDisk, args: &InfoArgs) -> (InfoReport, bool) {
     let opts = OpenOptions {
         raw: false,
         parent_dir: args.parent_dir.clone(),
+        ..OpenOptions::default()
     };
     let report = match Image::open(&args.image, &opts) {
         Ok(image) => inspect_image(disk, &image, &name),
