@@ -22,22 +22,26 @@
 //! not the child's linkage (the parent was written after the child was made, or is another
 //! disk).
 
+mod map;
+mod parent;
+
 use std::cell::RefCell;
 use std::path::Path;
-
-use serde::Serialize;
 
 use zerocopy::byteorder::little_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 use super::crc32c::crc32c_without;
-use super::{
-    open_parent, parent_candidates, Backend, Format, Image, ImageInfo, OpenOptions, Opened, Piece,
-    Source,
-};
+use super::{Format, ImageInfo, OpenOptions, Opened};
 use crate::disk::Disk;
 use crate::error::{Error, Result};
 use crate::gpt::guid::Guid;
+use map::VhdxBackend;
+use parent::open_vhdx_parent;
+pub use parent::{
+    decode_parent_locator, LocatorEntry, ParentLocator, RawParentLocatorEntry,
+    RawParentLocatorHeader, KEY_PARENT_LINKAGE, KEY_PARENT_LINKAGE2, LOCATOR_TYPE_VHDX, PATH_KEYS,
+};
 
 /// "vhdxfile" (2.2.1 File Type Identifier).
 pub const FILE_SIGNATURE: [u8; 8] = *b"vhdxfile";
@@ -67,10 +71,6 @@ const MAX_METADATA_ITEM_BYTES: u32 = 1 << 20;
 /// A sector bitmap block is 1 MiB (2.4): one bit for each of 2^23 logical sectors (a chunk).
 const SECTOR_BITMAP_BYTES: u64 = 1 << 20;
 const SECTORS_PER_CHUNK: u64 = 1 << 23;
-/// Bytes of UTF-16 text decoded from one parent locator, at most: an item holds at most 1 MiB,
-/// so a locator whose entries point at the same bytes again and again cannot make the reader
-/// decode more than that.
-const MAX_LOCATOR_TEXT_BYTES: u64 = 1 << 20;
 
 /// Region GUIDs (2.2.3.2).
 pub const REGION_BAT: Guid = Guid::from_u128(0x2dc27766_f623_4200_9d64_115e9bfd4a08);
@@ -82,13 +82,6 @@ pub const META_VIRTUAL_DISK_ID: Guid = Guid::from_u128(0xbeca12ab_b2e6_4523_93ef
 pub const META_LOGICAL_SECTOR_SIZE: Guid = Guid::from_u128(0x8141bf1d_a96f_4709_ba47_f233a8faab5f);
 pub const META_PHYSICAL_SECTOR_SIZE: Guid = Guid::from_u128(0xcda348c7_445d_4471_9cc9_e9885251c556);
 pub const META_PARENT_LOCATOR: Guid = Guid::from_u128(0xa8d35f2d_b30b_454d_abf7_d3d84834ab0c);
-/// The VHDX parent locator type (2.6.2.6.3): the parent is a VHDX file.
-pub const LOCATOR_TYPE_VHDX: Guid = Guid::from_u128(0xb04aefb7_d19e_4a81_b789_25b8e9445913);
-/// Keys of the VHDX parent locator (2.6.2.6.3): the parent's DataWriteGuid, "{...}".
-pub const KEY_PARENT_LINKAGE: &str = "parent_linkage";
-pub const KEY_PARENT_LINKAGE2: &str = "parent_linkage2";
-/// The keys that locate the parent, in the order the spec says to try them.
-pub const PATH_KEYS: [&str; 3] = ["relative_path", "volume_path", "absolute_win32_path"];
 
 /// BAT payload block states (2.5.1.1).
 pub const PAYLOAD_NOT_PRESENT: u64 = 0;
@@ -173,28 +166,6 @@ pub struct RawFileParameters {
 }
 const FILE_PARAM_HAS_PARENT: u32 = 0x2;
 
-/// 2.6.2.6.1 Parent locator header (20 bytes), followed by `key_value_count` entries.
-#[derive(Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
-#[repr(C)]
-pub struct RawParentLocatorHeader {
-    pub locator_type: [u8; 16], // 0x00 LOCATOR_TYPE_VHDX for a VHDX parent
-    pub reserved: U16,          // 0x10 zero
-    pub key_value_count: U16,   // 0x12
-}
-const _: () = assert!(size_of::<RawParentLocatorHeader>() == 20);
-
-/// 2.6.2.6.2 Parent locator entry (12 bytes): where a key and its value are in the item, as
-/// UTF-16 LE without a trailing NUL.
-#[derive(Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
-#[repr(C)]
-pub struct RawParentLocatorEntry {
-    pub key_offset: U32,   // 0x0 from the start of the item, > 0
-    pub value_offset: U32, // 0x4 from the start of the item, > 0
-    pub key_length: U16,   // 0x8 bytes, > 0
-    pub value_length: U16, // 0xa bytes, > 0
-}
-const _: () = assert!(size_of::<RawParentLocatorEntry>() == 12);
-
 /// The header this reader uses, decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
@@ -221,109 +192,6 @@ pub struct Metadata {
     pub virtual_disk_id: Option<[u8; 16]>,
     /// The parent locator of a differencing disk (read only when HasParent is set).
     pub parent_locator: Option<ParentLocator>,
-}
-
-/// One key-value pair of a parent locator.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct LocatorEntry {
-    pub key: String,
-    pub value: String,
-}
-
-/// A parent locator (2.6.2.6): its type and its key-value pairs, in stored order. The paths
-/// are the host's as the child's creator saw them: `info` shows them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ParentLocator {
-    pub locator_type: Guid,
-    pub entries: Vec<LocatorEntry>,
-}
-
-impl ParentLocator {
-    /// The value of `key` (keys are unique, case-sensitive).
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.entries
-            .iter()
-            .find(|e| e.key == key)
-            .map(|e| e.value.as_str())
-    }
-}
-
-/// Decode a parent locator item (2.6.2.6): the header, the entries, and each key and value
-/// (inside the item, non-empty, an even number of bytes, valid UTF-16 without NUL, keys
-/// unique). Any type is decoded; [`open`] follows only [`LOCATOR_TYPE_VHDX`].
-pub fn decode_parent_locator(item: &[u8]) -> Result<ParentLocator> {
-    let len = item.len();
-    let (head, rest) = RawParentLocatorHeader::read_from_prefix(item).map_err(|_| {
-        Error::corrupt(format!(
-            "VHDX parent locator: {len} bytes, smaller than its 20-byte header"
-        ))
-    })?;
-    let count = head.key_value_count.get();
-    let (raw_entries, _) =
-        <[RawParentLocatorEntry]>::ref_from_prefix_with_elems(rest, usize::from(count)).map_err(
-            |_| {
-                Error::corrupt(format!(
-                    "VHDX parent locator: {count} key-value entries of 12 bytes do not fit in its {len} bytes"
-                ))
-            },
-        )?;
-    let mut text_bytes = 0u64;
-    let mut entries: Vec<LocatorEntry> = Vec::with_capacity(usize::from(count));
-    for (i, e) in raw_entries.iter().enumerate() {
-        for n in [e.key_length.get(), e.value_length.get()] {
-            text_bytes = text_bytes.saturating_add(u64::from(n));
-        }
-        if text_bytes > MAX_LOCATOR_TEXT_BYTES {
-            return Err(Error::corrupt(format!(
-                "VHDX parent locator: its keys and values add up to more than {MAX_LOCATOR_TEXT_BYTES} bytes, more than the item can hold"
-            )));
-        }
-        let key = locator_text(item, i, "key", e.key_offset.get(), e.key_length.get())?;
-        let value = locator_text(item, i, "value", e.value_offset.get(), e.value_length.get())?;
-        if entries.iter().any(|x| x.key == key) {
-            return Err(Error::corrupt(format!(
-                "VHDX parent locator: key {key:?} appears twice (entry {i})"
-            )));
-        }
-        entries.push(LocatorEntry { key, value });
-    }
-    Ok(ParentLocator {
-        locator_type: Guid(head.locator_type),
-        entries,
-    })
-}
-
-/// The key or value of entry `i` of a parent locator: `len` bytes at `offset` of the item.
-fn locator_text(item: &[u8], i: usize, what: &str, offset: u32, len: u16) -> Result<String> {
-    let bad = |why: &str| {
-        Error::corrupt(format!(
-            "VHDX parent locator entry {i}: {what} of {len} bytes at 0x{offset:x} {why} (item of 0x{:x} bytes)",
-            item.len()
-        ))
-    };
-    if offset == 0 || len == 0 {
-        return Err(bad("has a zero offset or length"));
-    }
-    if !len.is_multiple_of(2) {
-        return Err(bad("is not whole UTF-16 units"));
-    }
-    let start = usize::try_from(offset).map_err(|_| bad("lies past the item"))?;
-    let bytes = start
-        .checked_add(usize::from(len))
-        .and_then(|end| item.get(start..end))
-        .ok_or_else(|| bad("lies past the item"))?;
-    let units = bytes
-        .as_chunks::<2>()
-        .0
-        .iter()
-        .map(|c| u16::from_le_bytes(*c));
-    let text: String = char::decode_utf16(units)
-        .collect::<std::result::Result<String, _>>()
-        .map_err(|_| bad("is not valid UTF-16"))?;
-    if text.contains('\0') {
-        return Err(bad("holds a NUL character"));
-    }
-    Ok(text)
 }
 
 fn read_array<const N: usize>(file: &dyn Disk, at: u64, what: &str) -> Result<Box<[u8; N]>> {
@@ -694,388 +562,4 @@ pub(crate) fn open(
         },
         parent,
     })
-}
-
-/// Find, open and check the parent of a differencing VHDX (2.6.2.6.3): the locator must be of
-/// the VHDX type; its paths are tried in the spec's order (each also by file name next to the
-/// child and in `--parent-dir`, as for a differencing VHD); the parent must be a VHDX whose
-/// DataWriteGuid is the child's linkage and whose logical sector size is the child's. Returns
-/// the parent and the path it was named by.
-fn open_vhdx_parent(
-    path: Option<&Path>,
-    opts: &OpenOptions,
-    depth: usize,
-    meta: &Metadata,
-) -> Result<(Image, String)> {
-    let shown = super::display(path);
-    let Some(loc) = meta.parent_locator.as_ref() else {
-        return Err(Error::corrupt(format!(
-            "{shown}: differencing VHDX without a parent locator"
-        )));
-    };
-    if loc.locator_type != LOCATOR_TYPE_VHDX {
-        return Err(Error::unsupported(format!(
-            "{shown}: parent locator type {} is not the VHDX type {LOCATOR_TYPE_VHDX}: its parent is not a VHDX file, which vhdtool does not follow",
-            loc.locator_type
-        )));
-    }
-    let linkage = |key: &str| -> Result<Option<Guid>> {
-        loc.get(key)
-            .map(|v| {
-                v.parse::<Guid>().map_err(|_| {
-                    Error::corrupt(format!("{shown}: parent locator {key} {v:?} is not a GUID"))
-                })
-            })
-            .transpose()
-    };
-    let Some(linkage1) = linkage(KEY_PARENT_LINKAGE)? else {
-        return Err(Error::corrupt(format!(
-            "{shown}: the parent locator has no {KEY_PARENT_LINKAGE} (the parent's DataWriteGuid), so no parent can be checked"
-        )));
-    };
-    let linkage2 = linkage(KEY_PARENT_LINKAGE2)?;
-    let stored: Vec<String> = PATH_KEYS
-        .iter()
-        .filter_map(|k| loc.get(k))
-        .map(str::to_string)
-        .collect();
-    let Some(name) = stored.first().cloned() else {
-        return Err(Error::corrupt(format!(
-            "{shown}: the parent locator has none of {} to find the parent by",
-            PATH_KEYS.join(", ")
-        )));
-    };
-    let candidates = parent_candidates(path, &stored, opts);
-    let parent = open_parent(path, &candidates, &name, opts, depth, false)?;
-    let shown_parent = super::display(parent.info().path.as_deref());
-    if parent.format() != Format::Vhdx {
-        return Err(Error::invalid(format!(
-            "{shown}: its parent {shown_parent} is a {} image, but a VHDX parent locator names a VHDX parent",
-            parent.format().name()
-        )));
-    }
-    let pid = parent.info().data_write_guid;
-    if pid != Some(linkage1) && (linkage2.is_none() || pid != linkage2) {
-        let also = linkage2
-            .map(|g| format!(" ({KEY_PARENT_LINKAGE2} {g})"))
-            .unwrap_or_default();
-        return Err(Error::invalid(format!(
-            "{shown}: its parent {shown_parent} has DataWriteGuid {}, but the child's {KEY_PARENT_LINKAGE} is {linkage1}{also}: not the disk the child was made from, or it was written to after the child was made (its data changed under the child)",
-            pid.map_or_else(|| "(none)".to_string(), |g| g.to_string()),
-        )));
-    }
-    let parent_lss = parent.info().logical_sector_bytes;
-    if parent_lss != Some(meta.logical_sector_bytes) {
-        return Err(Error::invalid(format!(
-            "{shown}: logical sector size {}, but its parent {shown_parent} has {}: a differencing VHDX and its parent must agree (MS-VHDX 2.6.2.4)",
-            meta.logical_sector_bytes,
-            parent_lss.unwrap_or(0)
-        )));
-    }
-    Ok((parent, name))
-}
-
-struct VhdxBackend {
-    size: u64,
-    block_bytes: u64,
-    chunk_ratio: u64,
-    bat_offset: u64,
-    /// Logical sector size: the unit of the sector bitmap.
-    sector_bytes: u64,
-    differencing: bool,
-    /// The sector bitmap of the last partially present block read (payload block index, the
-    /// block's part of its chunk's bitmap: one bit per logical sector).
-    bitmap: RefCell<Option<(u64, Vec<u8>)>>,
-}
-
-impl VhdxBackend {
-    fn bat_entry(&self, file: &dyn Disk, index: u64) -> Result<u64> {
-        let at = index
-            .checked_mul(8)
-            .and_then(|o| self.bat_offset.checked_add(o))
-            .ok_or_else(|| Error::corrupt("VHDX BAT offset overflows"))?;
-        let mut b = [0u8; 8];
-        file.read_at(at, &mut b)
-            .map_err(|e| e.context(format!("VHDX BAT entry {index}")))?;
-        Ok(u64::from_le_bytes(b))
-    }
-
-    /// The file offset of a block of `len` bytes a BAT entry points at, checked to lie after
-    /// the header section and inside the file.
-    fn host(&self, file: &dyn Disk, entry: u64, len: u64, index: u64, what: &str) -> Result<u64> {
-        let host = (entry >> 20).saturating_mul(MIB);
-        if host < MIB || host.checked_add(len).is_none_or(|end| end > file.len()) {
-            return Err(Error::corrupt(format!(
-                "VHDX BAT entry {index}: {what} at 0x{host:x} lies outside the file (0x{:x} bytes)",
-                file.len()
-            )));
-        }
-        Ok(host)
-    }
-
-    /// Sectors `first..sectors` of payload block `block` (within its chunk at bitmap entry
-    /// `sb_index`) whose sector bitmap bits equal the first one's: (bit, count).
-    fn bitmap_run(
-        &self,
-        file: &dyn Disk,
-        block: u64,
-        sb_index: u64,
-        first: u64,
-        sectors: u64,
-    ) -> Result<(bool, u64)> {
-        let mut cache = self.bitmap.borrow_mut();
-        if !matches!(&*cache, Some((b, _)) if *b == block) {
-            let entry = self.bat_entry(file, sb_index)?;
-            if entry & 7 != SB_BLOCK_PRESENT {
-                return Err(Error::corrupt(format!(
-                    "VHDX BAT entry {sb_index}: the sector bitmap of partially present block {block} is in state {}, not present (6)",
-                    entry & 7
-                )));
-            }
-            let host = self.host(file, entry, SECTOR_BITMAP_BYTES, sb_index, "sector bitmap")?;
-            // this block's bits: its place in the chunk times its sectors, in bytes (the
-            // sectors per block are a power of two of at least 256)
-            let per_block = self.block_bytes.checked_div(self.sector_bytes).unwrap_or(0);
-            let within = block
-                .checked_rem(self.chunk_ratio)
-                .unwrap_or(0)
-                .saturating_mul(per_block)
-                / 8;
-            let at = host.saturating_add(within);
-            let bytes = file.read_vec(at, per_block / 8).map_err(|e| {
-                e.context(format!("sector bitmap of VHDX block {block} at 0x{at:x}"))
-            })?;
-            *cache = Some((block, bytes));
-        }
-        let Some((_, bits)) = &*cache else {
-            return Err(Error::corrupt("VHDX sector bitmap cache is empty"));
-        };
-        Ok(bit_run(bits, first, sectors))
-    }
-}
-
-/// In `bits` (bit 0 of byte 0 is the first sector, 2.4), the run of equal bits from `first`
-/// up to `end`: (the bit, how many). Bits past `bits` read as clear.
-fn bit_run(bits: &[u8], first: u64, end: u64) -> (bool, u64) {
-    let byte_at = |s: u64| -> u8 {
-        usize::try_from(s / 8)
-            .ok()
-            .and_then(|i| bits.get(i))
-            .copied()
-            .unwrap_or(0)
-    };
-    let bit = |s: u64| (byte_at(s) >> (s % 8)) & 1 == 1;
-    let want = bit(first);
-    let full = if want { 0xff } else { 0x00 };
-    let mut s = first.saturating_add(1);
-    while s < end {
-        // whole bytes of the same bit at once
-        if s.is_multiple_of(8) && s.saturating_add(8) <= end && byte_at(s) == full {
-            s = s.saturating_add(8);
-        } else if bit(s) == want {
-            s = s.saturating_add(1);
-        } else {
-            break;
-        }
-    }
-    (want, s.saturating_sub(first))
-}
-
-impl Backend for VhdxBackend {
-    fn virtual_bytes(&self) -> u64 {
-        self.size
-    }
-
-    fn piece(&self, file: &dyn Disk, offset: u64) -> Result<Piece> {
-        let bs = self.block_bytes;
-        let block = offset.checked_div(bs).unwrap_or(0);
-        let within = offset.checked_rem(bs).unwrap_or(0);
-        let block_start = offset.saturating_sub(within);
-        let block_end = block_start.saturating_add(bs).min(self.size);
-        let len = block_end.saturating_sub(offset);
-        // payload entry i sits after i / chunk_ratio sector-bitmap entries (2.5)
-        let chunk = block.checked_div(self.chunk_ratio).unwrap_or(0);
-        let index = block.saturating_add(chunk);
-        let entry = self.bat_entry(file, index)?;
-        let source = match entry & 7 {
-            PAYLOAD_NOT_PRESENT if self.differencing => Source::Parent,
-            PAYLOAD_NOT_PRESENT | PAYLOAD_UNDEFINED | PAYLOAD_ZERO | PAYLOAD_UNMAPPED => {
-                Source::Zero
-            }
-            PAYLOAD_FULLY_PRESENT => {
-                let host = self.host(file, entry, bs, index, &format!("block {block}"))?;
-                Source::Host(host.saturating_add(within))
-            }
-            PAYLOAD_PARTIALLY_PRESENT if self.differencing => {
-                let host = self.host(file, entry, bs, index, &format!("block {block}"))?;
-                // the chunk's sector bitmap entry follows its chunk_ratio payload entries
-                let sb_index = chunk
-                    .saturating_add(1)
-                    .saturating_mul(self.chunk_ratio.saturating_add(1))
-                    .saturating_sub(1);
-                let ss = self.sector_bytes;
-                let sectors = block_end.saturating_sub(block_start).div_ceil(ss);
-                let first = within.checked_div(ss).unwrap_or(0);
-                let (set, count) = self.bitmap_run(file, block, sb_index, first, sectors)?;
-                let run_end = block_start
-                    .saturating_add(first.saturating_add(count).saturating_mul(ss))
-                    .min(block_end);
-                let source = if set {
-                    Source::Host(host.saturating_add(within))
-                } else {
-                    Source::Parent
-                };
-                return Ok(Piece {
-                    len: run_end.saturating_sub(offset),
-                    source,
-                });
-            }
-            other => {
-                return Err(Error::corrupt(format!(
-                    "VHDX BAT entry {index}: payload block state {other} is not valid in a {} disk",
-                    if self.differencing {
-                        "differencing"
-                    } else {
-                        "fixed or dynamic"
-                    }
-                )))
-            }
-        };
-        Ok(Piece { len, source })
-    }
-}
-
-#[cfg(test)]
-#[allow(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::arithmetic_side_effects,
-    clippy::as_conversions
-)] // tests: a panic is a failed test
-mod tests {
-    use super::*;
-
-    fn utf16(s: &str) -> Vec<u8> {
-        s.encode_utf16().flat_map(u16::to_le_bytes).collect()
-    }
-
-    /// A parent locator item: the header (VHDX type), the entries, then the strings.
-    fn locator(pairs: &[(&str, &str)]) -> Vec<u8> {
-        let mut v = Vec::new();
-        v.extend_from_slice(&LOCATOR_TYPE_VHDX.0); // 0x00 locator type
-        v.extend_from_slice(&0u16.to_le_bytes()); // 0x10 reserved
-        v.extend_from_slice(&(pairs.len() as u16).to_le_bytes()); // 0x12 count
-        let mut text = Vec::new();
-        let base = 20 + 12 * pairs.len();
-        for (k, val) in pairs {
-            let (k, val) = (utf16(k), utf16(val));
-            let ko = base + text.len();
-            text.extend_from_slice(&k);
-            let vo = base + text.len();
-            text.extend_from_slice(&val);
-            v.extend_from_slice(&(ko as u32).to_le_bytes()); // key offset
-            v.extend_from_slice(&(vo as u32).to_le_bytes()); // value offset
-            v.extend_from_slice(&(k.len() as u16).to_le_bytes()); // key length
-            v.extend_from_slice(&(val.len() as u16).to_le_bytes()); // value length
-        }
-        v.extend_from_slice(&text);
-        v
-    }
-
-    #[test]
-    fn parent_locator_decodes() {
-        let item = locator(&[
-            ("parent_linkage", "{83ed0ec3-24c8-49a6-a959-5e4bf1288bfb}"),
-            ("relative_path", "..\\base\\pärent.vhdx"),
-            ("absolute_win32_path", "\\\\?\\D:\\VMs\\base\\pärent.vhdx"),
-        ]);
-        let l = decode_parent_locator(&item).unwrap();
-        assert_eq!(l.locator_type, LOCATOR_TYPE_VHDX);
-        assert_eq!(l.entries.len(), 3);
-        assert_eq!(l.get("relative_path"), Some("..\\base\\pärent.vhdx"));
-        assert_eq!(
-            l.get(KEY_PARENT_LINKAGE).unwrap().parse::<Guid>().unwrap(),
-            Guid::from_u128(0x83ed0ec3_24c8_49a6_a959_5e4bf1288bfb)
-        );
-        assert_eq!(l.get("volume_path"), None);
-        // no entries at all decodes (open refuses it for want of parent_linkage)
-        assert!(decode_parent_locator(&locator(&[]))
-            .unwrap()
-            .entries
-            .is_empty());
-    }
-
-    #[test]
-    fn hostile_parent_locators_are_refused() {
-        let good = locator(&[("parent_linkage", "{x}"), ("relative_path", "a.vhdx")]);
-        let msg = |v: &[u8]| decode_parent_locator(v).unwrap_err().to_string();
-        // shorter than the header
-        assert!(msg(&good[..19]).contains("20-byte header"));
-        // a huge count: the table does not fit in the item
-        let mut v = good.clone();
-        v[0x12..0x14].copy_from_slice(&u16::MAX.to_le_bytes());
-        assert!(msg(&v).contains("65535 key-value entries"), "{}", msg(&v));
-        // entry 1's value offset past the item
-        let mut v = good.clone();
-        v[20 + 12 + 4..20 + 12 + 8].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(msg(&v).contains("entry 1: value") && msg(&v).contains("past the item"));
-        // a value running one unit past the end
-        let mut v = good.clone();
-        let vl = u16::from_le_bytes([v[20 + 12 + 10], v[20 + 12 + 11]]) + 2;
-        v[20 + 12 + 10..20 + 12 + 12].copy_from_slice(&vl.to_le_bytes());
-        assert!(msg(&v).contains("past the item"), "{}", msg(&v));
-        // an odd length
-        let mut v = good.clone();
-        v[20 + 8..20 + 10].copy_from_slice(&3u16.to_le_bytes());
-        assert!(msg(&v).contains("whole UTF-16"), "{}", msg(&v));
-        // zero offset, zero length
-        let mut v = good.clone();
-        v[20..24].fill(0);
-        assert!(msg(&v).contains("zero offset"));
-        let mut v = good.clone();
-        v[20 + 10..20 + 12].fill(0);
-        assert!(msg(&v).contains("zero offset or length"));
-        // a NUL inside, an unpaired surrogate
-        let nul = locator(&[("parent_linkage", "a\0b")]);
-        assert!(msg(&nul).contains("NUL"));
-        let mut v = locator(&[("parent_linkage", "ab")]);
-        let at = v.len() - 4;
-        v[at..at + 2].copy_from_slice(&0xd800u16.to_le_bytes());
-        assert!(msg(&v).contains("UTF-16"));
-        // a key twice
-        let twice = locator(&[("relative_path", "a"), ("relative_path", "b")]);
-        assert!(msg(&twice).contains("twice"));
-        // 100 keys whose values all point at one 60000-byte string: bounded by the text limit
-        let count = 100usize;
-        let long = utf16(&"x".repeat(30_000));
-        let mut v = good[..20].to_vec();
-        v[0x12..0x14].copy_from_slice(&(count as u16).to_le_bytes());
-        let value_at = 20 + 12 * count;
-        let keys_at = value_at + long.len();
-        for i in 0..count {
-            v.extend_from_slice(&((keys_at + 8 * i) as u32).to_le_bytes()); // key offset
-            v.extend_from_slice(&(value_at as u32).to_le_bytes()); // value offset
-            v.extend_from_slice(&8u16.to_le_bytes()); // key length
-            v.extend_from_slice(&(long.len() as u16).to_le_bytes()); // value length
-        }
-        v.extend_from_slice(&long);
-        for i in 0..count {
-            v.extend_from_slice(&utf16(&format!("k{i:03}")));
-        }
-        assert!(msg(&v).contains("add up to more than"), "{}", msg(&v));
-    }
-
-    #[test]
-    fn sector_bitmap_runs() {
-        // bit 0 of byte 0 is sector 0: sectors 0-2 set, 3-15 clear, 16-31 set
-        let bits = [0b0000_0111, 0x00, 0xff, 0xff];
-        assert_eq!(bit_run(&bits, 0, 32), (true, 3));
-        assert_eq!(bit_run(&bits, 1, 32), (true, 2));
-        assert_eq!(bit_run(&bits, 3, 32), (false, 13));
-        assert_eq!(bit_run(&bits, 16, 32), (true, 16));
-        assert_eq!(bit_run(&bits, 16, 20), (true, 4));
-        // past the bytes: clear
-        assert_eq!(bit_run(&bits, 30, 40), (true, 2));
-        assert_eq!(bit_run(&bits, 32, 40), (false, 8));
-    }
 }
