@@ -235,10 +235,12 @@ fn image_format(f: Format) -> crate::image::Format {
 /// paths it names leak the host's folders.
 #[derive(Debug, Clone, Serialize)]
 pub struct Container {
-    /// This image, then its parents or backing files, as opened.
+    /// This image, then its parents or backing files, as opened; empty when the image could
+    /// not be opened (a missing parent: the `image.unreadable` finding says why).
     pub chain: Vec<crate::image::ImageInfo>,
-    /// Bytes of the virtual disk that are allocated (data) in the chain.
-    pub allocated_bytes: u64,
+    /// Bytes of the virtual disk that are allocated (data) in the chain; `None` when the image
+    /// could not be opened.
+    pub allocated_bytes: Option<u64>,
     /// VHDX: the current header, and the metadata region's fields.
     pub vhdx: Option<VhdxFields>,
 }
@@ -256,7 +258,13 @@ pub struct VhdxFields {
     pub block_bytes: u32,
     pub logical_sector_bytes: u32,
     pub physical_sector_bytes: Option<u32>,
+    pub file_write_guid: String,
+    /// What a differencing child's `parent_linkage` names.
+    pub data_write_guid: String,
     pub has_parent: bool,
+    /// A differencing disk's parent locator: its type and key-value pairs (`parent_linkage`,
+    /// `relative_path`, `volume_path`, `absolute_win32_path`: the host's paths as stored).
+    pub parent_locator: Option<crate::image::vhdx::ParentLocator>,
 }
 
 /// Inspect an image of any format: `file` is the file as stored, `image` the same file opened
@@ -290,7 +298,7 @@ pub fn inspect_image(file: &dyn Disk, image: &crate::image::Image, path: &str) -
         .flatten();
     report.container = Some(Container {
         chain: image.chain().into_iter().cloned().collect(),
-        allocated_bytes: allocated,
+        allocated_bytes: Some(allocated),
         vhdx,
     });
     report.partitions.clear();
@@ -312,6 +320,20 @@ pub fn inspect_image(file: &dyn Disk, image: &crate::image::Image, path: &str) -
     report
 }
 
+/// The container fields of an image that could not be opened (a differencing VHDX whose parent
+/// is missing or is not its parent): what the file itself says, its parent locator included,
+/// so that `info` still shows where the parent was. `None` for other formats.
+pub fn unopened_container(file: &dyn Disk) -> Option<Container> {
+    if crate::image::detect(file) != crate::image::Detected::Vhdx {
+        return None;
+    }
+    Some(Container {
+        chain: Vec::new(),
+        allocated_bytes: None,
+        vhdx: Some(vhdx_fields(file)?),
+    })
+}
+
 fn vhdx_fields(file: &dyn Disk) -> Option<VhdxFields> {
     use crate::image::vhdx;
     let h = vhdx::read_header(file).ok()?;
@@ -327,7 +349,10 @@ fn vhdx_fields(file: &dyn Disk) -> Option<VhdxFields> {
         block_bytes: m.block_bytes,
         logical_sector_bytes: m.logical_sector_bytes,
         physical_sector_bytes: m.physical_sector_bytes,
+        file_write_guid: h.file_write_guid.to_string(),
+        data_write_guid: h.data_write_guid.to_string(),
         has_parent: m.has_parent,
+        parent_locator: m.parent_locator,
     })
 }
 

@@ -551,3 +551,131 @@ fn a_4k_gpt_inside_a_fixed_vhd_or_vhdx_is_found() {
     assert_eq!(r["sector_bytes"], 512, "{r}");
     assert_ne!(r["partition_table"], "gpt", "{r}");
 }
+
+/// A differencing VHDX (the child built by tests/common/vhdx.rs over a qemu-img parent of the
+/// four-primary disk) converts into the same Gen2 fixed VHD as its merged disk: the MBR block
+/// is the child's (a new disk signature, which info and --keep-mbr show), a FAT32 block fully
+/// and one partly present (garbage in the sectors whose bitmap bit is clear), an all-zero
+/// block ZERO, the rest read from the parent.
+#[test]
+fn a_differencing_vhdx_converts_as_its_merged_disk() {
+    use common::vhdx::{self as w, Block, Spec};
+    let Some((_, base, dir)) = setup("convert-vhdx-diff") else {
+        return;
+    };
+    let d = dir.path();
+    let parent = d.join("parent.vhdx");
+    qemu_convert(
+        "raw",
+        "vhdx",
+        Some("subformat=dynamic,block_size=1048576"),
+        &base,
+        &parent,
+    );
+    let praw_path = d.join("parent.raw");
+    qemu_convert("vhdx", "raw", None, &parent, &praw_path);
+    let praw = fs::read(&praw_path).unwrap();
+    let m = MIB as usize;
+    let block = |b: usize| praw[b * m..(b + 1) * m].to_vec();
+    let mut want = praw.clone();
+    let mut blocks = Vec::new();
+    // block 0: the MBR with another disk signature (0x1b8)
+    let mut b0 = block(0);
+    b0[0x1b8..0x1bc].copy_from_slice(&0x1234_abcdu32.to_le_bytes());
+    want[..m].copy_from_slice(&b0);
+    blocks.push((0u64, Block::Full(b0)));
+    // block 20 (FAT32): the same bytes, in the child
+    blocks.push((20, Block::Full(block(20))));
+    // block 30 (FAT32): odd sectors in the child; the even ones hold garbage there
+    let mut data = block(30);
+    let present: Vec<bool> = (0..m / 512).map(|s| s % 2 == 1).collect();
+    for s in (0..m / 512).step_by(2) {
+        data[s * 512..(s + 1) * 512].fill(0xee);
+    }
+    blocks.push((30, Block::Partial { data, present }));
+    // the first all-zero block past the first MiB: ZERO
+    let zero = (1..praw.len() / m)
+        .find(|&b| ![20, 30].contains(&b) && praw[b * m..(b + 1) * m].iter().all(|&x| x == 0))
+        .expect("no all-zero MiB in the disk");
+    blocks.push((zero as u64, Block::Zero));
+    let pbytes = fs::read(&parent).unwrap();
+    let spec = Spec {
+        virtual_bytes: praw.len() as u64,
+        block_bytes: MIB as u32,
+        logical_sector_bytes: 512,
+        data_write_guid: w::guid("d1ff0000-0000-4000-8000-000000000001"),
+        virtual_disk_id: w::guid("d1ff0000-0000-4000-8000-000000000002"),
+        parent_locator: Some(w::locator_item(
+            w::LOCATOR_TYPE_VHDX,
+            &[
+                (
+                    "parent_linkage",
+                    &w::guid_string(&w::data_write_guid(&pbytes)),
+                ),
+                ("relative_path", ".\\parent.vhdx"),
+                ("absolute_win32_path", "\\\\?\\E:\\VMs\\parent.vhdx"),
+            ],
+        )),
+        blocks,
+    };
+    let child = d.join("child.vhdx");
+    fs::write(&child, w::build(&spec)).unwrap();
+    let merged = d.join("merged.raw");
+    fs::write(&merged, &want).unwrap();
+    let before = (file_crc(&parent), file_crc(&child));
+
+    // info: the child's MBR, the chain, the locator
+    let (_, r) = info_json(&child, Duration::from_secs(120));
+    assert_eq!(r["format"], "vhdx", "{r}");
+    assert_eq!(r["mbr"]["disk_signature"], 0x1234_abcd, "{r}");
+    assert_eq!(r["partitions"].as_array().unwrap().len(), 4, "{r}");
+    assert_eq!(r["container"]["chain"].as_array().unwrap().len(), 2, "{r}");
+    assert!(r["container"]["vhdx"]["parent_locator"]
+        .to_string()
+        .contains("E:\\\\VMs"));
+
+    // --keep-mbr: every byte of the merged disk
+    let out = d.join("gen1.vhd");
+    let r = vhdtool([
+        "convert",
+        child.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--keep-mbr",
+    ]);
+    assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+    assert_same_disk(&merged, &out);
+    assert_fixed_whole_mib_sparse(&out, allocated(&base));
+
+    // Gen2: GPT and ESP judged by sgdisk and fsck.fat, the kept partitions the merged bytes
+    let boot = d.join("boot");
+    fs::create_dir_all(boot.join("EFI/BOOT")).unwrap();
+    fs::write(boot.join("EFI/BOOT/BOOTX64.EFI"), b"MZ stand-in").unwrap();
+    let out = d.join("gen2.vhd");
+    let r = vhdtool([
+        "convert",
+        child.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--boot-files",
+        boot.to_str().unwrap(),
+        "--verify",
+    ]);
+    assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+    assert_fixed_whole_mib_sparse(&out, allocated(&base));
+    for &(start, size) in &mbr_partitions(&merged)[..3] {
+        assert!(
+            read_range(&out, start, size) == read_range(&merged, start, size),
+            "partition at 0x{start:x} differs from the merged disk"
+        );
+    }
+    let (_, report) = info_json(&out, Duration::from_secs(120));
+    assert_eq!(report["gen2_ready"], true, "{report}");
+    assert_eq!(report["azure_ready"], true, "{report}");
+    assert_gpt_and_esp_clean(&out, d);
+    assert_eq!(
+        (file_crc(&parent), file_crc(&child)),
+        before,
+        "an input changed"
+    );
+}

@@ -567,8 +567,8 @@ fn differencing_vhd_reads_as_the_merged_disk() {
         "no hint that loses the parent's data: {m}"
     );
     let opts = OpenOptions {
-        raw: false,
         parent_dir: Some(other.clone()),
+        ..OpenOptions::default()
     };
     let img = Image::open(&child, &opts).unwrap();
     let mut got2 = vec![0u8; img.len() as usize];
@@ -612,7 +612,7 @@ fn other_formats_are_named_and_refused() {
     assert!(e.message().contains("--input-format raw"), "{e}");
     let opts = OpenOptions {
         raw: true,
-        parent_dir: None,
+        ..OpenOptions::default()
     };
     assert_eq!(Image::open(&p, &opts).unwrap().format(), Format::Raw);
     // an encrypted qcow2 is refused

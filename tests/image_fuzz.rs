@@ -1,6 +1,7 @@
 //! The image fuzz harnesses (fuzz/src/{vhd_dynamic,vhdx,qcow2}.rs) on stable, in every
 //! `cargo test`: images made by qemu-img (dynamic VHD, VHDX, qcow2 plain, compressed and with
-//! a backing file), and thousands of deterministic mutations of each, aimed at the metadata
+//! a backing file), a differencing VHDX built by tests/common/vhdx.rs followed by its qemu-img
+//! parent (the vhdx harness reads such a chain), and thousands of deterministic mutations of each, aimed at the metadata
 //! (footers, headers, region and metadata tables, BATs, L1/L2 tables, bitmaps) and resealed
 //! with the right checksum half of the time, so that they get past the checksum checks.
 //!
@@ -114,7 +115,18 @@ fn hot_ranges(kind: Kind, v: &[u8]) -> Vec<(usize, usize)> {
                 let e = (192 << 10) + 16 + 32 * i;
                 let off = le64(v, e + 16) as usize;
                 out.push((off, 4096)); // BAT start or metadata table and items
-                out.push((off + 0x10000, 64)); // metadata items (qemu puts them at +64 KiB)
+                                       // metadata items (qemu and tests/common/vhdx.rs put them at +64 KiB; the parent
+                                       // locator of a differencing child is among them)
+                out.push((off + 0x10000, 256));
+            }
+            // a differencing seed's first sector bitmap block: the BAT entry after the first
+            // chunk's 4096 payload entries (1 MiB blocks, 512-byte sectors)
+            let bat = le64(v, (192 << 10) + 16 + 16) as usize;
+            if bat + 8 * 4097 <= len {
+                let e = le64(v, bat + 8 * 4096);
+                if e & 7 == 6 {
+                    out.push(((e >> 20 << 20) as usize, 512));
+                }
             }
             let _ = le32(v, 0);
         }
@@ -274,6 +286,44 @@ fn seeds(dir: &Path) -> Vec<(Kind, &'static str, Vec<u8>)> {
         ],
     );
     out.push((Kind::Vhdx, "vhdx", fs::read(&vhdx).unwrap()));
+    // a differencing VHDX over it, then the parent: a block partly present (sector bitmap),
+    // one fully present, one ZERO, the rest from the parent
+    {
+        use common::vhdx::{self as w, Block, Spec};
+        let parent = fs::read(&vhdx).unwrap();
+        let mib = 1 << 20;
+        let spec = Spec {
+            virtual_bytes: 5 * mib as u64,
+            block_bytes: mib as u32,
+            logical_sector_bytes: 512,
+            data_write_guid: w::guid("f0220000-0000-4000-8000-000000000001"),
+            virtual_disk_id: w::guid("f0220000-0000-4000-8000-000000000002"),
+            parent_locator: Some(w::locator_item(
+                w::LOCATOR_TYPE_VHDX,
+                &[
+                    (
+                        "parent_linkage",
+                        &w::guid_string(&w::data_write_guid(&parent)),
+                    ),
+                    ("relative_path", "d.vhdx"),
+                ],
+            )),
+            blocks: vec![
+                (
+                    0,
+                    Block::Partial {
+                        data: vec![0x66; mib],
+                        present: (0..mib / 512).map(|s| s % 5 == 0).collect(),
+                    },
+                ),
+                (1, Block::Full(vec![0x67; mib])),
+                (3, Block::Zero),
+            ],
+        };
+        let mut chain = w::build(&spec);
+        chain.extend_from_slice(&parent);
+        out.push((Kind::Vhdx, "differencing vhdx + parent", chain));
+    }
     // qcow2: 512-byte clusters; compressed; with a backing file (refused from memory)
     let q = p("d.qcow2");
     qemu_img(&[
@@ -341,10 +391,28 @@ fn harnesses_on_mutated_images() {
     let seeds = seeds(t.path());
     let mut rng = Rng::new(0x1313);
     for (kind, name, seed) in &seeds {
-        // the seeds themselves open and read
-        let opts = vhdtool::image::OpenOptions::default();
-        match vhdtool::image::Image::from_bytes(seed.clone(), &opts) {
-            Ok(img) => vhd_dynamic::check(&img),
+        // the seeds themselves open and read (a chain with its parent in memory)
+        let mut opts = vhdtool::image::OpenOptions::default();
+        let mut child = seed.clone();
+        if *kind == Kind::Vhdx {
+            // as the harness cuts it
+            let images = vhdx::split(seed);
+            child = images[0].to_vec();
+            opts.memory_parents = images[1..]
+                .iter()
+                .map(|p| vhdtool::image::MemoryImage(p.to_vec().into()))
+                .collect();
+            assert_eq!(
+                images.len(),
+                1 + usize::from(name.starts_with("diff")),
+                "{name}"
+            );
+        }
+        match vhdtool::image::Image::from_bytes(child, &opts) {
+            Ok(img) => {
+                assert_eq!(img.chain().len(), 1 + opts.memory_parents.len(), "{name}");
+                vhd_dynamic::check(&img)
+            }
             Err(e) => assert!(
                 *name == "qcow2 with backing" && e.message().contains("d.qcow2"),
                 "{name}: {e}"
@@ -352,7 +420,11 @@ fn harnesses_on_mutated_images() {
         }
         let hot = hot_ranges(*kind, seed);
         // big seeds cost a copy per run: fewer mutations of them
-        let n = if seed.len() > (1 << 20) { 1500 } else { 4000 };
+        let n = match seed.len() {
+            n if n > (8 << 20) => 400,
+            n if n > (1 << 20) => 1500,
+            _ => 4000,
+        };
         for i in 0..n {
             let m = mutate(&mut rng, *kind, seed, &hot);
             let start = Instant::now();

@@ -12,7 +12,7 @@ use crate::error::Result;
 use crate::finding::Finding;
 use crate::finding::Severity;
 use crate::image::{detect, Detected, Image, OpenOptions};
-use crate::info::{inspect, inspect_image, InfoReport};
+use crate::info::{inspect, inspect_image, unopened_container, InfoReport};
 
 #[derive(Debug, Args)]
 pub struct InfoArgs {
@@ -94,6 +94,7 @@ fn report(disk: &MmapDisk, args: &InfoArgs) -> (InfoReport, bool) {
     let opts = OpenOptions {
         raw: false,
         parent_dir: args.parent_dir.clone(),
+        ..OpenOptions::default()
     };
     let report = match Image::open(&args.image, &opts) {
         Ok(image) => inspect_image(disk, &image, &name),
@@ -101,6 +102,8 @@ fn report(disk: &MmapDisk, args: &InfoArgs) -> (InfoReport, bool) {
             let mut r = inspect(disk, &name);
             r.findings
                 .push(Finding::error("image.unreadable", e.to_string()));
+            // what the file says of itself (a VHDX's parent locator: where the parent was)
+            r.container = unopened_container(disk);
             r
         }
     };

@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::finding::{Finding, Severity};
 use crate::image::Format as ImageFormat;
-use crate::info::{InfoReport, PartitionReport, Scheme, TableKind};
+use crate::info::{Container, InfoReport, PartitionReport, Scheme, TableKind};
 use crate::vhd::{DynamicInfo, Footer};
 
 /// Write text to stdout. A closed pipe (`vhdtool info x | head`) ends the process with 0.
@@ -105,6 +105,9 @@ pub fn render_info(r: &InfoReport) -> String {
     }
     if let Some(d) = &r.dynamic {
         render_dynamic(&mut o, d);
+    }
+    if let Some(c) = &r.container {
+        render_container(&mut o, c);
     }
     render_tables(&mut o, r);
     if !r.partitions.is_empty() {
@@ -223,6 +226,63 @@ fn render_dynamic(o: &mut String, d: &DynamicInfo) {
             "  parent               {p} (unique id {})",
             d.parent_unique_id
         );
+    }
+}
+
+/// The container section of `info` (formats that are not flat): the chain of images, the
+/// allocated bytes, and a VHDX's header, metadata and parent locator.
+fn render_container(o: &mut String, c: &Container) {
+    let _ = writeln!(o, "\ncontainer");
+    for (i, img) in c.chain.iter().enumerate() {
+        let what = if i == 0 { "image" } else { "parent" };
+        let path = img
+            .path
+            .as_deref()
+            .map_or_else(|| "(memory)".to_string(), |p| p.display().to_string());
+        let _ = writeln!(
+            o,
+            "  {what:<20} {path} ({}, {})",
+            img.format.name(),
+            human(img.virtual_bytes)
+        );
+    }
+    if let Some(a) = c.allocated_bytes {
+        let _ = writeln!(o, "  allocated            {}", bytes(a));
+    }
+    let Some(x) = &c.vhdx else {
+        return;
+    };
+    let _ = writeln!(
+        o,
+        "  VHDX header          at 0x{:x}, sequence {}, version {}, log {}",
+        x.header_offset,
+        x.sequence_number,
+        x.version,
+        // a nil log GUID: the log is empty (MS-VHDX 2.2.2)
+        if x.log_guid == crate::gpt::guid::Guid::NIL.to_string() {
+            "empty"
+        } else {
+            "NOT EMPTY"
+        }
+    );
+    let _ = writeln!(
+        o,
+        "  block size           {}",
+        bytes(u64::from(x.block_bytes))
+    );
+    let _ = writeln!(
+        o,
+        "  sector size          {} logical, {} physical",
+        x.logical_sector_bytes,
+        x.physical_sector_bytes
+            .map_or_else(|| "-".to_string(), |p| p.to_string())
+    );
+    let _ = writeln!(o, "  data write GUID      {}", x.data_write_guid);
+    if let Some(l) = &x.parent_locator {
+        let _ = writeln!(o, "  parent locator       type {}", l.locator_type);
+        for e in &l.entries {
+            let _ = writeln!(o, "    {:<20} {}", e.key, e.value);
+        }
     }
 }
 

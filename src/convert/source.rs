@@ -42,6 +42,7 @@ impl SourceOptions {
         OpenOptions {
             raw: self.raw,
             parent_dir: self.parent_dir.clone(),
+            ..OpenOptions::default()
         }
     }
 }

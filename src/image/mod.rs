@@ -20,11 +20,13 @@ pub mod write;
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Serialize;
 
 use crate::disk::{check_range, Disk, MemDisk};
 use crate::error::{Error, Result};
+use crate::gpt::guid::Guid;
 
 pub use detect::{damaged_vhd_footer, detect, Detected};
 pub use file::FileDisk;
@@ -86,6 +88,21 @@ pub struct OpenOptions {
     /// Where to look for parents of differencing disks (and qcow2 backing files) besides the
     /// child's own directory.
     pub parent_dir: Option<PathBuf>,
+    /// Parents of an image read from memory ([`Image::from_bytes`]), nearest first: a
+    /// differencing disk (or a qcow2 with a backing file) read from memory takes the first as
+    /// its parent, with the same identity checks as a parent found on disk; that parent takes
+    /// the next one, and so on (fuzzing, tests). Not used for images read from files.
+    pub memory_parents: Vec<MemoryImage>,
+}
+
+/// An image file held in memory (see [`OpenOptions::memory_parents`]).
+#[derive(Clone)]
+pub struct MemoryImage(pub Arc<[u8]>);
+
+impl std::fmt::Debug for MemoryImage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MemoryImage({} bytes)", self.0.len())
+    }
 }
 
 /// Facts about one image of a chain, for reports.
@@ -106,6 +123,10 @@ pub struct ImageInfo {
     /// VHD footer timestamp (seconds since 2000-01-01T00:00:00Z), checked by differencing
     /// children.
     pub timestamp: Option<u32>,
+    /// VHDX: the DataWriteGuid of the header in use, which a differencing child's
+    /// `parent_linkage` must name ([MS-VHDX] 2.2.2, 2.6.2.6.3).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_write_guid: Option<Guid>,
     /// The parent or backing file named by the image, as stored.
     pub parent_name: Option<String>,
 }
@@ -482,12 +503,13 @@ fn open_disk(
                 block_bytes: 0,
                 unique_id: None,
                 timestamp: None,
+                data_write_guid: None,
                 parent_name: None,
             },
             parent: None,
         },
         Detected::Vhd => vhd::open(file.as_ref(), path, opts, depth)?,
-        Detected::Vhdx => vhdx::open(file.as_ref(), path)?,
+        Detected::Vhdx => vhdx::open(file.as_ref(), path, opts, depth)?,
         Detected::Qcow2 => qcow2::open(file.as_ref(), path, opts, depth)?,
         Detected::Other(name) => {
             return Err(Error::unsupported(format!(
@@ -537,7 +559,8 @@ impl Backend for RawBackend {
 }
 
 /// Open a parent or backing file named `name` (as stored in the child) for the child at
-/// `child`. `candidates` are the paths tried, in order; the first that exists is opened.
+/// `child`. `candidates` are the paths tried, in order; the first that exists is opened. A
+/// child read from memory takes the first of `opts.memory_parents` instead.
 pub(crate) fn open_parent(
     child: Option<&Path>,
     candidates: &[PathBuf],
@@ -547,9 +570,19 @@ pub(crate) fn open_parent(
     raw: bool,
 ) -> Result<Image> {
     let Some(child) = child else {
-        return Err(Error::unsupported(format!(
-            "the image needs its parent {name:?}, which cannot be opened for an image read from memory"
-        )));
+        let Some((first, rest)) = opts.memory_parents.split_first() else {
+            return Err(Error::unsupported(format!(
+                "the image needs its parent {name:?}, which cannot be opened for an image read from memory"
+            )));
+        };
+        let popts = OpenOptions {
+            raw,
+            parent_dir: None,
+            memory_parents: rest.to_vec(),
+        };
+        let disk = MemDisk::read_only(first.0.to_vec());
+        return open_disk(Box::new(disk), None, &popts, depth.saturating_add(1))
+            .map_err(|e| e.context(format!("parent {name:?} (held in memory)")));
     };
     let found = candidates.iter().find(|p| p.is_file());
     let Some(found) = found else {
@@ -563,6 +596,7 @@ pub(crate) fn open_parent(
     let popts = OpenOptions {
         raw,
         parent_dir: opts.parent_dir.clone(),
+        memory_parents: Vec::new(),
     };
     open_path(found, &popts, depth.saturating_add(1))
         .map_err(|e| e.context(format!("parent {} of {}", found.display(), child.display())))
@@ -620,8 +654,8 @@ mod tests {
     #[test]
     fn candidates_for_windows_and_relative_paths() {
         let opts = OpenOptions {
-            raw: false,
             parent_dir: Some(PathBuf::from("/p")),
+            ..OpenOptions::default()
         };
         let c = parent_candidates(
             Some(Path::new("/d/child.vhd")),
@@ -647,7 +681,7 @@ mod tests {
         assert!(e.message().contains("--input-format raw"), "{e}");
         let opts = OpenOptions {
             raw: true,
-            parent_dir: None,
+            ..OpenOptions::default()
         };
         let img = Image::from_bytes(vec![7; 4096], &opts).unwrap();
         assert_eq!(img.format(), Format::Raw);

@@ -293,6 +293,7 @@ pub(crate) fn open(
             block_bytes: cluster,
             unique_id: None,
             timestamp: None,
+            data_write_guid: None,
             parent_name: h.backing_file.clone(),
         },
         parent,

@@ -1,23 +1,47 @@
 //! VHDX as a block map (Microsoft "[MS-VHDX] Virtual Hard Disk v2 (VHDX) File Format", v2.0):
 //! file identifier, the two headers (CRC-32C, the valid one with the highest sequence number
 //! wins), the two region tables, the metadata region (block size, virtual size, logical sector
-//! size, HasParent) and the BAT with its sector-bitmap entries interleaved every chunk ratio
-//! payload entries. Fixed and dynamic disks are read.
+//! size, HasParent, parent locator) and the BAT with its sector-bitmap entries interleaved every
+//! chunk ratio payload entries. Fixed, dynamic and differencing disks are read.
+//!
+//! Differencing (HasParent, 2.6.2.6): the parent locator's key-value pairs (UTF-16 LE, every
+//! offset and length checked against the item) name the parent by `relative_path`,
+//! `volume_path` and `absolute_win32_path`, tried in that order as a differencing VHD's
+//! locators are (next to the child, relative to it, in `--parent-dir`); the parent must be a
+//! VHDX whose current header's DataWriteGuid is the child's `parent_linkage` (or
+//! `parent_linkage2`), with the same logical sector size. A block NOT_PRESENT reads from the
+//! parent, FULLY_PRESENT from the child, PARTIALLY_PRESENT sector by sector as the chunk's
+//! sector bitmap block says (bit set: the child; clear: the parent), and UNDEFINED, ZERO and
+//! UNMAPPED read as zero (2.5.1.1 allows zero for all three). QEMU does not read differencing
+//! VHDX at all.
 //!
 //! Refused, with the reason: a non-empty log (the image was not closed cleanly; replaying it
 //! would mean writing the input, and reading around it would show stale blocks: QEMU refuses it
-//! read-only too), differencing VHDX (HasParent), unknown required regions or metadata items.
+//! read-only too), unknown required regions or metadata items, a parent locator of another type
+//! than VHDX, a missing parent (every path tried is named) and a parent whose DataWriteGuid is
+//! not the child's linkage (the parent was written after the child was made, or is another
+//! disk).
 
+mod map;
+mod parent;
+
+use std::cell::RefCell;
 use std::path::Path;
 
 use zerocopy::byteorder::little_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 use super::crc32c::crc32c_without;
-use super::{Backend, Format, ImageInfo, Opened, Piece, Source};
+use super::{Format, ImageInfo, OpenOptions, Opened};
 use crate::disk::Disk;
 use crate::error::{Error, Result};
 use crate::gpt::guid::Guid;
+use map::VhdxBackend;
+use parent::open_vhdx_parent;
+pub use parent::{
+    decode_parent_locator, LocatorEntry, ParentLocator, RawParentLocatorEntry,
+    RawParentLocatorHeader, KEY_PARENT_LINKAGE, KEY_PARENT_LINKAGE2, LOCATOR_TYPE_VHDX, PATH_KEYS,
+};
 
 /// "vhdxfile" (2.2.1 File Type Identifier).
 pub const FILE_SIGNATURE: [u8; 8] = *b"vhdxfile";
@@ -42,6 +66,11 @@ const CHECKSUM_AT: usize = 4;
 const MIB: u64 = 1 << 20;
 /// Virtual disks up to 64 TiB (2.6.2.2).
 const MAX_VIRTUAL_BYTES: u64 = 64 << 40;
+/// A metadata item is at most 1 MiB (2.6.1.2).
+const MAX_METADATA_ITEM_BYTES: u32 = 1 << 20;
+/// A sector bitmap block is 1 MiB (2.4): one bit for each of 2^23 logical sectors (a chunk).
+const SECTOR_BITMAP_BYTES: u64 = 1 << 20;
+const SECTORS_PER_CHUNK: u64 = 1 << 23;
 
 /// Region GUIDs (2.2.3.2).
 pub const REGION_BAT: Guid = Guid::from_u128(0x2dc27766_f623_4200_9d64_115e9bfd4a08);
@@ -61,6 +90,8 @@ pub const PAYLOAD_ZERO: u64 = 2;
 pub const PAYLOAD_UNMAPPED: u64 = 3;
 pub const PAYLOAD_FULLY_PRESENT: u64 = 6;
 pub const PAYLOAD_PARTIALLY_PRESENT: u64 = 7;
+/// Sector bitmap block state (2.5.1.2): allocated at FileOffsetMB.
+pub const SB_BLOCK_PRESENT: u64 = 6;
 
 /// 2.2.2 Header (4 KiB; little-endian).
 #[derive(Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
@@ -140,6 +171,10 @@ const FILE_PARAM_HAS_PARENT: u32 = 0x2;
 pub struct Header {
     pub offset: u64,
     pub sequence_number: u64,
+    pub file_write_guid: Guid,
+    /// Changed before the first write of the virtual disk's data: a differencing child names
+    /// its parent's (2.2.2).
+    pub data_write_guid: Guid,
     pub log_guid: Guid,
     pub version: u16,
     pub log_offset: u64,
@@ -155,6 +190,8 @@ pub struct Metadata {
     pub logical_sector_bytes: u32,
     pub physical_sector_bytes: Option<u32>,
     pub virtual_disk_id: Option<[u8; 16]>,
+    /// The parent locator of a differencing disk (read only when HasParent is set).
+    pub parent_locator: Option<ParentLocator>,
 }
 
 fn read_array<const N: usize>(file: &dyn Disk, at: u64, what: &str) -> Result<Box<[u8; N]>> {
@@ -196,6 +233,8 @@ pub fn read_header(file: &dyn Disk) -> Result<Header> {
         let h = Header {
             offset: at,
             sequence_number: raw.sequence_number.get(),
+            file_write_guid: Guid(raw.file_write_guid),
+            data_write_guid: Guid(raw.data_write_guid),
             log_guid: Guid(raw.log_guid),
             version: raw.version.get(),
             log_offset: raw.log_offset.get(),
@@ -288,13 +327,25 @@ fn read_region_table(file: &dyn Disk, at: u64) -> Result<(Region, Region)> {
     }
 }
 
-fn item(file: &dyn Disk, region: Region, e: &RawMetadataEntry, want: usize) -> Result<Vec<u8>> {
+/// The bytes of a metadata item of `min..=max` bytes, inside the region.
+fn item(
+    file: &dyn Disk,
+    region: Region,
+    e: &RawMetadataEntry,
+    min: u32,
+    max: u32,
+) -> Result<Vec<u8>> {
     let len = e.length.get();
     let off = u64::from(e.offset.get());
     let end = off.checked_add(u64::from(len));
-    if usize::try_from(len).ok() != Some(want) || end.is_none_or(|end| end > region.length) {
+    if !(min..=max).contains(&len) || end.is_none_or(|end| end > region.length) {
+        let want = if min == max {
+            format!("{min} bytes")
+        } else {
+            format!("{min} to {max} bytes")
+        };
         return Err(Error::corrupt(format!(
-            "VHDX metadata item {}: {len} bytes at 0x{off:x} of the region (expected {want} bytes inside its 0x{:x})",
+            "VHDX metadata item {}: {len} bytes at 0x{off:x} of the region (expected {want} inside its 0x{:x})",
             Guid(e.item_id),
             region.length
         )));
@@ -348,22 +399,24 @@ pub fn read_metadata(file: &dyn Disk, region: Region) -> Result<Metadata> {
     let mut lss = None;
     let mut pss = None;
     let mut id = None;
+    let mut locator = None;
     for e in entries {
         let g = Guid(e.item_id);
         if g == META_FILE_PARAMETERS {
-            let b = item(file, region, e, 8)?;
+            let b = item(file, region, e, 8, 8)?;
             params = Some((le32(&b), le32(b.get(4..).unwrap_or_default())));
         } else if g == META_VIRTUAL_DISK_SIZE {
-            size = Some(le64(&item(file, region, e, 8)?));
+            size = Some(le64(&item(file, region, e, 8, 8)?));
         } else if g == META_LOGICAL_SECTOR_SIZE {
-            lss = Some(le32(&item(file, region, e, 4)?));
+            lss = Some(le32(&item(file, region, e, 4, 4)?));
         } else if g == META_PHYSICAL_SECTOR_SIZE {
-            pss = Some(le32(&item(file, region, e, 4)?));
+            pss = Some(le32(&item(file, region, e, 4, 4)?));
         } else if g == META_VIRTUAL_DISK_ID {
-            let b = item(file, region, e, 16)?;
+            let b = item(file, region, e, 16, 16)?;
             id = <[u8; 16]>::try_from(b.as_slice()).ok();
         } else if g == META_PARENT_LOCATOR {
-            // read through HasParent below
+            // read below when HasParent says it is used
+            locator = Some(e);
         } else if e.flags.get() & META_FLAG_REQUIRED != 0 {
             return Err(Error::unsupported(format!(
                 "VHDX metadata: unknown required item {g}"
@@ -392,18 +445,38 @@ pub fn read_metadata(file: &dyn Disk, region: Region) -> Result<Metadata> {
             "VHDX virtual size {virtual_bytes} is not a multiple of the {logical_sector_bytes}-byte sector up to 64 TiB"
         )));
     }
+    let has_parent = flags & FILE_PARAM_HAS_PARENT != 0;
+    let parent_locator = match (has_parent, locator) {
+        (false, _) => None,
+        (true, None) => {
+            return Err(Error::corrupt(
+                "VHDX metadata: HasParent is set but there is no parent locator item",
+            ))
+        }
+        (true, Some(e)) => {
+            let header = u32::try_from(size_of::<RawParentLocatorHeader>()).unwrap_or(u32::MAX);
+            let b = item(file, region, e, header, MAX_METADATA_ITEM_BYTES)?;
+            Some(decode_parent_locator(&b)?)
+        }
+    };
     Ok(Metadata {
         block_bytes,
-        has_parent: flags & FILE_PARAM_HAS_PARENT != 0,
+        has_parent,
         virtual_bytes,
         logical_sector_bytes,
         physical_sector_bytes: pss,
         virtual_disk_id: id,
+        parent_locator,
     })
 }
 
-/// Open a VHDX (fixed or dynamic).
-pub(crate) fn open(file: &dyn Disk, path: Option<&Path>) -> Result<Opened> {
+/// Open a VHDX: fixed, dynamic, or differencing (its parent found, opened and checked).
+pub(crate) fn open(
+    file: &dyn Disk,
+    path: Option<&Path>,
+    opts: &OpenOptions,
+    depth: usize,
+) -> Result<Opened> {
     let shown = super::display(path);
     let ctx = |e: Error| e.context(&shown);
     let header = read_header(file).map_err(ctx)?;
@@ -421,25 +494,29 @@ pub(crate) fn open(file: &dyn Disk, path: Option<&Path>) -> Result<Opened> {
     }
     let (bat, meta_region) = read_regions(file).map_err(ctx)?;
     let meta = read_metadata(file, meta_region).map_err(ctx)?;
-    if meta.has_parent {
-        return Err(ctx(Error::unsupported(
-            "differencing VHDX (HasParent) is not read; merge it into its parent first (Hyper-V Edit Disk, or Merge-VHD)",
-        )));
-    }
     let bs = u64::from(meta.block_bytes);
+    let lss = u64::from(meta.logical_sector_bytes);
     // (2^23 * sector) / block: 2^32 / 2^20 at most, at least 2^32 / 2^28 = 16 (1 for 512 / 256M)
-    let chunk_ratio = (1u64 << 23)
-        .saturating_mul(u64::from(meta.logical_sector_bytes))
+    let chunk_ratio = SECTORS_PER_CHUNK
+        .saturating_mul(lss)
         .checked_div(bs)
         .filter(|&r| r > 0)
         .ok_or_else(|| ctx(Error::corrupt("VHDX chunk ratio is zero")))?;
     let blocks = meta.virtual_bytes.div_ceil(bs);
-    let entries = blocks.saturating_add(
+    // 2.5: a differencing disk's BAT reaches the sector bitmap entry of its last chunk; a
+    // fixed or dynamic one's ends with the last payload entry
+    let entries = if meta.has_parent {
         blocks
-            .saturating_sub(1)
-            .checked_div(chunk_ratio)
-            .unwrap_or(0),
-    );
+            .div_ceil(chunk_ratio)
+            .saturating_mul(chunk_ratio.saturating_add(1))
+    } else {
+        blocks.saturating_add(
+            blocks
+                .saturating_sub(1)
+                .checked_div(chunk_ratio)
+                .unwrap_or(0),
+        )
+    };
     let bat_bytes = entries.saturating_mul(8);
     if bat.length < bat_bytes
         || bat
@@ -448,19 +525,29 @@ pub(crate) fn open(file: &dyn Disk, path: Option<&Path>) -> Result<Opened> {
             .is_none_or(|e| e > file.len())
     {
         return Err(ctx(Error::corrupt(format!(
-            "VHDX BAT at 0x{:x} ({} bytes, inside a file of 0x{:x}) cannot hold the {entries} entries of a {} byte disk in {bs}-byte blocks",
+            "VHDX BAT at 0x{:x} ({} bytes, inside a file of 0x{:x}) cannot hold the {entries} entries of a {} byte {}disk in {bs}-byte blocks",
             bat.offset,
             bat.length,
             file.len(),
-            meta.virtual_bytes
+            meta.virtual_bytes,
+            if meta.has_parent { "differencing " } else { "" }
         ))));
     }
+    let (parent, parent_name) = if meta.has_parent {
+        let (p, name) = open_vhdx_parent(path, opts, depth, &meta)?;
+        (Some(p), Some(name))
+    } else {
+        (None, None)
+    };
     Ok(Opened {
         backend: Box::new(VhdxBackend {
             size: meta.virtual_bytes,
             block_bytes: bs,
             chunk_ratio,
             bat_offset: bat.offset,
+            sector_bytes: lss,
+            differencing: meta.has_parent,
+            bitmap: RefCell::new(None),
         }),
         info: ImageInfo {
             format: Format::Vhdx,
@@ -470,66 +557,9 @@ pub(crate) fn open(file: &dyn Disk, path: Option<&Path>) -> Result<Opened> {
             block_bytes: bs,
             unique_id: meta.virtual_disk_id,
             timestamp: None,
-            parent_name: None,
+            data_write_guid: Some(header.data_write_guid),
+            parent_name,
         },
-        parent: None,
+        parent,
     })
-}
-
-struct VhdxBackend {
-    size: u64,
-    block_bytes: u64,
-    chunk_ratio: u64,
-    bat_offset: u64,
-}
-
-impl Backend for VhdxBackend {
-    fn virtual_bytes(&self) -> u64 {
-        self.size
-    }
-
-    fn piece(&self, file: &dyn Disk, offset: u64) -> Result<Piece> {
-        let bs = self.block_bytes;
-        let block = offset.checked_div(bs).unwrap_or(0);
-        let within = offset.checked_rem(bs).unwrap_or(0);
-        let len = bs
-            .saturating_sub(within)
-            .min(self.size.saturating_sub(offset));
-        // payload entry i sits after i / chunk_ratio sector-bitmap entries (2.5)
-        let index = block.saturating_add(block.checked_div(self.chunk_ratio).unwrap_or(0));
-        let at = index
-            .checked_mul(8)
-            .and_then(|o| self.bat_offset.checked_add(o))
-            .ok_or_else(|| Error::corrupt("VHDX BAT offset overflows"))?;
-        let mut b = [0u8; 8];
-        file.read_at(at, &mut b)
-            .map_err(|e| e.context(format!("VHDX BAT entry {index}")))?;
-        let entry = u64::from_le_bytes(b);
-        let state = entry & 7;
-        let host = (entry >> 20).saturating_mul(MIB);
-        let source = match state {
-            PAYLOAD_NOT_PRESENT | PAYLOAD_UNDEFINED | PAYLOAD_ZERO | PAYLOAD_UNMAPPED => {
-                Source::Zero
-            }
-            PAYLOAD_FULLY_PRESENT => {
-                if host < MIB
-                    || host
-                        .checked_add(bs)
-                        .is_none_or(|end| end > file.len())
-                {
-                    return Err(Error::corrupt(format!(
-                        "VHDX BAT entry {index}: block {block} at 0x{host:x} lies outside the file (0x{:x} bytes)",
-                        file.len()
-                    )));
-                }
-                Source::Host(host.saturating_add(within))
-            }
-            other => {
-                return Err(Error::corrupt(format!(
-                    "VHDX BAT entry {index}: payload block state {other} is not valid in a disk without a parent"
-                )))
-            }
-        };
-        Ok(Piece { len, source })
-    }
 }

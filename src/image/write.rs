@@ -401,7 +401,7 @@ mod tests {
         data[2 * MIB as usize + 7] = 2;
         let opts = ImgOpts {
             raw: true,
-            parent_dir: None,
+            ..ImgOpts::default()
         };
         let img = Image::from_bytes(data.clone(), &opts).unwrap();
         let out = dir.join("o.vhd");

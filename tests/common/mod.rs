@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod corpus;
+pub mod vhdx;
 pub mod windows;
 
 use std::ffi::OsStr;
