@@ -37,7 +37,7 @@ use super::apply::{esp_blocks, step_content, Contents};
 use super::journal::{self, Journal};
 use super::plan::{Payload, Step};
 use super::source::Source;
-use crate::disk::{fs_space, no_space, Allocation, Disk, FsSpace};
+use crate::disk::{fs_space, merge_ranges, no_space, Allocation, Disk, FsSpace};
 use crate::error::{Error, Result};
 
 /// Extents one extent-tree block maps, at the least (ext4 fits 340 in a 4 KiB leaf, XFS about
@@ -49,27 +49,10 @@ const TREE_LEVELS: u64 = 2;
 /// extended attribute that does not fit in the inode (the image's journal marker).
 const NEW_FILE_BLOCKS: u64 = 2;
 
-/// Sort and merge overlapping or touching (offset, length) ranges.
-fn merge(mut ranges: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
-    ranges.retain(|r| r.1 > 0);
-    ranges.sort_unstable();
-    let mut out: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
-    for (s, l) in ranges {
-        let e = s.saturating_add(l);
-        match out.last_mut() {
-            Some((ls, ll)) if ls.saturating_add(*ll) >= s => {
-                *ll = e.max(ls.saturating_add(*ll)).saturating_sub(*ls);
-            }
-            _ => out.push((s, l)),
-        }
-    }
-    out
-}
-
 /// The blocks of `block` bytes that byte ranges touch, as merged (first block, count) runs.
 fn block_runs(ranges: &[(u64, u64)], block: u64) -> Vec<(u64, u64)> {
     let block = block.max(1);
-    merge(
+    merge_ranges(
         ranges
             .iter()
             .filter(|r| r.1 > 0)
@@ -206,7 +189,7 @@ impl Disk for Pending<'_> {
             .iter()
             .copied()
             .chain(self.writes.iter().map(|&(a, l, _)| (a, l)));
-        Ok(merge(
+        Ok(merge_ranges(
             all.filter_map(|(s, l)| {
                 let (a, b) = (s.max(from), s.saturating_add(l).min(end));
                 (a < b).then(|| (a, b.saturating_sub(a)))
@@ -231,7 +214,7 @@ pub fn planned_writes(
     let mut view = Pending {
         base: disk,
         len: new_len,
-        data: merge(data.to_vec()),
+        data: merge_ranges(data.to_vec()),
         writes: Vec::new(),
         contents,
     };
@@ -456,7 +439,8 @@ mod tests {
             crate::disk::check_range(self.len(), offset, data.len() as u64)?;
             self.bytes[offset as usize..offset as usize + data.len()].copy_from_slice(data);
             self.writes.push((offset, data.len() as u64));
-            self.data = merge([self.data.clone(), vec![(offset, data.len() as u64)]].concat());
+            self.data =
+                merge_ranges([self.data.clone(), vec![(offset, data.len() as u64)]].concat());
             Ok(())
         }
         fn set_len(&mut self, len: u64) -> Result<()> {

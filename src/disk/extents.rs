@@ -53,3 +53,20 @@ pub fn data_extents_in(file: &File, from: u64, len: u64) -> Result<Vec<(u64, u64
     }
     Ok(out)
 }
+
+/// Sort and merge overlapping or touching `(offset, length)` ranges; empty ones are dropped.
+pub fn merge_ranges(mut ranges: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+    ranges.retain(|r| r.1 > 0);
+    ranges.sort_unstable();
+    let mut out: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
+    for (s, l) in ranges {
+        let e = s.saturating_add(l);
+        match out.last_mut() {
+            Some((ls, ll)) if ls.saturating_add(*ll) >= s => {
+                *ll = e.max(ls.saturating_add(*ll)).saturating_sub(*ls);
+            }
+            _ => out.push((s, l)),
+        }
+    }
+    out
+}

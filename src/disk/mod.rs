@@ -12,7 +12,7 @@ mod mmap;
 mod output;
 mod space;
 
-pub use extents::{data_extents, data_extents_in};
+pub use extents::{data_extents, data_extents_in, merge_ranges};
 pub use file::{open_regular, read_bounded, still_holds, OpenError};
 pub use mem::MemDisk;
 pub use mmap::{Access, MmapDisk};

@@ -20,7 +20,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::convert::plan::{Payload, Step};
-use crate::disk::Disk;
+use crate::disk::{merge_ranges, Disk};
 use crate::error::{Error, Result};
 
 /// Comparison granularity: a page, the unit resize2fs writes in (its blocks are 1-64 KiB).
@@ -123,7 +123,7 @@ pub fn shrink_steps(
         for &(start, len) in &extents {
             ranges.push((start.saturating_sub(part_offset), len));
         }
-        let runs = changed_runs(disk, part_offset, &overlay, &merge(ranges))?;
+        let runs = changed_runs(disk, part_offset, &overlay, &merge_ranges(ranges))?;
         let runs = coalesce(runs);
         let mut steps = Vec::with_capacity(runs.len());
         let mut changed = 0u64;
@@ -206,22 +206,6 @@ fn copy_range(src: &File, from: u64, dst: &File, at: u64, len: u64) -> io::Resul
     Ok(())
 }
 
-/// Sort and merge overlapping or touching (offset, length) ranges.
-fn merge(mut ranges: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
-    ranges.sort_unstable();
-    let mut out: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
-    for (s, l) in ranges {
-        let e = s.saturating_add(l);
-        match out.last_mut() {
-            Some((ls, ll)) if ls.saturating_add(*ll) >= s => {
-                *ll = e.max(ls.saturating_add(*ll)).saturating_sub(*ls);
-            }
-            _ => out.push((s, l)),
-        }
-    }
-    out
-}
-
 /// The runs (offset inside the filesystem, length) where the overlay differs from the image,
 /// in whole [`BLOCK`]s (the last one clipped to the range), looking only at `ranges`.
 fn changed_runs(
@@ -297,7 +281,7 @@ mod tests {
     #[test]
     fn merging_and_coalescing() {
         assert_eq!(
-            merge(vec![(10, 5), (0, 4), (4, 2), (12, 10)]),
+            merge_ranges(vec![(10, 5), (0, 4), (4, 2), (12, 10)]),
             vec![(0, 6), (10, 12)]
         );
         assert_eq!(coalesce(vec![(0, 4096), (8192, 4096)]), vec![(0, 12288)]);
