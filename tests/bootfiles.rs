@@ -444,7 +444,7 @@ fn corrupt_superblock_is_refused_cleanly() {
 }
 
 #[test]
-fn non_linux_image_keeps_the_empty_esp_and_warning() {
+fn non_linux_image_is_a_data_disk_unless_boot_files_are_named() {
     if !require_tools(TOOLS) {
         return;
     }
@@ -476,7 +476,26 @@ fn non_linux_image_keeps_the_empty_esp_and_warning() {
         "mkfs.fat",
     );
     let out = tmp.path().join("fat-gen2.raw");
+    // no Linux, no Windows: a data disk, refused before any write, the ways on named
     let (run, v) = convert(&img, &out, &[]);
+    assert_eq!(run.exit_code(), 7, "{}\n{}", run.stdout, run.stderr);
+    let failed: Vec<&serde_json::Value> = v["validation"]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"] == "fail")
+        .collect();
+    assert_eq!(failed.len(), 1, "{}", v["validation"]["checks"]);
+    assert_eq!(failed[0]["id"], "os.found");
+    let fix = failed[0]["fix"].as_str().unwrap();
+    assert!(
+        fix.contains("--data-disk") && fix.contains("--boot-files"),
+        "{fix}"
+    );
+    assert!(v["upload"].is_null(), "{v}");
+    assert!(!out.exists());
+    // --no-boot-files: the user says an ESP is wanted; it is made empty, with the warning
+    let (run, v) = convert(&img, &out, &["--no-boot-files"]);
     assert_eq!(run.exit_code(), 0, "{}\n{}", run.stdout, run.stderr);
     assert!(v["linux_boot"].is_null());
     assert!(

@@ -676,9 +676,9 @@ fn a_killed_windows_conversion_rolls_back_to_the_original() {
     assert!(n > 6, "only {n} writes: the hive steps are missing");
 }
 
-/// Issue 15 item 21: a disk with only data partitions is no Gen2 OS disk. By default it still
-/// converts (an empty ESP) but says it is a data disk and gives no V2 `az` line; `--data-disk`
-/// makes it GPT without an ESP; on a Windows disk `--data-disk` is refused.
+/// Issue 15 item 21, issue 12 item 7: a disk with only data partitions is no Gen2 OS disk. It is
+/// refused before any write (no `az` line), the fix naming `--data-disk`; `--data-disk` makes
+/// it GPT without an ESP; on a Windows disk `--data-disk` is refused.
 #[test]
 fn a_data_disk_gets_no_esp_and_no_v2_line() {
     let Some(dir) = ready() else { return };
@@ -705,11 +705,19 @@ fn a_data_disk_gets_no_esp_and_no_v2_line() {
         out.to_str().unwrap(),
         "--json",
     ]);
-    assert_eq!(code, Some(0), "{report}");
-    let az = report["upload"]["az_disk_create"].as_str().unwrap();
-    assert!(!az.contains("--hyper-v-generation"), "{az}");
+    assert_eq!(code, Some(7), "{report}");
+    assert!(report["upload"].is_null(), "no az line at all: {report}");
+    let checks = report["validation"]["checks"].to_string();
+    assert!(checks.contains("os.found"), "{report}");
+    assert!(checks.contains("data disk"), "{report}");
+    assert!(checks.contains("--data-disk"), "{report}");
+    assert!(!out.exists());
+    assert!(fs::read(&img).unwrap() == original);
+    // validate says the same (MBR2GPT: "cannot find OS partition"), with its findings code
+    let (code, report) = convert_json(&["validate", img.to_str().unwrap(), "--json"]);
+    assert_eq!(code, Some(1), "{report}");
     assert!(
-        report["warnings"].to_string().contains("data disk"),
+        report["checks"].to_string().contains("os.found"),
         "{report}"
     );
     // --data-disk: GPT without an ESP, in place, undone by rollback

@@ -64,10 +64,27 @@ fn convert_is_promised_only_for_disks_validate_passes() {
         "{}",
         info.stdout
     );
+    // NTFS partitions and no operating system: a data disk, refused (os.found), and info says so
     let Some(images) = common::images() else {
         return;
     };
-    let ok = images.path("win-mbr.force.vhd");
+    let data = images.path("win-mbr.force.vhd");
+    let v = vhdtool(["validate".as_ref(), data.as_os_str()]);
+    assert_eq!(v.exit_code(), 1, "validate must refuse it: {}", v.stdout);
+    assert!(v.stdout.contains("os.found"), "{}", v.stdout);
+    let info = vhdtool(["info".as_ref(), data.as_os_str()]);
+    info.assert_sane();
+    assert!(
+        info.stdout
+            .contains("vhdtool convert refuses it as it is (os.found"),
+        "{}",
+        info.stdout
+    );
+    // a Windows-like disk (System Reserved + C:): validate passes, info promises the conversion
+    let Some(windows) = common::windows::images() else {
+        return;
+    };
+    let ok = windows.join("sysres.vhd");
     let v = vhdtool(["validate".as_ref(), ok.as_os_str()]);
     assert_eq!(v.exit_code(), 0, "validate must pass it: {}", v.stdout);
     let info = vhdtool(["info".as_ref(), ok.as_os_str()]);

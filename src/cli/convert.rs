@@ -7,7 +7,7 @@ use clap::Args;
 use super::args::{parse_map, parse_size};
 use super::exit;
 use super::output;
-use crate::boot::linux::{self, BootSource, LinuxBoot};
+use crate::boot::linux::{BootSource, LinuxBoot};
 use crate::convert::journal;
 use crate::convert::run::{self, ConvertReport, Request};
 use crate::convert::{self as conv, Options, RoomChoice, Validation};
@@ -217,14 +217,12 @@ pub fn run_validate(args: &ValidateArgs) -> Result<u8> {
     let source = boot_source(&args.plan)?;
     let mut opts = options(&args.plan, &args.image);
     let disk = MmapDisk::open(&args.image, Access::ReadOnly)?;
-    let mut boot = linux::resolve(&disk, &source, opts.sector_bytes.unwrap_or(512))?;
-    opts.boot_files_bytes = boot.tree.file_bytes();
-    let sb = opts.sector_bytes.unwrap_or(512);
-    let found = conv::windows::discover(&disk, &source, sb, &opts.windows)?;
-    opts.reusable = found.as_ref().map(|w| conv::windows::reusable(w, sb));
-    let mut v = conv::validate(&disk, &opts);
-    crate::convert::boot::attach(&mut v, &mut boot);
-    let windows = found.map(|w| conv::windows::attach(&mut v, &mut boot.tree, w).0);
+    let conv::assess::Assessment {
+        validation: v,
+        boot,
+        windows,
+        ..
+    } = conv::assess::assess(&disk, &source, &mut opts)?;
     if args.plan.json {
         output::json(&ValidateReport {
             validation: &v,

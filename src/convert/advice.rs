@@ -22,8 +22,8 @@ pub fn complete_gen2_finding(file: &dyn Disk, report: &mut InfoReport) {
     };
     // what `vhdtool validate IMAGE` decides: default options, boot files from the image
     let mut opts = Options::default();
-    let mut boot = match crate::boot::linux::resolve(file, &BootSource::FromImage, 512) {
-        Ok(b) => b,
+    let v = match super::assess::assess(file, &BootSource::FromImage, &mut opts) {
+        Ok(a) => a.validation,
         Err(e) => {
             finding.message.push_str(&format!(
                 "; vhdtool convert refuses it as it is ({e}; `vhdtool validate` says more)"
@@ -31,9 +31,6 @@ pub fn complete_gen2_finding(file: &dyn Disk, report: &mut InfoReport) {
             return;
         }
     };
-    opts.boot_files_bytes = boot.tree.file_bytes();
-    let mut v = super::validate(file, &opts);
-    super::boot::attach(&mut v, &mut boot);
     if v.passed() {
         finding.message.push_str(" (vhdtool convert makes it GPT)");
     } else if let Some(c) = v.first_failure() {

@@ -10,6 +10,8 @@
 //! - `plan.rs`: the plan, a list of steps (offset, length, what, payload): the only place a
 //!   write is described.
 //! - `validate.rs`: checks -> room -> plan, as `validate` prints it.
+//! - `assess.rs`: what `validate`, `convert` and `info` decide before any write: the boot files,
+//!   Windows, the checks with theirs, the OS (a disk with none is refused as a data disk).
 //! - `apply.rs`: journal of the steps, then the steps, on any `Disk`.
 //! - `journal.rs` (+ `journal/decode.rs`): the undo journal and `rollback`.
 //! - `run.rs`: one conversion: resolve inputs -> plan -> apply -> prove.
@@ -21,6 +23,7 @@
 
 pub mod advice;
 pub mod apply;
+pub mod assess;
 mod bios;
 pub mod boot;
 pub mod checks;

@@ -6,13 +6,14 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::apply::{apply, Contents, SparseImage};
+use super::assess::{assess, Assessment, OsType};
 use super::copy::PartialOutput;
 use super::faults::Faults;
 use super::journal;
 use super::options::Options;
 use super::plan::Plan;
 use super::source::{Source, SourceOptions};
-use super::validate::{validate, Validation};
+use super::validate::Validation;
 use crate::boot::linux::GuestNote;
 use crate::checksum::compare;
 use crate::disk::{Access, MmapDisk};
@@ -113,36 +114,6 @@ pub fn tree_paths(tree: &EspTree) -> Vec<String> {
     out
 }
 
-/// What the image boots, as far as the conversion knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OsType {
-    Linux,
-    Windows,
-    /// Boot files given (`--boot-files`): the OS is not known.
-    Unknown,
-    /// No OS found and no boot files given: a data disk, not Gen2-ready.
-    None,
-}
-
-/// Said of a disk with no OS on it.
-pub const DATA_DISK_NOTE: &str = "no operating system found (no Linux boot chain, no Windows): this is a data disk. Generation-2 VMs attach MBR data disks as they are, so it needs no conversion (--data-disk makes it GPT without an ESP); the converted disk is not Gen2-ready (its ESP is empty) and is uploaded as a data disk";
-
-fn os_type(
-    source: &crate::boot::linux::BootSource,
-    boot: &crate::boot::linux::Resolved,
-    windows: Option<&super::windows::WindowsReport>,
-) -> OsType {
-    if windows.is_some() {
-        OsType::Windows
-    } else if boot.linux.is_some() {
-        OsType::Linux
-    } else if matches!(source, crate::boot::linux::BootSource::FromImage) {
-        OsType::None
-    } else {
-        OsType::Unknown
-    }
-}
-
 /// The `az` line that creates a managed disk for this image: with the Generation-2 flag for a
 /// bootable disk, as a plain data disk otherwise (never a V2 line for a disk that is not
 /// Gen2-ready).
@@ -183,25 +154,13 @@ pub fn convert(
         // planned on the fixed VHD the image becomes: there is no such file to run tools on yet
         opts.image_path = None;
     }
-    let mut boot = crate::boot::linux::resolve(&disk, req.boot, opts.sector_bytes.unwrap_or(512))?;
-    opts.boot_files_bytes = boot.tree.file_bytes();
-    let sb = opts.sector_bytes.unwrap_or(512);
-    let found = super::windows::discover(&disk, req.boot, sb, &opts.windows)?;
-    opts.reusable = found.as_ref().map(|w| super::windows::reusable(w, sb));
-    let mut validation = validate(&disk, &opts);
-    super::boot::attach(&mut validation, &mut boot);
-    let (windows, windows_warnings) = match found {
-        Some(w) => {
-            let (r, ws) = super::windows::attach(&mut validation, &mut boot.tree, w);
-            (Some(r), ws)
-        }
-        None => (None, Vec::new()),
-    };
-    let os = if opts.data_disk {
-        OsType::None
-    } else {
-        os_type(req.boot, &boot, windows.as_ref())
-    };
+    let Assessment {
+        validation,
+        boot,
+        windows,
+        warnings,
+        os,
+    } = assess(&disk, req.boot, &mut opts)?;
     let mut report = ConvertReport {
         image: req.image.display().to_string(),
         output: req.output.unwrap_or(req.image).display().to_string(),
@@ -217,7 +176,7 @@ pub fn convert(
             .unwrap_or_default(),
         linux_boot: boot.linux.clone(),
         windows,
-        warnings: windows_warnings,
+        warnings,
         upload: None,
         verified: None,
     };
@@ -246,9 +205,6 @@ pub fn convert(
         report.warnings.push(
             "no --boot-files: the ESP is created empty, and the disk will not boot under UEFI until boot files are added (EFI/BOOT/BOOTX64.EFI)".into(),
         );
-    }
-    if os == OsType::None && !opts.data_disk {
-        report.warnings.push(DATA_DISK_NOTE.into());
     }
     if plan.format == Format::Raw {
         report.warnings.push("the image is raw: Azure takes fixed VHDs (wrap it with qemu-img convert -f raw -O vpc -o subformat=fixed,force_size=on)".into());
