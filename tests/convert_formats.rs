@@ -342,6 +342,97 @@ fn such_formats_are_never_converted_in_place() {
     assert!(!dir.path().join("in.qcow2.vhdtool-journal").exists());
 }
 
+/// `validate` reads another format as `convert -o` does: it validates the fixed VHD that comes
+/// of it (the same plan as `convert -o --dry-run`), names the input's format, and reads the
+/// filesystems inside it for the boot files, as `convert` does.
+#[test]
+fn validate_reads_every_format_as_convert_does() {
+    let Some((_, base, dir)) = setup("validate-formats") else {
+        return;
+    };
+    for (name, fmt, opts) in [
+        ("in.qcow2", "qcow2", None),
+        ("in.vhdx", "vhdx", Some("block_size=1048576")),
+        ("in.dyn.vhd", "vpc", None),
+    ] {
+        let input = dir.path().join(name);
+        qemu_convert("raw", fmt, opts, &base, &input);
+        let before = file_crc(&input);
+        let i = input.to_str().unwrap();
+        let r = vhdtool(["validate", i, "--no-boot-files", "--json"]);
+        assert_eq!(r.code, Some(0), "{name}: {}\n{}", r.stdout, r.stderr);
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        let want = match fmt {
+            "vpc" => "vhd-dynamic",
+            f => f,
+        };
+        assert_eq!(v["input_format"], want, "{v}");
+        let out = dir.path().join(format!("{name}.out.vhd"));
+        let o = out.to_str().unwrap();
+        let c = vhdtool([
+            "convert",
+            i,
+            "-o",
+            o,
+            "--no-boot-files",
+            "--dry-run",
+            "--json",
+        ]);
+        assert_eq!(c.code, Some(0), "{name}: {}\n{}", c.stdout, c.stderr);
+        let c: serde_json::Value = serde_json::from_str(&c.stdout).unwrap();
+        assert_eq!(
+            v["plan"], c["validation"]["plan"],
+            "{name}: not the plan of convert -o"
+        );
+        assert_eq!(
+            v["plan"]["new_file_bytes"].as_u64().unwrap() % (1 << 20),
+            512
+        );
+        // boot files from the image: its ext4 is read inside the container, and holds no
+        // signed shim and grub, so validate refuses it as convert does
+        let r = vhdtool(["validate", i, "--json"]);
+        assert_eq!(r.code, Some(1), "{name}: {}", r.stdout);
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        let failed: Vec<&serde_json::Value> = v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["status"] == "fail")
+            .collect();
+        assert_eq!(failed.len(), 1, "{v}");
+        assert_eq!(failed[0]["id"], "boot.files", "{v}");
+        assert!(
+            failed[0]["detail"]
+                .as_str()
+                .unwrap()
+                .contains("partition 3 (ext4)"),
+            "{v}"
+        );
+        assert_eq!(file_crc(&input), before, "{name}: validate wrote its input");
+    }
+    // same input, same bytes: a qcow2 has no unique id of its own; the footer's is derived from
+    // what it holds, its time from SOURCE_DATE_EPOCH
+    let input = dir.path().join("in.qcow2");
+    let outs: Vec<Vec<u8>> = (0..2)
+        .map(|n| {
+            let out = dir.path().join(format!("same{n}.vhd"));
+            let r = std::process::Command::new(common::bin())
+                .args(["convert", input.to_str().unwrap(), "-o"])
+                .arg(&out)
+                .arg("--no-boot-files")
+                .env("SOURCE_DATE_EPOCH", "1700000000")
+                .output()
+                .unwrap();
+            assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+            fs::read(&out).unwrap()
+        })
+        .collect();
+    assert!(outs[0] == outs[1], "two conversions of one qcow2 differ");
+    let footer = &outs[0][outs[0].len() - 512..];
+    let t = u32::from_be_bytes(footer[24..28].try_into().unwrap());
+    assert_eq!(i64::from(t), 1_700_000_000 - 946_684_800, "footer time");
+}
+
 #[test]
 fn info_reads_every_format_and_names_its_container() {
     let Some((_, base, dir)) = setup("info-formats") else {

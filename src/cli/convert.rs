@@ -11,7 +11,7 @@ use crate::boot::linux::{BootSource, LinuxBoot};
 use crate::convert::journal;
 use crate::convert::run::{self, ConvertReport, Request};
 use crate::convert::{self as conv, Options, RoomChoice, Validation};
-use crate::disk::{Access, MmapDisk};
+use crate::disk::Access;
 use crate::error::{Error, ErrorKind, Result};
 use crate::esp::EspTree;
 use crate::gpt::Guid;
@@ -100,10 +100,25 @@ pub struct PlanArgs {
 
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
-    /// The image: fixed VHD or raw disk.
+    /// The image: fixed VHD or raw disk, or a dynamic or differencing VHD, VHDX or qcow2
+    /// (validated as the fixed VHD `convert -o` makes of it).
     pub image: PathBuf,
     #[command(flatten)]
+    pub input: InputArgs,
+    #[command(flatten)]
     pub plan: PlanArgs,
+}
+
+/// How IMAGE is read (`validate` and `convert`).
+#[derive(Debug, Args)]
+pub struct InputArgs {
+    /// How IMAGE is read; `raw` for a raw disk (a raw file cannot be told from a damaged VHD).
+    #[arg(long, value_enum, default_value_t = InputFormat::Auto)]
+    pub input_format: InputFormat,
+    /// Where the parents of a differencing disk (or qcow2 backing files) are, besides the
+    /// child's own folder.
+    #[arg(long, value_name = "DIR")]
+    pub parent_dir: Option<PathBuf>,
 }
 
 /// `--input-format`: how IMAGE is read.
@@ -121,13 +136,8 @@ pub struct ConvertArgs {
     /// The image: fixed VHD or raw disk (converted in place unless -o is given), or a dynamic
     /// or differencing VHD, VHDX or qcow2 (converted into a new fixed VHD with -o only).
     pub image: PathBuf,
-    /// How IMAGE is read; `raw` for a raw disk (a raw file cannot be told from a damaged VHD).
-    #[arg(long, value_enum, default_value_t = InputFormat::Auto)]
-    pub input_format: InputFormat,
-    /// Where the parents of a differencing disk (or qcow2 backing files) are, besides the
-    /// child's own folder.
-    #[arg(long, value_name = "DIR")]
-    pub parent_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub input: InputArgs,
     /// Write an Azure-ready fixed VHD (whole MiB, a footer every reader sizes alike) and leave
     /// the partitions as they are: a Generation-1 upload, or a repair of a damaged footer.
     /// Needs -o.
@@ -198,6 +208,9 @@ fn boot_source(a: &PlanArgs) -> Result<BootSource> {
 /// `validate --json`: the validation, plus the boot files taken from the image.
 #[derive(serde::Serialize)]
 struct ValidateReport<'a> {
+    /// The input's format when it is validated as the fixed VHD `convert -o` makes of it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    input_format: Option<&'static str>,
     #[serde(flatten)]
     validation: &'a Validation,
     linux_boot: Option<&'a LinuxBoot>,
@@ -216,7 +229,14 @@ fn refusal_code(v: &Validation) -> u8 {
 pub fn run_validate(args: &ValidateArgs) -> Result<u8> {
     let source = boot_source(&args.plan)?;
     let mut opts = options(&args.plan, &args.image);
-    let disk = MmapDisk::open(&args.image, Access::ReadOnly)?;
+    // read as `convert` reads it: another format is validated as the fixed VHD `convert -o`
+    // makes of it; a raw disk named so as it is (what an in-place conversion would change)
+    let disk = conv::source::open(
+        &args.image,
+        &source_options(&args.input),
+        Access::ReadOnly,
+        args.input.input_format != InputFormat::Raw,
+    )?;
     let conv::assess::Assessment {
         validation: v,
         boot,
@@ -225,12 +245,24 @@ pub fn run_validate(args: &ValidateArgs) -> Result<u8> {
     } = conv::assess::assess(&disk, &source, &mut opts)?;
     if args.plan.json {
         output::json(&ValidateReport {
+            input_format: disk.image_format(),
             validation: &v,
             linux_boot: boot.linux.as_ref(),
             windows: windows.as_ref(),
         })?;
     } else {
-        let mut text = output::render_validation(&args.image.display().to_string(), &v);
+        let mut text = String::new();
+        if let Some(format) = disk.image_format() {
+            text.push_str(&format!(
+                "{} is a {format} image: validated as the fixed VHD `vhdtool convert {} -o OUT.vhd` writes (a {format} image is never converted in place)\n",
+                args.image.display(),
+                args.image.display()
+            ));
+        }
+        text.push_str(&output::render_validation(
+            &args.image.display().to_string(),
+            &v,
+        ));
         if let Some(lb) = &boot.linux {
             text.push_str(&lb.render());
         }
@@ -246,7 +278,7 @@ pub fn run_validate(args: &ValidateArgs) -> Result<u8> {
     })
 }
 
-fn source_options(args: &ConvertArgs) -> conv::source::SourceOptions {
+fn source_options(args: &InputArgs) -> conv::source::SourceOptions {
     conv::source::SourceOptions {
         raw: args.input_format == InputFormat::Raw,
         parent_dir: args.parent_dir.clone(),
@@ -255,7 +287,7 @@ fn source_options(args: &ConvertArgs) -> conv::source::SourceOptions {
 
 /// `convert --keep-mbr`: the fixed VHD, partitions untouched.
 fn run_keep_mbr(args: &ConvertArgs, out: &std::path::Path) -> Result<u8> {
-    let r = conv::source::keep_mbr(&args.image, out, &source_options(args))?;
+    let r = conv::source::keep_mbr(&args.image, out, &source_options(&args.input))?;
     if args.plan.json {
         output::json(&r)?;
     } else {
@@ -293,7 +325,7 @@ pub fn run_convert(args: &ConvertArgs) -> Result<u8> {
         boot: &source,
         dry_run: args.dry_run,
         verify: args.verify,
-        source: source_options(args),
+        source: source_options(&args.input),
     };
     let report: ConvertReport =
         run::convert(&request, &opts, &mut |done, total| bar.update(done, total))?;

@@ -72,7 +72,8 @@ pub fn assess(disk: &dyn Disk, source: &BootSource, opts: &mut Options) -> Resul
         // boot files given, or a Linux whose boot files are missing (its own check failed)
         OsType::Unknown
     };
-    if os == OsType::None && !opts.data_disk && !validation.already_gpt {
+    // said of a disk that is otherwise fine: a damaged or odd one has its own failures first
+    if os == OsType::None && !opts.data_disk && validation.passed() {
         refuse_data_disk(&mut validation);
     }
     Ok(Assessment {

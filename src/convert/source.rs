@@ -59,12 +59,19 @@ pub struct FixedView {
 impl FixedView {
     /// The view of `image`. The footer's unique id and timestamp are fixed here, so the plan
     /// and the written copy see the same bytes.
+    /// An input without a unique id of its own (qcow2, raw) gets one derived from what it holds
+    /// (see [`derived_unique_id`]), and the footer's time from `SOURCE_DATE_EPOCH` when that is
+    /// set: `validate` and `convert -o` plan the same GUIDs, and the same input gives the
+    /// same bytes.
     pub fn new(image: Image) -> Result<FixedView> {
         let unique_id = match image.unique_id() {
             Some(id) => id,
-            None => Guid::random()?.0,
+            None => derived_unique_id(&image)?,
         };
-        let timestamp = image.info().timestamp.unwrap_or_else(write::now_vhd);
+        let timestamp = match image.info().timestamp {
+            Some(t) => t,
+            None => source_date_vhd()?.unwrap_or_else(write::now_vhd),
+        };
         let opts = WriteOptions {
             unique_id: Some(unique_id),
             timestamp: Some(timestamp),
@@ -89,6 +96,34 @@ impl FixedView {
         out.push((self.size, 512));
         Ok(out)
     }
+}
+
+/// The footer's unique id of an input that has none: name-based (RFC 9562 v8, vhdtool's
+/// namespace) over "vhd unique id", the format's name, the virtual size and the disk's first
+/// 4 KiB (its MBR, whatever the sector size).
+fn derived_unique_id(image: &Image) -> Result<[u8; 16]> {
+    let mut first = [0u8; 4096];
+    let n = usize::try_from(image.len().min(4096)).unwrap_or(0);
+    if let Some(head) = first.get_mut(..n) {
+        image.read_at(0, head)?;
+    }
+    let mut name = b"vhd unique id ".to_vec();
+    name.extend_from_slice(image.format().name().as_bytes());
+    name.extend_from_slice(&image.len().to_le_bytes());
+    name.extend_from_slice(&first);
+    Ok(Guid::name_based(super::identity::NAMESPACE, &name).0)
+}
+
+/// `SOURCE_DATE_EPOCH` in the VHD footer's time, when it is set.
+fn source_date_vhd() -> Result<Option<u32>> {
+    if std::env::var_os("SOURCE_DATE_EPOCH").is_none() {
+        return Ok(None);
+    }
+    let unix = crate::esp::timestamp_from_env()?;
+    let since = unix
+        .saturating_sub(crate::vhd::footer::VHD_EPOCH_UNIX)
+        .max(0);
+    Ok(Some(u32::try_from(since).unwrap_or(u32::MAX)))
 }
 
 impl Disk for FixedView {
@@ -285,6 +320,15 @@ impl Source {
     /// True when the input is used as the file it is (fixed VHD, raw).
     pub fn is_file(&self) -> bool {
         matches!(self, Source::File(_))
+    }
+
+    /// The input's format when it is read through the image readers (what `validate` names:
+    /// it validates the fixed VHD `convert -o` makes of it); `None` for a fixed VHD or raw file.
+    pub fn image_format(&self) -> Option<&'static str> {
+        match self {
+            Source::File(_) => None,
+            Source::Image { view, .. } => Some(view.image.format().name()),
+        }
     }
 
     /// The file for an in-place conversion (other formats were refused by [`open`]).
