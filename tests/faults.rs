@@ -880,9 +880,10 @@ fn an_image_truncated_while_read_is_an_io_error_not_a_signal() {
             let stderr = fs::read_to_string(tmp.path().join(format!("{tag}.err"))).unwrap();
             let stdout = fs::read_to_string(tmp.path().join(format!("{tag}.out"))).unwrap();
             assert!(code.is_some(), "{tag}: killed by a signal\n{stderr}");
-            if !caught || code == Some(0) {
+            if !caught || code == Some(0) || stdout.contains("raw disk image, 1048576 bytes") {
                 // finished before it could be stopped, or had read all it needed by then (the
-                // lock is held to the end): try again
+                // lock is held to the end), or was stopped before its first read and so saw
+                // only the cut file, consistently (convert refuses its layout): try again
                 caught = false;
                 continue;
             }
