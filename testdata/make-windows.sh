@@ -36,7 +36,9 @@
 #   \Windows\Boot\Resources\{bootres.dll,en-US\bootres.dll.mui}, \Windows\Boot\PCAT\bootmgr,
 #   \Windows\System32\{winload.exe,winload.efi,winresume.exe,winresume.efi},
 #   \Windows\System32\config\SYSTEM (real, win7 unless said otherwise, MountedDevices' C: value
-#   moved to C:'s offset),
+#   moved to C:'s offset), \Windows\System32\config\SOFTWARE (a real hive, the small BCD store
+#   pybcd-minimal-uefi.BCD, with Microsoft\Windows NT\CurrentVersion merged in by hivexregedit:
+#   Windows 10 Pro 22H2, build 19045.3803),
 #   \Windows\System32\Recovery\ReAgent.xml, and \Recovery\WindowsRE\{Winre.wim,boot.sdi} unless
 #   WinRE is in its own partition.
 # \Boot\BCD is the real Windows 7 BIOS store pybcd-win7-bios-vm.BCD with its MBR devices (disk
@@ -89,6 +91,7 @@ need sfdisk fdisk
 need python3 python3
 need qemu-img qemu-utils
 need setfattr attr
+need hivexregedit libwin-hivex-perl
 if ! [ -c /dev/fuse ]; then
     echo "make-windows.sh: /dev/fuse is missing: the images need an ntfs-3g FUSE mount (modprobe fuse; in a container: --device /dev/fuse --cap-add SYS_ADMIN)" >&2
     exit 5
@@ -109,6 +112,27 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
+
+# the SOFTWARE hive of every C: (the version `info` reports), made once
+software="$work/SOFTWARE"
+cp "$here/windows-boot/uefi/pybcd-minimal-uefi.BCD" "$software"
+chmod u+w "$software"
+cat >"$work/software.reg" <<'REG'
+Windows Registry Editor Version 5.00
+
+[HKEY_LOCAL_MACHINE\SOFTWARE\Microsoft]
+
+[HKEY_LOCAL_MACHINE\SOFTWARE\Microsoft\Windows NT]
+
+[HKEY_LOCAL_MACHINE\SOFTWARE\Microsoft\Windows NT\CurrentVersion]
+"ProductName"="Windows 10 Pro"
+"DisplayVersion"="22H2"
+"CurrentBuild"="19045"
+"UBR"=dword:00000edb
+"EditionID"="Professional"
+"InstallationType"="Client"
+REG
+hivexregedit --merge --prefix 'HKEY_LOCAL_MACHINE\SOFTWARE' "$software" "$work/software.reg"
 
 DISK_SIG=0x5cbea03e
 hive=win7 # the SYSTEM hive on C: (see windows_tree)
@@ -192,6 +216,7 @@ if logs:
         data = lzma.open(os.path.join(src, "%s.%s.xz" % (name, ext))).read()
         open(os.path.join(dst, "SYSTEM." + ext), "wb").write(data)
 PY
+    cp "$software" "$m/Windows/System32/config/SOFTWARE"
     cat >"$m/Windows/System32/Recovery/ReAgent.xml" <<'XML'
 <?xml version='1.0' encoding='utf-8'?>
 

@@ -755,6 +755,64 @@ fn a_data_disk_gets_no_esp_and_no_v2_line() {
     assert!(!out.with_extension("w").exists());
 }
 
+/// `info` names the Windows version from the SOFTWARE hive (as hivexregedit reads the same file,
+/// taken off C: by ntfscat), in text and JSON.
+#[test]
+fn info_reports_the_windows_version() {
+    let Some(dir) = ready() else { return };
+    let img = dir.join("sysres.vhd");
+    let r = vhdtool(["info", img.to_str().unwrap()]);
+    assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout
+            .contains("version              Windows 10 Pro 22H2 (build 19045.3803)"),
+        "{}",
+        r.stdout
+    );
+    let r = vhdtool(["info", img.to_str().unwrap(), "--json"]);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    let ver = &v["windows"]["version"];
+    assert_eq!(ver["product_name"], "Windows 10 Pro", "{v}");
+    assert_eq!(ver["display_version"], "22H2");
+    assert_eq!(ver["build"], "19045");
+    assert_eq!(ver["edition_id"], "Professional");
+    assert_eq!(ver["installation_type"], "Client");
+    // the judge: hivexregedit on the hive as ntfscat reads it off C:
+    let c = parts(dir, "sysres")
+        .into_iter()
+        .find(|p| p.role == "c")
+        .unwrap();
+    let tmp = TempDir::new("windows-version");
+    let hive = tmp.path().join("SOFTWARE");
+    fs::write(
+        &hive,
+        ntfscat(
+            &part_file(dir, "sysres", c.number),
+            "/Windows/System32/config/SOFTWARE",
+        ),
+    )
+    .unwrap();
+    let export = String::from_utf8(run_ok(
+        tool("hivexregedit")
+            .arg("--export")
+            .arg(&hive)
+            .arg("\\Microsoft\\Windows NT\\CurrentVersion"),
+    ))
+    .unwrap();
+    let ubr = ver["ubr"].as_u64().unwrap();
+    assert!(
+        export.contains(&format!("\"UBR\"=dword:{ubr:08x}")),
+        "{export}"
+    );
+    // ProductName as hivexregedit gives it: UTF-16LE bytes in hex(1)
+    let name: Vec<String> = "Windows 10 Pro"
+        .encode_utf16()
+        .flat_map(|u| u.to_le_bytes())
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert!(export.contains(&name.join(",")), "{export}");
+}
+
 /// Two installations (C: of the `conly` disk twice): refused unless one is named; named, the
 /// plan is made for that one.
 #[test]

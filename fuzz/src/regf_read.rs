@@ -15,5 +15,7 @@ pub fn run(data: &[u8]) {
         }
         let _ = h.open("Objects\\{9dea862c-5cdd-4e70-acc1-f32b344d4795}\\Elements");
     }
+    // the SOFTWARE hive's version, as info reads it
+    let _ = vhdtool::boot::windows::version::version_of_hive(data);
     let _ = regf::replay_logs(data, &[data]);
 }

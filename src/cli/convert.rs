@@ -191,6 +191,8 @@ fn options(a: &PlanArgs, image: &std::path::Path) -> Options {
         windows: crate::boot::windows::WindowsOptions {
             partition: a.windows_partition,
             no_registry: a.no_registry,
+            // info's: a conversion needs no version (the SOFTWARE hive is large)
+            version: false,
         },
         reusable: None,
         data_disk: a.data_disk,

@@ -42,12 +42,16 @@ pub fn run(args: &InfoArgs) -> Result<u8> {
     // of another format is reported through its reader only.
     let windows = if flat {
         crate::convert::advice::complete_gen2_finding(&disk, &mut report);
-        // Windows: the installation, the BIOS system partition, the default entry, WinRE
+        // Windows: the installation, its version, the BIOS system partition, the default
+        // entry, WinRE
         crate::convert::windows::discover(
             &disk,
             &crate::boot::linux::BootSource::FromImage,
             report.sector_bytes,
-            &Default::default(),
+            &crate::boot::windows::WindowsOptions {
+                version: true,
+                ..Default::default()
+            },
         )
         .ok()
         .flatten()

@@ -88,6 +88,15 @@ impl WindowsReport {
         if let Some(p) = &i.system {
             let _ = writeln!(o, "  BIOS system partition {}", p.index);
         }
+        match (&i.version, &i.version_error) {
+            (Some(v), _) => {
+                let _ = writeln!(o, "  version              {}", v.display());
+            }
+            (None, Some(e)) => {
+                let _ = writeln!(o, "  version              unknown ({e})");
+            }
+            (None, None) => {}
+        }
         if let Some(d) = &i.description {
             let _ = writeln!(o, "  default entry        {d}");
         }

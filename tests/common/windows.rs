@@ -20,6 +20,7 @@ pub const TOOLS: &[(&str, &str)] = &[
     ("python3", "python3"),
     ("qemu-img", "qemu-utils"),
     ("setfattr", "attr"),
+    ("hivexregedit", "libwin-hivex-perl"),
 ];
 pub const WINDOWS: &[&str] = &[
     "sysres",

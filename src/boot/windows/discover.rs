@@ -17,6 +17,7 @@ use super::bcd::{read_bios_store, BiosStore, Device, PartitionId};
 use super::files::{boot_tree, BootFiles};
 use super::hive::{read_system_hive, SystemHive};
 use super::reagent::{read_reagent, ReAgent};
+use super::version::{read_version, WindowsVersion};
 use crate::boot::linux::{BootCheck, Verdict};
 use crate::disk::{Disk, Window};
 use crate::error::{ErrorKind, Result};
@@ -40,6 +41,9 @@ pub struct WindowsOptions {
     pub partition: Option<u32>,
     /// `--no-registry`: leave SYSTEM\MountedDevices and ReAgent.xml alone (with a warning).
     pub no_registry: bool,
+    /// Read the version from the SOFTWARE hive (`info`: a conversion does not need it, and a
+    /// real SOFTWARE hive is 30-200 MiB).
+    pub version: bool,
 }
 
 /// A partition of the disk.
@@ -71,6 +75,11 @@ pub struct WindowsInstall {
     pub winre: Option<(u32, String)>,
     /// The BIOS system partition holds `\Recovery\WindowsRE`.
     pub system_has_winre: bool,
+    /// The version, from the SOFTWARE hive (`None` when it could not be read: `version_error`).
+    pub version: Option<WindowsVersion>,
+    /// Why the version could not be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version_error: Option<String>,
     /// Every Windows check, passed or not (ids `windows.*`); `validate` lists them.
     #[serde(skip)]
     pub checks: Vec<BootCheck>,
@@ -230,6 +239,8 @@ pub fn discover(
         description: None,
         winre: None,
         system_has_winre: false,
+        version: None,
+        version_error: None,
         checks: Vec::new(),
         store: None,
         files: None,
@@ -511,6 +522,12 @@ fn volume_checks(w: &mut WindowsInstall, vol: &NtfsVolume, index: u32) -> bool {
 
 /// The boot files, the SYSTEM hive and ReAgent.xml.
 fn take_files(w: &mut WindowsInstall, vol: &NtfsVolume, opts: &WindowsOptions) {
+    if opts.version {
+        match read_version(vol) {
+            Ok(v) => w.version = v,
+            Err(e) => w.version_error = Some(format!("SOFTWARE hive: {e}")),
+        }
+    }
     match boot_tree(vol) {
         Ok(f) => {
             w.pass(
