@@ -59,6 +59,7 @@ pub struct FixedView {
 impl FixedView {
     /// The view of `image`. The footer's unique id and timestamp are fixed here, so the plan
     /// and the written copy see the same bytes.
+    ///
     /// An input without a unique id of its own (qcow2, raw) gets one derived from what it holds
     /// (see [`derived_unique_id`]), and the footer's time from `SOURCE_DATE_EPOCH` when that is
     /// set: `validate` and `convert -o` plan the same GUIDs, and the same input gives the
@@ -70,7 +71,10 @@ impl FixedView {
         };
         let timestamp = match image.info().timestamp {
             Some(t) => t,
-            None => source_date_vhd()?.unwrap_or_else(write::now_vhd),
+            None => match crate::esp::source_date_epoch()? {
+                Some(unix) => crate::vhd::footer::timestamp_of_unix(unix),
+                None => write::now_vhd(),
+            },
         };
         let opts = WriteOptions {
             unique_id: Some(unique_id),
@@ -112,18 +116,6 @@ fn derived_unique_id(image: &Image) -> Result<[u8; 16]> {
     name.extend_from_slice(&image.len().to_le_bytes());
     name.extend_from_slice(&first);
     Ok(Guid::name_based(super::identity::NAMESPACE, &name).0)
-}
-
-/// `SOURCE_DATE_EPOCH` in the VHD footer's time, when it is set.
-fn source_date_vhd() -> Result<Option<u32>> {
-    if std::env::var_os("SOURCE_DATE_EPOCH").is_none() {
-        return Ok(None);
-    }
-    let unix = crate::esp::timestamp_from_env()?;
-    let since = unix
-        .saturating_sub(crate::vhd::footer::VHD_EPOCH_UNIX)
-        .max(0);
-    Ok(Some(u32::try_from(since).unwrap_or(u32::MAX)))
 }
 
 impl Disk for FixedView {

@@ -117,6 +117,15 @@ pub fn timestamp_from_env() -> Result<i64> {
     parse_source_date_epoch(std::env::var("SOURCE_DATE_EPOCH").ok().as_deref())
 }
 
+/// `SOURCE_DATE_EPOCH` as [`timestamp_from_env`] reads it, when the variable is set at all;
+/// `None` when it is not (the caller then has a time of its own: a superblock's, now).
+pub fn source_date_epoch() -> Result<Option<i64>> {
+    if std::env::var_os("SOURCE_DATE_EPOCH").is_none() {
+        return Ok(None);
+    }
+    timestamp_from_env().map(Some)
+}
+
 fn parse_source_date_epoch(value: Option<&str>) -> Result<i64> {
     match value {
         Some(v) => v.trim().parse::<i64>().map_err(|_| {

@@ -21,7 +21,7 @@ use super::{ExtentKind, Image};
 use crate::disk::{Disk, PartialOutput};
 use crate::error::{Error, Result};
 use crate::gpt::guid::Guid;
-use crate::vhd::footer::{self, FooterFields, HOST_OS_WINDOWS, VHD_EPOCH_UNIX};
+use crate::vhd::footer::{self, FooterFields, HOST_OS_WINDOWS};
 use crate::vhd::geometry::MAX_CHS;
 
 const MIB: u64 = 1 << 20;
@@ -95,8 +95,7 @@ pub fn now_vhd() -> u32 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let epoch = u64::try_from(VHD_EPOCH_UNIX).unwrap_or(0);
-    u32::try_from(unix.saturating_sub(epoch)).unwrap_or(u32::MAX)
+    footer::timestamp_of_unix(i64::try_from(unix).unwrap_or(i64::MAX))
 }
 
 fn is_zero(buf: &[u8]) -> bool {

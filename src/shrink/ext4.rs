@@ -82,11 +82,7 @@ pub const FAKE_TIME_ENV: &str = "E2FSPROGS_FAKE_TIME";
 /// The clock e2fsprogs is run with: SOURCE_DATE_EPOCH when set, else the superblock's own last
 /// write time, so that shrinking the same filesystem twice writes the same bytes.
 fn fake_time(sb: &Superblock) -> Result<i64> {
-    if std::env::var_os("SOURCE_DATE_EPOCH").is_some() {
-        crate::esp::timestamp_from_env()
-    } else {
-        Ok(i64::from(sb.wtime))
-    }
+    Ok(crate::esp::source_date_epoch()?.unwrap_or(i64::from(sb.wtime)))
 }
 
 /// Size facts of an ext2/3/4 filesystem, from its superblock.

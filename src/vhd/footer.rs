@@ -36,6 +36,13 @@ pub const DISK_TYPE_DYNAMIC: u32 = 3;
 pub const DISK_TYPE_DIFFERENCING: u32 = 4;
 /// Seconds from the Unix epoch to the VHD epoch, 2000-01-01T00:00:00Z.
 pub const VHD_EPOCH_UNIX: i64 = 946_684_800;
+
+/// A footer timestamp (seconds since 2000-01-01T00:00:00Z) of Unix time `unix`, clamped to the
+/// field: 0 before 2000, `u32::MAX` past 2136.
+pub fn timestamp_of_unix(unix: i64) -> u32 {
+    let since = unix.saturating_sub(VHD_EPOCH_UNIX).max(0);
+    u32::try_from(since).unwrap_or(u32::MAX)
+}
 /// Byte offset of the checksum field, taken as zero while summing.
 const CHECKSUM_OFFSET: usize = 0x40;
 /// Bytes of the reserved tail (0x55 .. 0x200).
@@ -487,6 +494,21 @@ pub fn hex(bytes: &[u8]) -> String {
 )] // tests: a panic is a failed test
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn unix_time_becomes_a_clamped_footer_timestamp() {
+        assert_eq!(timestamp_of_unix(VHD_EPOCH_UNIX), 0);
+        assert_eq!(timestamp_of_unix(0), 0);
+        assert_eq!(
+            timestamp_of_unix(1_700_000_000),
+            1_700_000_000 - 946_684_800
+        );
+        assert_eq!(timestamp_of_unix(i64::MAX), u32::MAX);
+        assert_eq!(
+            timestamp_utc(timestamp_of_unix(1_700_000_000)),
+            "2023-11-14T22:13:20Z"
+        );
+    }
 
     /// The first 0x55 bytes of the footer `qemu-img create -f vpc -o subformat=fixed F 10M` wrote
     /// (QEMU 10.0.2); the 427 reserved bytes after them are zero.
