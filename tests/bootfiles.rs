@@ -479,12 +479,7 @@ fn non_linux_image_is_a_data_disk_unless_boot_files_are_named() {
     // no Linux, no Windows: a data disk, refused before any write, the ways on named
     let (run, v) = convert(&img, &out, &[]);
     assert_eq!(run.exit_code(), 7, "{}\n{}", run.stdout, run.stderr);
-    let failed: Vec<&serde_json::Value> = v["validation"]["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["status"] == "fail")
-        .collect();
+    let failed = common::failed_checks(&v["validation"]["checks"]);
     assert_eq!(failed.len(), 1, "{}", v["validation"]["checks"]);
     assert_eq!(failed[0]["id"], "os.found");
     let fix = failed[0]["fix"].as_str().unwrap();

@@ -393,12 +393,7 @@ fn validate_reads_every_format_as_convert_does() {
         let r = vhdtool(["validate", i, "--json"]);
         assert_eq!(r.code, Some(1), "{name}: {}", r.stdout);
         let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-        let failed: Vec<&serde_json::Value> = v["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|c| c["status"] == "fail")
-            .collect();
+        let failed = common::failed_checks(&v["checks"]);
         assert_eq!(failed.len(), 1, "{v}");
         assert_eq!(failed[0]["id"], "boot.files", "{v}");
         assert!(

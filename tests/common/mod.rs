@@ -185,6 +185,14 @@ pub fn findings(report: &serde_json::Value) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
+/// The failed checks of a `validate`/`convert` JSON `checks` array.
+pub fn failed_checks(checks: &serde_json::Value) -> Vec<&serde_json::Value> {
+    checks
+        .as_array()
+        .map(|a| a.iter().filter(|c| c["status"] == "fail").collect())
+        .unwrap_or_default()
+}
+
 /// Where an external tool lives: PATH, then the sbin directories (not on a user's PATH on
 /// Debian).
 pub fn tool_path(name: &str) -> Option<PathBuf> {

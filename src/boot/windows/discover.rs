@@ -520,7 +520,7 @@ fn volume_checks(w: &mut WindowsInstall, vol: &NtfsVolume, index: u32) -> bool {
     ok
 }
 
-/// The boot files, the SYSTEM hive and ReAgent.xml.
+/// The version (when asked), the boot files, the SYSTEM hive and ReAgent.xml.
 fn take_files(w: &mut WindowsInstall, vol: &NtfsVolume, opts: &WindowsOptions) {
     if opts.version {
         match read_version(vol) {
